@@ -1,0 +1,23 @@
+"""tomopilot: an autopilot for cryo-electron tomography.
+
+The package is layered (see ``DESIGN.md`` §2 in the shared folder): ``core`` holds units,
+errors, events, clocks and configuration; ``imaging``, ``io`` and ``store`` hold image maths,
+file formats and the database; ``instrument`` holds the :class:`~tomopilot.instrument.Microscope`
+protocol and its backends, the digital twin first among them.
+
+Examples
+--------
+>>> from tomopilot.instrument.twin import TwinMicroscope, TwinConfig
+>>> scope = TwinMicroscope(TwinConfig(seed=1))
+>>> scope.stage.position().tilt_deg
+0.0
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tomopilot")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "uninstalled"
+
+__all__ = ["__version__"]

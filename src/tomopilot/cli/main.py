@@ -1,0 +1,30 @@
+"""The ``tomopilot`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from tomopilot import __version__
+
+app = typer.Typer(
+    name="tomopilot",
+    help="An autopilot for cryo-electron tomography, on a digital twin or a real microscope.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tomopilot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """tomopilot: plan, acquire, track and preprocess cryo-ET tilt series."""

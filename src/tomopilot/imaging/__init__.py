@@ -1,0 +1,1 @@
+"""Image maths: Fourier transforms, the CTF, cross-correlation, filters and estimators."""

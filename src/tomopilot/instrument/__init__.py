@@ -1,0 +1,55 @@
+"""Microscopes: the typed protocol, its value types and errors, and the backends.
+
+The digital twin (:mod:`tomopilot.instrument.twin`) is the default backend. Backends for real
+microscopes import their vendor modules lazily, only when they are constructed.
+"""
+
+from tomopilot.instrument.errors import (
+    CalibrationError,
+    CameraTimeoutError,
+    ImageShiftLimitError,
+    InstrumentError,
+    NoBeamError,
+    StageError,
+    StageLimitError,
+)
+from tomopilot.instrument.protocol import (
+    Camera,
+    Housekeeping,
+    Measurements,
+    Microscope,
+    Optics,
+    Stage,
+)
+from tomopilot.instrument.types import (
+    AreaPreset,
+    DewarStatus,
+    Image,
+    LowDoseArea,
+    Movie,
+    StageLimits,
+    StagePosition,
+)
+
+__all__ = [
+    "AreaPreset",
+    "CalibrationError",
+    "Camera",
+    "CameraTimeoutError",
+    "DewarStatus",
+    "Housekeeping",
+    "Image",
+    "ImageShiftLimitError",
+    "InstrumentError",
+    "LowDoseArea",
+    "Measurements",
+    "Microscope",
+    "Movie",
+    "NoBeamError",
+    "Optics",
+    "Stage",
+    "StageError",
+    "StageLimitError",
+    "StageLimits",
+    "StagePosition",
+]

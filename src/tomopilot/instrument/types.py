@@ -1,0 +1,161 @@
+"""Value types shared by every microscope backend: positions, low-dose areas, images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from tomopilot.core.config import ConfigModel
+
+
+class LowDoseArea(StrEnum):
+    """The low-dose areas of SerialEM, each a preset of magnification, exposure and dose."""
+
+    SEARCH = "Search"
+    VIEW = "View"
+    FOCUS = "Focus"
+    TRIAL = "Trial"
+    RECORD = "Record"
+    PREVIEW = "Preview"
+
+
+class AreaPreset(ConfigModel):
+    """Imaging conditions of one low-dose area.
+
+    ``unbinned_pixel_size_a`` is the pixel size on the specimen at this magnification for one
+    unbinned camera pixel; the image pixel size is that times ``binning``. The dose rate is in
+    electrons per unbinned pixel per second at the detector with nothing in the beam, as
+    SerialEM reports it.
+    """
+
+    magnification: int = Field(gt=0)
+    unbinned_pixel_size_a: float = Field(gt=0)
+    binning: int = Field(default=1, ge=1, le=16)
+    defocus_offset_um: float = 0.0
+    exposure_s: float = Field(gt=0, le=60)
+    dose_rate_e_px_s: float = Field(ge=0)
+    camera_area_px: tuple[int, int] | None = Field(
+        default=None,
+        description="(width, height) of a centred sub-area in unbinned pixels; None = full",
+    )
+    frame_time_s: float = Field(default=0.1, gt=0)
+    offset_along_axis_um: float = Field(
+        default=0.0,
+        description="shift of this area from Record along the tilt axis (Focus/Trial in LD)",
+    )
+    beam_diameter_um: float = Field(default=1.5, gt=0)
+
+    @property
+    def pixel_size_a(self) -> float:
+        """Image pixel size on the specimen (Å), binning included."""
+        return self.unbinned_pixel_size_a * self.binning
+
+    @property
+    def dose_e_a2(self) -> float:
+        """Dose per exposure in e⁻/Å² with nothing in the beam."""
+        return self.dose_rate_e_px_s * self.exposure_s / self.unbinned_pixel_size_a**2
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in a movie of one exposure."""
+        return max(1, round(self.exposure_s / self.frame_time_s))
+
+    @model_validator(mode="after")
+    def _check_area(self) -> AreaPreset:
+        if self.camera_area_px is not None:
+            w, h = self.camera_area_px
+            if w <= 0 or h <= 0:
+                raise ValueError("camera_area_px must be positive")
+            if w % self.binning or h % self.binning:
+                raise ValueError("camera_area_px must be divisible by the binning")
+        return self
+
+
+@dataclass(frozen=True)
+class StagePosition:
+    """A stage reading: x, y, z in µm and the tilt (alpha) in degrees."""
+
+    x_um: float
+    y_um: float
+    z_um: float
+    tilt_deg: float
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """Travel of the stage: ±xy, ±z (µm) and ±tilt (degrees)."""
+
+    xy_um: float
+    z_um: float
+    tilt_deg: float
+
+
+@dataclass(frozen=True)
+class DewarStatus:
+    """State of the autofill dewars."""
+
+    filling: bool
+    seconds_until_next_fill: float
+    seconds_left_in_fill: float
+
+
+@dataclass
+class Image:
+    """One exposure as the camera delivered it, with the conditions a mdoc would record.
+
+    ``data`` is in counts (float32), shape (height, width). ``defocus_um`` is the objective
+    focus readout including the area's defocus offset, as SerialEM writes it to the mdoc.
+    ``exposure_id`` is the backend's identifier of this exposure (the twin's ground truth is
+    keyed by it).
+    """
+
+    data: NDArray[np.float32]
+    area: LowDoseArea
+    pixel_size_a: float
+    binning: int
+    magnification: int
+    exposure_s: float
+    dose_e_a2: float
+    defocus_um: float
+    stage: StagePosition
+    image_shift_um: tuple[float, float]
+    time_s: float
+    datetime: datetime
+    exposure_id: int
+    counts_per_electron: float = 1.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tilt_deg(self) -> float:
+        """Stage tilt reported when the image was taken."""
+        return self.stage.tilt_deg
+
+    @property
+    def mean_counts(self) -> float:
+        """Mean counts per pixel."""
+        return float(np.mean(self.data, dtype=np.float64))
+
+    @property
+    def mean_counts_per_s(self) -> float:
+        """Mean counts per unbinned pixel per second (SerialEM ``ReportMeanCounts buf 1``)."""
+        return self.mean_counts / (self.binning**2 * self.exposure_s)
+
+
+@dataclass
+class Movie:
+    """A frame stack of one exposure: ``frames`` has shape (n, height, width), in counts."""
+
+    frames: NDArray[np.float32]
+    frame_dose_e_a2: float
+    frame_time_s: float
+    image: Image
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return int(self.frames.shape[0])

@@ -1,0 +1,1 @@
+"""File formats: MRC, mdoc, STAR, TIA, SMV and the JSON records tomopilot writes."""
