@@ -1,0 +1,1 @@
+"""Preprocessing pipelines: motion correction, CTF estimation, microED conversion, on an Executor."""
