@@ -1,1 +1,1 @@
-"""Preprocessing pipelines: motion correction, CTF estimation, microED conversion, on an Executor."""
+"""Preprocessing pipelines: motion correction, CTF, microED conversion, on an Executor."""

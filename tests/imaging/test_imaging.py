@@ -1,0 +1,86 @@
+"""Image maths: sub-pixel alignment, Fourier helpers, CTF zeros and the defocus estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.fft as sfft
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tomopilot.imaging.ctf import CtfOptics, ctf, ctf_zero_frequencies_a_inv
+from tomopilot.imaging.errors import DefocusFitError, NoCorrelationPeakError
+from tomopilot.imaging.estimate_defocus import estimate_defocus
+from tomopilot.imaging.fourier import fourier_crop, fourier_shift, frequency_grid
+from tomopilot.imaging.xcorr import align
+
+OPTICS = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+
+
+def _texture(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, n)).astype(np.float32)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dx=st.floats(-20, 20, allow_nan=False),
+    dy=st.floats(-20, 20, allow_nan=False),
+    seed=st.integers(0, 1000),
+)
+def test_align_recovers_subpixel_shifts(dx: float, dy: float, seed: int) -> None:
+    ref = _texture(128, seed)
+    result = align(ref, fourier_shift(ref, dx, dy))
+    assert result.shift_x_px == pytest.approx(dx, abs=0.05)
+    assert result.shift_y_px == pytest.approx(dy, abs=0.05)
+
+
+def test_align_in_noise_and_with_a_search_limit() -> None:
+    rng = np.random.default_rng(4)
+    ref = _texture(256, 1)
+    moved = fourier_shift(ref, 6.3, -2.7)
+    noisy_ref = ref + rng.normal(scale=1.0, size=ref.shape)
+    noisy_mov = moved + rng.normal(scale=1.0, size=ref.shape)
+    result = align(noisy_ref, noisy_mov, low_pass_px=3.0)
+    assert (result.shift_x_px, result.shift_y_px) == pytest.approx((6.3, -2.7), abs=0.15)
+    limited = align(noisy_ref, noisy_mov, max_shift_px=3.0)
+    assert np.hypot(limited.shift_x_px, limited.shift_y_px) <= 3.0 + 1.0  # sub-pixel refinement
+    assert limited.peak < result.peak
+    with pytest.raises(NoCorrelationPeakError):
+        align(ref, moved, max_shift_px=5.0, expected_shift_px=(500.0, 0.0))
+
+
+def test_fourier_crop_keeps_mean_and_band() -> None:
+    image = _texture(256, 2) + 10.0
+    cropped = fourier_crop(image, 2.0)
+    assert cropped.shape == (128, 128)
+    assert cropped.mean() == pytest.approx(image.mean(), rel=1e-5)
+
+
+def test_ctf_zeros_solve_the_ctf() -> None:
+    zeros = ctf_zero_frequencies_a_inv(OPTICS, -3.0, n_zeros=6)
+    values = ctf(zeros, OPTICS, -3.0, with_envelope=False)
+    assert np.max(np.abs(values)) < 1e-9
+    assert 1 / zeros[0] == pytest.approx(24.7, abs=0.1)
+
+
+def _ctf_image(defocus_um: float, n: int = 1024, px: float = 2.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = frequency_grid((n, n), px, real=True)
+    spectrum = sfft.rfft2(rng.normal(size=(n, n)))
+    contrast = sfft.irfft2(spectrum * ctf(k, OPTICS, defocus_um), s=(n, n))
+    expected = 30.0 * (1.0 + 0.15 * contrast / contrast.std())
+    return rng.poisson(np.clip(expected, 0, None)).astype(np.float32)
+
+
+@pytest.mark.parametrize("defocus_um", [-1.5, -3.0, -5.0])
+def test_estimate_defocus_recovers_the_truth(defocus_um: float) -> None:
+    fit = estimate_defocus(_ctf_image(defocus_um), 2.0, OPTICS)
+    assert fit.defocus_um == pytest.approx(defocus_um, abs=0.02)
+    assert fit.score > 0.5
+
+
+def test_estimate_defocus_refuses_pure_noise() -> None:
+    noise = np.random.default_rng(3).poisson(30.0, size=(1024, 1024)).astype(np.float32)
+    with pytest.raises(DefocusFitError):
+        estimate_defocus(noise, 2.0, OPTICS, min_score=0.3)
