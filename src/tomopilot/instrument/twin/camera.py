@@ -1,0 +1,264 @@
+"""The twin's camera: exposures and frame movies in a low-dose area, with their ground truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from tomopilot.imaging.fourier import WORKERS
+from tomopilot.instrument.errors import CameraTimeoutError, NoBeamError
+from tomopilot.instrument.events import ExposureTaken, FaultTriggered
+from tomopilot.instrument.twin.core import STREAM_MOTION, STREAM_NOISE, STREAM_TEXTURE, TwinCore
+from tomopilot.instrument.twin.field import FieldOfView
+from tomopilot.instrument.twin.ground_truth import ExposureTruth
+from tomopilot.instrument.twin.motion import MotionModel, make_motion
+from tomopilot.instrument.twin.optics import TwinOptics
+from tomopilot.instrument.twin.render import Rendered, render
+from tomopilot.instrument.twin.stage import TwinStage
+from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
+
+CAMERA_TIMEOUT_S = 30.0  # how long a hung acquisition takes to fail (est.)
+DARK_FRACTION = 0.002  # signal left when the beam is blocked (est.)
+FRAME_SAVE_S = 0.02  # extra readout per saved frame (K3T: 0.26 s for 20 frames, rounded up)
+
+
+class TwinCamera:
+    """Camera of the twin (implements :class:`~tomopilot.instrument.Camera`)."""
+
+    def __init__(self, core: TwinCore, stage: TwinStage, optics: TwinOptics) -> None:
+        self._core = core
+        self._stage = stage
+        self._optics = optics
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        return self._core.config.camera.size_px
+
+    def readout_area(self, preset: AreaPreset) -> tuple[int, int, int, int]:
+        """(x0, y0, width, height) in unbinned pixels of a preset's centred sub-area."""
+        width, height = self.size_px
+        w, h = preset.camera_area_px or (width, height)
+        w -= w % preset.binning
+        h -= h % preset.binning
+        return (width - w) // 2, (height - h) // 2, w, h
+
+    def field(self, area: LowDoseArea) -> FieldOfView:
+        """The field of view an exposure in ``area`` would have now."""
+        preset = self._optics.preset(area)
+        _, _, w, h = self.readout_area(preset)
+        centre = self._optics.field_centre_lab_um(area, self._stage.tilt_axis_offset_um)
+        rotation = self._core.config.optics.tilt_axis_angle_deg + 90.0
+        return FieldOfView(
+            centre, (h // preset.binning, w // preset.binning), preset.pixel_size_a, rotation
+        )
+
+    def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
+        image, _, _ = self._expose(LowDoseArea(area), n_frames=None)
+        return image
+
+    def acquire_movie(
+        self, area: LowDoseArea = LowDoseArea.RECORD, n_frames: int | None = None
+    ) -> Movie:
+        preset = self._optics.preset(LowDoseArea(area))
+        n = n_frames or preset.n_frames
+        if n < 1:
+            raise ValueError(f"a movie needs at least one frame, not {n}")
+        image, frames, frame_dose = self._expose(LowDoseArea(area), n_frames=n)
+        assert frames is not None
+        return Movie(
+            frames=frames,
+            frame_dose_e_a2=frame_dose,
+            frame_time_s=preset.exposure_s / n,
+            image=image,
+        )
+
+    # -- the exposure ---------------------------------------------------------------------------
+    def _check_faults(self, index: int) -> bool:
+        core = self._core
+        now = core.clock.now_s()
+        forced = core.faults.on_time(now)
+        if forced is not None:
+            core.events.emit(FaultTriggered(time_s=now, fault="dewar_refill"))
+            core.start_fill(now)
+        spec = core.faults.on_exposure(index, now)
+        if spec is None:
+            return False
+        core.events.emit(FaultTriggered(time_s=now, fault=spec.kind, detail=f"exposure {index}"))
+        core.truth.note(now, spec.kind, exposure=index)
+        if spec.kind == "camera_timeout":
+            core.spend("camera_timeout", CAMERA_TIMEOUT_S)
+            raise CameraTimeoutError(
+                f"the camera did not return exposure {index} within {CAMERA_TIMEOUT_S:g} s"
+            )
+        if spec.kind == "no_beam":
+            raise NoBeamError(
+                "no electrons reach the camera: the beam is blanked or the valves are closed"
+            )
+        return True  # a dark image
+
+    def _expose(
+        self, area: LowDoseArea, n_frames: int | None
+    ) -> tuple[Image, NDArray[np.float32] | None, float]:
+        core = self._core
+        cam = core.config.camera
+        index = core.n_exposures
+        core.n_exposures += 1
+        dark = self._check_faults(index)
+        preset = self._optics.preset(area)
+        field = self.field(area)
+        readout = self.readout_area(preset)
+        core.spend("exposure_overhead", cam.pre_exposure_s)
+        start_s = core.clock.now_s()
+        pose = core.stage.pose(start_s + preset.exposure_s / 2)
+        focus = self._optics.focus_um() + preset.defocus_offset_um
+        feg = core.feg_factor()
+        electrons = preset.dose_rate_e_px_s * preset.exposure_s * preset.binning**2 * feg
+        signal = core.zlp_factor() * (DARK_FRACTION if dark else 1.0)
+        motion: MotionModel | None = None
+        pad = 0
+        if n_frames is not None:
+            velocity = core.stage.drift_velocity_um_s(start_s)
+            drift_px = field.lab_vector_to_pixels(float(velocity[0]), float(velocity[1]))
+            motion = make_motion(
+                core.config.movie,
+                core.rng(STREAM_MOTION, index),
+                n_frames=n_frames,
+                frame_time_s=preset.exposure_s / n_frames,
+                pixel_size_a=field.pixel_size_a,
+                tilt_deg=pose.tilt_deg,
+                axis_angle_on_camera_deg=field.rotation_deg,
+                drift_px_s=drift_px,
+                shape=field.shape,
+            )
+            reach = (
+                float(np.max(np.abs(motion.frame_shifts_px)))
+                + 3 * core.config.movie.local_motion_a / field.pixel_size_a
+            )
+            pad = math.ceil(reach) + 8
+        rendered = render(
+            core.specimen,
+            pose,
+            field,
+            focus,
+            core.config.optics,
+            electrons,
+            core.rng(STREAM_TEXTURE, index),
+            pad=pad,
+            beam_factor=signal,
+        )
+        core.spend("exposure", preset.exposure_s)
+        noise = core.rng(STREAM_NOISE, index)
+        frames = None
+        frame_dose = 0.0
+        if motion is None or n_frames is None:
+            data = core.detector.read_out(
+                rendered.image,
+                binning=preset.binning,
+                area=readout,
+                exposure_s=preset.exposure_s,
+                rng=noise,
+            )
+        else:
+            frames = self._frames(rendered, motion, n_frames, preset, readout, noise)
+            data = frames.sum(axis=0)
+            frame_dose = preset.dose_e_a2 / n_frames
+            core.spend("frame_saving", FRAME_SAVE_S * n_frames)
+        core.spend("readout", cam.readout_s)
+        stage = self._stage.position()
+        truth = ExposureTruth(
+            exposure_id=index,
+            area=area.value,
+            time_s=start_s,
+            duration_s=preset.exposure_s,
+            dose_e_a2=preset.dose_e_a2 * feg * (0.0 if dark else 1.0),
+            beam_centre_lab_um=field.centre_um,
+            beam_radius_um=preset.beam_diameter_um / 2,
+            field_shape=field.shape,
+            pixel_size_a=field.pixel_size_a,
+            rotation_deg=field.rotation_deg,
+            pose=pose,
+            stage_reported=(stage.x_um, stage.y_um, stage.z_um, stage.tilt_deg),
+            image_shift_true_um=self._optics.true_image_shift_um(),
+            focus_um=focus,
+            defocus_um=rendered.defocus_centre_um,
+            defocus_gradient_um_per_px=rendered.defocus_gradient_um_per_px,
+            specimen_centre_um=rendered.specimen_centre_um,
+            transmission_centre=rendered.transmission_centre,
+            path_centre_nm=rendered.path_centre_nm,
+            dark=dark,
+            motion=motion,
+        )
+        core.truth.record(truth)
+        image = Image(
+            data=data,
+            area=area,
+            pixel_size_a=preset.pixel_size_a,
+            binning=preset.binning,
+            magnification=preset.magnification,
+            exposure_s=preset.exposure_s,
+            dose_e_a2=preset.dose_e_a2,
+            defocus_um=focus,
+            stage=stage,
+            image_shift_um=self._optics.image_shift_um(),
+            time_s=start_s,
+            datetime=core.clock.datetime(),
+            exposure_id=index,
+            counts_per_electron=cam.counts_per_electron,
+        )
+        core.events.emit(
+            ExposureTaken(
+                time_s=core.clock.now_s(),
+                exposure_id=index,
+                area=area.value,
+                dose_e_a2=preset.dose_e_a2,
+                duration_s=preset.exposure_s,
+                mean_counts=image.mean_counts,
+            )
+        )
+        return image, frames, frame_dose
+
+    def _frames(
+        self,
+        rendered: Rendered,
+        motion: MotionModel,
+        n_frames: int,
+        preset: AreaPreset,
+        readout: tuple[int, int, int, int],
+        rng: np.random.Generator,
+    ) -> NDArray[np.float32]:
+        expected = rendered.expected
+        pad = rendered.pad
+        ny, nx = expected.shape
+        spectrum = sfft.rfft2(expected, workers=WORKERS)
+        fy = np.fft.fftfreq(ny)[:, None].astype(np.float32)
+        fx = np.fft.rfftfreq(nx)[None, :].astype(np.float32)
+        h, w = ny - 2 * pad, nx - 2 * pad
+        local = None
+        if len(motion.modes):
+            rows, cols = np.mgrid[0:ny, 0:nx].astype(np.float32)
+            local = motion.local_field(cols - pad + 0.5, rows - pad + 0.5).astype(np.float32)
+        out = np.empty((n_frames, h, w), np.float32)
+        frame_time = preset.exposure_s / n_frames
+        for i in range(n_frames):
+            sx, sy = motion.frame_shifts_px[i]
+            ramp = np.exp(-2j * np.pi * (fy * np.float32(sy) + fx * np.float32(sx))).astype(
+                np.complex64
+            )
+            shifted = sfft.irfft2(spectrum * ramp, s=(ny, nx), workers=WORKERS).astype(np.float32)
+            if local is not None:
+                amount = np.float32(motion.time_profile[i])
+                coords = np.stack([rows - local[..., 1] * amount, cols - local[..., 0] * amount])
+                shifted = ndimage.map_coordinates(shifted, coords, order=1, mode="nearest").astype(
+                    np.float32
+                )
+            frame = (np.maximum(shifted[pad : pad + h, pad : pad + w], 0.0) / n_frames).astype(
+                np.float32
+            )
+            out[i] = self._core.detector.read_out(
+                frame, binning=preset.binning, area=readout, exposure_s=frame_time, rng=rng
+            )
+        return out

@@ -1,0 +1,118 @@
+"""Shared state of one twin: configuration, clock, random streams, mechanics and ground truth.
+
+The parts of the twin microscope (stage, optics, camera, measurements, housekeeping) each hold
+a reference to one :class:`TwinCore`, so they see the same clock, stage and specimen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tomopilot.core.clock import SimulatedClock
+from tomopilot.core.events import EventBus
+from tomopilot.instrument.twin.config import TwinConfig
+from tomopilot.instrument.twin.detector import Detector
+from tomopilot.instrument.twin.faults import FaultInjector
+from tomopilot.instrument.twin.ground_truth import GroundTruth
+from tomopilot.instrument.twin.specimen import build_specimen
+from tomopilot.instrument.twin.stage_model import StageModel
+
+# Random streams: a stable number per purpose, so adding a draw in one purpose never changes
+# what another purpose sees.
+STREAM_STAGE = 1
+STREAM_SPECIMEN = 2
+STREAM_NOISE = 3
+STREAM_TEXTURE = 4
+STREAM_MOTION = 5
+STREAM_MEASURE = 6
+STREAM_HOUSEKEEPING = 7
+
+
+class TwinCore:
+    """State shared by the parts of one twin microscope."""
+
+    def __init__(self, config: TwinConfig, clock: SimulatedClock, events: EventBus) -> None:
+        self.config = config
+        self.clock = clock
+        self.events = events
+        self.truth = GroundTruth()
+        self.stage = StageModel(config.stage, self.rng(STREAM_STAGE, 0))
+        self.specimen = build_specimen(
+            config.specimen, int(self.rng(STREAM_SPECIMEN, 0).integers(2**31))
+        )
+        self.detector = Detector(config.camera, config.seed)
+        self.faults = FaultInjector(config.faults)
+        self.n_exposures = 0
+        hk = self.rng(STREAM_HOUSEKEEPING, 0)
+        hconf = config.housekeeping
+        first = hconf.dewar_first_fill_s
+        self.next_fill_s = (
+            first
+            if first is not None
+            else float(hk.uniform(0.3, 1.0) * hconf.dewar_refill_interval_s)
+        )
+        self.fill_end_s = -math.inf
+        self.last_flash_s = -float(hk.uniform(0.0, 0.5) * hconf.feg_flash_interval_s)
+        self.last_zlp_refine_s = 0.0
+        self.zlp_offset_start_ev = float(hk.normal(0.0, 0.3))
+
+    def rng(self, stream: int, index: int) -> np.random.Generator:
+        """A generator for one purpose and index, independent of call order."""
+        return np.random.default_rng(np.random.SeedSequence([self.config.seed, stream, index]))
+
+    def spend(self, activity: str, seconds: float) -> None:
+        """Advance the simulated clock, booking the time, and run what falls due meanwhile."""
+        if seconds <= 0:
+            return
+        self.clock.advance(seconds)
+        self.truth.spend(activity, seconds)
+        self._update_dewar()
+
+    def _update_dewar(self) -> None:
+        now = self.clock.now_s()
+        hconf = self.config.housekeeping
+        while now >= self.next_fill_s:
+            start = self.next_fill_s
+            self.fill_end_s = start + hconf.dewar_refill_duration_s
+            self.next_fill_s = start + hconf.dewar_refill_interval_s
+            self.stage.start_drift_burst(start, factor=5.0)
+            self.truth.note(start, "dewar_fill_started", until_s=self.fill_end_s)
+
+    def start_fill(self, time_s: float) -> None:
+        """Begin a dewar fill now (a scheduled or forced one)."""
+        hconf = self.config.housekeeping
+        self.fill_end_s = time_s + hconf.dewar_refill_duration_s
+        self.next_fill_s = time_s + hconf.dewar_refill_interval_s
+        self.stage.start_drift_burst(time_s, factor=5.0)
+        self.truth.note(time_s, "dewar_fill_started", until_s=self.fill_end_s)
+
+    def filling(self) -> bool:
+        """Whether a dewar fill is under way."""
+        return self.clock.now_s() < self.fill_end_s
+
+    def zlp_offset_ev(self) -> float:
+        """How far the zero-loss peak has drifted from the slit centre."""
+        hours = (self.clock.now_s() - self.last_zlp_refine_s) / 3600.0
+        return self.zlp_offset_start_ev + self.config.optics.zlp_drift_ev_per_h * hours
+
+    def feg_factor(self) -> float:
+        """Beam current relative to just after a flash (the cold FEG's emission decays)."""
+        hconf = self.config.housekeeping
+        hours = max(0.0, self.clock.now_s() - self.last_flash_s) / 3600.0
+        return float((1.0 - hconf.feg_decay_per_h) ** hours)
+
+    def zlp_factor(self) -> float:
+        """Fraction of the zero-loss peak that passes the energy-filter slit."""
+        optics = self.config.optics
+        if optics.slit_width_ev <= 0:
+            return 1.0
+        sigma = optics.zlp_fwhm_ev / 2.3548
+        half = optics.slit_width_ev / 2
+        offset = self.zlp_offset_ev()
+        inside = 0.5 * (
+            math.erf((half - offset) / (sigma * math.sqrt(2)))
+            - math.erf((-half - offset) / (sigma * math.sqrt(2)))
+        )
+        return float(inside)

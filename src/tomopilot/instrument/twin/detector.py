@@ -1,0 +1,72 @@
+"""The twin's counting detector: shot noise, a gain pattern, hot pixels and dead columns."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.instrument.twin.config import CameraConfig
+
+
+class Detector:
+    """Turns expected electrons per pixel into counts, with the camera's fixed defects.
+
+    The gain pattern, hot pixels and dead columns are drawn once from the camera's seed, on the
+    unbinned sensor, so they sit at the same place in every image (as gain references and
+    defect maps assume).
+    """
+
+    def __init__(self, config: CameraConfig, seed: int) -> None:
+        self.config = config
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))
+        width, height = config.size_px
+        self._gain_seed = int(rng.integers(2**31))
+        n_hot = round(config.hot_pixel_fraction * width * height)
+        self.hot_pixels = np.stack(
+            [rng.integers(0, height, n_hot), rng.integers(0, width, n_hot)], axis=1
+        )
+        self.dead_columns = np.sort(rng.choice(width, size=config.dead_columns, replace=False))
+        self.hot_rate_e_s = 200.0  # counts per second from a hot pixel (est.)
+
+    @lru_cache(maxsize=8)  # noqa: B019 - one detector per twin, a handful of readout modes
+    def gain(self, binning: int, area: tuple[int, int, int, int]) -> NDArray[np.float32]:
+        """Relative gain of the (binned) pixels of a readout area (x0, y0, width, height)."""
+        x0, y0, w, h = area
+        width, height = self.config.size_px
+        full = (
+            np.random.default_rng(self._gain_seed)
+            .normal(1.0, self.config.gain_nonuniformity, size=(height, width))
+            .astype(np.float32)
+        )
+        crop = full[y0 : y0 + h, x0 : x0 + w]
+        if binning > 1:
+            crop = crop.reshape(h // binning, binning, w // binning, binning).mean(axis=(1, 3))
+        return np.asarray(crop, dtype=np.float32)
+
+    def read_out(
+        self,
+        expected_e: NDArray[np.float32],
+        *,
+        binning: int,
+        area: tuple[int, int, int, int],
+        exposure_s: float,
+        rng: np.random.Generator,
+    ) -> NDArray[np.float32]:
+        """Counts for one exposure or frame: Poisson(expected × gain), plus defects."""
+        gain = self.gain(binning, area)
+        lam = expected_e * gain
+        counts = rng.poisson(np.maximum(lam, 0.0)).astype(np.float32)
+        x0, y0, w, h = area
+        if len(self.hot_pixels):
+            rows, cols = self.hot_pixels[:, 0], self.hot_pixels[:, 1]
+            inside = (rows >= y0) & (rows < y0 + h) & (cols >= x0) & (cols < x0 + w)
+            br = (rows[inside] - y0) // binning
+            bc = (cols[inside] - x0) // binning
+            extra = rng.poisson(self.hot_rate_e_s * exposure_s, size=len(br)).astype(np.float32)
+            np.add.at(counts, (br, bc), extra)
+        dead = self.dead_columns[(self.dead_columns >= x0) & (self.dead_columns < x0 + w)]
+        for column in dead:
+            counts[:, (column - x0) // binning] *= 1.0 - 1.0 / binning
+        return np.asarray(counts * np.float32(self.config.counts_per_electron), dtype=np.float32)

@@ -1,0 +1,110 @@
+"""The digital twin assembled: a :class:`~tomopilot.instrument.Microscope` that knows the truth."""
+
+from __future__ import annotations
+
+from tomopilot.core.clock import SimulatedClock
+from tomopilot.core.events import EventBus
+from tomopilot.instrument.twin.camera import TwinCamera
+from tomopilot.instrument.twin.config import FaultSpec, TwinConfig
+from tomopilot.instrument.twin.core import TwinCore
+from tomopilot.instrument.twin.ground_truth import GroundTruth
+from tomopilot.instrument.twin.housekeeping import TwinHousekeeping
+from tomopilot.instrument.twin.measurements import TwinMeasurements
+from tomopilot.instrument.twin.optics import TwinOptics
+from tomopilot.instrument.twin.specimen import HoleyFilm, Lamella
+from tomopilot.instrument.twin.stage import TwinStage
+
+
+class TwinMicroscope:
+    """A seeded, deterministic microscope on a simulated clock.
+
+    Parameters
+    ----------
+    config
+        The twin's configuration (defaults: Krios-like, autoloader, lamella).
+    clock
+        A simulated clock to share with other components; a new one by default.
+    events
+        The bus the twin reports on; a new one by default.
+
+    Attributes
+    ----------
+    ground_truth
+        What really happened at every exposure. Reports and tests read it; acquisition
+        algorithms must not.
+    specimen
+        The specimen model (lamella or holey film), for reports and tests.
+    """
+
+    def __init__(
+        self,
+        config: TwinConfig | None = None,
+        *,
+        clock: SimulatedClock | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.config = config or TwinConfig()
+        self.name = self.config.name
+        self.clock = clock or SimulatedClock()
+        self.events = events or EventBus()
+        self._core = TwinCore(self.config, self.clock, self.events)
+        self.stage = TwinStage(self._core)
+        self.optics = TwinOptics(self._core)
+        self.camera = TwinCamera(self._core, self.stage, self.optics)
+        self.measurements = TwinMeasurements(self._core, self.stage, self.optics, self.camera)
+        self.housekeeping = TwinHousekeeping(self._core)
+
+    @property
+    def ground_truth(self) -> GroundTruth:
+        """The ground-truth log."""
+        return self._core.truth
+
+    @property
+    def specimen(self) -> Lamella | HoleyFilm:
+        """The specimen model."""
+        return self._core.specimen
+
+    def inject_fault(self, spec: FaultSpec) -> None:
+        """Schedule a fault while running (see :class:`FaultSpec`)."""
+        self._core.faults.inject(spec)
+
+    def true_eucentric_z_um(self) -> float:
+        """Stage z at which the specimen's reference plane sits on the tilt axis (truth)."""
+        return self._core.stage.eucentric_z_um
+
+    def true_tilt_axis_offset_um(self, tilt_deg: float = 1.0) -> float:
+        """Lateral offset of the mechanical tilt axis for the branch of ``tilt_deg`` (truth)."""
+        return self._core.stage.axis_offset_um(tilt_deg)
+
+    def stage_model(self) -> object:
+        """The stage's physics model (truth: run-out, run-away branches, drift)."""
+        return self._core.stage
+
+    def describe(self) -> dict[str, object]:
+        """A summary of the twin: microscope, stage profile and specimen."""
+        cfg = self.config
+        return {
+            "name": cfg.name,
+            "seed": cfg.seed,
+            "optics": {
+                "voltage_kv": cfg.optics.voltage_kv,
+                "cs_mm": cfg.optics.cs_mm,
+                "amplitude_contrast": cfg.optics.amplitude_contrast,
+                "image_shift_limit_um": cfg.optics.image_shift_limit_um,
+                "energy_filter_slit_ev": cfg.optics.slit_width_ev,
+            },
+            "stage": cfg.stage.model_dump(mode="json"),
+            "camera": {"name": cfg.camera.name, "size_px": list(cfg.camera.size_px)},
+            "presets": {
+                area: {
+                    "magnification": p.magnification,
+                    "pixel_size_a": p.pixel_size_a,
+                    "exposure_s": p.exposure_s,
+                    "dose_e_a2": round(p.dose_e_a2, 4),
+                    "defocus_offset_um": p.defocus_offset_um,
+                }
+                for area, p in cfg.presets.model_dump().items()
+                for p in [getattr(cfg.presets, area)]
+            },
+            "specimen": self.specimen.describe(),
+        }

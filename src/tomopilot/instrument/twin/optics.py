@@ -1,0 +1,101 @@
+"""The twin's optics: image shift through an imperfect calibration, focus, low-dose presets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.instrument.errors import ImageShiftLimitError
+from tomopilot.instrument.twin.core import TwinCore
+from tomopilot.instrument.types import AreaPreset, LowDoseArea
+
+# Settling after an image shift, Thermo's newer table (SEM-P): (µm moved, seconds).
+_IS_SETTLE_TABLE = ((0.0, 0.0), (0.1, 0.0), (0.3, 0.4), (0.5, 0.5), (100.0, 0.5))
+
+
+class TwinOptics:
+    """Image shift, focus and presets (implements :class:`~tomopilot.instrument.Optics`).
+
+    IS units are what the deflectors are set to. The calibration the software believes maps
+    specimen µm to units by the identity; the truth adds the configured scale and rotation
+    error, so asking for d µm moves the beam by (1 + ε)·R(δ)·d.
+    """
+
+    def __init__(self, core: TwinCore) -> None:
+        self._core = core
+        cfg = core.config.optics
+        rot = math.radians(cfg.is_rotation_error_deg)
+        self._units_to_true_um = (1.0 + cfg.is_scale_error) * np.array(
+            [[math.cos(rot), -math.sin(rot)], [math.sin(rot), math.cos(rot)]]
+        )
+        self._units = np.zeros(2)
+        self._focus_um = 0.0
+        self._presets = {area: core.config.presets.get(area) for area in LowDoseArea}
+
+    @property
+    def image_shift_limit_um(self) -> float:
+        return self._core.config.optics.image_shift_limit_um
+
+    def specimen_to_is_matrix(self) -> NDArray[np.float64]:
+        return np.eye(2)
+
+    def image_shift_units(self) -> tuple[float, float]:
+        return float(self._units[0]), float(self._units[1])
+
+    def image_shift_um(self) -> tuple[float, float]:
+        um = np.linalg.solve(self.specimen_to_is_matrix(), self._units)
+        return float(um[0]), float(um[1])
+
+    def set_image_shift_units(self, x: float, y: float) -> None:
+        um = np.linalg.solve(self.specimen_to_is_matrix(), np.array([x, y]))
+        limit = self.image_shift_limit_um
+        if not (math.isfinite(x) and math.isfinite(y)) or np.any(np.abs(um) > limit):
+            raise ImageShiftLimitError((float(um[0]), float(um[1])), limit)
+        moved = float(np.hypot(*(np.array([x, y]) - self._units)))
+        self._units = np.array([x, y], dtype=np.float64)
+        table = np.array(_IS_SETTLE_TABLE)
+        settle = float(np.interp(moved, table[:, 0], table[:, 1]))
+        self._core.spend("image_shift_settle", settle * self._core.config.optics.is_settle_s / 0.5)
+
+    def set_image_shift_um(self, x_um: float, y_um: float) -> None:
+        units = self.specimen_to_is_matrix() @ np.array([x_um, y_um], dtype=np.float64)
+        limit = self.image_shift_limit_um
+        if not (math.isfinite(x_um) and math.isfinite(y_um)) or max(abs(x_um), abs(y_um)) > limit:
+            raise ImageShiftLimitError((x_um, y_um), limit)
+        self.set_image_shift_units(float(units[0]), float(units[1]))
+
+    def true_image_shift_um(self) -> tuple[float, float]:
+        """Where the deflectors really put the beam on the specimen (ground truth)."""
+        true = self._units_to_true_um @ self._units
+        return float(true[0]), float(true[1])
+
+    def focus_um(self) -> float:
+        return self._focus_um
+
+    def set_focus_um(self, focus_um: float) -> None:
+        if not math.isfinite(focus_um) or abs(focus_um) > 1000:
+            raise ValueError(f"focus {focus_um} µm is outside the objective's range")
+        self._focus_um = float(focus_um)
+
+    def preset(self, area: LowDoseArea) -> AreaPreset:
+        return self._presets[LowDoseArea(area)]
+
+    def set_preset(self, area: LowDoseArea, preset: AreaPreset) -> None:
+        width, height = self._core.config.camera.size_px
+        if preset.camera_area_px is not None:
+            w, h = preset.camera_area_px
+            if w > width or h > height:
+                raise ValueError(f"camera area {w}×{h} exceeds the {width}×{height} sensor")
+        self._presets[LowDoseArea(area)] = preset
+
+    def field_centre_lab_um(
+        self, area: LowDoseArea, axis_offset_setting_um: float
+    ) -> tuple[float, float]:
+        """Lab (x, y) of the centre of ``area``'s field: true IS, axis centring, LD offset."""
+        x, y = self.true_image_shift_um()
+        if self._core.config.center_image_shift_on_tilt_axis:
+            y += axis_offset_setting_um
+        x += self.preset(area).offset_along_axis_um
+        return x, y
