@@ -125,3 +125,15 @@ def test_journal_refuses_a_corrupt_middle_line(tmp_path: Path) -> None:
     path.write_text(json.dumps({"a": 1}) + "\nnot json\n" + json.dumps({"b": 2}) + "\n")
     with pytest.raises(JournalError, match=r"run\.journal:2"):
         list(AppendOnlyJournal(path).records())
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "settings.txt", "x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tomopilot import __version__
+from tomopilot.cli.diffraction import diffraction_app
 
 app = typer.Typer(
     name="tomopilot",
@@ -13,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(diffraction_app, name="diffraction")
 
 
 def _version(value: bool) -> None:

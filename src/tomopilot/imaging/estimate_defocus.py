@@ -92,7 +92,7 @@ def estimate_defocus(
     *,
     defocus_range_um: tuple[float, float] = (-10.0, -0.3),
     tile_px: int = 512,
-    k_min_a_inv: float = 1 / 60.0,
+    k_min_a_inv: float = 1 / 40.0,
     k_max_a_inv: float | None = 1 / 5.0,
     min_score: float = 0.1,
 ) -> DefocusFit:

@@ -56,6 +56,29 @@ class TwinCamera:
             centre, (h // preset.binning, w // preset.binning), preset.pixel_size_a, rotation
         )
 
+    def gain_reference(self, area: LowDoseArea = LowDoseArea.RECORD) -> NDArray[np.float32]:
+        """The gain reference for raw frames of ``area`` (what to divide them by)."""
+        preset = self._optics.preset(area)
+        return self._core.detector.gain(preset.binning, self.readout_area(preset)).copy()
+
+    def defect_map(self, area: LowDoseArea = LowDoseArea.RECORD) -> NDArray[np.bool_]:
+        """Defective (hot or dead) pixels of ``area``'s readout."""
+        preset = self._optics.preset(area)
+        return self._core.detector.defect_map(preset.binning, self.readout_area(preset))
+
+    def correct(self, raw: NDArray[np.float32], preset: AreaPreset) -> NDArray[np.float32]:
+        """Gain-normalise and repair defects in a raw image, as the camera software does."""
+        detector = self._core.detector
+        readout = self.readout_area(preset)
+        out = (raw / detector.gain(preset.binning, readout)).astype(np.float32)
+        bad = detector.defect_map(preset.binning, readout)
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            dead = np.flatnonzero(bad.all(axis=0))
+            isolated = ~np.isin(cols, dead)
+            detector.repair(out, rows[isolated], cols[isolated], dead)
+        return out
+
     def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
         image, _, _ = self._expose(LowDoseArea(area), n_frames=None)
         return image
@@ -165,6 +188,8 @@ class TwinCamera:
         else:
             frames = self._frames(rendered, motion, n_frames, preset, readout, noise)
             data = frames.sum(axis=0)
+            if not cam.frames_gain_normalized:
+                data = self.correct(data, preset)
             frame_dose = preset.dose_e_a2 / n_frames
             core.spend("frame_saving", FRAME_SAVE_S * n_frames)
         core.spend("readout", cam.readout_s)
@@ -259,6 +284,11 @@ class TwinCamera:
                 np.float32
             )
             out[i] = self._core.detector.read_out(
-                frame, binning=preset.binning, area=readout, exposure_s=frame_time, rng=rng
+                frame,
+                binning=preset.binning,
+                area=readout,
+                exposure_s=frame_time,
+                rng=rng,
+                corrected=self._core.config.camera.frames_gain_normalized,
             )
         return out

@@ -115,6 +115,9 @@ class CameraConfig(ConfigModel):
     gain_nonuniformity: float = Field(default=0.005, ge=0, le=0.5)
     hot_pixel_fraction: float = Field(default=2e-6, ge=0, le=0.01)
     dead_columns: int = Field(default=1, ge=0)
+    frames_gain_normalized: bool = Field(
+        default=False, description="save frames divided by the gain (else raw, as counted)"
+    )
     pre_exposure_s: float = Field(default=0.8, ge=0)
     readout_s: float = Field(default=1.1, ge=0)
 

@@ -53,12 +53,19 @@ class Detector:
         area: tuple[int, int, int, int],
         exposure_s: float,
         rng: np.random.Generator,
+        corrected: bool = True,
     ) -> NDArray[np.float32]:
-        """Counts for one exposure or frame: Poisson(expected × gain), plus defects."""
+        """Counts for one exposure or frame: Poisson(expected × gain), plus defects.
+
+        With ``corrected`` (what the camera software hands SerialEM for an image) the counts are
+        divided by the gain reference and defective pixels are replaced by their neighbours'
+        mean; without it (raw frames) gain and defects stay in.
+        """
         gain = self.gain(binning, area)
         lam = expected_e * gain
         counts = rng.poisson(np.maximum(lam, 0.0)).astype(np.float32)
         x0, y0, w, h = area
+        br = bc = np.zeros(0, np.int64)
         if len(self.hot_pixels):
             rows, cols = self.hot_pixels[:, 0], self.hot_pixels[:, 1]
             inside = (rows >= y0) & (rows < y0 + h) & (cols >= x0) & (cols < x0 + w)
@@ -67,6 +74,42 @@ class Detector:
             extra = rng.poisson(self.hot_rate_e_s * exposure_s, size=len(br)).astype(np.float32)
             np.add.at(counts, (br, bc), extra)
         dead = self.dead_columns[(self.dead_columns >= x0) & (self.dead_columns < x0 + w)]
-        for column in dead:
-            counts[:, (column - x0) // binning] *= 1.0 - 1.0 / binning
+        dead_binned = np.unique((dead - x0) // binning)
+        for column in dead_binned:
+            counts[:, column] *= 1.0 - 1.0 / binning
+        if corrected:
+            counts /= gain
+            self.repair(counts, br, bc, dead_binned)
         return np.asarray(counts * np.float32(self.config.counts_per_electron), dtype=np.float32)
+
+    @staticmethod
+    def repair(
+        counts: NDArray[np.float32],
+        rows: NDArray[np.int64],
+        cols: NDArray[np.int64],
+        dead_cols: NDArray[np.int64],
+    ) -> None:
+        """Replace hot pixels and dead columns by the mean of their neighbours (in place)."""
+        ny, nx = counts.shape
+        for column in dead_cols:
+            neighbours = [c for c in (column - 1, column + 1) if 0 <= c < nx and c not in dead_cols]
+            if neighbours:
+                counts[:, column] = counts[:, neighbours].mean(axis=1)
+        for r, c in zip(rows, cols, strict=True):
+            around = [
+                counts[rr, cc]
+                for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+                if 0 <= rr < ny and 0 <= cc < nx
+            ]
+            counts[r, c] = float(np.mean(around))
+
+    def defect_map(self, binning: int, area: tuple[int, int, int, int]) -> NDArray[np.bool_]:
+        """True at the (binned) pixels of a readout area that hold a hot pixel or dead column."""
+        x0, y0, w, h = area
+        out = np.zeros((h // binning, w // binning), bool)
+        rows, cols = self.hot_pixels[:, 0], self.hot_pixels[:, 1]
+        inside = (rows >= y0) & (rows < y0 + h) & (cols >= x0) & (cols < x0 + w)
+        out[(rows[inside] - y0) // binning, (cols[inside] - x0) // binning] = True
+        dead = self.dead_columns[(self.dead_columns >= x0) & (self.dead_columns < x0 + w)]
+        out[:, (dead - x0) // binning] = True
+        return out

@@ -11,6 +11,7 @@ from tomopilot.instrument.twin.ground_truth import GroundTruth
 from tomopilot.instrument.twin.housekeeping import TwinHousekeeping
 from tomopilot.instrument.twin.measurements import TwinMeasurements
 from tomopilot.instrument.twin.optics import TwinOptics
+from tomopilot.instrument.twin.pose import StagePose
 from tomopilot.instrument.twin.specimen import HoleyFilm, Lamella
 from tomopilot.instrument.twin.stage import TwinStage
 
@@ -76,9 +77,14 @@ class TwinMicroscope:
         """Lateral offset of the mechanical tilt axis for the branch of ``tilt_deg`` (truth)."""
         return self._core.stage.axis_offset_um(tilt_deg)
 
-    def stage_model(self) -> object:
-        """The stage's physics model (truth: run-out, run-away branches, drift)."""
-        return self._core.stage
+    def true_pose(self) -> StagePose:
+        """Where the specimen really is now (truth)."""
+        return self._core.stage.pose(self.clock.now_s())
+
+    def true_runout_um(self, tilt_deg: float) -> tuple[float, float, float]:
+        """The goniometer's run-out (x, y, z) at a tilt, run-away branches included (truth)."""
+        x, y, z = self._core.stage.runout_um(tilt_deg)
+        return float(x), float(y), float(z)
 
     def describe(self) -> dict[str, object]:
         """A summary of the twin: microscope, stage profile and specimen."""

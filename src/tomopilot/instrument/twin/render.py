@@ -245,7 +245,7 @@ def render(
     )
     k2 = terms.k2
     spectrum = np.zeros(k2.shape, np.complex64)
-    for group in specimen.blobs(spec_bounds):
+    for group in specimen.blobs(spec_bounds, px_a):
         if not len(group.weights_v_a3):
             continue
         lab = pose.to_lab(group.positions_um)

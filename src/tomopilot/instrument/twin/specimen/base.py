@@ -73,8 +73,10 @@ class Specimen(Protocol):
         """Material at specimen (x, y), thicknesses along the surface normal."""
         ...
 
-    def blobs(self, bounds_um: tuple[float, float, float, float]) -> list[BlobGroup]:
-        """Blobs whose centres lie in (x0, x1, y0, y1), one group per width."""
+    def blobs(
+        self, bounds_um: tuple[float, float, float, float], pixel_size_a: float
+    ) -> list[BlobGroup]:
+        """Blobs centred in (x0, x1, y0, y1), one group per width; fine ones only at fine pixels."""
         ...
 
     def contamination(self, bounds_um: tuple[float, float, float, float]) -> Spheres:

@@ -23,6 +23,19 @@ class ParticleConfig(ConfigModel):
     )
 
 
+class CrowdingConfig(ConfigModel):
+    """The crowd of smaller proteins that fills cytoplasm: a fixed fine texture.
+
+    Rendered only at fine pixels (≤ ``max_pixel_a``), where it matters; it is what tracking
+    locks on to between the larger particles.
+    """
+
+    density_per_um3: float = Field(default=5e5, ge=0)
+    mass_kda: float = Field(default=60.0, gt=0)
+    contrast_v: float = Field(default=2.7, ge=0)
+    max_pixel_a: float = Field(default=8.0, gt=0)
+
+
 class MembraneConfig(ConfigModel):
     """Lipid membranes: small vesicles and large organelle envelopes (spherical shells)."""
 
@@ -60,10 +73,11 @@ class LamellaConfig(ConfigModel):
     length_um: float = Field(default=12.0, gt=0)
     bulk_thickness_nm: float = Field(default=3000.0, gt=0)
     particles: ParticleConfig = ParticleConfig()
+    crowding: CrowdingConfig = CrowdingConfig()
     membranes: MembraneConfig = MembraneConfig()
     contamination: ContaminationConfig = ContaminationConfig()
     ice_texture_rad2_a2_per_nm: float = Field(
-        default=5e-5,
+        default=1e-4,
         ge=0,
         description="phase spectral density of amorphous ice per nm of thickness (Thon rings)",
     )
@@ -89,9 +103,10 @@ class HoleyFilmConfig(ConfigModel):
     grid_pitch_um: float = Field(default=85.0, gt=0)
     grid_bar_um: float = Field(default=25.0, gt=0)
     particles: ParticleConfig = ParticleConfig(density_per_um3=800.0)
+    crowding: CrowdingConfig = CrowdingConfig(density_per_um3=0.0)
     membranes: MembraneConfig = MembraneConfig(vesicles_per_um2=0.0, organelles_per_um2=0.0)
     contamination: ContaminationConfig = ContaminationConfig(per_um2=0.01)
-    ice_texture_rad2_a2_per_nm: float = Field(default=5e-5, ge=0)
+    ice_texture_rad2_a2_per_nm: float = Field(default=1e-4, ge=0)
 
     @property
     def pitch_um(self) -> float:

@@ -48,6 +48,20 @@ def particles(
     return positions, weights
 
 
+CROWDING_TILE_UM = 0.5
+
+
+def crowding_sigma_a(mass_kda: float) -> float:
+    """Blob width of a protein of ``mass_kda`` (0.6 × the radius of its volume at 1.21 Å³/Da)."""
+    volume_a3 = 1.21 * mass_kda * 1e3
+    return 0.6 * float(math.pow(3 * volume_a3 / (4 * math.pi), 1 / 3))
+
+
+def crowding_weight_v_a3(mass_kda: float, contrast_v: float) -> float:
+    """Integrated potential of one crowding protein (V·Å³)."""
+    return contrast_v * 1.21 * mass_kda * 1e3
+
+
 def sphere_shell(
     centre_um: NDArray[np.float64],
     radius_um: float,

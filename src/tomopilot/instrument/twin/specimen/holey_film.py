@@ -129,7 +129,9 @@ class HoleyFilm:
         cz = self.surface_height_um(cx, cy) + half_um + radii * 0.6
         return [BlobGroup(self._sigma, pos, w)], Spheres(np.stack([cx, cy, cz], 1), radii)
 
-    def blobs(self, bounds_um: tuple[float, float, float, float]) -> list[BlobGroup]:
+    def blobs(
+        self, bounds_um: tuple[float, float, float, float], pixel_size_a: float
+    ) -> list[BlobGroup]:
         return self._tiles.blobs(bounds_um)
 
     def contamination(self, bounds_um: tuple[float, float, float, float]) -> Spheres:

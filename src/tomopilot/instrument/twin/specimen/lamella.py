@@ -17,7 +17,10 @@ from numpy.typing import NDArray
 from tomopilot.instrument.twin.specimen.base import BlobGroup, Columns, FloatArray, Spheres
 from tomopilot.instrument.twin.specimen.config import LamellaConfig
 from tomopilot.instrument.twin.specimen.features import (
+    CROWDING_TILE_UM,
     MEMBRANE_SIGMA_A,
+    crowding_sigma_a,
+    crowding_weight_v_a3,
     particle_sigma_a,
     particles,
     sphere_shell,
@@ -42,6 +45,8 @@ class Lamella:
         reach = max(config.membranes.organelle_radius_nm) * 1e-3 + 0.1
         self._tiles = TileCache(seed, TILE_UM, self._generate, reach_um=reach)
         self._particle_sigma = particle_sigma_a(config.particles.radius_nm)
+        self._crowd = TileCache(seed + 1, CROWDING_TILE_UM, self._generate_crowd, reach_um=0.01)
+        self._crowd_sigma = crowding_sigma_a(config.crowding.mass_kda)
 
     # -- geometry -----------------------------------------------------------------------------
     def surface_height_um(self, x_um: FloatArray, y_um: FloatArray) -> FloatArray:
@@ -123,8 +128,30 @@ class Lamella:
         ]
         return groups, spheres
 
-    def blobs(self, bounds_um: tuple[float, float, float, float]) -> list[BlobGroup]:
-        return self._tiles.blobs(bounds_um)
+    def _generate_crowd(
+        self, rng: np.random.Generator, bounds: tuple[float, float, float, float]
+    ) -> TileContent:
+        c = self.config
+        x0, x1, y0, y1 = bounds
+        half_um = c.thickness_nm * 1e-3 / 2
+        volume = (x1 - x0) * (y1 - y0) * 2 * half_um
+        n = int(rng.poisson(c.crowding.density_per_um3 * volume))
+        px, py = rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
+        pz = self.surface_height_um(px, py) + rng.uniform(-half_um, half_um, n)
+        keep = self.in_window(px, py)
+        weight = crowding_weight_v_a3(c.crowding.mass_kda, c.crowding.contrast_v)
+        positions = np.stack([px, py, pz], axis=1)[keep]
+        group = BlobGroup(self._crowd_sigma, positions, np.full(len(positions), weight, np.float32))
+        return [group], Spheres()
+
+    def blobs(
+        self, bounds_um: tuple[float, float, float, float], pixel_size_a: float
+    ) -> list[BlobGroup]:
+        groups = self._tiles.blobs(bounds_um)
+        crowding = self.config.crowding
+        if crowding.density_per_um3 > 0 and pixel_size_a <= crowding.max_pixel_a:
+            groups += self._crowd.blobs(bounds_um)
+        return groups
 
     def contamination(self, bounds_um: tuple[float, float, float, float]) -> Spheres:
         return self._tiles.spheres(bounds_um)

@@ -1,0 +1,136 @@
+"""The twin is seeded and deterministic, never sleeps, and refuses impossible requests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from twin_helpers import QUIET_STAGE, small_config
+
+from tomopilot.core.config import load_config
+from tomopilot.core.errors import ConfigError
+from tomopilot.instrument import (
+    CameraTimeoutError,
+    ImageShiftLimitError,
+    LowDoseArea,
+    Microscope,
+    NoBeamError,
+    StageError,
+    StageLimitError,
+)
+from tomopilot.instrument.twin import FaultSpec, TwinConfig, TwinMicroscope
+
+
+def _series(seed: int) -> list[np.ndarray]:
+    scope = TwinMicroscope(small_config(seed, size=256))
+    scope.optics.set_focus_um(-3.0)
+    images = []
+    for tilt in (0.0, 21.0, -33.0):
+        scope.stage.tilt_to(tilt, backlash_compensate=True)
+        scope.optics.set_image_shift_um(0.3, -0.2)
+        images.append(scope.camera.acquire(LowDoseArea.RECORD).data)
+    images.append(scope.camera.acquire_movie(LowDoseArea.RECORD, n_frames=3).frames)
+    return images
+
+
+def test_same_seed_is_bit_identical_and_other_seeds_differ() -> None:
+    first, again, other = _series(5), _series(5), _series(6)
+    for a, b in zip(first, again, strict=True):
+        assert a.tobytes() == b.tobytes()
+    for a, c in zip(first, other, strict=True):
+        assert not np.array_equal(a, c)
+
+
+def test_the_twin_satisfies_the_protocol_and_never_sleeps() -> None:
+    scope = TwinMicroscope(small_config(2, size=128))
+    assert isinstance(scope, Microscope)
+    wall = time.perf_counter()
+    scope.housekeeping.refill_dewar()  # 15 simulated minutes
+    scope.stage.tilt_to(60.0)
+    assert scope.clock.now_s() >= 15 * 60
+    assert time.perf_counter() - wall < 5.0
+
+
+def test_image_shift_beyond_the_limit_raises() -> None:
+    scope = TwinMicroscope(small_config(1, size=128))
+    limit = scope.optics.image_shift_limit_um
+    scope.optics.set_image_shift_um(limit - 0.01, 0.0)
+    with pytest.raises(ImageShiftLimitError) as info:
+        scope.optics.set_image_shift_um(0.0, limit + 0.5)
+    assert info.value.limit_um == limit
+    assert scope.optics.image_shift_um() == pytest.approx((limit - 0.01, 0.0))
+
+
+def test_stage_limits_raise_typed_errors() -> None:
+    scope = TwinMicroscope(small_config(1, size=128, stage={"profile": "side-entry"}))
+    with pytest.raises(StageLimitError, match="tilt"):
+        scope.stage.tilt_to(65.0)
+    with pytest.raises(StageLimitError, match="x"):
+        scope.stage.move_to(x_um=2000.0)
+
+
+def test_a_bad_twin_yaml_value_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "twin.yaml"
+    path.write_text("seed: 4\nstage:\n  profile: side-entry\n  tilt_speed_deg_s: -3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, TwinConfig)
+    assert info.value.field == "stage.tilt_speed_deg_s"
+    assert info.value.line == 4
+    path.write_text("stage:\n  profile: rocket\n")
+    with pytest.raises(ConfigError, match=r"stage\.profile"):
+        load_config(path, TwinConfig)
+    path.write_text("presets:\n  record:\n    camera_area_px: [8192, 8192]\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(path, TwinConfig)
+
+
+def test_injected_faults_fire_as_typed_errors_and_dark_images() -> None:
+    config = small_config(
+        3,
+        size=128,
+        faults=[
+            {"kind": "camera_timeout", "at_exposure": 1, "count": 2},
+            {"kind": "dark_image", "at_exposure": 4},
+            {"kind": "no_beam", "at_exposure": 6},
+            {"kind": "stage_error", "at_move": 1},
+        ],
+    )
+    scope = TwinMicroscope(config)
+    normal = scope.camera.acquire(LowDoseArea.RECORD)
+    for _ in range(2):
+        with pytest.raises(CameraTimeoutError):
+            scope.camera.acquire(LowDoseArea.RECORD)
+    scope.camera.acquire(LowDoseArea.RECORD)
+    dark = scope.camera.acquire(LowDoseArea.RECORD)
+    assert dark.mean_counts < 0.01 * normal.mean_counts
+    assert scope.ground_truth.exposure(dark.exposure_id).dark
+    scope.camera.acquire(LowDoseArea.RECORD)
+    with pytest.raises(NoBeamError):
+        scope.camera.acquire(LowDoseArea.RECORD)
+    scope.stage.tilt_to(3.0)
+    with pytest.raises(StageError):
+        scope.stage.tilt_to(6.0)
+    assert scope.stage.position().tilt_deg == 3.0
+
+
+def test_a_jump_fault_moves_the_specimen() -> None:
+    config = small_config(
+        3,
+        size=128,
+        stage=QUIET_STAGE,
+        faults=[FaultSpec(kind="stage_jump", at_move=2, magnitude_um=0.4)],
+    )
+    scope = TwinMicroscope(config)
+    scope.stage.tilt_to(3.0)
+    before = scope.camera.acquire(LowDoseArea.RECORD)
+    scope.stage.tilt_to(6.0)
+    scope.stage.tilt_to(9.0)  # the third move jumps
+    after = scope.camera.acquire(LowDoseArea.RECORD)
+    truth = scope.ground_truth
+    point = truth.exposure(before.exposure_id).specimen_centre_um
+    dx0, dy0 = truth.exposure(before.exposure_id).offset_nm(point)
+    dx1, dy1 = truth.exposure(after.exposure_id).offset_nm(point)
+    rigid = np.hypot(dx1 - dx0, dy1 - dy0)
+    assert rigid > 300.0  # 0.4 µm jump (plus the small rigid motion of 6°)
