@@ -144,6 +144,15 @@ class Camera(Protocol):
         """(width, height) of the full sensor in unbinned pixels."""
         ...
 
+    def specimen_to_camera_matrix(self, area: LowDoseArea) -> NDArray[np.float64]:
+        """Calibrated 2×2 matrix from a specimen-plane shift (µm, x along the tilt axis) to
+        the shift of image content in ``area``'s (binned) pixels (column, row).
+
+        A specimen feature displaced by d µm appears displaced by M @ d pixels; an image shift
+        or stage move of +d µm moves the field over the specimen, so content moves by −M @ d.
+        """
+        ...
+
     def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
         """Expose in ``area`` and return the image."""
         ...

@@ -79,6 +79,12 @@ class TwinCamera:
             detector.repair(out, rows[isolated], cols[isolated], dead)
         return out
 
+    def specimen_to_camera_matrix(self, area: LowDoseArea) -> NDArray[np.float64]:
+        field = self.field(LowDoseArea(area))
+        rot = math.radians(field.rotation_deg)
+        matrix = np.array([[math.cos(rot), -math.sin(rot)], [math.sin(rot), math.cos(rot)]])
+        return np.asarray(matrix / field.pixel_um, dtype=np.float64)
+
     def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
         image, _, _ = self._expose(LowDoseArea(area), n_frames=None)
         return image
