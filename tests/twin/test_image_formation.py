@@ -21,6 +21,7 @@ EMPTY_SLAB = {
     "particles": {"density_per_um3": 0.0},
     "membranes": {"vesicles_per_um2": 0.0, "organelles_per_um2": 0.0},
     "contamination": {"per_um2": 0.0},
+    "crowding": {"density_per_um3": 0.0},
     "ice_texture_rad2_a2_per_nm": 0.0,
 }
 STEADY_BEAM = {"feg_decay_per_h": 0.0}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from tomopilot import __version__
+from tomopilot.cli import demo
 from tomopilot.cli.diffraction import diffraction_app
+from tomopilot.cli.twin import twin_app
 
 app = typer.Typer(
     name="tomopilot",
@@ -15,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(diffraction_app, name="diffraction")
+app.add_typer(twin_app, name="twin")
+demo.register(app)
 
 
 def _version(value: bool) -> None:

@@ -90,6 +90,7 @@ class TwinCore:
 
     def filling(self) -> bool:
         """Whether a dewar fill is under way."""
+        self._update_dewar()
         return self.clock.now_s() < self.fill_end_s
 
     def zlp_offset_ev(self) -> float:
