@@ -8,12 +8,14 @@ through. Units follow DESIGN.md §3: µm on the specimen and stage, degrees, sec
 Conventions
 -----------
 - Specimen frame: x along the tilt axis, y perpendicular to it in the plane normal to the beam,
-  z along the beam towards the gun.
+  z along the beam (down the column). A stage tilt θ maps (y, z) to
+  (y cos θ − z sin θ, y sin θ + z cos θ).
 - Image shift is expressed in specimen µm (``*_um``) or in the optics' own IS units
   (``*_units``); ``specimen_to_is_matrix`` is the calibration between them.
 - ``focus_um`` is the objective focus readout for the Record area: the defocus of a point at
-  the eucentric height (z = 0). The defocus of a point at height z is ``focus_um - z``;
-  negative is underfocus, as SerialEM reports it.
+  the eucentric height (z = 0). The defocus of a point at depth z is ``focus_um + z`` (a point
+  higher up the column is more underfocused); negative is underfocus, as SerialEM reports it.
+  This is the z of PACEtomo's geometry model, signed like a measured defocus.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 They behave like the instrument routines they stand for, with realistic error and cost: the
 autofocus reads the defocus in the Focus area from a beam-tilt pair (two Focus exposures of
 dose booked in the ground truth) with a small scale error and noise; the eucentricity routines
-find the specimen height under the beam to within the profile's rough or fine residual and
+find the specimen depth under the beam to within the profile's rough or fine residual and
 move stage z by it. The error models are the twin's; callers see only the readings.
 """
 
@@ -36,8 +36,8 @@ class TwinMeasurements:
         self._n += 1
         return self._core.rng(STREAM_MEASURE, self._n)
 
-    def _height_at(self, area: LowDoseArea) -> float:
-        """True lab height of the specimen at the centre of ``area``'s field, now."""
+    def _depth_at(self, area: LowDoseArea) -> float:
+        """True depth z (along the beam) of the specimen at the centre of ``area``'s field."""
         core = self._core
         field = self._camera.field(area)
         pose = core.stage.pose(core.clock.now_s())
@@ -76,7 +76,7 @@ class TwinMeasurements:
                     focus_um=self._optics.focus_um() + preset.defocus_offset_um,
                     defocus_um=self._optics.focus_um()
                     + preset.defocus_offset_um
-                    - self._height_at(area),
+                    + self._depth_at(area),
                     defocus_gradient_um_per_px=(0.0, 0.0),
                     specimen_centre_um=(float("nan"),) * 3,
                     transmission_centre=float("nan"),
@@ -90,7 +90,7 @@ class TwinMeasurements:
     def measure_defocus_um(self) -> float:
         core = self._core
         optics_cfg = core.config.optics
-        true_defocus = self._optics.focus_um() - self._height_at(LowDoseArea.FOCUS)
+        true_defocus = self._optics.focus_um() + self._depth_at(LowDoseArea.FOCUS)
         self._book(LowDoseArea.FOCUS, 2)
         core.spend("autofocus", core.config.housekeeping.autofocus_overhead_s)
         noise = float(self._rng().normal(0.0, optics_cfg.autofocus_sigma_um))
@@ -105,7 +105,7 @@ class TwinMeasurements:
         core = self._core
         cfg = core.config.stage
         sigma = cfg.eucentric_fine_sigma_um if fine else cfg.eucentric_rough_sigma_um
-        height = self._height_at(LowDoseArea.RECORD)
+        depth = self._depth_at(LowDoseArea.RECORD)
         area = LowDoseArea.TRIAL if fine else LowDoseArea.VIEW
         self._book(area, 4 if fine else 2)
         core.spend(
@@ -114,6 +114,6 @@ class TwinMeasurements:
             if fine
             else core.config.housekeeping.eucentric_rough_s,
         )
-        dz = -height + float(self._rng().normal(0.0, sigma))
+        dz = depth + float(self._rng().normal(0.0, sigma))  # raising the stage lifts it
         self._stage.move_by(dz_um=dz)
         return dz

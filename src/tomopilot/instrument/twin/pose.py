@@ -1,7 +1,9 @@
 """Rigid placement of the specimen in the laboratory frame.
 
 The lab frame has its origin on the optic axis at the eucentric height: x along the tilt axis,
-y perpendicular to it in the plane normal to the beam, z up the column (towards the gun). A
+y perpendicular to it in the plane normal to the beam, z along the beam (down the column, so a
+point at larger z is less underfocused: defocus = focus + z, as PACEtomo's geometry model
+reads it). A stage tilt θ maps (y, z) to (y cos θ − z sin θ, y sin θ + z cos θ). A
 specimen point p (µm, specimen frame) sits at ``lab = rotation @ p + translation``.
 """
 

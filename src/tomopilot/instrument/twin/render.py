@@ -2,7 +2,8 @@
 
 1. Rays through a coarse grid of the field find where they meet the specimen; from the material
    they cross comes the zero-loss transmission exp(−t_ice/λ_ice − t_C/λ_C) (t along the beam, so
-   a slab of normal thickness t contributes t/cos θ), and the lab height map gives the defocus.
+   a slab of normal thickness t contributes t/cos θ), and the depth map gives the defocus
+   (defocus = focus + z, z along the beam: a point higher up the column is more underfocused).
 2. The blobs in view are splatted on the pixel grid per blob width; in Fourier space each group
    is convolved with its Gaussian, scaled by the interaction constant, and the amorphous-ice
    texture is added as a fresh realisation (it carries Thon rings, not tracking signal).
@@ -55,7 +56,7 @@ class Rendered:
     transmission_centre: float
     path_centre_nm: float
     specimen_centre_um: tuple[float, float, float]
-    lab_height_centre_um: float
+    lab_z_centre_um: float
 
     @property
     def image(self) -> NDArray[np.float32]:
@@ -221,7 +222,7 @@ def render(
     px_a = fov.pixel_size_a
     lam = _ctf_optics(optics).wavelength_a
 
-    # 1. Coarse ray tracing: transmission, path length and lab height.
+    # 1. Coarse ray tracing: transmission, path length and depth along the beam.
     step = max(1, math.ceil(max(ny, nx) / COARSE_TARGET))
     cy = np.arange(math.ceil(ny / step)) * step + step / 2
     cx = np.arange(math.ceil(nx / step)) * step + step / 2
@@ -254,7 +255,7 @@ def render(
         else np.zeros_like(path_total)
     )
 
-    # Smooth lab-height model (quadratic in pixel coordinates) for the defocus planes.
+    # Smooth depth model (quadratic in pixel coordinates) for the defocus planes.
     u = (cols - nx / 2).ravel()
     v = (rows - ny / 2).ravel()
     design = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], axis=1)
@@ -295,13 +296,13 @@ def render(
         spectrum += _white_noise((ny, nx), rng) * np.float32(std)
 
     # 3. Weak-phase contrast on defocus planes, blended per pixel.
-    d_lo = focus_um - height_range[1]
-    d_hi = focus_um - height_range[0]
+    d_lo = focus_um + height_range[0]
+    d_hi = focus_um + height_range[1]
     k_use = min(0.5 / px_a, 0.1)
     tolerance_um = plane_tolerance_rad / (math.pi * lam * k_use**2) * 1e-4
     n_planes = int(min(12, max(1, math.ceil((d_hi - d_lo) / tolerance_um) + 1)))
     planes = np.linspace(d_lo, d_hi, n_planes) if n_planes > 1 else np.array([0.5 * (d_lo + d_hi)])
-    coarse_defocus = focus_um - hits.lab_z_um
+    coarse_defocus = focus_um + hits.lab_z_um
     contrast = np.zeros((ny, nx), np.float32)
     for index, d_um in enumerate(planes):
         arg = terms.base * np.float32(-d_um * 1e4) + terms.astig - terms.cs_minus_amp
@@ -355,8 +356,8 @@ def render(
     return Rendered(
         expected=expected.astype(np.float32),
         pad=pad,
-        defocus_centre_um=float(focus_um - centre.lab_z_um[0]),
-        defocus_gradient_um_per_px=(float(-dz_col), float(-dz_row)),
+        defocus_centre_um=float(focus_um + centre.lab_z_um[0]),
+        defocus_gradient_um_per_px=(float(dz_col), float(dz_row)),
         defocus_range_um=(float(d_lo), float(d_hi)),
         n_defocus_planes=n_planes,
         transmission_centre=centre_t,
@@ -366,7 +367,7 @@ def render(
             float(centre.specimen_y_um[0]),
             float(centre.specimen_z_um[0]),
         ),
-        lab_height_centre_um=float(centre.lab_z_um[0]),
+        lab_z_centre_um=float(centre.lab_z_um[0]),
     )
 
 
@@ -396,14 +397,14 @@ def _defocus_model(
     box: tuple[int, int, int, int],
     shape: tuple[int, int],
 ) -> NDArray[np.float32]:
-    """Defocus (µm) at pixel centres inside ``box`` from the fitted quadratic height model."""
+    """Defocus (µm) at pixel centres inside ``box`` from the fitted quadratic depth model."""
     r0, r1, c0, c1 = box
     ny, nx = shape
     u = (np.arange(c0, c1, dtype=np.float32) + 0.5 - nx / 2)[None, :]
     v = (np.arange(r0, r1, dtype=np.float32) + 0.5 - ny / 2)[:, None]
     a, bu, bv, cuu, cvv, cuv = (np.float32(c) for c in coeffs)
-    height = a + bu * u + bv * v + cuu * u * u + cvv * v * v + cuv * u * v
-    return np.float32(focus_um) - height
+    depth = a + bu * u + bv * v + cuu * u * u + cvv * v * v + cuv * u * v
+    return np.float32(focus_um) + depth
 
 
 def _merge_similar(groups: list[BlobGroup], tolerance: float = 0.3) -> list[BlobGroup]:

@@ -211,7 +211,8 @@ class StageModel:
         tilt = self.actual_tilt_deg()
         rot = rotation_about_x(tilt)
         x_a, y_a = self.actual_xy_um()
-        shift = np.array([-x_a, -y_a, self.commanded[2] - self.eucentric_z_um])
+        # Raising stage z lifts the specimen up the column, i.e. towards smaller depth z.
+        shift = np.array([-x_a, -y_a, self.eucentric_z_um - self.commanded[2]])
         axis = np.array([0.0, self.axis_offset_um(tilt), 0.0])
         hysteresis = self._reversal_play * (0.5 if self._last_tilt_direction > 0 else -0.5)
         translation = (
