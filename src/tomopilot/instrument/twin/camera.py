@@ -12,12 +12,18 @@ from scipy import ndimage
 from tomopilot.imaging.fourier import WORKERS
 from tomopilot.instrument.errors import CameraTimeoutError, NoBeamError
 from tomopilot.instrument.events import ExposureTaken, FaultTriggered
-from tomopilot.instrument.twin.core import STREAM_MOTION, STREAM_NOISE, STREAM_TEXTURE, TwinCore
+from tomopilot.instrument.twin.core import (
+    STREAM_MOTION,
+    STREAM_NOISE,
+    STREAM_TEXTURE,
+    TwinCore,
+    logged,
+)
 from tomopilot.instrument.twin.field import FieldOfView
 from tomopilot.instrument.twin.ground_truth import ExposureTruth
 from tomopilot.instrument.twin.motion import MotionModel, make_motion
 from tomopilot.instrument.twin.optics import TwinOptics
-from tomopilot.instrument.twin.render import Rendered, render
+from tomopilot.instrument.twin.render import Rendered, centre_truth, render
 from tomopilot.instrument.twin.stage import TwinStage
 from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
 
@@ -28,6 +34,8 @@ FRAME_SAVE_S = 0.02  # extra readout per saved frame (K3T: 0.26 s for 20 frames,
 
 class TwinCamera:
     """Camera of the twin (implements :class:`~tomopilot.instrument.Camera`)."""
+
+    _part = "camera"
 
     def __init__(self, core: TwinCore, stage: TwinStage, optics: TwinOptics) -> None:
         self._core = core
@@ -85,10 +93,12 @@ class TwinCamera:
         matrix = np.array([[math.cos(rot), -math.sin(rot)], [math.sin(rot), math.cos(rot)]])
         return np.asarray(matrix / field.pixel_um, dtype=np.float64)
 
+    @logged
     def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
         image, _, _ = self._expose(LowDoseArea(area), n_frames=None)
         return image
 
+    @logged
     def acquire_movie(
         self, area: LowDoseArea = LowDoseArea.RECORD, n_frames: int | None = None
     ) -> Movie:
@@ -168,22 +178,31 @@ class TwinCamera:
                 + 3 * core.config.movie.local_motion_a / field.pixel_size_a
             )
             pad = math.ceil(reach) + 8
-        rendered = render(
-            core.specimen,
-            pose,
-            field,
-            focus,
-            core.config.optics,
-            electrons,
-            core.rng(STREAM_TEXTURE, index),
-            pad=pad,
-            beam_factor=signal,
-        )
+        if core.replaying:  # rebuilding state after a crash: the truth, not the pixels
+            centre = centre_truth(core.specimen, pose, field, focus, core.config.optics)
+        else:
+            rendered = render(
+                core.specimen,
+                pose,
+                field,
+                focus,
+                core.config.optics,
+                electrons,
+                core.rng(STREAM_TEXTURE, index),
+                pad=pad,
+                beam_factor=signal,
+            )
+            centre = rendered.centre
         core.spend("exposure", preset.exposure_s)
         noise = core.rng(STREAM_NOISE, index)
         frames = None
-        frame_dose = 0.0
-        if motion is None or n_frames is None:
+        frame_dose = 0.0 if n_frames is None else preset.dose_e_a2 / n_frames
+        if core.replaying:
+            data = np.zeros(field.shape, np.float32)
+            if n_frames is not None:
+                frames = np.zeros((n_frames, *field.shape), np.float32)
+                core.spend("frame_saving", FRAME_SAVE_S * n_frames)
+        elif motion is None or n_frames is None:
             data = core.detector.read_out(
                 rendered.image,
                 binning=preset.binning,
@@ -196,7 +215,6 @@ class TwinCamera:
             data = frames.sum(axis=0)
             if not cam.frames_gain_normalized:
                 data = self.correct(data, preset)
-            frame_dose = preset.dose_e_a2 / n_frames
             core.spend("frame_saving", FRAME_SAVE_S * n_frames)
         core.spend("readout", cam.readout_s)
         stage = self._stage.position()
@@ -215,11 +233,11 @@ class TwinCamera:
             stage_reported=(stage.x_um, stage.y_um, stage.z_um, stage.tilt_deg),
             image_shift_true_um=self._optics.true_image_shift_um(),
             focus_um=focus,
-            defocus_um=rendered.defocus_centre_um,
-            defocus_gradient_um_per_px=rendered.defocus_gradient_um_per_px,
-            specimen_centre_um=rendered.specimen_centre_um,
-            transmission_centre=rendered.transmission_centre,
-            path_centre_nm=rendered.path_centre_nm,
+            defocus_um=centre.defocus_um,
+            defocus_gradient_um_per_px=centre.defocus_gradient_um_per_px,
+            specimen_centre_um=centre.specimen_um,
+            transmission_centre=centre.transmission,
+            path_centre_nm=centre.path_nm,
             dark=dark,
             motion=motion,
         )

@@ -6,12 +6,18 @@ a reference to one :class:`TwinCore`, so they see the same clock, stage and spec
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from tomopilot.core.clock import SimulatedClock
 from tomopilot.core.events import EventBus
+from tomopilot.core.files import AppendOnlyJournal
 from tomopilot.instrument.twin.config import TwinConfig
 from tomopilot.instrument.twin.detector import Detector
 from tomopilot.instrument.twin.faults import FaultInjector
@@ -34,6 +40,9 @@ class TwinCore:
     """State shared by the parts of one twin microscope."""
 
     def __init__(self, config: TwinConfig, clock: SimulatedClock, events: EventBus) -> None:
+        self.command_log: AppendOnlyJournal | None = None
+        self.replaying = False
+        self._depth = 0
         self.config = config
         self.clock = clock
         self.events = events
@@ -66,7 +75,7 @@ class TwinCore:
         """Advance the simulated clock, booking the time, and run what falls due meanwhile."""
         if seconds <= 0:
             return
-        self.clock.advance(seconds)
+        SimulatedClock.advance(self.clock, seconds)  # internal: not a command of its own
         self.truth.spend(activity, seconds)
         self._update_dewar()
 
@@ -117,3 +126,92 @@ class TwinCore:
             - math.erf((-half - offset) / (sigma * math.sqrt(2)))
         )
         return float(inside)
+
+    # -- the command log: the twin's memory across a crash of the software driving it ---------
+    def open_command_log(self, path: Path) -> list[dict[str, Any]]:
+        """Log every state-changing command to ``path``; returns the commands already there."""
+        self.command_log = AppendOnlyJournal(path)
+        return list(self.command_log.records())
+
+    def enter(self, part: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Record a top-level command before it runs (nested calls are not recorded)."""
+        if self._depth == 0 and self.command_log is not None and not self.replaying:
+            self.command_log.append(
+                {
+                    "part": part,
+                    "method": method,
+                    "args": [_plain(a) for a in args],
+                    "kwargs": {k: _plain(v) for k, v in kwargs.items()},
+                }
+            )
+        self._depth += 1
+
+    def leave(self) -> None:
+        """End of a command."""
+        self._depth -= 1
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class _HasCore(Protocol):
+    @property
+    def _core(self) -> TwinCore: ...
+
+    @property
+    def _part(self) -> str: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound=_HasCore)
+
+
+def logged(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Decorate a state-changing method of a twin part so the command log records it."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._core.enter(self._part, method.__name__, args, kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._core.leave()
+
+    return wrapper
+
+
+class TwinClock(SimulatedClock):
+    """The twin's simulated clock: waits requested from outside are commands and get logged."""
+
+    _part = "clock"
+
+    def __init__(self, core: TwinCore | None = None, start_s: float = 0.0) -> None:
+        super().__init__(start_s)
+        self._core_ref = core
+
+    @property
+    def _core(self) -> TwinCore:
+        if self._core_ref is None:
+            raise RuntimeError("the twin clock is not attached to a twin")
+        return self._core_ref
+
+    def attach(self, core: TwinCore) -> None:
+        """Bind the clock to its twin (done once by the twin)."""
+        self._core_ref = core
+
+    def sleep(self, duration_s: float) -> None:
+        self.advance(duration_s)
+
+    @logged
+    def advance(self, duration_s: float) -> None:
+        core = self._core
+        SimulatedClock.advance(self, duration_s)
+        core.truth.spend("wait", duration_s)

@@ -9,17 +9,20 @@ out of the slit at ``zlp_drift_ev_per_h`` until it is refined.
 from __future__ import annotations
 
 from tomopilot.instrument.events import HousekeepingDone
-from tomopilot.instrument.twin.core import STREAM_HOUSEKEEPING, TwinCore
+from tomopilot.instrument.twin.core import STREAM_HOUSEKEEPING, TwinCore, logged
 from tomopilot.instrument.types import DewarStatus
 
 
 class TwinHousekeeping:
     """Housekeeping of the twin (implements :class:`~tomopilot.instrument.Housekeeping`)."""
 
+    _part = "housekeeping"
+
     def __init__(self, core: TwinCore) -> None:
         self._core = core
         self._n_refines = 0
 
+    @logged
     def dewar_status(self) -> DewarStatus:
         core = self._core
         core.spend("housekeeping_poll", 0.1)
@@ -36,6 +39,7 @@ class TwinHousekeeping:
             HousekeepingDone(time_s=self._core.clock.now_s(), task=task, duration_s=duration_s)
         )
 
+    @logged
     def wait_for_dewar(self) -> float:
         core = self._core
         if not core.filling():
@@ -45,6 +49,7 @@ class TwinHousekeeping:
         self._done("dewar_wait", waited)
         return waited
 
+    @logged
     def refill_dewar(self) -> None:
         core = self._core
         if not core.filling():
@@ -57,6 +62,7 @@ class TwinHousekeeping:
             core.clock.now_s() - core.last_flash_s >= core.config.housekeeping.feg_flash_interval_s
         )
 
+    @logged
     def flash_feg(self) -> None:
         core = self._core
         duration = core.config.housekeeping.feg_flash_duration_s
@@ -65,6 +71,7 @@ class TwinHousekeeping:
         core.truth.note(core.last_flash_s, "feg_flash")
         self._done("feg_flash", duration)
 
+    @logged
     def refine_zlp(self) -> None:
         core = self._core
         duration = core.config.housekeeping.zlp_refine_duration_s

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tomopilot.instrument.twin.camera import TwinCamera
-from tomopilot.instrument.twin.core import STREAM_MEASURE, TwinCore
+from tomopilot.instrument.twin.core import STREAM_MEASURE, TwinCore, logged
 from tomopilot.instrument.twin.ground_truth import ExposureTruth
 from tomopilot.instrument.twin.optics import TwinOptics
 from tomopilot.instrument.twin.stage import TwinStage
@@ -22,6 +22,8 @@ from tomopilot.instrument.types import LowDoseArea
 
 class TwinMeasurements:
     """Autofocus and eucentricity (implements :class:`~tomopilot.instrument.Measurements`)."""
+
+    _part = "measurements"
 
     def __init__(
         self, core: TwinCore, stage: TwinStage, optics: TwinOptics, camera: TwinCamera
@@ -87,6 +89,7 @@ class TwinMeasurements:
             core.spend("exposure", preset.exposure_s)
             core.spend("readout", cam.readout_s)
 
+    @logged
     def measure_defocus_um(self) -> float:
         core = self._core
         optics_cfg = core.config.optics
@@ -96,11 +99,13 @@ class TwinMeasurements:
         noise = float(self._rng().normal(0.0, optics_cfg.autofocus_sigma_um))
         return true_defocus * (1.0 + optics_cfg.autofocus_scale_error) + noise
 
+    @logged
     def autofocus(self, target_defocus_um: float) -> float:
         measured = self.measure_defocus_um()
         self._optics.set_focus_um(self._optics.focus_um() + (target_defocus_um - measured))
         return measured
 
+    @logged
     def eucentricity(self, *, fine: bool = False) -> float:
         core = self._core
         cfg = core.config.stage

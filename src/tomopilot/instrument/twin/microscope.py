@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from tomopilot.core.clock import SimulatedClock
+import contextlib
+from pathlib import Path
+from typing import Any
+
 from tomopilot.core.events import EventBus
+from tomopilot.instrument.errors import InstrumentError
 from tomopilot.instrument.twin.camera import TwinCamera
 from tomopilot.instrument.twin.config import FaultSpec, TwinConfig
-from tomopilot.instrument.twin.core import TwinCore
+from tomopilot.instrument.twin.core import TwinClock, TwinCore, logged
 from tomopilot.instrument.twin.ground_truth import GroundTruth
 from tomopilot.instrument.twin.housekeeping import TwinHousekeeping
 from tomopilot.instrument.twin.measurements import TwinMeasurements
@@ -23,10 +27,12 @@ class TwinMicroscope:
     ----------
     config
         The twin's configuration (defaults: Krios-like, autoloader, lamella).
-    clock
-        A simulated clock to share with other components; a new one by default.
     events
         The bus the twin reports on; a new one by default.
+    command_log
+        A JSON-lines file where every command is recorded before it runs. If it already holds
+        commands (a previous process drove this twin and died), they are replayed first, so the
+        twin continues exactly where the physical microscope would be.
 
     Attributes
     ----------
@@ -41,19 +47,58 @@ class TwinMicroscope:
         self,
         config: TwinConfig | None = None,
         *,
-        clock: SimulatedClock | None = None,
         events: EventBus | None = None,
+        command_log: Path | str | None = None,
     ) -> None:
         self.config = config or TwinConfig()
         self.name = self.config.name
-        self.clock = clock or SimulatedClock()
+        self.clock = TwinClock()
         self.events = events or EventBus()
         self._core = TwinCore(self.config, self.clock, self.events)
+        self.clock.attach(self._core)
         self.stage = TwinStage(self._core)
         self.optics = TwinOptics(self._core)
         self.camera = TwinCamera(self._core, self.stage, self.optics)
         self.measurements = TwinMeasurements(self._core, self.stage, self.optics, self.camera)
         self.housekeeping = TwinHousekeeping(self._core)
+        self.replayed_commands = 0
+        if command_log is not None:
+            self._replay(self._core.open_command_log(Path(command_log)))
+
+    _part = "scope"
+
+    def _replay(self, commands: list[dict[str, Any]]) -> None:
+        """Re-run logged commands, without rendering, to rebuild the state after a crash.
+
+        The twin is deterministic, so the same commands leave the stage, clock, faults and
+        ground truth exactly as they were; images are not rendered again. A command that failed
+        the first time (an injected fault) fails again and is passed over.
+        """
+        parts: dict[str, Any] = {
+            "stage": self.stage,
+            "optics": self.optics,
+            "camera": self.camera,
+            "measurements": self.measurements,
+            "housekeeping": self.housekeeping,
+            "clock": self.clock,
+            "scope": self,
+        }
+        self._core.replaying = True
+        try:
+            for number, command in enumerate(commands, start=1):
+                try:
+                    target = parts[command["part"]]
+                    method = getattr(target, command["method"])
+                except (KeyError, AttributeError) as exc:
+                    raise InstrumentError(
+                        f"{self._core.command_log.path if self._core.command_log else ''}:"
+                        f"{number}: unknown twin command {command!r}"
+                    ) from exc
+                with contextlib.suppress(InstrumentError):
+                    method(*command.get("args", []), **command.get("kwargs", {}))
+                self.replayed_commands += 1
+        finally:
+            self._core.replaying = False
 
     @property
     def ground_truth(self) -> GroundTruth:
@@ -65,8 +110,11 @@ class TwinMicroscope:
         """The specimen model."""
         return self._core.specimen
 
-    def inject_fault(self, spec: FaultSpec) -> None:
+    @logged
+    def inject_fault(self, spec: FaultSpec | dict[str, Any]) -> None:
         """Schedule a fault while running (see :class:`FaultSpec`)."""
+        if not isinstance(spec, FaultSpec):
+            spec = FaultSpec.model_validate(spec)
         self._core.faults.inject(spec)
 
     def true_eucentric_z_um(self) -> float:

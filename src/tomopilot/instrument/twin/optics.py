@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.instrument.errors import ImageShiftLimitError
-from tomopilot.instrument.twin.core import TwinCore
+from tomopilot.instrument.twin.core import TwinCore, logged
 from tomopilot.instrument.types import AreaPreset, LowDoseArea
 
 # Settling after an image shift, Thermo's newer table (SEM-P): (µm moved, seconds).
@@ -22,6 +22,8 @@ class TwinOptics:
     specimen µm to units by the identity; the truth adds the configured scale and rotation
     error, so asking for d µm moves the beam by (1 + ε)·R(δ)·d.
     """
+
+    _part = "optics"
 
     def __init__(self, core: TwinCore) -> None:
         self._core = core
@@ -48,6 +50,7 @@ class TwinOptics:
         um = np.linalg.solve(self.specimen_to_is_matrix(), self._units)
         return float(um[0]), float(um[1])
 
+    @logged
     def set_image_shift_units(self, x: float, y: float) -> None:
         um = np.linalg.solve(self.specimen_to_is_matrix(), np.array([x, y]))
         limit = self.image_shift_limit_um
@@ -59,6 +62,7 @@ class TwinOptics:
         settle = float(np.interp(moved, table[:, 0], table[:, 1]))
         self._core.spend("image_shift_settle", settle * self._core.config.optics.is_settle_s / 0.5)
 
+    @logged
     def set_image_shift_um(self, x_um: float, y_um: float) -> None:
         units = self.specimen_to_is_matrix() @ np.array([x_um, y_um], dtype=np.float64)
         limit = self.image_shift_limit_um
@@ -74,6 +78,7 @@ class TwinOptics:
     def focus_um(self) -> float:
         return self._focus_um
 
+    @logged
     def set_focus_um(self, focus_um: float) -> None:
         if not math.isfinite(focus_um) or abs(focus_um) > 1000:
             raise ValueError(f"focus {focus_um} µm is outside the objective's range")
@@ -82,7 +87,10 @@ class TwinOptics:
     def preset(self, area: LowDoseArea) -> AreaPreset:
         return self._presets[LowDoseArea(area)]
 
-    def set_preset(self, area: LowDoseArea, preset: AreaPreset) -> None:
+    @logged
+    def set_preset(self, area: LowDoseArea, preset: AreaPreset | dict[str, object]) -> None:
+        if not isinstance(preset, AreaPreset):
+            preset = AreaPreset.model_validate(preset)
         width, height = self._core.config.camera.size_px
         if preset.camera_area_px is not None:
             w, h = preset.camera_area_px

@@ -39,6 +39,18 @@ CONTAMINATION_MFP_FACTOR = 0.5  # crystalline ice scatters more than vitreous ic
 UNFILTERED_MFP_FACTOR = 3.0  # without a slit, most inelastic electrons still arrive (est.)
 
 
+@dataclass(frozen=True)
+class CentreTruth:
+    """What is true at the centre of a field: defocus and its gradient, material, position."""
+
+    defocus_um: float
+    defocus_gradient_um_per_px: tuple[float, float]
+    transmission: float
+    path_nm: float
+    specimen_um: tuple[float, float, float]
+    lab_z_um: float
+
+
 @dataclass
 class Rendered:
     """A noise-free image and what is true about it.
@@ -49,14 +61,9 @@ class Rendered:
 
     expected: NDArray[np.float32]
     pad: int
-    defocus_centre_um: float
-    defocus_gradient_um_per_px: tuple[float, float]
+    centre: CentreTruth
     defocus_range_um: tuple[float, float]
     n_defocus_planes: int
-    transmission_centre: float
-    path_centre_nm: float
-    specimen_centre_um: tuple[float, float, float]
-    lab_z_centre_um: float
 
     @property
     def image(self) -> NDArray[np.float32]:
@@ -337,37 +344,47 @@ def render(
         * np.maximum(1.0 + 2.0 * contrast * m_full, 0.0)
     )
 
-    centre = trace_rays(
-        specimen, pose, np.array([inner.centre_um[0]]), np.array([inner.centre_um[1]])
+    return Rendered(
+        expected=expected.astype(np.float32),
+        pad=pad,
+        centre=centre_truth(specimen, pose, inner, focus_um, optics),
+        defocus_range_um=(float(d_lo), float(d_hi)),
+        n_defocus_planes=n_planes,
     )
-    col_axis = fov.lab_from_pixels(np.array([nx / 2 + 1.0]), np.array([ny / 2]))
-    row_axis = fov.lab_from_pixels(np.array([nx / 2]), np.array([ny / 2 + 1.0]))
+
+
+def centre_truth(
+    specimen: Specimen, pose: StagePose, field: FieldOfView, focus_um: float, optics: OpticsConfig
+) -> CentreTruth:
+    """The truth at a field's centre, without rendering the image."""
+    ny, nx = field.shape
+    centre = trace_rays(
+        specimen, pose, np.array([field.centre_um[0]]), np.array([field.centre_um[1]])
+    )
+    col_axis = field.lab_from_pixels(np.array([nx / 2 + 1.0]), np.array([ny / 2]))
+    row_axis = field.lab_from_pixels(np.array([nx / 2]), np.array([ny / 2 + 1.0]))
     dz_col = trace_rays(specimen, pose, *col_axis).lab_z_um[0] - centre.lab_z_um[0]
     dz_row = trace_rays(specimen, pose, *row_axis).lab_z_um[0] - centre.lab_z_um[0]
     cmat = specimen.columns(centre.specimen_x_um, centre.specimen_y_um)
     cos_c = float(centre.cos_incidence[0])
-    centre_path = float((cmat.ice_nm[0] + cmat.carbon_nm[0]) / cos_c)
-    centre_t = 0.0
+    mfp_scale = 1.0 if optics.slit_width_ev > 0 else UNFILTERED_MFP_FACTOR
+    transmission = 0.0
     if not cmat.opaque[0]:
-        centre_t = math.exp(
+        transmission = math.exp(
             -cmat.ice_nm[0] / cos_c / (optics.ice_mfp_nm * mfp_scale)
             - cmat.carbon_nm[0] / cos_c / (optics.carbon_mfp_nm * mfp_scale)
         )
-    return Rendered(
-        expected=expected.astype(np.float32),
-        pad=pad,
-        defocus_centre_um=float(focus_um + centre.lab_z_um[0]),
+    return CentreTruth(
+        defocus_um=float(focus_um + centre.lab_z_um[0]),
         defocus_gradient_um_per_px=(float(dz_col), float(dz_row)),
-        defocus_range_um=(float(d_lo), float(d_hi)),
-        n_defocus_planes=n_planes,
-        transmission_centre=centre_t,
-        path_centre_nm=centre_path,
-        specimen_centre_um=(
+        transmission=transmission,
+        path_nm=float((cmat.ice_nm[0] + cmat.carbon_nm[0]) / cos_c),
+        specimen_um=(
             float(centre.specimen_x_um[0]),
             float(centre.specimen_y_um[0]),
             float(centre.specimen_z_um[0]),
         ),
-        lab_z_centre_um=float(centre.lab_z_um[0]),
+        lab_z_um=float(centre.lab_z_um[0]),
     )
 
 

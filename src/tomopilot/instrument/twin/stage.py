@@ -6,7 +6,7 @@ import math
 
 from tomopilot.instrument.errors import StageError, StageLimitError
 from tomopilot.instrument.events import FaultTriggered, StageMoved
-from tomopilot.instrument.twin.core import TwinCore
+from tomopilot.instrument.twin.core import TwinCore, logged
 from tomopilot.instrument.types import StageLimits, StagePosition
 
 XY_APPROACH_UM = 5.0  # SerialEM montage backlash distance on Thermo stages (SEM-P)
@@ -17,6 +17,8 @@ Z_SETTLE_S = 1.0  # est.
 
 class TwinStage:
     """Goniometer of the twin (implements :class:`~tomopilot.instrument.Stage`)."""
+
+    _part = "stage"
 
     def __init__(self, core: TwinCore) -> None:
         self._core = core
@@ -68,6 +70,7 @@ class TwinStage:
         core.stage.move_xyz(x, y, z, core.clock.now_s())
         self._emit(duration)
 
+    @logged
     def move_to(
         self,
         *,
@@ -90,6 +93,7 @@ class TwinStage:
             )
         self._translate(x, y, z)
 
+    @logged
     def move_by(
         self,
         *,
@@ -117,6 +121,7 @@ class TwinStage:
         core.stage.tilt(tilt_deg, core.clock.now_s())
         self._emit(duration)
 
+    @logged
     def tilt_to(self, tilt_deg: float, *, backlash_compensate: bool = False) -> None:
         limit = self.limits.tilt_deg
         if not -limit <= tilt_deg <= limit:
@@ -132,6 +137,7 @@ class TwinStage:
     def tilt_axis_offset_um(self) -> float:
         return self._axis_offset_setting
 
+    @logged
     def set_tilt_axis_offset_um(self, offset_um: float) -> None:
         if not math.isfinite(offset_um) or abs(offset_um) > 50:
             raise StageLimitError("tilt-axis offset", offset_um, -50.0, 50.0, "µm")
