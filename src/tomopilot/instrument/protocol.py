@@ -219,11 +219,42 @@ class Housekeeping(Protocol):
 class Microscope(Protocol):
     """A whole microscope: the parts above, a clock, and an event bus it reports on."""
 
-    name: str
-    clock: Clock
-    events: EventBus
-    stage: Stage
-    optics: Optics
-    camera: Camera
-    measurements: Measurements
-    housekeeping: Housekeeping
+    @property
+    def name(self) -> str:
+        """A human-readable name."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """Every wait goes through it."""
+        ...
+
+    @property
+    def events(self) -> EventBus:
+        """The bus the microscope reports on."""
+        ...
+
+    @property
+    def stage(self) -> Stage:
+        """The goniometer."""
+        ...
+
+    @property
+    def optics(self) -> Optics:
+        """Image shift, focus and presets."""
+        ...
+
+    @property
+    def camera(self) -> Camera:
+        """The detector."""
+        ...
+
+    @property
+    def measurements(self) -> Measurements:
+        """Autofocus and eucentricity."""
+        ...
+
+    @property
+    def housekeeping(self) -> Housekeeping:
+        """Cryogen, gun and energy filter."""
+        ...

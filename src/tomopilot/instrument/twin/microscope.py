@@ -8,6 +8,7 @@ from typing import Any
 
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import InstrumentError
+from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.twin.camera import TwinCamera
 from tomopilot.instrument.twin.config import FaultSpec, TwinConfig
 from tomopilot.instrument.twin.core import TwinClock, TwinCore, logged
@@ -162,3 +163,8 @@ class TwinMicroscope:
             },
             "specimen": self.specimen.describe(),
         }
+
+
+def as_microscope(scope: TwinMicroscope) -> Microscope:
+    """The twin typed as the protocol (mypy checks here that the twin implements it)."""
+    return scope

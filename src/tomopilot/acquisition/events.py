@@ -1,0 +1,99 @@
+"""Typed events the acquisition engine emits; the CLI and web page render them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tomopilot.core.events import Event
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    """A run began (or resumed)."""
+
+    run_dir: str
+    strategy: str
+    n_targets: int
+    n_tilts: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupStep(Event):
+    """A setup step finished (eucentricity, target maps, autofocus, target alignment)."""
+
+    step: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TiltReached(Event):
+    """The stage reached the next tilt of the scheme."""
+
+    tilt_deg: float
+    step_index: int
+    n_steps: int
+    branch: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExposureRecorded(Event):
+    """A Record was taken, saved and committed to the journal."""
+
+    target: int
+    tilt_deg: float
+    section: int
+    image_shift_x_um: float
+    image_shift_y_um: float
+    focus_um: float
+    alignment_x_um: float
+    alignment_y_um: float
+    mean_counts: float
+    dose_e_a2: float
+    exposure_id: int
+    step_index: int
+    n_steps: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetSkipped(Event):
+    """A target will not be imaged any more."""
+
+    target: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchAborted(Event):
+    """One branch of one target's tilt series ended early."""
+
+    target: int
+    branch: str
+    tilt_deg: float
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExposureLost(Event):
+    """An exposure did not complete (a crash in flight, or a camera that kept failing)."""
+
+    target: int
+    tilt_deg: float
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStateChanged(Event):
+    """Paused, resumed, aborting."""
+
+    state: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    """The run ended."""
+
+    status: str
+    n_exposures: int
+    microscope_minutes: float
+    lost_exposures: int = 0

@@ -1,0 +1,90 @@
+"""The run journal: every state change of a run, appended and fsync'd before it takes effect.
+
+Records are JSON objects with a ``kind``:
+
+- ``run``: the run began (strategy, targets, plan digest);
+- ``map``: a target's reference image was taken (its exposure id, for reports);
+- ``setup``: the set-up at the start tilt finished (strategy state, F0, start image shifts);
+- ``started``: a Record is about to be taken (target, step);
+- ``committed``: that Record is saved in its stack and mdoc (with the strategy state after it);
+- ``lost``: an exposure that will not be retried;
+- ``ended``: a branch of the scheme ended;
+- ``finished``: the run ended.
+
+:func:`replay_journal` folds them into a :class:`JournalState` from which ``--resume`` continues.
+A Record ``started`` but never ``committed`` was in flight when the process died: it is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tomopilot.core.errors import JournalError
+from tomopilot.core.files import AppendOnlyJournal
+
+
+@dataclass
+class JournalState:
+    """What a journal says about a run so far."""
+
+    run: dict[str, Any] | None = None
+    maps: dict[int, int] = field(default_factory=dict)
+    setup: dict[str, Any] | None = None
+    last_commit: dict[str, Any] | None = None
+    sections: dict[int, int] = field(default_factory=dict)
+    prior_dose: dict[int, float] = field(default_factory=dict)
+    in_flight: dict[str, Any] | None = None
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    ended_branches: set[str] = field(default_factory=set)
+    finished: dict[str, Any] | None = None
+    committed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def replay_journal(path: Path) -> JournalState:
+    """Fold a journal's records into the state of the run."""
+    state = JournalState()
+    for number, record in enumerate(AppendOnlyJournal(path).records(), start=1):
+        kind = record.get("kind")
+        if kind == "run":
+            state.run = record
+        elif kind == "map":
+            state.maps[int(record["target"])] = int(record["exposure_id"])
+        elif kind == "setup":
+            state.setup = record
+        elif kind == "started":
+            state.in_flight = record
+        elif kind == "committed":
+            state.last_commit = record
+            state.in_flight = None
+            state.sections[int(record["target"])] = int(record["section"]) + 1
+            state.prior_dose = {int(k): float(v) for k, v in record["prior_dose"].items()}
+            state.committed.append(
+                {
+                    k: record[k]
+                    for k in ("target", "step_index", "tilt_deg", "section", "exposure_id")
+                }
+            )
+        elif kind == "lost":
+            state.lost.append(record)
+            state.in_flight = None
+        elif kind == "ended":
+            state.ended_branches.add(str(record["branch"]))
+        elif kind == "finished":
+            state.finished = record
+        elif kind not in {"resumed", "note"}:
+            raise JournalError(f"{path}:{number}: unknown journal record kind {kind!r}")
+    return state
+
+
+class RunJournal:
+    """Append journal records for one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._journal = AppendOnlyJournal(path)
+
+    def write(self, kind: str, **fields: Any) -> None:
+        """Append one record (durable on return)."""
+        self._journal.append({"kind": kind, **fields})

@@ -1,0 +1,147 @@
+"""Ground-truth quality of a run on the twin: tracking, focus, dose and time per tilt series.
+
+Only reports read the twin's ground truth. The true position of a target is the specimen point
+at the centre of its map (the Preview taken when it was selected); for every Record the twin
+knows where that point really was relative to the beam centre, and the true defocus at the
+centre of the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tomopilot.acquisition.journal import JournalState, replay_journal
+from tomopilot.acquisition.run_config import AcquireConfig
+from tomopilot.acquisition.target_defocus import defocus_per_target
+from tomopilot.core.config import load_config
+from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
+
+
+@dataclass
+class TargetQuality:
+    """One tilt series judged against the truth."""
+
+    target: int
+    n_exposures: int
+    tracking_rms_nm: float
+    tracking_max_nm: float
+    within_50nm: float
+    defocus_rms_um: float
+    defocus_rms_high_tilt_um: float
+    dose_e_a2: float
+    unintended_dose_e_a2: float
+    minutes: float
+    tracking_nm: list[float] = field(default_factory=list)
+    defocus_error_um: list[float] = field(default_factory=list)
+    tilts_deg: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunQuality:
+    """All tilt series of a run, and the run's totals."""
+
+    targets: list[TargetQuality]
+    microscope_minutes: float
+    n_exposures: int
+    n_lost: int
+
+    def pooled(self) -> dict[str, float]:
+        """Figures over every exposure of the run."""
+        track = (
+            np.concatenate([t.tracking_nm for t in self.targets]) if self.targets else np.zeros(0)
+        )
+        focus = (
+            np.concatenate([t.defocus_error_um for t in self.targets])
+            if self.targets
+            else np.zeros(0)
+        )
+        tilts = np.concatenate([t.tilts_deg for t in self.targets]) if self.targets else np.zeros(0)
+        high = np.abs(tilts) > 40.0
+        return {
+            "tracking_rms_nm": _rms(track),
+            "tracking_max_nm": float(track.max()) if track.size else 0.0,
+            "within_50nm": float(np.mean(track <= 50.0)) if track.size else 0.0,
+            "defocus_rms_um": _rms(focus),
+            "defocus_rms_high_tilt_um": _rms(focus[high]),
+            "minutes_per_tilt_series": self.microscope_minutes / max(1, len(self.targets)),
+        }
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
+
+
+def assess(
+    truth: GroundTruth,
+    journal: JournalState,
+    config: AcquireConfig,
+    *,
+    microscope_s: float,
+    dose_half_size_um: float | None = None,
+) -> RunQuality:
+    """Judge a run: ``truth`` from its twin, ``journal`` from its journal."""
+    settings = config.settings
+    n_targets = max([*journal.maps.keys(), 0])
+    levels = defocus_per_target(settings, n_targets)
+    minutes = microscope_s / 60.0
+    out = []
+    for target, map_exposure in sorted(journal.maps.items()):
+        point = truth.exposure(map_exposure).specimen_centre_um
+        records = [c for c in journal.committed if int(c["target"]) == target]
+        tracking, focus_err, tilts = [], [], []
+        half = dose_half_size_um
+        for record in records:
+            exposure = truth.exposure(int(record["exposure_id"]))
+            dx, dy = exposure.offset_nm(point)
+            tracking.append(math.hypot(dx, dy))
+            intended = (
+                levels[target - 1] if levels[target - 1] is not None else settings.max_defocus_um
+            )
+            focus_err.append(exposure.defocus_um - float(intended))  # type: ignore[arg-type]
+            tilts.append(float(record["tilt_deg"]))
+            if half is None:
+                half = min(exposure.field_shape) * exposure.pixel_size_a * 1e-4 / 2
+        dose = truth.dose_received(point, half or 0.2)
+        track = np.asarray(tracking)
+        focus = np.asarray(focus_err)
+        high = np.abs(np.asarray(tilts)) > 40.0 if tilts else np.zeros(0, bool)
+        out.append(
+            TargetQuality(
+                target=target,
+                n_exposures=len(records),
+                tracking_rms_nm=_rms(track),
+                tracking_max_nm=float(track.max()) if track.size else 0.0,
+                within_50nm=float(np.mean(track <= 50.0)) if track.size else 0.0,
+                defocus_rms_um=_rms(focus),
+                defocus_rms_high_tilt_um=_rms(focus[high]) if focus.size else 0.0,
+                dose_e_a2=dose.total_e_a2,
+                unintended_dose_e_a2=dose.unintended_e_a2,
+                minutes=minutes / max(1, len(journal.maps)),
+                tracking_nm=tracking,
+                defocus_error_um=focus_err,
+                tilts_deg=tilts,
+            )
+        )
+    return RunQuality(
+        targets=out,
+        microscope_minutes=minutes,
+        n_exposures=len(journal.committed),
+        n_lost=len(journal.lost),
+    )
+
+
+def assess_run_dir(run_dir: Path) -> RunQuality:
+    """Rebuild a finished (or interrupted) twin run from its folder and judge it."""
+    configs = sorted(run_dir.glob("*_config.resolved.yaml"))
+    journals = sorted(run_dir.glob("*.journal.jsonl"))
+    if not configs or not journals:
+        raise FileNotFoundError(f"{run_dir} holds no tomopilot run (no resolved config or journal)")
+    config = load_config(configs[0], AcquireConfig)
+    journal = replay_journal(journals[0])
+    twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
+    start = float(journal.run["start_s"]) if journal.run else 0.0
+    return assess(twin.ground_truth, journal, config, microscope_s=twin.clock.now_s() - start)

@@ -1,0 +1,382 @@
+"""``fused``: our strategy — every target's measurements inform every other target.
+
+PACEtomo tracks on target 1 alone and follows focus with an open-loop model. ``fused`` keeps,
+per target, its current position (x, y) and depth z relative to the believed tilt axis, and
+moves them with the rigid rotation from one tilt to the next. What the rotation does not
+explain is split into
+
+- a *common* part, shared by all targets (stage run-out, drift, jumps, the axis-offset and
+  eucentric errors): estimated at each tilt as the median over the targets already imaged at
+  that tilt (before the first target, from the same branch's previous tilt), and applied to
+  every target imaged after;
+- an *individual* part, which a Kalman update turns into a better depth for that target: a
+  lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
+
+Depth is also measured directly: each Record's Thon rings give its defocus, hence the target's
+depth (defocus = focus + z). The common part of those measurements corrects the focus of the
+targets still to be imaged at the same tilt (closed-loop focus at no extra dose), and their
+next tilt of the branch starts from the last common correction.
+
+The compute per Record is one cross-correlation and one 1D CTF fit on the central crop.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
+from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
+from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.imaging.ctf import CtfOptics
+from tomopilot.imaging.errors import DefocusFitError
+from tomopilot.imaging.estimate_defocus import estimate_defocus
+from tomopilot.instrument.types import Image
+
+PRIOR_DEPTH_SIGMA_UM = 0.5
+TREND_STEPS = 3
+TREND_WEIGHT = 0.5
+CTF_MAX_INNOVATION_UM = 1.0
+LATERAL_MAX_INDIVIDUAL_UM = 0.1
+LATERAL_NOISE_UM = 0.01
+CTF_NOISE_UM = 0.15
+CTF_MIN_SCORE = 0.3
+CTF_CROP_PX = 512
+
+
+@dataclass
+class FusedBranch:
+    """One target's state on one branch."""
+
+    x_um: float
+    y_um: float
+    z_um: float
+    z_var_um2: float
+    offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    last_tilt_deg: float = 0.0
+    reference: str | None = None
+    skip: str | None = None
+    images: int = 0
+
+
+@dataclass
+class FusedTarget:
+    """A target and its branch states (shared while at the start tilt)."""
+
+    info: TargetInfo
+    level_um: float
+    start: FusedBranch
+    plus: FusedBranch | None = None
+    minus: FusedBranch | None = None
+
+    def branch(self, name: str) -> FusedBranch:
+        if name == "start" or self.plus is None or self.minus is None:
+            return self.start
+        return self.plus if name == "+" else self.minus
+
+
+@dataclass
+class _TiltRound:
+    """What the targets imaged so far at the current tilt have shown."""
+
+    step_index: int = -1
+    lateral: list[list[float]] = field(default_factory=list)  # unexplained (x, y)
+    depth: list[float] = field(default_factory=list)  # unexplained z from the CTF
+
+
+class FusedStrategy:
+    """Joint tracking and closed-loop focus (see module docstring)."""
+
+    name = "fused"
+
+    def __init__(self, settings: AcquisitionSettings) -> None:
+        self.settings = settings
+        self.targets: dict[int, FusedTarget] = {}
+        self.start_tilt_deg = 0.0
+        self.axis_um = {"+": 0.0, "-": 0.0}
+        self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
+        self.history_step: dict[str, int] = {"+": -10, "-": -10}
+        self.round = _TiltRound()
+        self._toolkit: Toolkit | None = None
+        self._images: dict[str, Image] = {}
+        self._ctf: CtfOptics | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def setup(
+        self,
+        targets: list[TargetInfo],
+        start_tilt_deg: float,
+        focus0_um: float,
+        start_is_um: dict[int, tuple[float, float]],
+        toolkit: Toolkit,
+    ) -> None:
+        s = self.settings
+        self._toolkit = toolkit
+        self.start_tilt_deg = start_tilt_deg
+        alpha = math.radians(start_tilt_deg)
+        for info in targets:
+            x, y = info.ss_um
+            z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
+            depth = y * math.sin(alpha) + z0 * math.cos(alpha)  # relative to target 1
+            is_x, is_y = start_is_um[info.index]
+            level = focus0_um + (info.defocus_um - s.max_defocus_um)
+            # Target 1 is focused to F0 by the autofocus, so depths are relative to it.
+            state = FusedBranch(
+                x_um=is_x,
+                y_um=is_y,
+                z_um=depth,
+                z_var_um2=PRIOR_DEPTH_SIGMA_UM**2 if info.index != 1 else 0.05**2,
+                last_tilt_deg=start_tilt_deg,
+                reference=f"map:{info.index}",
+                skip="skipped in the targets file" if info.skip else None,
+            )
+            self.targets[info.index] = FusedTarget(info=info, level_um=level, start=state)
+        self._ctf = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+
+    # -- prediction -------------------------------------------------------------------------
+    def alive(self, target: int, branch: str) -> bool:
+        return self.targets[target].branch(branch).skip is None
+
+    def _common(self, step: TiltStep) -> tuple[float, float, float]:
+        """Expected unexplained (x, y, z) motion of any target at this step.
+
+        After a target was imaged at this tilt, the median of what the rotation did not explain
+        for the targets imaged so far; before that, half the median of the branch's last three
+        steps (a trend such as run-out or a run-away branch persists; a jump does not).
+        """
+        r = self.round
+        if r.step_index != step.index:
+            self.round = r = _TiltRound(step_index=step.index)
+        if step.branch == "start":
+            return 0.0, 0.0, 0.0
+        recent = self.history[step.branch][-TREND_STEPS:]
+        if len(recent) < TREND_STEPS:
+            trend = [0.0, 0.0, 0.0]  # too little history to tell a trend from a jump
+        else:
+            trend = [TREND_WEIGHT * statistics.median(v[i] for v in recent) for i in range(3)]
+        limit = self.settings.align_limit_um
+        cx, cy, cz = (max(-limit, min(limit, v)) for v in trend)
+        if r.lateral:
+            cx = statistics.median(v[0] for v in r.lateral)
+            cy = statistics.median(v[1] for v in r.lateral)
+        if r.depth:
+            cz = statistics.median(r.depth)
+        return cx, cy, cz
+
+    def _rotate(self, state: FusedBranch, branch: str, tilt_deg: float) -> tuple[float, float]:
+        """(y, z) of a target after rotating from its last tilt to ``tilt_deg``."""
+        axis = self.axis_um.get(branch, 0.0)
+        delta = math.radians(tilt_deg - state.last_tilt_deg)
+        n = state.y_um - axis
+        y = axis + n * math.cos(delta) - state.z_um * math.sin(delta)
+        z = n * math.sin(delta) + state.z_um * math.cos(delta)
+        return y, z
+
+    def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
+        tgt = self.targets[target]
+        state = tgt.branch(step.branch)
+        cx, cy, cz = self._common(step)
+        y, z = self._rotate(state, step.branch, step.tilt_deg)
+        focus = tgt.level_um - (z + cz)
+        return ExposureRequest(
+            image_shift_um=(state.x_um + cx, y + cy),
+            focus_um=focus,
+            target_defocus_um=tgt.info.defocus_um,
+            predicted_dy_um=y - state.y_um + cy,
+            predicted_dz_um=z - state.z_um + cz,
+        )
+
+    # -- learning ---------------------------------------------------------------------------
+    def _measure_depth(self, image: Image, focus_um: float) -> float | None:
+        if self._ctf is None:
+            return None
+        data = image.data
+        ny, nx = data.shape
+        crop = min(CTF_CROP_PX, ny, nx)
+        y0, x0 = (ny - crop) // 2, (nx - crop) // 2
+        try:
+            fit = estimate_defocus(
+                data[y0 : y0 + crop, x0 : x0 + crop],
+                image.pixel_size_a,
+                self._ctf,
+                tile_px=min(256, crop),
+                defocus_range_um=(focus_um - 3.0, min(focus_um + 3.0, -0.3)),
+                min_score=CTF_MIN_SCORE,
+            )
+        except DefocusFitError:
+            return None
+        return fit.defocus_um - image.defocus_um
+
+    def observe(
+        self, target: int, step: TiltStep, image: Image, request: ExposureRequest
+    ) -> Outcome:
+        s = self.settings
+        assert self._toolkit is not None
+        tgt = self.targets[target]
+        state = tgt.branch(step.branch)
+        first_at_tilt = not self.round.lateral
+        limit = None if first_at_tilt else s.align_limit_um
+        reference = self._images.get(state.reference or "")
+        shift = np.zeros(2)
+        if reference is not None:
+            found = self._toolkit.shift_um(reference, image, limit_um=limit)
+            if found is not None:
+                shift = found[0]
+        offset = np.array(state.offset_um) + shift if step.branch != "start" else shift
+        applied = np.array(request.image_shift_um)
+        true_xy = applied + offset
+        y_pred, z_pred = self._rotate(state, step.branch, step.tilt_deg)
+        unexplained = true_xy - np.array([state.x_um, y_pred])
+        depth = state.z_um + request.predicted_dz_um  # the depth focused for, common part included
+        measured = self._measure_depth(image, request.focus_um)
+        z_var = state.z_var_um2
+        if step.branch != "start":
+            self._lateral_update(step, state, unexplained)
+            z_common = depth - z_pred
+            if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
+                measured = None  # an outlier fit: the Thon rings were misread
+            if measured is not None:
+                residual = measured - depth
+                self.round.depth.append(residual + z_common)
+                gain = z_var / (z_var + CTF_NOISE_UM**2)
+                depth += gain * residual
+                z_var *= 1 - gain
+            self.round.lateral.append(unexplained.tolist())
+        state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
+        state.z_um, state.z_var_um2 = float(depth), float(z_var)
+        state.offset_um = offset.tolist()
+        state.last_tilt_deg = step.tilt_deg
+        key = f"img:{target}:{step.branch}"
+        self._images[key] = image
+        state.reference = key
+        state.images += 1
+        if step.branch != "start":
+            summary = [
+                statistics.median(v[0] for v in self.round.lateral),
+                statistics.median(v[1] for v in self.round.lateral),
+                statistics.median(self.round.depth) if self.round.depth else 0.0,
+            ]
+            history = self.history[step.branch]
+            if self.history_step[step.branch] == step.index:
+                history[-1] = summary
+            else:
+                history.append(summary)
+                del history[:-TREND_STEPS]
+            self.history_step[step.branch] = step.index
+        outcome = Outcome(
+            alignment_um=(float(offset[0]), float(offset[1])),
+            specimen_shift_um=(float(applied[0]), float(applied[1])),
+            eucentric_offset_um=float(state.z_um),
+        )
+        if measured is not None:
+            outcome.ctf_defocus_um = float(measured + request.focus_um)
+        outcome.aborted = self._check_abort(state, image)
+        if step.branch == "start":
+            tgt.plus = FusedBranch(**asdict(state))
+            tgt.minus = FusedBranch(**asdict(state))
+        return outcome
+
+    def _lateral_update(self, step: TiltStep, state: FusedBranch, unexplained: np.ndarray) -> None:
+        """Turn the individual lateral residual into a depth correction (Kalman)."""
+        if not self.round.lateral:
+            return
+        common_y = statistics.median(v[1] for v in self.round.lateral)
+        individual = float(unexplained[1] - common_y)
+        if abs(individual) > LATERAL_MAX_INDIVIDUAL_UM:
+            return  # an alignment failure or a jump, not a depth error
+        sin_step = math.sin(math.radians(step.tilt_deg - state.last_tilt_deg))
+        if abs(sin_step) < 1e-3:
+            return
+        meas = -individual / sin_step  # depth error at the previous tilt
+        meas_var = (LATERAL_NOISE_UM / sin_step) ** 2
+        gain = state.z_var_um2 / (state.z_var_um2 + meas_var)
+        state.z_um += gain * meas * math.cos(math.radians(step.tilt_deg - state.last_tilt_deg))
+        state.z_var_um2 *= 1 - gain
+
+    def _check_abort(self, state: FusedBranch, image: Image) -> str | None:
+        s = self.settings
+        reason = None
+        if math.hypot(state.x_um, state.y_um) > s.image_shift_limit_um - s.align_limit_um:
+            reason = "image shift beyond the limit"
+        elif s.min_counts_per_s > 0 and image.mean_counts_per_s < s.min_counts_per_s:
+            reason = f"too dark ({image.mean_counts_per_s:.2f} < {s.min_counts_per_s:g} counts/s)"
+        if reason is not None:
+            state.skip = reason
+        return reason
+
+    def abort(self, target: int, branch: str, reason: str) -> None:
+        tgt = self.targets[target]
+        if branch == "start":
+            tgt.start.skip = reason
+            for state in (tgt.plus, tgt.minus):
+                if state is not None:
+                    state.skip = reason
+        else:
+            tgt.branch(branch).skip = reason
+
+    # -- resume -----------------------------------------------------------------------------
+    def recover(self, step: TiltStep, shift_um: tuple[float, float]) -> None:
+        for tgt in self.targets.values():
+            state = tgt.branch(step.branch)
+            state.x_um += shift_um[0]
+            state.y_um += shift_um[1]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "start_tilt_deg": self.start_tilt_deg,
+            "axis_um": self.axis_um,
+            "history": self.history,
+            "history_step": self.history_step,
+            "round": asdict(self.round),
+            "targets": {
+                str(i): {
+                    "info": asdict(t.info),
+                    "level_um": t.level_um,
+                    "start": asdict(t.start),
+                    "plus": None if t.plus is None else asdict(t.plus),
+                    "minus": None if t.minus is None else asdict(t.minus),
+                }
+                for i, t in self.targets.items()
+            },
+        }
+
+    def restore(
+        self, state: dict[str, Any], references: dict[str, Image], toolkit: Toolkit | None = None
+    ) -> None:
+        self.start_tilt_deg = float(state["start_tilt_deg"])
+        self.axis_um = {k: float(v) for k, v in state["axis_um"].items()}
+        self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
+        self.history_step = {k: int(v) for k, v in state["history_step"].items()}
+        self.round = _TiltRound(**state["round"])
+        self.targets = {}
+        for key, data in state["targets"].items():
+            info = data["info"]
+            self.targets[int(key)] = FusedTarget(
+                info=TargetInfo(
+                    index=int(info["index"]),
+                    ss_um=(float(info["ss_um"][0]), float(info["ss_um"][1])),
+                    defocus_um=float(info["defocus_um"]),
+                    skip=bool(info["skip"]),
+                ),
+                level_um=float(data["level_um"]),
+                start=FusedBranch(**data["start"]),
+                plus=None if data["plus"] is None else FusedBranch(**data["plus"]),
+                minus=None if data["minus"] is None else FusedBranch(**data["minus"]),
+            )
+        self._images = dict(references)
+        self._ctf = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+        if toolkit is not None:
+            self._toolkit = toolkit
+
+    def reference_keys(self) -> set[str]:
+        keys = set()
+        for tgt in self.targets.values():
+            for state in (tgt.start, tgt.plus, tgt.minus):
+                if state is not None and state.reference:
+                    keys.add(state.reference)
+        return keys

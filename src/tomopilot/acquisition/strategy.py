@@ -1,0 +1,210 @@
+"""What a tracking strategy is, and the tools the engine lends it.
+
+A strategy predicts, for every target at every tilt, the image shift and focus that should put
+the target in the beam at the right defocus (:meth:`Strategy.prepare`), and learns from each
+Record (:meth:`Strategy.observe`). The engine owns the order of operations, the files and the
+journal; the strategy owns its model, which it can dump and restore for ``--resume``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.imaging.errors import NoCorrelationPeakError
+from tomopilot.imaging.xcorr import align
+from tomopilot.instrument.protocol import Microscope
+from tomopilot.instrument.types import Image, LowDoseArea
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A target as the strategy sees it.
+
+    Attributes
+    ----------
+    index
+        1-based, target 1 being the tracking target.
+    ss_um
+        Specimen shift (x along the tilt axis, y across) relative to target 1, measured at
+        the selection tilt.
+    defocus_um
+        The target's own defocus level (PACEtomo's F_k offset from F0, see §3.2).
+    skip
+        Never imaged.
+    """
+
+    index: int
+    ss_um: tuple[float, float]
+    defocus_um: float
+    skip: bool = False
+
+
+@dataclass
+class ExposureRequest:
+    """What to set before one Record."""
+
+    image_shift_um: tuple[float, float]
+    focus_um: float
+    target_defocus_um: float
+    exposure_s: float | None = None
+    predicted_dy_um: float = 0.0
+    predicted_dz_um: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """What the strategy concluded from one Record."""
+
+    alignment_um: tuple[float, float] = (0.0, 0.0)
+    aborted: str | None = None
+    specimen_shift_um: tuple[float, float] | None = None
+    eucentric_offset_um: float | None = None
+    ctf_defocus_um: float | None = None
+
+
+class Toolkit:
+    """Measurements a strategy may make, lent by the engine.
+
+    Alignment works on two images of the same low-dose area and returns the displacement of
+    the specimen relative to the field, in specimen µm (x along the tilt axis): adding it to the
+    image shift re-centres the target.
+    """
+
+    def __init__(self, scope: Microscope, settings: AcquisitionSettings) -> None:
+        self.scope = scope
+        self.settings = settings
+        self._matrices: dict[tuple[str, int], NDArray[np.float64]] = {}
+
+    def camera_matrix(self, image: Image) -> NDArray[np.float64]:
+        """Specimen µm → pixels of ``image``'s area and binning."""
+        key = (image.area.value, image.binning)
+        if key not in self._matrices:
+            self._matrices[key] = self.scope.camera.specimen_to_camera_matrix(image.area)
+        return self._matrices[key]
+
+    def shift_um(
+        self, reference: Image, image: Image, *, limit_um: float | None = None
+    ) -> tuple[NDArray[np.float64], float] | None:
+        """Specimen displacement from ``reference`` to ``image`` (µm) and the peak height.
+
+        Images of the same field at different binnings (a Preview map and a Record) are
+        compared at the coarser pixel. ``limit_um`` restricts the search (PACEtomo's
+        alignLimit); ``None`` is returned when nothing correlates inside it or the two images
+        do not show the same field.
+        """
+        pair = _same_field(reference, image)
+        if pair is None:
+            return None
+        ref_data, img_data, coarse = pair
+        matrix = self.camera_matrix(coarse)
+        pixels_per_um = float(np.sqrt(abs(np.linalg.det(matrix))))
+        try:
+            result = align(
+                ref_data,
+                img_data,
+                max_shift_px=None if limit_um is None else limit_um * pixels_per_um,
+                low_pass_px=2.0,
+            )
+        except NoCorrelationPeakError:
+            return None
+        shift_px = np.array([result.shift_x_px, result.shift_y_px])
+        return np.linalg.solve(matrix, shift_px), result.peak
+
+    def record(
+        self, exposure_s: float | None = None, area: LowDoseArea = LowDoseArea.RECORD
+    ) -> Image:
+        """Take one exposure (optionally with another exposure time, restored after)."""
+        if exposure_s is None:
+            return self.scope.camera.acquire(area)
+        preset = self.scope.optics.preset(area)
+        self.scope.optics.set_preset(area, preset.model_copy(update={"exposure_s": exposure_s}))
+        try:
+            return self.scope.camera.acquire(area)
+        finally:
+            self.scope.optics.set_preset(area, preset)
+
+
+def _bin(data: NDArray[np.float32], factor: int) -> NDArray[np.float32]:
+    ny, nx = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
+    blocks = data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    return np.asarray(blocks.mean(axis=(1, 3)), dtype=np.float32)
+
+
+def _same_field(
+    reference: Image, image: Image
+) -> tuple[NDArray[np.float32], NDArray[np.float32], Image] | None:
+    """Both images at the coarser pixel, if they show the same field; else None."""
+    if reference.magnification != image.magnification:
+        return None
+    ratio = reference.pixel_size_a / image.pixel_size_a
+    factor = round(ratio if ratio >= 1 else 1 / ratio)
+    if abs(max(ratio, 1 / ratio) - factor) > 1e-6:
+        return None
+    ref, img = reference.data, image.data
+    coarse = reference if ratio >= 1 else image
+    if ratio > 1:
+        img = _bin(img, factor)
+    elif ratio < 1:
+        ref = _bin(ref, factor)
+    if ref.shape != img.shape:
+        return None
+    return ref, img, coarse
+
+
+class Strategy(Protocol):
+    """A tracking and focusing strategy (see module docstring)."""
+
+    name: str
+
+    def setup(
+        self,
+        targets: list[TargetInfo],
+        start_tilt_deg: float,
+        focus0_um: float,
+        start_is_um: dict[int, tuple[float, float]],
+        toolkit: Toolkit,
+    ) -> None:
+        """Initialise the model at the start tilt (after target 1 is focused to F0)."""
+        ...
+
+    def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
+        """Image shift and focus for ``target`` at ``step``."""
+        ...
+
+    def observe(
+        self, target: int, step: TiltStep, image: Image, request: ExposureRequest
+    ) -> Outcome:
+        """Learn from the Record just taken."""
+        ...
+
+    def alive(self, target: int, branch: str) -> bool:
+        """Whether ``target`` is still imaged on ``branch``."""
+        ...
+
+    def abort(self, target: int, branch: str, reason: str) -> None:
+        """Stop imaging ``target`` on ``branch`` (the engine found it impossible)."""
+        ...
+
+    def recover(self, step: TiltStep, shift_um: tuple[float, float]) -> None:
+        """After a resume: apply the shift found by re-aligning target 1 at ``step``."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue (JSON-friendly)."""
+        ...
+
+    def restore(
+        self, state: dict[str, Any], references: dict[str, Image], toolkit: Toolkit | None = None
+    ) -> None:
+        """Continue from :meth:`state`; ``references`` holds the images named in it."""
+        ...
+
+    def reference_keys(self) -> set[str]:
+        """Names of the images the current state refers to (``map:N`` or ``img:N:branch``)."""
+        ...
