@@ -60,6 +60,7 @@ from tomopilot.targeting.targets import Target
 _log = logging.getLogger(__name__)
 
 CAMERA_RETRIES = 2
+DEWAR_MARGIN_S = 15.0  # start a fill early if it is due within this (SerialEM can)
 
 
 class AcquisitionError(TomopilotError):
@@ -148,10 +149,11 @@ class AcquisitionEngine:
         try:
             if state is not None and state.setup is not None:
                 next_step, next_target = self._resume(state)
+                done = next_step is None and state.last_commit is not None
+                status = "finished" if done else self._loop(next_step, next_target)
             else:
                 self._fresh_setup(state)
-                next_step, next_target = None, 1
-            status = self._loop(next_step, next_target)
+                status = self._loop(None, 1)
         except RunAborted:
             status = "aborted"
         self._finish(status)
@@ -295,9 +297,14 @@ class AcquisitionEngine:
     def _apply(self, request: ExposureRequest) -> None:
         scope, s = self.scope, self.plan.settings
         if s.check_dewar:
-            waited = scope.housekeeping.wait_for_dewar()
-            if waited > 0:
+            status = scope.housekeeping.dewar_status()
+            if status.filling:
+                waited = scope.housekeeping.wait_for_dewar()
                 _log.info("waited %.0f s for a dewar fill", waited)
+            elif status.seconds_until_next_fill < DEWAR_MARGIN_S:
+                # A fill would start during the exposure: start it now and wait it out.
+                scope.housekeeping.refill_dewar()
+                _log.info("started a dewar fill early to protect the exposure")
         scope.optics.set_image_shift_um(*request.image_shift_um)
         scope.optics.set_focus_um(request.focus_um)
         if s.delay_is_s > 0:

@@ -11,11 +11,13 @@ from pathlib import Path
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.engine import AcquisitionEngine, RunPlan
 from tomopilot.acquisition.run_config import AcquireConfig, ResolvedRun, resolve_run
+from tomopilot.acquisition.side_files import RunLogHandler, attach_run_log, write_settings_dump
 from tomopilot.core.config import write_resolved_config
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.microscope import as_microscope
+from tomopilot.targeting.targets import TargetSet, save_targets
 
 FRAME_SUFFIXES = {"tiff": ".tif", "mrc": ".mrc", "eer": ".eer"}
 
@@ -69,3 +71,14 @@ def start_run(
     write_resolved_config(config, run_dir / f"{plan.root}_config.resolved.yaml")
     engine = AcquisitionEngine(scope, plan, events=bus, control=control)
     return engine, resolved
+
+
+def attach_outputs(engine: AcquisitionEngine, resolved: ResolvedRun) -> RunLogHandler:
+    """Write the run's side files (targets file, settings dump) and start its log."""
+    plan = engine.plan
+    stem = f"{plan.root}_tgts"
+    targets_path = plan.run_dir / f"{stem}.txt"
+    if not targets_path.exists():
+        save_targets(targets_path, TargetSet(targets=list(resolved.targets)))
+    write_settings_dump(plan.run_dir, stem, resolved.settings.model_dump(mode="json"))
+    return attach_run_log(plan.run_dir, plan.root)

@@ -1,0 +1,105 @@
+"""How long a plan will keep the microscope busy, before anything is exposed (``--dry-run``).
+
+The estimate adds the stage moves of the scheme (approach moves included), the settling and
+script delays, and the per-exposure overheads of the camera to the exposures themselves. The
+timing constants are the microscope's: on the twin they come from its configuration; for a
+real microscope the defaults follow SerialEM and PACEtomo (reference/twin_magnitudes.md §1, §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.tilt_schemes import TiltScheme
+from tomopilot.instrument.twin import TwinConfig
+from tomopilot.instrument.types import LowDoseArea
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time costs of the microscope (seconds unless named)."""
+
+    tilt_speed_deg_s: float = 30.0
+    tilt_settle_s: float = 0.3
+    image_shift_settle_s: float = 0.5
+    pre_exposure_s: float = 0.8
+    readout_s: float = 1.1
+    record_s: float = 1.0
+    preview_s: float = 0.5
+    eucentricity_s: float = 40.0
+    autofocus_s: float = 6.0
+
+    @classmethod
+    def from_twin(cls, config: TwinConfig) -> Timing:
+        """The twin's own time costs."""
+        presets = config.presets
+        return cls(
+            tilt_speed_deg_s=config.stage.tilt_speed_deg_s,
+            tilt_settle_s=config.stage.tilt_settle_s,
+            image_shift_settle_s=config.optics.is_settle_s,
+            pre_exposure_s=config.camera.pre_exposure_s,
+            readout_s=config.camera.readout_s,
+            record_s=presets.get(LowDoseArea.RECORD).exposure_s,
+            preview_s=presets.get(LowDoseArea.PREVIEW).exposure_s,
+            eucentricity_s=config.housekeeping.eucentric_rough_s + 10.0,
+            autofocus_s=config.housekeeping.autofocus_overhead_s
+            + 2
+            * (
+                config.camera.pre_exposure_s
+                + presets.get(LowDoseArea.FOCUS).exposure_s
+                + config.camera.readout_s
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class DurationEstimate:
+    """The estimate and its parts (seconds)."""
+
+    setup_s: float
+    tilting_s: float
+    exposures_s: float
+    n_tilts: int
+    n_records: int
+
+    @property
+    def total_s(self) -> float:
+        """Everything."""
+        return self.setup_s + self.tilting_s + self.exposures_s
+
+    @property
+    def minutes_per_tilt_series(self) -> float:
+        """Total time over the number of tilt series."""
+        n_series = max(1, self.n_records // max(1, self.n_tilts))
+        return self.total_s / 60.0 / n_series
+
+
+def estimate_duration(
+    settings: AcquisitionSettings, scheme: TiltScheme, n_targets: int, timing: Timing
+) -> DurationEstimate:
+    """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``."""
+    per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
+    setup = timing.eucentricity_s + timing.autofocus_s + n_targets * per_preview
+    if settings.preview_align:
+        setup += n_targets * (per_preview + timing.image_shift_settle_s)
+    tilting = 0.0
+    position = scheme.start_deg
+    steps = scheme.steps()
+    for step in steps:
+        for target in (step.approach_deg, step.tilt_deg):
+            if target is None or target == position:
+                continue
+            tilting += abs(target - position) / timing.tilt_speed_deg_s + timing.tilt_settle_s
+            position = target
+        tilting += settings.delay_tilt_s
+    record = timing.pre_exposure_s + timing.record_s + timing.readout_s
+    per_target = record + timing.image_shift_settle_s + settings.delay_is_s
+    exposures = len(steps) * n_targets * per_target
+    return DurationEstimate(
+        setup_s=setup,
+        tilting_s=tilting,
+        exposures_s=exposures,
+        n_tilts=len(steps),
+        n_records=len(steps) * n_targets,
+    )

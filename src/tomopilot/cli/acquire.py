@@ -1,0 +1,241 @@
+"""``tomopilot acquire`` and ``tomopilot report``: run a plan on the twin, and judge it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tomopilot.acquisition.control import EngineControl
+from tomopilot.acquisition.estimate import Timing, estimate_duration
+from tomopilot.acquisition.events import (
+    BranchAborted,
+    ExposureLost,
+    ExposureRecorded,
+    RunFinished,
+    SetupStep,
+)
+from tomopilot.acquisition.quality import RunQuality, assess_run_dir
+from tomopilot.acquisition.run import attach_outputs, start_run
+from tomopilot.acquisition.run_config import load_acquire_config, resolve_run
+from tomopilot.acquisition.side_files import detach_run_log
+from tomopilot.acquisition.strategies import STRATEGIES
+from tomopilot.acquisition.target_defocus import defocus_per_target
+from tomopilot.cli.common import console, err_console, user_errors
+from tomopilot.core.events import EventBus
+
+
+def _dry_run(config_path: Path, strategy: str | None) -> None:
+    config = load_acquire_config(config_path)
+    resolved = resolve_run(config)
+    settings = resolved.settings
+    for warning in resolved.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    n_targets = sum(not t.skip for t in resolved.targets)
+    levels = defocus_per_target(
+        settings, len(resolved.targets), {i for i, t in enumerate(resolved.targets) if t.skip}
+    )
+    table = Table(
+        title=(
+            f"{config.output.root}: {len(resolved.targets)} targets, "
+            f"strategy {strategy or config.strategy}"
+        )
+    )
+    for column in ("target", "SSX (µm)", "SSY (µm)", "defocus (µm)", "skip"):
+        table.add_column(column, justify="right")
+    for number, (target, level) in enumerate(zip(resolved.targets, levels, strict=True), start=1):
+        table.add_row(
+            str(number),
+            f"{target.ss_x_um:.3f}",
+            f"{target.ss_y_um:.3f}",
+            "-" if level is None else f"{level:.2f}",
+            "yes" if target.skip else "",
+        )
+    console.print(table)
+    steps = resolved.scheme.steps()
+    order = ", ".join(f"{s.tilt_deg:g}" for s in steps[:15]) + (", …" if len(steps) > 15 else "")
+    console.print(f"tilt order ({len(steps)} tilts, {settings.tilt_scheme}): {order}")
+    for name, value in resolved.overrides.items():
+        console.print(
+            f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
+        )
+    estimate = estimate_duration(
+        settings, resolved.scheme, n_targets, Timing.from_twin(config.microscope.twin)
+    )
+    console.print(
+        f"estimated microscope time: {estimate.total_s / 60:.1f} min "
+        f"(set-up {estimate.setup_s / 60:.1f}, tilting {estimate.tilting_s / 60:.1f}, "
+        f"exposures {estimate.exposures_s / 60:.1f}); "
+        f"{estimate.minutes_per_tilt_series:.1f} min per tilt series"
+    )
+
+
+def quality_table(quality: RunQuality, title: str) -> Table:
+    """The ground-truth quality of a run as a table."""
+    table = Table(title=title)
+    for column in (
+        "target",
+        "images",
+        "track RMS (nm)",
+        "track max (nm)",
+        "≤50 nm",
+        "defocus RMS (µm)",
+        "dose (e/Å²)",
+        "unintended (e/Å²)",
+        "min/TS",
+    ):
+        table.add_column(column, justify="right")
+    for t in quality.targets:
+        table.add_row(
+            str(t.target),
+            str(t.n_exposures),
+            f"{t.tracking_rms_nm:.0f}",
+            f"{t.tracking_max_nm:.0f}",
+            f"{100 * t.within_50nm:.0f}%",
+            f"{t.defocus_rms_um:.2f}",
+            f"{t.dose_e_a2:.1f}",
+            f"{t.unintended_dose_e_a2:.1f}",
+            f"{t.minutes:.1f}",
+        )
+    pooled = quality.pooled()
+    table.add_row(
+        "all",
+        str(quality.n_exposures),
+        f"{pooled['tracking_rms_nm']:.0f}",
+        f"{pooled['tracking_max_nm']:.0f}",
+        f"{100 * pooled['within_50nm']:.0f}%",
+        f"{pooled['defocus_rms_um']:.2f}",
+        "",
+        "",
+        f"{pooled['minutes_per_tilt_series']:.1f}",
+        style="bold",
+    )
+    return table
+
+
+def acquire_command(
+    config: Annotated[
+        Path, typer.Argument(help="Acquisition configuration (YAML).", exists=True, dir_okay=False)
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the plan and the estimated time; expose nothing."),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a run that stopped (crash or abort).")
+    ] = False,
+    strategy: Annotated[
+        str | None,
+        typer.Option("--strategy", help=f"Override the strategy: {', '.join(STRATEGIES)}."),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Print the ground-truth report at the end (twin).")
+    ] = True,
+) -> None:
+    """Acquire the tilt series of an area (on the digital twin by default)."""
+    with user_errors():
+        if strategy is not None and strategy not in STRATEGIES:
+            raise typer.BadParameter(
+                f"choose one of {', '.join(STRATEGIES)}", param_hint="--strategy"
+            )
+        if dry_run:
+            _dry_run(config, strategy)
+            return
+        settings_config = load_acquire_config(config)
+        bus = EventBus()
+        control = EngineControl()
+        engine, resolved = start_run(
+            settings_config, strategy=strategy, events=bus, control=control
+        )
+        for warning in resolved.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        handler = attach_outputs(engine, resolved)
+        total = resolved.scheme.n_tilts * sum(not t.skip for t in resolved.targets)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+        )
+        start_s = engine.scope.clock.now_s()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            err_console.print(
+                "[yellow]stopping after this exposure; continue later with --resume[/]"
+            )
+            control.abort()
+
+        previous = signal.signal(signal.SIGINT, on_signal)
+        try:
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task("set-up", total=total, eta="")
+                bus.subscribe(
+                    SetupStep, lambda e: progress.update(task, description=f"set-up: {e.step}")
+                )
+
+                def on_exposure(e: ExposureRecorded) -> None:
+                    done = progress.tasks[0].completed + 1
+                    spent = e.time_s - start_s
+                    eta_min = spent / done * max(0, total - done) / 60 if done else 0.0
+                    progress.update(
+                        task,
+                        advance=1,
+                        description=(
+                            f"{resolved.config.output.root} target {e.target} at {e.tilt_deg:+.0f}°"
+                        ),
+                        eta=f"ETA {eta_min:.0f} min (microscope)",
+                    )
+
+                bus.subscribe(ExposureRecorded, on_exposure)
+                bus.subscribe(
+                    BranchAborted,
+                    lambda e: progress.console.print(
+                        f"[yellow]target {e.target}: branch {e.branch} ends at "
+                        f"{e.tilt_deg:g}° ({e.reason})[/]"
+                    ),
+                )
+                bus.subscribe(
+                    ExposureLost,
+                    lambda e: progress.console.print(
+                        f"[red]target {e.target} at {e.tilt_deg:g}°: exposure lost ({e.reason})[/]"
+                    ),
+                )
+                bus.subscribe(
+                    RunFinished, lambda e: progress.update(task, description=f"run {e.status}")
+                )
+                summary = engine.run(resume=resume)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            detach_run_log(handler)
+        console.print(
+            f"{summary.status}: {summary.n_exposures} exposures, {summary.lost} lost, "
+            f"{summary.microscope_s / 60:.1f} min of microscope time; "
+            f"files in {engine.plan.run_dir}"
+        )
+        if report and summary.status == "finished":
+            console.print(quality_table(assess_run_dir(engine.plan.run_dir), "ground truth"))
+
+
+def report_command(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The run folder (output.dir of the configuration).", exists=True, file_okay=False
+        ),
+    ],
+) -> None:
+    """Judge a twin run against the ground truth: tracking, defocus, dose, time per tilt series."""
+    with user_errors():
+        console.print(quality_table(assess_run_dir(run_dir), f"{run_dir}: ground truth"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``acquire`` and ``report`` to the main command."""
+    app.command("acquire")(acquire_command)
+    app.command("report")(report_command)
