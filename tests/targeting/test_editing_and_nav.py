@@ -175,7 +175,9 @@ def test_virtual_maps_from_a_view_montage(tmp_path: Path) -> None:
     scope = twin(
         22,
         stage=NO_DRIFT,
-        presets={"view": {"camera_area_px": [2048, 2048], "binning": 4}},
+        presets={
+            "view": {"unbinned_pixel_size_a": 8.0, "camera_area_px": [2048, 2048], "binning": 4}
+        },
     )
     montage = acquire_montage(scope, LowDoseArea.VIEW, tiles=(3, 3))
     points = [(0.6, 0.4), (-1.1, 0.9)]

@@ -34,7 +34,7 @@ def test_backlash_appears_only_on_direction_reversal() -> None:
         nominal = field.lab_vector_to_pixels(-move, 0.0)
         assert (measured.shift_x_px, measured.shift_y_px) == pytest.approx(want, abs=1.0)
         if move != actual:
-            assert math.hypot(want[0] - nominal[0], want[1] - nominal[1]) > 50.0
+            assert math.hypot(want[0] - nominal[0], want[1] - nominal[1]) > 25.0
         previous = image
 
 

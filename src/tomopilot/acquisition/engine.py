@@ -193,9 +193,13 @@ class AcquisitionEngine:
         setup = prepare_start(scope, plan.targets, s, plan.scheme.start_deg, setup, self.toolkit)
         self._setup_event("start tilt", f"F0 = {setup.focus0_um:.2f} µm")
         self.strategy.setup(
-            self.targets, plan.scheme.start_deg, setup.focus0_um, setup.start_is_um, self.toolkit
+            self.targets,
+            plan.scheme.start_deg,
+            setup.focus0_um,
+            setup.start_is_um,
+            self.toolkit,
+            self._map_references(setup),
         )
-        self.strategy.restore(self.strategy.state(), self._map_references(setup), self.toolkit)
         self.journal.write(
             "setup",
             state=self.strategy.state(),

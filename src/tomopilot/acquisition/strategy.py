@@ -8,15 +8,18 @@ journal; the strategy owns its model, which it can dump and restore for ``--resu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.imaging.errors import NoCorrelationPeakError
+from tomopilot.imaging.fourier import taper_mask
 from tomopilot.imaging.xcorr import align
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea
@@ -91,7 +94,7 @@ class Toolkit:
     def shift_um(
         self, reference: Image, image: Image, *, limit_um: float | None = None
     ) -> tuple[NDArray[np.float64], float] | None:
-        """Specimen displacement from ``reference`` to ``image`` (µm) and the peak height.
+        """Specimen displacement from ``reference`` to ``image`` (µm) and the peak's significance.
 
         Images of the same field at different binnings (a Preview map and a Record) are
         compared at the coarser pixel. ``limit_um`` restricts the search (PACEtomo's
@@ -114,7 +117,63 @@ class Toolkit:
         except NoCorrelationPeakError:
             return None
         shift_px = np.array([result.shift_x_px, result.shift_y_px])
-        return np.linalg.solve(matrix, shift_px), result.peak
+        return np.linalg.solve(matrix, shift_px), result.significance
+
+    def locate_in_wider(
+        self, reference: Image, wider: Image
+    ) -> tuple[NDArray[np.float64], float] | None:
+        """Where ``reference``'s field now lies within a ``wider`` image (a View), in µm.
+
+        The reference is resampled to the wider image's pixel size, padded with its mean into a
+        frame of the wider image's shape and tapered, then cross-correlated; the result has the
+        same meaning as :meth:`shift_um` (specimen displacement from reference to now).
+        """
+        ratio = reference.pixel_size_a / wider.pixel_size_a
+        template = np.asarray(reference.data, dtype=np.float32)
+        if not math.isclose(ratio, 1.0, rel_tol=1e-3):
+            template = np.asarray(ndimage.zoom(template, ratio, order=1), dtype=np.float32)
+        big = np.asarray(wider.data, dtype=np.float32)
+        th, tw = template.shape
+        bh, bw = big.shape
+        if th > bh or tw > bw:
+            return None
+        mean = float(template.mean())
+        frame = np.full(big.shape, mean, np.float32)
+        y0, x0 = (bh - th) // 2, (bw - tw) // 2
+        window = taper_mask(template.shape, max(2, min(th, tw) // 8))
+        frame[y0 : y0 + th, x0 : x0 + tw] = mean + (template - mean) * window
+        try:
+            result = align(frame, big, low_pass_px=3.0, high_pass_px=min(th, tw) / 2.0)
+        except NoCorrelationPeakError:
+            return None
+        matrix = self.camera_matrix(wider)
+        shift_px = np.array([result.shift_x_px, result.shift_y_px])
+        return np.linalg.solve(matrix, shift_px), result.significance
+
+    def shift_stretched_um(
+        self, reference: Image, image: Image, stretch_y: float
+    ) -> tuple[NDArray[np.float64], float] | None:
+        """Like :meth:`shift_um` for two images of one area at different tilts.
+
+        The reference is first stretched by ``stretch_y`` across the tilt axis (the change of
+        foreshortening between its tilt and the image's), about its centre.
+        """
+        if reference.data.shape != image.data.shape:
+            return None
+        matrix = self.camera_matrix(image)
+        unit = matrix / np.sqrt(abs(np.linalg.det(matrix)))  # rotation: specimen → camera
+        stretch = unit @ np.diag([1.0, stretch_y]) @ np.linalg.inv(unit)  # (x, y) pixels
+        inverse = np.linalg.inv(stretch)[::-1, ::-1]  # ndimage works in (row, column)
+        centre = (np.array(reference.data.shape) - 1) / 2.0
+        offset = centre - inverse @ centre
+        data = np.asarray(reference.data, dtype=np.float32)
+        warped = ndimage.affine_transform(data, inverse, offset=offset, order=1, mode="nearest")
+        stretched = Image(**{**reference.__dict__, "data": np.asarray(warped, np.float32)})
+        return self.shift_um(stretched, image)
+
+    def view(self) -> Image:
+        """A View image at the current image shift (the wide, low-dose field)."""
+        return self.scope.camera.acquire(LowDoseArea.VIEW)
 
     def record(
         self, exposure_s: float | None = None, area: LowDoseArea = LowDoseArea.RECORD
@@ -169,8 +228,12 @@ class Strategy(Protocol):
         focus0_um: float,
         start_is_um: dict[int, tuple[float, float]],
         toolkit: Toolkit,
+        references: dict[str, Image],
     ) -> None:
-        """Initialise the model at the start tilt (after target 1 is focused to F0)."""
+        """Initialise the model at the start tilt (after target 1 is focused to F0).
+
+        ``references`` holds the target maps (``map:N``) taken at the selection tilt.
+        """
         ...
 
     def prepare(self, target: int, step: TiltStep) -> ExposureRequest:

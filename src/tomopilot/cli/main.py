@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from tomopilot import __version__
-from tomopilot.cli import demo
+from tomopilot.cli import acquire, demo
 from tomopilot.cli.diffraction import diffraction_app
+from tomopilot.cli.geometry import geometry_app
+from tomopilot.cli.targets import targets_app
 from tomopilot.cli.twin import twin_app
 
 app = typer.Typer(
@@ -17,8 +19,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(diffraction_app, name="diffraction")
+app.add_typer(targets_app, name="targets")
+app.add_typer(geometry_app, name="geometry")
 app.add_typer(twin_app, name="twin")
 demo.register(app)
+acquire.register(app)
 
 
 def _version(value: bool) -> None:

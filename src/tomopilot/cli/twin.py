@@ -301,3 +301,12 @@ def config_command(
     with user_errors():
         write_resolved_config(build_config(config, seed, profile, specimen), out)
         console.print(f"wrote {out}")
+
+
+def _register_tour() -> None:
+    from tomopilot.cli.twin_tour import tour_command
+
+    twin_app.command("tour")(tour_command)
+
+
+_register_tour()

@@ -40,7 +40,14 @@ from tomopilot.instrument.types import Image
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
 TREND_STEPS = 3
-TREND_WEIGHT = 0.5
+TREND_ONSET_DEG = 36.0
+TREND_SIGNIFICANT_UM = 0.1
+TREND_MAX_UM = 3.0
+# A peak's height over its correlation map's spread: noise alone gives 3–5, true matches
+# 8–60. An unlimited search sees more of the map, so it needs a clearer peak.
+MIN_SIGNIFICANCE = 6.0
+MIN_SIGNIFICANCE_UNLIMITED = 8.0
+VIEW_MIN_SIGNIFICANCE = 6.0
 CTF_MAX_INNOVATION_UM = 1.0
 LATERAL_MAX_INDIVIDUAL_UM = 0.1
 LATERAL_NOISE_UM = 0.01
@@ -58,10 +65,13 @@ class FusedBranch:
     z_um: float
     z_var_um2: float
     offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    ref_offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
     last_tilt_deg: float = 0.0
     reference: str | None = None
     skip: str | None = None
     images: int = 0
+    peaks: list[float] = field(default_factory=list)
+    lost: int = 0
 
 
 @dataclass
@@ -102,6 +112,9 @@ class FusedStrategy:
         self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
         self.history_step: dict[str, int] = {"+": -10, "-": -10}
         self.round = _TiltRound()
+        self.recoveries = 0
+        self.view_tilt_deg: dict[str, float] = {"+": 0.0, "-": 0.0}
+        self.view_offset_um: dict[str, list[float]] = {"+": [0.0, 0.0], "-": [0.0, 0.0]}
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
         self._ctf: CtfOptics | None = None
@@ -114,6 +127,7 @@ class FusedStrategy:
         focus0_um: float,
         start_is_um: dict[int, tuple[float, float]],
         toolkit: Toolkit,
+        references: dict[str, Image],
     ) -> None:
         s = self.settings
         self._toolkit = toolkit
@@ -137,6 +151,15 @@ class FusedStrategy:
             )
             self.targets[info.index] = FusedTarget(info=info, level_um=level, start=state)
         self._ctf = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+        self._images = dict(references)
+        if 1 in start_is_um:
+            # A wide View of target 1: what a lost tracking target is searched for in later.
+            toolkit.scope.optics.set_image_shift_um(*start_is_um[1])
+            view = toolkit.view()
+            for branch in ("+", "-"):
+                self._images[f"view:1:{branch}"] = view
+                self.view_tilt_deg[branch] = start_tilt_deg
+                self.view_offset_um[branch] = [0.0, 0.0]
 
     # -- prediction -------------------------------------------------------------------------
     def alive(self, target: int, branch: str) -> bool:
@@ -154,19 +177,38 @@ class FusedStrategy:
             self.round = r = _TiltRound(step_index=step.index)
         if step.branch == "start":
             return 0.0, 0.0, 0.0
-        recent = self.history[step.branch][-TREND_STEPS:]
-        if len(recent) < TREND_STEPS:
-            trend = [0.0, 0.0, 0.0]  # too little history to tell a trend from a jump
-        else:
-            trend = [TREND_WEIGHT * statistics.median(v[i] for v in recent) for i in range(3)]
-        limit = self.settings.align_limit_um
-        cx, cy, cz = (max(-limit, min(limit, v)) for v in trend)
+        trend = self._trend(step)
+        cx, cy, cz = trend
         if r.lateral:
             cx = statistics.median(v[0] for v in r.lateral)
             cy = statistics.median(v[1] for v in r.lateral)
         if r.depth:
             cz = statistics.median(r.depth)
         return cx, cy, cz
+
+    def _trend(self, step: TiltStep) -> list[float]:
+        """Unexplained motion expected at this step before any target has shown it.
+
+        Below ``TREND_ONSET_DEG`` stage errors are settling noise and one-off jumps: nothing is
+        extrapolated. Beyond it a branch can run away (PACE23: 0.6–2.5 µm per step past 40°):
+        when the last step moved significantly, its increment is extrapolated linearly (from
+        zero if the step before was quiet), which follows a run-away as it ramps up.
+        """
+        history = self.history[step.branch]
+        if abs(step.tilt_deg) < TREND_ONSET_DEG or not history:
+            return [0.0, 0.0, 0.0]
+        last = history[-1]
+        before = history[-2] if len(history) > 1 else [0.0, 0.0, 0.0]
+        out = []
+        for i in range(2):
+            if abs(last[i]) < TREND_SIGNIFICANT_UM:
+                out.append(0.0)
+                continue
+            previous = before[i] if np.sign(before[i]) == np.sign(last[i]) else 0.0
+            guess = 2.0 * last[i] - previous
+            out.append(float(np.clip(guess, -TREND_MAX_UM, TREND_MAX_UM)))
+        out.append(0.0)
+        return out
 
     def _rotate(self, state: FusedBranch, branch: str, tilt_deg: float) -> tuple[float, float]:
         """(y, z) of a target after rotating from its last tilt to ``tilt_deg``."""
@@ -223,11 +265,23 @@ class FusedStrategy:
         limit = None if first_at_tilt else s.align_limit_um
         reference = self._images.get(state.reference or "")
         shift = np.zeros(2)
+        aligned = reference is not None
         if reference is not None:
             found = self._toolkit.shift_um(reference, image, limit_um=limit)
-            if found is not None:
+            needed = MIN_SIGNIFICANCE_UNLIMITED if limit is None else MIN_SIGNIFICANCE
+            aligned = found is not None and found[1] >= needed
+            if found is not None and aligned:
                 shift = found[0]
-        offset = np.array(state.offset_um) + shift if step.branch != "start" else shift
+                state.peaks = [*state.peaks[-5:], found[1]]
+        absolute = None
+        if not aligned and first_at_tilt and step.branch != "start":
+            absolute = self._recover_with_view(target, step)
+            aligned = absolute is not None
+        base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
+        if absolute is not None:
+            offset = absolute
+        else:
+            offset = base + shift if aligned else np.array(state.offset_um)
         applied = np.array(request.image_shift_um)
         true_xy = applied + offset
         y_pred, z_pred = self._rotate(state, step.branch, step.tilt_deg)
@@ -246,16 +300,22 @@ class FusedStrategy:
                 gain = z_var / (z_var + CTF_NOISE_UM**2)
                 depth += gain * residual
                 z_var *= 1 - gain
-            self.round.lateral.append(unexplained.tolist())
+            if aligned:
+                self.round.lateral.append(unexplained.tolist())
+        if not aligned:
+            state.lost += 1  # keep the prediction; the reference stays the last good image
+            true_xy = applied + np.array(state.offset_um)
         state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
         state.z_um, state.z_var_um2 = float(depth), float(z_var)
         state.offset_um = offset.tolist()
         state.last_tilt_deg = step.tilt_deg
         key = f"img:{target}:{step.branch}"
-        self._images[key] = image
-        state.reference = key
+        if aligned or reference is None:
+            self._images[key] = image
+            state.reference = key
+            state.ref_offset_um = offset.tolist()
         state.images += 1
-        if step.branch != "start":
+        if step.branch != "start" and self.round.lateral:
             summary = [
                 statistics.median(v[0] for v in self.round.lateral),
                 statistics.median(v[1] for v in self.round.lateral),
@@ -280,6 +340,39 @@ class FusedStrategy:
             tgt.plus = FusedBranch(**asdict(state))
             tgt.minus = FusedBranch(**asdict(state))
         return outcome
+
+    def _recover_with_view(self, target: int, step: TiltStep) -> np.ndarray | None:
+        """The tracking target left the Record field: find it again in a View.
+
+        The last View of target 1, stretched for the change of foreshortening since it was
+        taken, is aligned with a fresh View at the current image shift. Costs one View exposure
+        (a few % of a Record's dose, spread over a 5 µm field), only when the first target at a
+        tilt could not be aligned: a jump or a run-away branch. Returns the target's offset
+        from the field centre (µm), not a shift relative to a reference.
+        """
+        assert self._toolkit is not None
+        branch = step.branch
+        reference = self._images.get(f"view:1:{branch}")
+        if target != 1 or reference is None:
+            return None
+        self.recoveries += 1
+        view = self._toolkit.view()
+        p = math.radians(
+            self.settings.pretilt_deg * math.cos(math.radians(self.settings.rotation_deg))
+        )
+        stretch = math.cos(math.radians(step.tilt_deg) + p) / math.cos(
+            math.radians(self.view_tilt_deg[branch]) + p
+        )
+        found = self._toolkit.shift_stretched_um(reference, view, stretch)
+        if found is None or found[1] < VIEW_MIN_SIGNIFICANCE:
+            return None
+        offset: np.ndarray = np.asarray(found[0], dtype=np.float64) + np.array(
+            self.view_offset_um[branch]
+        )
+        self._images[f"view:1:{branch}"] = view
+        self.view_tilt_deg[branch] = step.tilt_deg
+        self.view_offset_um[branch] = offset.tolist()
+        return offset
 
     def _lateral_update(self, step: TiltStep, state: FusedBranch, unexplained: np.ndarray) -> None:
         """Turn the individual lateral residual into a depth correction (Kalman)."""
@@ -333,6 +426,9 @@ class FusedStrategy:
             "history": self.history,
             "history_step": self.history_step,
             "round": asdict(self.round),
+            "view_tilt_deg": self.view_tilt_deg,
+            "view_offset_um": self.view_offset_um,
+            "recoveries": self.recoveries,
             "targets": {
                 str(i): {
                     "info": asdict(t.info),
@@ -353,6 +449,9 @@ class FusedStrategy:
         self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
         self.history_step = {k: int(v) for k, v in state["history_step"].items()}
         self.round = _TiltRound(**state["round"])
+        self.view_tilt_deg = {k: float(v) for k, v in state["view_tilt_deg"].items()}
+        self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
+        self.recoveries = int(state.get("recoveries", 0))
         self.targets = {}
         for key, data in state["targets"].items():
             info = data["info"]

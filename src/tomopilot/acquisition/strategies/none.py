@@ -35,6 +35,7 @@ class NoPrediction:
         focus0_um: float,
         start_is_um: dict[int, tuple[float, float]],
         toolkit: Toolkit,
+        references: dict[str, Image],
     ) -> None:
         s = self.settings
         for info in targets:

@@ -97,9 +97,11 @@ class PaceStrategy:
         focus0_um: float,
         start_is_um: dict[int, tuple[float, float]],
         toolkit: Toolkit,
+        references: dict[str, Image],
     ) -> None:
         s = self.settings
         self._toolkit = toolkit
+        self._images = dict(references)
         self.start_tilt_deg = start_tilt_deg
         self.focus0_um = focus0_um
         alpha = math.radians(start_tilt_deg)

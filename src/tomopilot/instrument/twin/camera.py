@@ -178,7 +178,8 @@ class TwinCamera:
                 + 3 * core.config.movie.local_motion_a / field.pixel_size_a
             )
             pad = math.ceil(reach) + 8
-        if core.replaying:  # rebuilding state after a crash: the truth, not the pixels
+        flat = not cam.render
+        if core.replaying or flat:  # the truth, not the pixels
             centre = centre_truth(core.specimen, pose, field, focus, core.config.optics)
         else:
             rendered = render(
@@ -195,12 +196,13 @@ class TwinCamera:
             centre = rendered.centre
         core.spend("exposure", preset.exposure_s)
         noise = core.rng(STREAM_NOISE, index)
-        frames = None
+        frames: NDArray[np.float32] | None = None
         frame_dose = 0.0 if n_frames is None else preset.dose_e_a2 / n_frames
-        if core.replaying:
-            data = np.zeros(field.shape, np.float32)
+        if core.replaying or flat:
+            level = 0.0 if core.replaying else electrons * signal * centre.transmission
+            data = np.full(field.shape, level * cam.counts_per_electron, np.float32)
             if n_frames is not None:
-                frames = np.zeros((n_frames, *field.shape), np.float32)
+                frames = np.repeat(data[None] / np.float32(n_frames), n_frames, axis=0)
                 core.spend("frame_saving", FRAME_SAVE_S * n_frames)
         elif motion is None or n_frames is None:
             data = core.detector.read_out(

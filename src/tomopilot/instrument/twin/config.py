@@ -118,12 +118,20 @@ class CameraConfig(ConfigModel):
     frames_gain_normalized: bool = Field(
         default=False, description="save frames divided by the gain (else raw, as counted)"
     )
+    render: bool = Field(
+        default=True,
+        description=(
+            "form images; False gives flat images at the true mean counts, for runs that only "
+            "need the ground truth and the timing (a strategy that never looks at pixels)"
+        ),
+    )
     pre_exposure_s: float = Field(default=0.8, ge=0)
     readout_s: float = Field(default=1.1, ge=0)
 
 
 def _default_presets() -> dict[str, dict[str, Any]]:
-    # Record: Falcon-4-like 2.0 Å/px, 3 e/Å² per tilt (RELTUT, MED); View at −50 µm (PACE, XU).
+    # Record: Falcon-4-like 2.0 Å/px, 3 e/Å² per tilt (RELTUT, MED); View at 6500×, 14 Å/px
+    # and −50 µm (PACE, XU), a 5.7 µm field.
     record = {
         "magnification": 53000,
         "unbinned_pixel_size_a": 2.0,
@@ -139,13 +147,13 @@ def _default_presets() -> dict[str, dict[str, Any]]:
         "trial": {**record, "binning": 4, "exposure_s": 0.3, "offset_along_axis_um": 3.0},
         "focus": {**record, "binning": 4, "exposure_s": 0.3, "offset_along_axis_um": 3.0},
         "view": {
-            "magnification": 11500,
-            "unbinned_pixel_size_a": 8.0,
+            "magnification": 6500,
+            "unbinned_pixel_size_a": 14.0,
             "binning": 2,
             "defocus_offset_um": -50.0,
             "exposure_s": 1.0,
             "dose_rate_e_px_s": 6.0,
-            "beam_diameter_um": 8.0,
+            "beam_diameter_um": 12.0,
         },
         "search": {
             "magnification": 2250,

@@ -27,7 +27,7 @@ AUTOLOADER: dict[str, Any] = {
     "runout_x_um": 0.15,
     "runout_y_um": 0.3,
     "runout_z_um": 0.3,
-    "step_error_sigma_um": 0.05,
+    "step_error_sigma_um": 0.03,
     "runaway_probability": 0.1,
     "runaway_rate_um_per_step": (0.5, 2.5),
     "runaway_onset_deg": 40.0,
@@ -58,7 +58,7 @@ SIDE_ENTRY: dict[str, Any] = {
     "runout_x_um": 0.5,
     "runout_y_um": 1.0,
     "runout_z_um": 1.0,
-    "step_error_sigma_um": 0.15,
+    "step_error_sigma_um": 0.1,
     "runaway_probability": 0.2,
     "branch_start_jump_um": 1.0,
     "tilt_reversal_play_um": 0.2,
@@ -94,7 +94,10 @@ SOURCES: dict[str, dict[str, str]] = {
         "runout_x_um": "est.: tenths of µm on an autoloader (EMBL15: corrections ≤ 0.45×0.7 µm)",
         "runout_y_um": "est., same basis",
         "runout_z_um": "est., same basis",
-        "step_error_sigma_um": "PACE23: − branch median 0.05 µm per 3° step",
+        "step_error_sigma_um": (
+            "PACE23: − branch median 0.05 µm per 3° step unpredicted by PACEtomo; "
+            "the random part is smaller"
+        ),
         "runaway_probability": "§7: 10 % of branches (PACE23)",
         "runaway_rate_um_per_step": "PACE23: 0.6–2.5 µm per step beyond 40°",
         "runaway_onset_deg": "PACE23",
@@ -130,7 +133,7 @@ SOURCES: dict[str, dict[str, str]] = {
         "runout_x_um": "est.: µm-scale on a side-entry holder",
         "runout_y_um": "est.",
         "runout_z_um": "est.",
-        "step_error_sigma_um": "§7",
+        "step_error_sigma_um": "§7 (0.15) scaled like the autoloader value",
         "runaway_probability": "§7",
         "runaway_rate_um_per_step": "PACE23: 0.6–2.5 µm per step beyond 40°",
         "runaway_onset_deg": "PACE23",

@@ -230,7 +230,8 @@ def render(
     lam = _ctf_optics(optics).wavelength_a
 
     # 1. Coarse ray tracing: transmission, path length and depth along the beam.
-    step = max(1, math.ceil(max(ny, nx) / COARSE_TARGET))
+    coarse_target = min(COARSE_TARGET, max(48, max(ny, nx) // 4))
+    step = max(1, math.ceil(max(ny, nx) / coarse_target))
     cy = np.arange(math.ceil(ny / step)) * step + step / 2
     cx = np.arange(math.ceil(nx / step)) * step + step / 2
     cols, rows = np.meshgrid(cx, cy)

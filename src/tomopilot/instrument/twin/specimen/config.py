@@ -33,7 +33,7 @@ class CrowdingConfig(ConfigModel):
     density_per_um3: float = Field(default=5e5, ge=0)
     mass_kda: float = Field(default=60.0, gt=0)
     contrast_v: float = Field(default=2.7, ge=0)
-    max_pixel_a: float = Field(default=8.0, gt=0)
+    max_pixel_a: float = Field(default=16.0, gt=0)
 
 
 class MembraneConfig(ConfigModel):

@@ -1,0 +1,175 @@
+"""Benchmark: tracking, focus, throughput and compute of the strategies on the twin.
+
+Six scenarios (lamella on an autoloader and on a side-entry stage, flat and bent holey film, a
+lamella with a stage jump, a thick lamella whose high tilts go dark) × 3 seeds, each acquired
+with the strategies ``none``, ``pace`` and ``fused`` (±60°, 3° steps, groups of 2, 4 targets).
+Everything is judged against the twin's ground truth. Prints one JSON object (DESIGN.md §8);
+the goals compare strategies measured in the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomopilot.acquisition.quality import assess_run_dir
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.scenarios import SCENARIOS, scenario_config
+
+SEEDS = (1, 2, 3)
+STRATEGIES = ("none", "pace", "fused")
+
+
+def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
+    name, seed, strategy, folder = job
+    out = Path(folder) / f"{name}_{seed}_{strategy}"
+    config = scenario_config(name, seed, strategy, out, render=strategy != "none")
+    engine, resolved = start_run(config)
+    compute = [0.0]
+    for method in ("prepare", "observe"):
+        original = getattr(engine.strategy, method)
+
+        def timed(*args: Any, _original: Any = original) -> Any:
+            start = time.perf_counter()
+            try:
+                return _original(*args)
+            finally:
+                compute[0] += time.perf_counter() - start
+
+        setattr(engine.strategy, method, timed)
+    summary = engine.run()
+    quality = assess_run_dir(out)
+    twin = config.microscope.twin
+    steps = resolved.scheme.steps()
+    travel = sum(abs(b.tilt_deg - a.tilt_deg) for a, b in itertools.pairwise(steps))
+    tilt_s = travel / twin.stage.tilt_speed_deg_s + len(steps) * twin.stage.tilt_settle_s
+    record_s = twin.presets.record.exposure_s
+    physical_s = summary.n_exposures * record_s + tilt_s
+    pooled = quality.pooled()
+    track = np.concatenate([t.tracking_nm for t in quality.targets])
+    focus = np.concatenate([t.defocus_error_um for t in quality.targets])
+    tilts = np.concatenate([t.tilts_deg for t in quality.targets])
+    return {
+        "scenario": name,
+        "seed": seed,
+        "strategy": strategy,
+        "n_exposures": summary.n_exposures,
+        "tracking_sq_nm2": float(np.sum(track**2)),
+        "tracking_max_nm": float(track.max()),
+        "within_50": int(np.sum(track <= 50.0)),
+        "n": int(track.size),
+        "defocus_sq_um2": float(np.sum(focus**2)),
+        "defocus_high_sq_um2": float(np.sum(focus[np.abs(tilts) > 40] ** 2)),
+        "n_high": int(np.sum(np.abs(tilts) > 40)),
+        "dose_e_a2": float(sum(t.dose_e_a2 for t in quality.targets)),
+        "microscope_s": summary.microscope_s,
+        "physical_s": physical_s,
+        "series": len(quality.targets),
+        "compute_s": compute[0],
+        "minutes_per_ts": pooled["minutes_per_tilt_series"],
+    }
+
+
+def _pool(rows: list[dict[str, Any]]) -> dict[str, float]:
+    n = sum(r["n"] for r in rows)
+    n_high = sum(r["n_high"] for r in rows)
+    hours = sum(r["microscope_s"] for r in rows) / 3600.0
+    return {
+        "tracking_rms_nm": math.sqrt(sum(r["tracking_sq_nm2"] for r in rows) / max(1, n)),
+        "tracking_max_nm": max(r["tracking_max_nm"] for r in rows),
+        "within_50nm": sum(r["within_50"] for r in rows) / max(1, n),
+        "defocus_rms_um": math.sqrt(sum(r["defocus_sq_um2"] for r in rows) / max(1, n)),
+        "defocus_rms_above_40_um": math.sqrt(
+            sum(r["defocus_high_sq_um2"] for r in rows) / max(1, n_high)
+        ),
+        "tilt_series_per_hour": sum(r["series"] for r in rows) / hours,
+        "efficiency": sum(r["physical_s"] for r in rows) / sum(r["microscope_s"] for r in rows),
+        "compute_ms_per_target_tilt": 1e3 * sum(r["compute_s"] for r in rows) / max(1, n),
+        "dose_e_a2": sum(r["dose_e_a2"] for r in rows),
+        "microscope_s": sum(r["microscope_s"] for r in rows),
+    }
+
+
+def main() -> dict[str, Any]:
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tomopilot-bench-") as folder:
+        jobs = [(n, s, st, folder) for n in SCENARIOS for s in SEEDS for st in STRATEGIES]
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            rows = list(pool.map(_one, jobs))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name in SCENARIOS:
+        table[name] = {}
+        for strategy in STRATEGIES:
+            mine = [r for r in rows if r["scenario"] == name and r["strategy"] == strategy]
+            table[name][strategy] = {k: round(v, 4) for k, v in _pool(mine).items()}
+    overall = {st: _pool([r for r in rows if r["strategy"] == st]) for st in STRATEGIES}
+    pace, fused = overall["pace"], overall["fused"]
+    pace_autoloader = table["lamella_autoloader"]["pace"]["within_50nm"]
+    compute = max(overall[st]["compute_ms_per_target_tilt"] for st in ("pace", "fused"))
+    track_ratio = fused["tracking_rms_nm"] / pace["tracking_rms_nm"]
+    focus_ratio = fused["defocus_rms_above_40_um"] / pace["defocus_rms_above_40_um"]
+    dose_ratio = fused["dose_e_a2"] / pace["dose_e_a2"]
+    time_ratio = fused["microscope_s"] / pace["microscope_s"]
+    per_seed_wins = statistics.fmean(
+        float(math.sqrt(f["tracking_sq_nm2"] / f["n"]) <= math.sqrt(p["tracking_sq_nm2"] / p["n"]))
+        for f in rows
+        if f["strategy"] == "fused"
+        for p in rows
+        if p["strategy"] == "pace" and p["scenario"] == f["scenario"] and p["seed"] == f["seed"]
+    )
+    return {
+        "bench": "acquisition",
+        "metrics": {
+            "scenarios": table,
+            "overall": {st: {k: round(v, 4) for k, v in overall[st].items()} for st in STRATEGIES},
+            "fused_wins_per_run": round(per_seed_wins, 3),
+            "targets_per_area": 4,
+            "seeds": list(SEEDS),
+            "wall_s": round(time.perf_counter() - wall, 1),
+        },
+        "goals": {
+            "pace_within_50nm_autoloader_lamella": {
+                "value": round(pace_autoloader, 3),
+                "goal": ">= 0.95",
+                "met": pace_autoloader >= 0.95,
+            },
+            "fused_over_pace_tracking_rms": {
+                "value": round(track_ratio, 3),
+                "goal": "<= 0.5",
+                "met": track_ratio <= 0.5,
+            },
+            "fused_over_pace_defocus_rms_above_40deg": {
+                "value": round(focus_ratio, 3),
+                "goal": "<= 0.5",
+                "met": focus_ratio <= 0.5,
+            },
+            "fused_over_pace_dose": {
+                "value": round(dose_ratio, 4),
+                "goal": "<= 1.01",
+                "met": dose_ratio <= 1.01,
+            },
+            "fused_over_pace_microscope_time": {
+                "value": round(time_ratio, 4),
+                "goal": "<= 1.01",
+                "met": time_ratio <= 1.01,
+            },
+            "compute_ms_per_target_per_tilt": {
+                "value": round(compute, 1),
+                "goal": "<= 100",
+                "met": compute <= 100,
+            },
+        },
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

@@ -1,0 +1,1 @@
+"""Example configurations shipped with tomopilot (``tomopilot demo`` runs one)."""
