@@ -8,6 +8,7 @@ from tomopilot import __version__
 from tomopilot.cli import acquire, demo
 from tomopilot.cli.diffraction import diffraction_app
 from tomopilot.cli.geometry import geometry_app
+from tomopilot.cli.preprocess import preprocess_app
 from tomopilot.cli.targets import targets_app
 from tomopilot.cli.twin import twin_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(diffraction_app, name="diffraction")
 app.add_typer(targets_app, name="targets")
 app.add_typer(geometry_app, name="geometry")
+app.add_typer(preprocess_app, name="preprocess")
 app.add_typer(twin_app, name="twin")
 demo.register(app)
 acquire.register(app)

@@ -1,0 +1,258 @@
+"""Movie frame stacks: MRC (mrcfile), TIFF (tifffile) and EER (tifffile's decoder).
+
+:func:`read_frames` returns an (n, height, width) array of counts whatever the format;
+:func:`frame_stack_info` reads only the header (frame count, size, pixel size) for dry runs;
+:func:`write_frames` writes a stack in the format its suffix names (``.mrc``/``.mrcs``,
+``.tif``/``.tiff``, ``.eer``). Every failure names the file in a
+:class:`~tomopilot.io.errors.FormatError`.
+
+Examples
+--------
+>>> import numpy as np, tempfile, pathlib
+>>> stack = np.arange(24, dtype=np.uint16).reshape(2, 3, 4)
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> for name in ("m.mrc", "m.tif"):
+...     _ = write_frames(folder / name, stack)
+...     assert np.array_equal(read_frames(folder / name), stack)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.io.eer import eer_info, read_eer, split_counts_into_events, write_eer
+from tomopilot.io.errors import FormatError
+
+FrameFormat = Literal["mrc", "tiff", "eer"]
+
+_SUFFIXES: dict[str, FrameFormat] = {
+    ".mrc": "mrc",
+    ".mrcs": "mrc",
+    ".st": "mrc",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".eer": "eer",
+}
+
+
+MRC_LABEL = b"tomopilot".ljust(80)
+"""The first MRC header label of files tomopilot writes (no time stamp: same data, same bytes)."""
+
+
+class MissingFrameFileError(FormatError):
+    """A movie named by a STAR or mdoc file does not exist."""
+
+
+@dataclass(frozen=True)
+class FrameStackInfo:
+    """Header facts of a frame stack.
+
+    Attributes
+    ----------
+    n_frames
+        Frames in the file (hardware frames for EER).
+    shape
+        (height, width) of one frame as stored (the physical grid for EER).
+    pixel_size_a
+        Pixel size the header records, if any.
+    fmt
+        ``"mrc"``, ``"tiff"`` or ``"eer"``.
+    """
+
+    n_frames: int
+    shape: tuple[int, int]
+    pixel_size_a: float | None
+    fmt: FrameFormat
+
+
+def frame_format(path: Path | str, fmt: FrameFormat | None = None) -> FrameFormat:
+    """The stack format from an explicit ``fmt`` or the file's suffix."""
+    if fmt is not None:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise FormatError(
+            f"unknown frame-stack suffix {suffix!r} (use .mrc, .mrcs, .tif, .tiff or .eer)",
+            path=path,
+        )
+    return _SUFFIXES[suffix]
+
+
+def _require(path: Path) -> None:
+    if not path.is_file():
+        raise MissingFrameFileError("movie file not found", path=path)
+
+
+def frame_stack_info(path: Path | str, *, fmt: FrameFormat | None = None) -> FrameStackInfo:
+    """Read the header of a frame stack without decoding its frames."""
+    path = Path(path)
+    kind = frame_format(path, fmt)
+    _require(path)
+    if kind == "eer":
+        info = eer_info(path)
+        return FrameStackInfo(info.n_hardware_frames, info.shape, info.pixel_size_a, "eer")
+    if kind == "mrc":
+        import mrcfile
+
+        try:
+            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
+                if mrc.data is None:
+                    raise FormatError("MRC file holds no data", path=path)
+                shape = mrc.data.shape
+                voxel = float(mrc.voxel_size.x)
+        except FormatError:
+            raise
+        except Exception as exc:
+            raise FormatError(f"cannot read MRC header: {exc}", path=path) from exc
+        n = 1 if len(shape) == 2 else int(shape[0])
+        return FrameStackInfo(n, (int(shape[-2]), int(shape[-1])), voxel or None, "mrc")
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            height, width = int(page.imagelength), int(page.imagewidth)
+            n_pages = len(tif.pages)
+    except Exception as exc:
+        raise FormatError(f"cannot read TIFF header: {exc}", path=path) from exc
+    return FrameStackInfo(n_pages, (height, width), None, "tiff")
+
+
+def read_frames(
+    path: Path | str,
+    *,
+    fmt: FrameFormat | None = None,
+    eer_fractionation: int = 32,
+    eer_upsampling: int = 1,
+) -> NDArray[Any]:
+    """Read a movie as an (n, height, width) array in the file's own data type.
+
+    Parameters
+    ----------
+    path
+        The frame stack.
+    fmt
+        Force a format instead of guessing it from the suffix.
+    eer_fractionation
+        EER only: hardware frames summed per output frame; leftover frames are dropped.
+    eer_upsampling
+        EER only: 1 = physical (4K) grid, 2 = 8K super-resolution, 4 = 16K.
+
+    Raises
+    ------
+    MissingFrameFileError
+        If the file does not exist.
+    FormatError
+        If the file cannot be decoded (corrupt TIFF, truncated MRC, ...).
+    """
+    path = Path(path)
+    kind = frame_format(path, fmt)
+    _require(path)
+    if kind == "eer":
+        return read_eer(path, fractionation=eer_fractionation, upsampling=eer_upsampling)
+    if kind == "mrc":
+        return _read_mrc(path)
+    return _read_tiff(path)
+
+
+def _read_mrc(path: Path) -> NDArray[Any]:
+    import mrcfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, mode="r", permissive=True) as mrc:
+                data = mrc.data
+                if data is None:
+                    raise FormatError("MRC file holds no data (truncated?)", path=path)
+                array = np.array(data)
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"cannot read MRC stack: {exc}", path=path) from exc
+    return array[None] if array.ndim == 2 else array
+
+
+def _read_tiff(path: Path) -> NDArray[Any]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            array = tif.asarray(key=slice(0, pages)) if pages > 1 else tif.asarray()
+    except Exception as exc:
+        raise FormatError(f"cannot decode TIFF stack: {exc}", path=path) from exc
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise FormatError(f"expected a stack of 2D frames, got shape {array.shape}", path=path)
+    return array
+
+
+def write_frames(
+    path: Path | str,
+    frames: NDArray[Any],
+    *,
+    fmt: FrameFormat | None = None,
+    pixel_size_a: float | None = None,
+    eer_hardware_frames: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write an (n, height, width) frame stack in the format its suffix names.
+
+    Parameters
+    ----------
+    path
+        Output file: ``.mrc``/``.mrcs`` (mrcfile), ``.tif``/``.tiff`` (tifffile, one page per
+        frame, deflate-compressed when integer), ``.eer`` (our EER encoder).
+    frames
+        The frames; for EER non-negative integer counts.
+    pixel_size_a
+        Recorded in the MRC header / EER metadata when given.
+    eer_hardware_frames
+        EER only: hardware frames per frame (default: the largest pixel count). Reading back
+        with ``eer_fractionation`` equal to it returns ``frames`` exactly.
+    seed
+        EER only: seed for splitting counts over hardware frames and for sub-pixel bits.
+    """
+    path = Path(path)
+    kind = frame_format(path, fmt)
+    data = np.asarray(frames)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise FormatError(f"frames must be (n, h, w), got shape {data.shape}", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "eer":
+        if data.dtype.kind == "f":
+            if not np.all(np.isclose(data, np.round(data))) or data.min() < 0:
+                raise FormatError("EER stores electron counts: non-negative integers", path=path)
+            data = np.round(data).astype(np.int64)
+        try:
+            events, _ = split_counts_into_events(data, eer_hardware_frames, seed=seed)
+        except ValueError as exc:
+            raise FormatError(str(exc), path=path) from exc
+        return write_eer(path, events, pixel_size_a=pixel_size_a or 1.0, seed=seed)
+    if kind == "mrc":
+        import mrcfile
+
+        if data.dtype == np.float64:
+            data = data.astype(np.float32)
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(data)
+            mrc.header.label[0] = MRC_LABEL
+            if pixel_size_a:
+                mrc.voxel_size = pixel_size_a
+        return path
+    import tifffile
+
+    compression = "zlib" if data.dtype.kind in "iub" else None
+    tifffile.imwrite(path, data, compression=compression, photometric="minisblack")
+    return path

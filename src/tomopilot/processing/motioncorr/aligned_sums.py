@@ -1,0 +1,159 @@
+"""Aligned sums of a movie's frames, from their spectra and the estimated motion.
+
+Global motion only: every spectrum is phase-shifted in place and accumulated into even and odd
+sums, with dose weights when asked; one inverse FFT gives the sum (two with even/odd). With local
+motion, the globally shifted frames are brought back to real space, the patches are measured,
+the cubic model is fitted and every frame is resampled before summing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+
+from tomopilot.imaging.dose_weighting import dose_weight_half_life
+from tomopilot.imaging.errors import ImagingError
+from tomopilot.imaging.motion_global import GlobalMotion
+from tomopilot.imaging.motion_local import (
+    LocalMotionModel,
+    PatchObservations,
+    fit_local_model,
+    measure_patch_shifts,
+    warp_frame,
+)
+from tomopilot.imaging.motion_passes import phase_ramps
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+BLOCK_ROWS = 64
+
+Sums = tuple[
+    NDArray[np.float32],
+    NDArray[np.float32] | None,
+    NDArray[np.float32] | None,
+    NDArray[np.float32] | None,
+    LocalMotionModel | None,
+    PatchObservations | None,
+]
+
+
+def _frequencies(shape: tuple[int, int]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    fy = np.asarray(np.fft.fftfreq(shape[0]), np.float64)
+    return fy, np.asarray(np.fft.rfftfreq(shape[1]), np.float64)
+
+
+def sum_global(
+    spectra: list[NDArray[np.complex64]],
+    shape: tuple[int, int],
+    shifts: NDArray[np.float64],
+    options: MotionCorrOptions,
+    pixel_size_a: float,
+    doses: NDArray[np.float64] | None,
+    voltage_kv: float,
+) -> Sums:
+    """Aligned sums in Fourier space: each spectrum is shifted and added, a row block at a time."""
+    n = len(spectra)
+    fy, fx = _frequencies(shape)
+    rows, cols = phase_ramps(fy, fx, shifts)
+    even_sum = np.zeros(spectra[0].shape, np.complex64)
+    # Without even/odd halves one accumulator serves all frames.
+    odd_sum = np.zeros(spectra[0].shape, np.complex64) if options.even_odd else even_sum
+    weighted = None
+    q = norm = None
+    if doses is not None:
+        q = dose_weight_half_life(shape, pixel_size_a, voltage_kv)
+        norm = np.sqrt(
+            np.sum(np.exp(-2.0 * doses[:, None, None].astype(np.float32) * q[None]), axis=0)
+        )
+        weighted = np.zeros(spectra[0].shape, np.complex64)
+    block = BLOCK_ROWS
+    shifted = np.empty((block, spectra[0].shape[1]), np.complex64)
+    for i in range(n):
+        spectrum = spectra[i]
+        accumulator = even_sum if i % 2 == 0 else odd_sum
+        decay = None if doses is None else np.float32(doses[i])
+        # Row blocks keep the shifted spectrum in cache: one read of the frame, one update of
+        # the sum, instead of three full passes.
+        for top in range(0, spectrum.shape[0], block):
+            part = shifted[: min(block, spectrum.shape[0] - top)]
+            np.multiply(spectrum[top : top + block], cols[i], out=part)
+            np.multiply(part, rows[i][top : top + block], out=part)
+            target = accumulator[top : top + block]
+            np.add(target, part, out=target)
+            if weighted is not None and q is not None and decay is not None:
+                weighted[top : top + block] += part * np.exp(-decay * q[top : top + block])
+    unweighted = even_sum + odd_sum if options.even_odd else even_sum
+    even = odd = None
+    if options.even_odd:
+        even = np.asarray(sfft.irfft2(even_sum, s=shape), np.float32)
+    plain = np.asarray(sfft.irfft2(unweighted, s=shape, overwrite_x=True), np.float32)
+    if even is not None:
+        odd = plain - even
+    if weighted is not None and norm is not None:
+        weighted /= np.maximum(norm, 1e-30)
+        weighted *= np.float32(np.sqrt(n))  # keep the mean level of a plain sum
+        image = np.asarray(sfft.irfft2(weighted, s=shape), np.float32)
+        return image, even, odd, plain if options.save_no_dw else None, None, None
+    return plain, even, odd, None, None, None
+
+
+def sum_local(
+    spectra: list[NDArray[np.complex64]],
+    shape: tuple[int, int],
+    shifts: NDArray[np.float64],
+    options: MotionCorrOptions,
+    motion: GlobalMotion,
+    pixel_size_a: float,
+    doses: NDArray[np.float64] | None,
+    voltage_kv: float,
+) -> Sums:
+    """Globally shift in Fourier space, measure patches, then resample each frame and sum."""
+    n = len(spectra)
+    fy, fx = _frequencies(shape)
+    rows, cols = phase_ramps(fy, fx, shifts)
+    aligned = np.empty((n, *shape), np.float32)
+    for i in range(n):
+        aligned[i] = sfft.irfft2(spectra[i] * rows[i] * cols[i], s=shape)
+    model: LocalMotionModel | None = None
+    observations: PatchObservations | None = None
+    try:
+        observations = measure_patch_shifts(
+            aligned,
+            options.patches,
+            group=options.group_frames,
+            weight_profile=motion.weight_profile,
+        )
+        model = fit_local_model(observations, shape)
+    except ImagingError:
+        model = None
+    if model is not None:
+        for i in range(n):
+            aligned[i] = warp_frame(aligned[i], model, i)
+    even = aligned[0::2].sum(axis=0)
+    odd = aligned[1::2].sum(axis=0)
+    plain = even + odd
+    if doses is None:
+        return (
+            plain,
+            even if options.even_odd else None,
+            odd if options.even_odd else None,
+            None,
+            model,
+            observations,
+        )
+    q = dose_weight_half_life(shape, pixel_size_a, voltage_kv)
+    raw = np.exp(-doses[:, None, None].astype(np.float32) * q[None])
+    norm = np.sqrt(np.sum(raw * raw, axis=0))
+    weighted = np.zeros(spectra[0].shape, np.complex64)
+    for i in range(n):
+        weighted += sfft.rfft2(aligned[i]) * raw[i]
+    weighted *= np.float32(np.sqrt(n)) / np.maximum(norm, 1e-30)
+    image = np.asarray(sfft.irfft2(weighted, s=shape), np.float32)
+    return (
+        image,
+        even if options.even_odd else None,
+        odd if options.even_odd else None,
+        plain if options.save_no_dw else None,
+        model,
+        observations,
+    )

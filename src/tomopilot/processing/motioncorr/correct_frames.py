@@ -1,0 +1,280 @@
+"""Motion correction of one movie held in memory: RELION 5's per-movie pipeline.
+
+In order: gain; hot pixels and defects; one real FFT per frame with early binning by Fourier
+cropping; the amplitude-spectrum blocks for CTF estimation (from the unaligned frames); global
+alignment (:mod:`tomopilot.imaging.motion_global`); optionally local alignment with the cubic
+polynomial model (:mod:`tomopilot.imaging.motion_local`); then the aligned sum, built in Fourier
+space (global only) or by resampling (local), with even/odd sums and optional dose weighting.
+
+Nothing here touches files: :mod:`~tomopilot.processing.motioncorr.movie_task` reads the movie
+and writes the outputs. Shifts are returned in original movie pixels, frame 0 = (0, 0).
+
+Examples
+--------
+>>> import numpy as np
+>>> from tomopilot.imaging.fourier import fourier_shift
+>>> rng = np.random.default_rng(0)
+>>> base = rng.gamma(4.0, 5.0, (256, 256)).astype(np.float32)
+>>> moved = [np.clip(fourier_shift(base, 0.7 * i, -0.3 * i), 0, None) for i in range(6)]
+>>> frames = np.stack([rng.poisson(m) for m in moved])
+>>> out = correct_frames(frames, pixel_size_a=1.0, options=MotionCorrOptions(bfactor_px2=50))
+>>> np.round(out.shifts_px[-1], 1).tolist()
+[3.5, -1.5]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.imaging.amplitude_spectrum import AmplitudeAccumulator, SpectrumGeometry
+from tomopilot.imaging.bad_pixels import BadPixelFill
+from tomopilot.imaging.dose_weighting import frame_end_doses_e_a2
+from tomopilot.imaging.errors import ImagingError
+from tomopilot.imaging.frame_spectra import SpectrumWorkspace, rfft2_into
+from tomopilot.imaging.motion_global import align_spectra
+from tomopilot.imaging.motion_local import LocalMotionModel, PatchObservations
+from tomopilot.imaging.motion_passes import crop_spectra
+from tomopilot.imaging.periodic_component import FrameEdges
+from tomopilot.imaging.trajectory import smooth_trajectory
+from tomopilot.processing.motioncorr.aligned_sums import sum_global, sum_local
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+
+class GainShapeError(ImagingError):
+    """The gain reference and the movie frames differ in size."""
+
+
+@dataclass
+class MovieCorrection:
+    """Everything the motion correction of one movie produced.
+
+    Attributes
+    ----------
+    image
+        The aligned sum (dose-weighted when asked), counts per output pixel, float32.
+    even, odd
+        Sums of the even / odd (0-based) aligned frames, unweighted, or None.
+    image_no_dw
+        The unweighted sum when dose weighting was applied and kept, else None.
+    power_spectrum, ps_pixel_size_a
+        The centred amplitude spectrum (or None) and the pixel size it represents.
+    shifts_px
+        (n, 2) global displacement (x, y) of each frame, original movie pixels, frame 0 = 0.
+    local_model
+        The local motion model in original pixels, or None.
+    observations
+        The patch observations the local model was fitted to (original pixels), or None.
+    hot_pixels
+        (k, 2) (x, y) positions of the pixels found hot (original pixels).
+    pixel_size_a
+        Pixel size of the output images.
+    n_frames, frame_shape
+        Input frame count and (height, width).
+    """
+
+    image: NDArray[np.float32]
+    even: NDArray[np.float32] | None
+    odd: NDArray[np.float32] | None
+    image_no_dw: NDArray[np.float32] | None
+    power_spectrum: NDArray[np.float32] | None
+    ps_pixel_size_a: float
+    shifts_px: NDArray[np.float64]
+    local_model: LocalMotionModel | None
+    observations: PatchObservations | None
+    hot_pixels: NDArray[np.int64]
+    pixel_size_a: float
+    n_frames: int
+    frame_shape: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def binned_shape(shape: tuple[int, int], bin_factor: float) -> tuple[int, int]:
+    """Output (height, width) after binning: rounded to even sizes, as RELION requires."""
+    ny, nx = shape
+    by = round(ny / bin_factor) // 2 * 2
+    bx = round(nx / bin_factor) // 2 * 2
+    if by < 32 or bx < 32:
+        raise ImagingError(f"binning {ny}×{nx} by {bin_factor} leaves too few pixels")
+    return by, bx
+
+
+def _prepare(
+    frames: NDArray[np.generic],
+    gain: NDArray[np.float32] | None,
+    defects: NDArray[np.bool_] | None,
+    options: MotionCorrOptions,
+) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y)."""
+    shape = frames.shape[1:]
+    bad = np.zeros(shape, bool)
+    hot_xy = np.zeros((0, 2), np.int64)
+    if gain is not None:
+        if gain.shape != shape:
+            raise GainShapeError(
+                f"the gain reference is {gain.shape[1]}×{gain.shape[0]} px but the frames are "
+                f"{shape[1]}×{shape[0]} px (check the gain, its rotation and super-resolution)"
+            )
+        bad |= gain == 0
+    if defects is not None:
+        if defects.shape != shape:
+            raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
+        bad |= defects
+    if options.remove_hot_pixels:
+        total = frames.sum(axis=0, dtype=np.float32)
+        if gain is not None:
+            total *= gain
+        candidates = ~bad
+        hot = np.zeros(shape, bool)
+        values = total[candidates]
+        if values.size:
+            threshold = float(values.mean() + options.hot_pixel_sigma * values.std())
+            hot = (total > threshold) & candidates
+        hot_y, hot_x = np.nonzero(hot)
+        hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
+        bad |= hot
+    return bad, hot_xy
+
+
+def correct_frames(
+    frames: NDArray[np.generic],
+    *,
+    pixel_size_a: float,
+    options: MotionCorrOptions,
+    gain: NDArray[np.float32] | None = None,
+    defects: NDArray[np.bool_] | None = None,
+    pre_exposure_e_a2: float = 0.0,
+    dose_per_frame_e_a2: float | None = None,
+    voltage_kv: float = 300.0,
+    seed: int = 0,
+    workspace: SpectrumWorkspace | None = None,
+) -> MovieCorrection:
+    """Motion-correct one movie (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    frames
+        (n, h, w) frames in counts, any numeric type; not modified.
+    pixel_size_a
+        Movie pixel size (Å).
+    options
+        The job's options (binning, B-factor, patches, spectra, even/odd, dose weighting ...).
+    gain
+        Multiplicative gain in movie orientation; zero marks defective pixels.
+    defects
+        Boolean mask of defective pixels (True = bad).
+    pre_exposure_e_a2, dose_per_frame_e_a2, voltage_kv
+        For dose weighting.
+    seed
+        Seed of the bad-pixel replacement.
+    workspace
+        Reusable memory for the spectra (keep one per process for many movies).
+    """
+    if frames.ndim != 3:
+        raise ImagingError(f"a movie must be (n, h, w), got shape {frames.shape}")
+    n = frames.shape[0]
+    if n < 3:
+        raise ImagingError(f"a movie needs at least 3 frames to align, this one has {n}")
+    shape = (int(frames.shape[1]), int(frames.shape[2]))
+    bad, hot_xy = _prepare(frames, gain, defects, options)
+    out_shape = binned_shape(shape, options.bin_factor)
+    bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
+    out_pixel = pixel_size_a * shape[0] / out_shape[0]
+    scale = np.float32(out_shape[0] * out_shape[1] / (shape[0] * shape[1]))
+    geometry = (
+        SpectrumGeometry.for_frames(out_shape, out_pixel, size=options.ps_size_px)
+        if options.power_spectra
+        else None
+    )
+    work = workspace or SpectrumWorkspace()
+    stack = work.spectra(n, out_shape)
+    spectra = list(stack)
+    buffer = work.frame(shape)
+    full = work.scratch(shape) if out_shape != shape else None
+    accumulator = (
+        AmplitudeAccumulator(geometry, options.ps_every_n_frames) if geometry is not None else None
+    )
+    edges = FrameEdges.empty(n, shape)
+    any_bad = bool(bad.any())
+    filler = BadPixelFill(bad) if any_bad else None
+    as_is = frames.dtype == np.float32 and gain is None and not any_bad
+    for i in range(n):
+        if as_is:  # nothing to change: transform the frame where it lies
+            frame = np.ascontiguousarray(frames[i])
+        else:
+            frame = buffer
+            np.copyto(buffer, frames[i], casting="unsafe")
+            if gain is not None:
+                buffer *= gain
+            if filler is not None:
+                filler.apply(buffer, seed + i)
+        edges.set_frame(i, frame)
+        if full is None:
+            rfft2_into(frame, stack[i])
+        else:
+            stack[i] = crop_spectra(rfft2_into(frame, full), shape, out_shape)
+            stack[i] *= scale
+        if accumulator is not None:
+            accumulator.add(stack[i])
+    power, ps_pixel = None, 0.0
+    if accumulator is not None and geometry is not None:
+        power = accumulator.result()
+        ps_pixel = geometry.pixel_size_a
+    bfactor = options.bfactor_px2 / (bin_y * bin_x)
+    motion = align_spectra(
+        spectra,
+        out_shape,
+        bfactor_px2=bfactor,
+        weighting=options.weighting,
+        edges=edges.with_grid((bin_y, bin_x), float(scale)),
+        max_shift_px=options.max_shift_px / max(bin_y, bin_x),
+        max_iterations=options.max_iterations,
+        tolerance_px=options.tolerance_px,
+    )
+    shifts = motion.shifts_px
+    if options.smooth_trajectory:
+        shifts, _ = smooth_trajectory(shifts)
+    doses = None
+    if options.dose_weighting:
+        if dose_per_frame_e_a2 is None:
+            raise ImagingError("dose weighting needs the dose per frame")
+        doses = frame_end_doses_e_a2(n, dose_per_frame_e_a2, pre_exposure_e_a2)
+    if options.local_motion:
+        result = sum_local(
+            spectra, out_shape, shifts, options, motion, out_pixel, doses, voltage_kv
+        )
+    else:
+        result = sum_global(spectra, out_shape, shifts, options, out_pixel, doses, voltage_kv)
+    image, even, odd, no_dw, model, observations = result
+    original = np.array([bin_x, bin_y])
+    return MovieCorrection(
+        image=image,
+        even=even,
+        odd=odd,
+        image_no_dw=no_dw,
+        power_spectrum=power,
+        ps_pixel_size_a=ps_pixel,
+        shifts_px=shifts * original,
+        local_model=model.scaled(bin_x) if model is not None else None,
+        observations=_scale_observations(observations, bin_x, bin_y),
+        hot_pixels=hot_xy,
+        pixel_size_a=out_pixel,
+        n_frames=n,
+        frame_shape=shape,
+    )
+
+
+def _scale_observations(
+    observations: PatchObservations | None, bin_x: float, bin_y: float
+) -> PatchObservations | None:
+    if observations is None:
+        return None
+    return PatchObservations(
+        observations.x_px * bin_x,
+        observations.y_px * bin_y,
+        observations.z,
+        observations.shift_px * np.array([bin_x, bin_y]),
+        observations.patch,
+    )

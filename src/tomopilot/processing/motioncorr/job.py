@@ -1,0 +1,334 @@
+"""The motion-correction job: plan one task per tilt movie, run them, write RELION's STAR files.
+
+A job folder gets, as RELION 5's MotionCorr job writes them: the per-movie outputs (see
+:mod:`~tomopilot.processing.motioncorr.movie_task`), ``tilt_series/<TS>.star`` (the input rows
+plus ``rlnCtfPowerSpectrum``, ``rlnMicrographNameEven/Odd``, ``rlnMicrographName``,
+``rlnMicrographMetadata`` and ``rlnAccumMotionTotal/Early/Late``, sorted by pre-exposure),
+``corrected_tilt_series.star`` (the global table with ``rlnTomoTiltSeriesPixelSize``), the
+oriented gain ``gain.mrc``, ``log.txt``, ``note.txt`` and an exit sentinel.
+
+Movies whose outputs exist are skipped, so a rerun finishes an interrupted job and retries the
+movies that failed. A movie that fails is logged with its error and left out of the STAR
+files; the job then ends with ``RELION_JOB_EXIT_FAILURE`` after every other movie is done.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomopilot.core.errors import ConfigError
+from tomopilot.core.events import EventBus, Message, Progress
+from tomopilot.io.frames import MRC_LABEL, frame_format, frame_stack_info
+from tomopilot.io.gain import read_gain
+from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet, write_star
+from tomopilot.processing.executor import Executor, SerialExecutor, TaskOutcome
+from tomopilot.processing.motioncorr.movie_task import (
+    MovieResult,
+    MovieTask,
+    output_root,
+    read_movie_shifts,
+    run_movie_task,
+)
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+from tomopilot.processing.relion_job import JobStatus, RelionJob
+
+TASK_NAME = "motioncorr"
+EARLY_DOSE_E_A2 = 4.0
+
+
+@dataclass
+class MotionCorrSummary:
+    """How a motion-correction run went."""
+
+    job_dir: Path
+    n_movies: int
+    n_processed: int = 0
+    n_skipped: int = 0
+    failures: list[MovieResult] = field(default_factory=list)
+    status: JobStatus | None = None
+    plan: list[str] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        """Movies that failed in this run."""
+        return len(self.failures)
+
+
+def accumulated_motion(
+    shifts_px: list[tuple[float, float]],
+    pre_exposure_e_a2: float,
+    dose_per_frame_e_a2: float | None,
+) -> tuple[float, float, float]:
+    """RELION's rlnAccumMotionTotal/Early/Late: summed frame-to-frame motion in pixels.
+
+    "Early" covers the frames while the accumulated dose is at most 4 e⁻/Å²; with the dose per
+    frame unknown RELION's tomography convention (1 e⁻/Å² per frame) is used.
+    """
+    if len(shifts_px) < 2:
+        return 0.0, 0.0, 0.0
+    steps = np.linalg.norm(np.diff(np.asarray(shifts_px), axis=0), axis=1)
+    dose = dose_per_frame_e_a2 or 1.0
+    n_early = max(0, math.floor((EARLY_DOSE_E_A2 - pre_exposure_e_a2) / dose + 1e-9))
+    early = float(steps[: max(0, n_early - 1)].sum())
+    total = float(steps.sum())
+    return total, early, total - early
+
+
+def _resolve_movie(name: str, project_dir: Path) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else project_dir / path
+
+
+def _tilt_doses(ts: TiltSeries, options: MotionCorrOptions) -> dict[str, float | None]:
+    """Dose of every tilt: the option, else the source's record, else pre-exposure increments."""
+    names = [str(n) for n in ts.tilts[_movie_column(ts)]]
+    if options.dose_per_tilt_e_a2 is not None:
+        return dict.fromkeys(names, options.dose_per_tilt_e_a2)
+    if ts.doses_e_a2:
+        return {n: ts.doses_e_a2.get(n) for n in names}
+    if not options.dose_weighting or "rlnMicrographPreExposure" not in ts.tilts:
+        return dict.fromkeys(names, None)
+    pre = ts.tilts["rlnMicrographPreExposure"].astype(float).to_numpy()
+    steps = np.diff(np.sort(pre))
+    steps = steps[steps > 0]
+    dose = float(np.median(steps)) if steps.size else None
+    return dict.fromkeys(names, dose)
+
+
+def _movie_column(ts: TiltSeries) -> str:
+    if "rlnMicrographMovieName" not in ts.tilts:
+        raise ConfigError(
+            f"tilt series {ts.name} has no rlnMicrographMovieName: its images are already "
+            "motion-corrected",
+            field="rlnMicrographMovieName",
+        )
+    return "rlnMicrographMovieName"
+
+
+def plan_tasks(
+    tilt_series: TiltSeriesSet, job: RelionJob, options: MotionCorrOptions, gain_path: Path | None
+) -> list[MovieTask]:
+    """One task per tilt movie of every tilt series."""
+    tasks: list[MovieTask] = []
+    for ts in tilt_series.series:
+        column = _movie_column(ts)
+        doses = _tilt_doses(ts, options)
+        pre = ts.tilts.get("rlnMicrographPreExposure", pd.Series(np.zeros(len(ts.tilts))))
+        for index, (name, pre_exposure) in enumerate(zip(ts.tilts[column], pre, strict=True)):
+            movie = str(name)
+            tasks.append(
+                MovieTask(
+                    movie_path=_resolve_movie(movie, job.project_dir),
+                    movie_name=movie,
+                    root=output_root(job.directory, movie).resolve(),
+                    options=options,
+                    pixel_size_a=ts.pixel_size_a,
+                    voltage_kv=float(ts.globals.get("rlnVoltage", 300.0)),
+                    pre_exposure_e_a2=float(pre_exposure),
+                    dose_per_tilt_e_a2=doses.get(movie),
+                    gain_path=gain_path,
+                    tilt_series=ts.name,
+                    index=index,
+                )
+            )
+    return tasks
+
+
+def prepare_gain(options: MotionCorrOptions, job: RelionJob, any_eer: bool) -> Path | None:
+    """Orient the gain reference once for the whole job and save it as ``<job>/gain.mrc``."""
+    if options.gain_path is None:
+        return None
+    import mrcfile
+
+    gain = read_gain(
+        options.gain_path,
+        rotation=options.gain_rotation,
+        flip=options.gain_flip,
+        for_eer=any_eer,
+    )
+    target = job.directory / "gain.mrc"
+    temporary = target.with_name(".gain.mrc.tmp")
+    with mrcfile.new(temporary, overwrite=True) as mrc:
+        mrc.set_data(gain)
+        mrc.header.label[0] = MRC_LABEL
+    temporary.replace(target)
+    return target.resolve()
+
+
+def _describe_plan(tasks: list[MovieTask], done: list[MovieTask], job: RelionJob) -> list[str]:
+    lines = [f"job folder: {job.directory}", f"{len(tasks)} movies, {len(done)} already done"]
+    missing = [t for t in tasks if not t.movie_path.is_file()]
+    for task in missing:
+        lines.append(f"missing movie: {task.movie_path}")
+    todo = [t for t in tasks if t not in done and t not in missing]
+    if todo:
+        info = frame_stack_info(todo[0].movie_path)
+        lines.append(
+            f"first movie: {info.n_frames} {info.fmt.upper()} frames of "
+            f"{info.shape[1]}×{info.shape[0]} px ({todo[0].movie_path.name})"
+        )
+    lines.append(f"would process {len(todo)} movies")
+    return lines
+
+
+def write_star_files(
+    tilt_series: TiltSeriesSet,
+    job: RelionJob,
+    options: MotionCorrOptions,
+    tasks: list[MovieTask],
+    results: dict[tuple[str, int], MovieResult],
+) -> Path | None:
+    """``tilt_series/<TS>.star`` for every tilt series with corrected tilts, and the global STAR."""
+    by_series: dict[str, list[MovieTask]] = {}
+    for task in tasks:
+        by_series.setdefault(task.tilt_series, []).append(task)
+    rows = []
+    for ts in tilt_series.series:
+        kept, extra = [], []
+        for task in by_series.get(ts.name, []):
+            result = results.get((ts.name, task.index))
+            if result is None or not result.ok:
+                continue
+            kept.append(task.index)
+            files = task.outputs()
+            dose = task.dose_per_tilt_e_a2
+            n_frames = max(1, len(result.shifts_px))
+            motion = accumulated_motion(
+                result.shifts_px, task.pre_exposure_e_a2, dose / n_frames if dose else None
+            )
+            values: dict[str, str | float] = {
+                label: job.relative(path) for label, path in files.items()
+            }
+            values.update(zip(MOTIONCORR_LABELS[-3:], motion, strict=True))
+            extra.append(values)
+        if not kept:
+            continue
+        table = ts.tilts.iloc[kept].reset_index(drop=True).copy()
+        added = pd.DataFrame(extra)
+        labels = [lab for lab in MOTIONCORR_LABELS if lab in added]
+        labels += [str(lab) for lab in added.columns if lab not in labels]
+        for label in labels:
+            table[label] = added[label].to_numpy()
+        if "rlnMicrographPreExposure" in table:
+            table = table.sort_values("rlnMicrographPreExposure", kind="stable")
+        ts_path = job.directory / "tilt_series" / f"{ts.name}.star"
+        write_star(ts_path, {ts.name: table.reset_index(drop=True)})
+        row = dict(ts.globals)
+        row["rlnTomoName"] = ts.name
+        row["rlnTomoTiltSeriesStarFile"] = job.relative(ts_path)
+        first = by_series[ts.name][0]
+        row["rlnTomoTiltSeriesPixelSize"] = first.pixel_size_a * options.bin_factor
+        rows.append(row)
+    if not rows:
+        return None
+    path = job.directory / "corrected_tilt_series.star"
+    write_star(path, {"global": pd.DataFrame(rows)})
+    return path
+
+
+def run_motioncorr(
+    tilt_series: TiltSeriesSet,
+    job: RelionJob,
+    options: MotionCorrOptions,
+    *,
+    executor: Executor | None = None,
+    bus: EventBus | None = None,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    argv: list[str] | None = None,
+) -> MotionCorrSummary:
+    """Run (or, with ``dry_run``, describe) a motion-correction job.
+
+    Parameters
+    ----------
+    tilt_series
+        The tilt series to correct (paths relative to ``job.project_dir``).
+    job
+        The job folder.
+    options
+        The job's options.
+    executor
+        Where the movies run (default: serially in this process).
+    bus
+        Receives :class:`~tomopilot.core.events.Progress` per movie and
+        :class:`~tomopilot.core.events.Message` for failures.
+    only
+        Names of the tilt series to process (``--only``); the others are left out.
+    dry_run
+        Only plan: report what would be done, write nothing.
+    """
+    bus = bus or EventBus()
+    selected = tilt_series.select(only)
+    provisional = plan_tasks(selected, job, options, None)
+    done = [t for t in provisional if t.is_done()]
+    summary = MotionCorrSummary(job.directory, len(provisional))
+    if dry_run:
+        summary.plan = _describe_plan(provisional, done, job)
+        summary.n_skipped = len(done)
+        for line in summary.plan:
+            bus.emit(Message(text=line))
+        return summary
+    job.begin(argv or ["tomopilot", "preprocess", "motioncorr"])
+    try:
+        any_eer = any(frame_format(t.movie_path) == "eer" for t in provisional)
+        gain_path = prepare_gain(options, job, any_eer)
+    except Exception as exc:
+        job.log(f"ERROR: {exc}")
+        bus.emit(Message(level="error", text=str(exc)))
+        job.finish(JobStatus.FAILURE)
+        summary.status = JobStatus.FAILURE
+        raise
+    tasks = plan_tasks(selected, job, options, gain_path)
+    todo = [t for t in tasks if not t.is_done()]
+    results: dict[tuple[str, int], MovieResult] = {}
+    for task in tasks:
+        if task.is_done():
+            results[(task.tilt_series, task.index)] = MovieResult(
+                task.tilt_series,
+                task.index,
+                task.movie_name,
+                ok=True,
+                skipped=True,
+                shifts_px=read_movie_shifts(task.outputs()["rlnMicrographMetadata"]),
+            )
+    summary.n_skipped = len(tasks) - len(todo)
+    job.log(f"{len(tasks)} movies, {summary.n_skipped} already done, {len(todo)} to process")
+    bus.emit(Progress(task=TASK_NAME, done=summary.n_skipped, total=len(tasks)))
+    finished = summary.n_skipped
+
+    def on_done(outcome: TaskOutcome[MovieResult]) -> None:
+        nonlocal finished
+        finished += 1
+        task = todo[outcome.index]
+        result = outcome.value or MovieResult(
+            task.tilt_series, task.index, task.movie_name, ok=False, error=outcome.error
+        )
+        if not result.ok and result.error and str(task.movie_path) not in result.error:
+            result.error = f"{task.movie_path}: {result.error}"
+        results[(task.tilt_series, task.index)] = result
+        if result.ok:
+            job.log(f"done {task.movie_name} in {result.seconds:.1f} s")
+        else:
+            job.log(f"FAILED {task.movie_name}: {result.error}")
+            bus.emit(Message(level="error", text=f"{task.movie_name}: {result.error}"))
+        bus.emit(Progress(task=TASK_NAME, done=finished, total=len(tasks), detail=task.movie_name))
+
+    runner = executor or SerialExecutor()
+    outcomes = runner.map(run_movie_task, todo, on_done=on_done, should_stop=job.abort_requested)
+    summary.n_processed = sum(1 for o in outcomes if o.value is not None and o.value.ok)
+    summary.failures = [r for r in results.values() if not r.ok]
+    write_star_files(selected, job, options, tasks, results)
+    if job.abort_requested() or any(o.error == "cancelled" for o in outcomes):
+        summary.status = JobStatus.ABORTED
+    elif summary.failures:
+        summary.status = JobStatus.FAILURE
+        job.log(f"{len(summary.failures)} of {len(tasks)} movies failed; rerun to retry them")
+    else:
+        summary.status = JobStatus.SUCCESS
+    job.finish(summary.status)
+    return summary

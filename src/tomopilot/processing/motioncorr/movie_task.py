@@ -1,0 +1,328 @@
+"""One task per tilt movie: read it, correct it, write RELION's per-movie outputs.
+
+:func:`run_movie_task` is what the executor ships to a worker. It never raises: a bad movie
+(missing file, corrupt TIFF, gain of the wrong size, too few frames) comes back as a failed
+:class:`MovieResult` whose ``error`` names the file and the problem, and the job goes on with the
+other movies. Outputs are written to temporary names and renamed, and the per-movie metadata
+STAR is written last, so its presence marks a finished movie (reruns skip it).
+
+Output names follow RELION: the movie path relative to the project, without its extension and
+with every '.' turned into '_', below the job folder: ``frames/TS_01_000_0.0.mrc`` becomes
+``MotionCorr/job002/frames/TS_01_000_0_0{.mrc,_PS.mrc,_EVN.mrc,_ODD.mrc,.star}``.
+
+Examples
+--------
+>>> from pathlib import Path
+>>> output_root(Path("MotionCorr/job002"), "frames/TS_01_000_0.0.mrc").as_posix()
+'MotionCorr/job002/frames/TS_01_000_0_0'
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from tomopilot.core.errors import TomopilotError
+from tomopilot.imaging.frame_spectra import SpectrumWorkspace
+from tomopilot.io.frames import MRC_LABEL, frame_format, read_frames
+from tomopilot.io.gain import read_defects, read_image, resample_gain_for_eer
+from tomopilot.io.star import write_star
+from tomopilot.processing.motioncorr.correct_frames import MovieCorrection, correct_frames
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+SUFFIX_IMAGE = ".mrc"
+SUFFIX_PS = "_PS.mrc"
+SUFFIX_EVEN = "_EVN.mrc"
+SUFFIX_ODD = "_ODD.mrc"
+SUFFIX_NO_DW = "_noDW.mrc"
+SUFFIX_STAR = ".star"
+
+
+def output_root(job_dir: Path, movie_name: str) -> Path:
+    """RELION's output stem for a movie: relative path, no extension, '.' → '_'."""
+    pure = PurePosixPath(movie_name.replace("\\", "/"))
+    parts = [p for p in pure.parts if p not in ("/", "..", ".")]
+    if pure.is_absolute() or ".." in pure.parts or not parts:
+        parts = ["frames", pure.name]
+    stem = str(PurePosixPath(*parts).with_suffix("")).replace(".", "_")
+    return job_dir / stem
+
+
+@dataclass(frozen=True)
+class MovieTask:
+    """Everything a worker needs to correct one movie (picklable).
+
+    Attributes
+    ----------
+    movie_path
+        The movie on disk.
+    movie_name
+        The movie as the STAR file names it (``rlnMicrographMovieName``).
+    root
+        Output stem (absolute), see :func:`output_root`.
+    options
+        The job's options.
+    pixel_size_a, voltage_kv
+        Movie pixel size and high tension.
+    pre_exposure_e_a2, dose_per_tilt_e_a2
+        Dose bookkeeping of this tilt (dose None when unknown); the dose per frame is the
+        tilt's dose over the number of frames read.
+    gain_path
+        The job's oriented, multiplicative gain (``<job>/gain.mrc``), or None.
+    tilt_series, index
+        Name of the tilt series and position of the tilt in it.
+    """
+
+    movie_path: Path
+    movie_name: str
+    root: Path
+    options: MotionCorrOptions
+    pixel_size_a: float
+    voltage_kv: float
+    pre_exposure_e_a2: float
+    dose_per_tilt_e_a2: float | None
+    gain_path: Path | None
+    tilt_series: str
+    index: int
+
+    def outputs(self) -> dict[str, Path]:
+        """The files this task writes (label → path), per the options."""
+        files = {"rlnMicrographName": self.root.with_name(self.root.name + SUFFIX_IMAGE)}
+        if self.options.power_spectra:
+            files["rlnCtfPowerSpectrum"] = self.root.with_name(self.root.name + SUFFIX_PS)
+        if self.options.even_odd:
+            files["rlnMicrographNameEven"] = self.root.with_name(self.root.name + SUFFIX_EVEN)
+            files["rlnMicrographNameOdd"] = self.root.with_name(self.root.name + SUFFIX_ODD)
+        if self.options.dose_weighting and self.options.save_no_dw:
+            files["rlnMicrographNameNoDW"] = self.root.with_name(self.root.name + SUFFIX_NO_DW)
+        files["rlnMicrographMetadata"] = self.root.with_name(self.root.name + SUFFIX_STAR)
+        return files
+
+    def is_done(self) -> bool:
+        """All outputs exist (the metadata STAR is written last)."""
+        return all(path.is_file() for path in self.outputs().values())
+
+
+@dataclass
+class MovieResult:
+    """What became of one movie.
+
+    ``shifts_px`` are RELION's global shifts (original pixels, frame 0 = 0); ``error`` is set
+    when the movie failed, and names the file.
+    """
+
+    tilt_series: str
+    index: int
+    movie_name: str
+    ok: bool
+    shifts_px: list[tuple[float, float]] = field(default_factory=list)
+    skipped: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    n_hot_pixels: int = 0
+    local_model: bool = False
+
+
+_THREAD = threading.local()
+
+
+def _workspace() -> SpectrumWorkspace:
+    """This thread's reusable spectrum memory (a worker thread corrects one movie at a time)."""
+    workspace = getattr(_THREAD, "workspace", None)
+    if workspace is None:
+        workspace = _THREAD.workspace = SpectrumWorkspace()
+    return workspace
+
+
+@functools.lru_cache(maxsize=4)
+def _load_gain(path: str, mtime: float) -> NDArray[np.float32]:
+    del mtime  # part of the cache key: a rewritten gain is read again
+    return read_image(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_defects(path: str, shape: tuple[int, int], mtime: float) -> NDArray[np.bool_]:
+    del mtime
+    return read_defects(path, shape)
+
+
+def _write_mrc(path: Path, image: NDArray[np.float32], pixel_size_a: float, half: bool) -> None:
+    import mrcfile
+
+    data = image.astype(np.float16) if half else image.astype(np.float32, copy=False)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with mrcfile.new(temporary, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = pixel_size_a
+        mrc.header.label[0] = MRC_LABEL  # mrcfile's default label holds the time
+    os.replace(temporary, path)
+
+
+def _dose_per_frame(task: MovieTask, n_frames: int) -> float | None:
+    if task.dose_per_tilt_e_a2 is None or n_frames == 0:
+        return None
+    return task.dose_per_tilt_e_a2 / n_frames
+
+
+def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str, Any]:
+    """RELION's per-movie metadata STAR (``rlnMicrographMetadata``) as STAR blocks."""
+    options = task.options
+    height, width = result.frame_shape
+    general: dict[str, Any] = {
+        "rlnImageSizeX": width,
+        "rlnImageSizeY": height,
+        "rlnImageSizeZ": result.n_frames,
+        "rlnMicrographMovieName": task.movie_name,
+    }
+    if options.gain_path is not None:
+        general["rlnMicrographGainName"] = str(options.gain_path)
+    if options.defect_path is not None:
+        general["rlnMicrographDefectFile"] = str(options.defect_path)
+    general |= {
+        "rlnMicrographBinning": options.bin_factor,
+        "rlnMicrographOriginalPixelSize": task.pixel_size_a,
+        "rlnMicrographDoseRate": _dose_per_frame(task, result.n_frames) or 1.0,
+        "rlnMicrographPreExposure": task.pre_exposure_e_a2,
+        "rlnVoltage": task.voltage_kv,
+        "rlnMicrographStartFrame": 1,
+    }
+    if frame_format(task.movie_path) == "eer":
+        general["rlnEERUpsampling"] = options.eer_upsampling
+        general["rlnEERGrouping"] = options.eer_fractionation
+    general["rlnMotionModelVersion"] = 1 if result.local_model is not None else 0
+    blocks: dict[str, Any] = {"general": general}
+    shifts = result.shifts_px
+    blocks["global_shift"] = pd.DataFrame(
+        {
+            "rlnMicrographFrameNumber": np.arange(1, len(shifts) + 1),
+            "rlnMicrographShiftX": shifts[:, 0],
+            "rlnMicrographShiftY": shifts[:, 1],
+        }
+    )
+    model = result.local_model
+    if model is not None:
+        coefficients = np.concatenate([model.coefficients_x, model.coefficients_y])
+        blocks["local_motion_model"] = pd.DataFrame(
+            {
+                "rlnMotionModelCoeffsIdx": np.arange(coefficients.size),
+                "rlnMotionModelCoeff": coefficients,
+            }
+        )
+    if len(result.hot_pixels):
+        blocks["hot_pixels"] = pd.DataFrame(
+            {"rlnCoordinateX": result.hot_pixels[:, 0], "rlnCoordinateY": result.hot_pixels[:, 1]}
+        )
+    observations = result.observations
+    if observations is not None:
+        blocks["local_shift"] = pd.DataFrame(
+            {
+                "rlnMicrographFrameNumber": observations.z + 1.0,
+                "rlnCoordinateX": observations.x_px,
+                "rlnCoordinateY": observations.y_px,
+                "rlnMicrographShiftX": observations.shift_px[:, 0],
+                "rlnMicrographShiftY": observations.shift_px[:, 1],
+            }
+        )
+    return blocks
+
+
+def correct_movie_file(task: MovieTask) -> MovieCorrection:
+    """Read one movie (and the job's gain and defects) and correct it; raises on bad input."""
+    options = task.options
+    frames = read_frames(
+        task.movie_path,
+        eer_fractionation=options.eer_fractionation,
+        eer_upsampling=options.eer_upsampling,
+    )
+    shape = (int(frames.shape[1]), int(frames.shape[2]))
+    gain = None
+    if task.gain_path is not None:
+        gain = _load_gain(str(task.gain_path), task.gain_path.stat().st_mtime)
+        if frame_format(task.movie_path) == "eer":
+            gain = resample_gain_for_eer(gain, shape)
+        if gain.shape != shape:
+            raise TomopilotError(
+                f"{options.gain_path or task.gain_path}: the gain reference is "
+                f"{gain.shape[1]}×{gain.shape[0]} px but the frames of {task.movie_path} are "
+                f"{shape[1]}×{shape[0]} px (check the gain, its rotation and super-resolution)"
+            )
+    defects = None
+    if options.defect_path is not None:
+        path = Path(options.defect_path)
+        defects = _load_defects(str(path), shape, path.stat().st_mtime)
+    return correct_frames(
+        frames,
+        pixel_size_a=task.pixel_size_a,
+        options=options,
+        gain=gain,
+        defects=defects,
+        pre_exposure_e_a2=task.pre_exposure_e_a2,
+        dose_per_frame_e_a2=_dose_per_frame(task, int(frames.shape[0])),
+        voltage_kv=task.voltage_kv,
+        seed=task.index,
+        workspace=_workspace(),
+    )
+
+
+def write_movie_outputs(task: MovieTask, result: MovieCorrection) -> None:
+    """Write the sums, spectra and the per-movie STAR (last) of one movie."""
+    files = task.outputs()
+    files["rlnMicrographName"].parent.mkdir(parents=True, exist_ok=True)
+    half = task.options.float16
+    _write_mrc(files["rlnMicrographName"], result.image, result.pixel_size_a, half)
+    if "rlnCtfPowerSpectrum" in files and result.power_spectrum is not None:
+        _write_mrc(
+            files["rlnCtfPowerSpectrum"], result.power_spectrum, result.ps_pixel_size_a, False
+        )
+    if "rlnMicrographNameEven" in files and result.even is not None and result.odd is not None:
+        _write_mrc(files["rlnMicrographNameEven"], result.even, result.pixel_size_a, half)
+        _write_mrc(files["rlnMicrographNameOdd"], result.odd, result.pixel_size_a, half)
+    if "rlnMicrographNameNoDW" in files and result.image_no_dw is not None:
+        _write_mrc(files["rlnMicrographNameNoDW"], result.image_no_dw, result.pixel_size_a, half)
+    write_star(files["rlnMicrographMetadata"], movie_metadata_blocks(task, result))
+
+
+def run_movie_task(task: MovieTask) -> MovieResult:
+    """Correct one movie and write its outputs; failures are returned, never raised."""
+    start = time.perf_counter()
+    base = MovieResult(task.tilt_series, task.index, task.movie_name, ok=False)
+    try:
+        result = correct_movie_file(task)
+        write_movie_outputs(task, result)
+    except TomopilotError as exc:
+        base.error = _with_file(str(exc), task.movie_path)
+    except Exception as exc:  # a worker must report, never die: the job goes on
+        base.error = _with_file(f"{type(exc).__name__}: {exc}", task.movie_path)
+    else:
+        base.ok = True
+        base.shifts_px = [(float(x), float(y)) for x, y in result.shifts_px]
+        base.n_hot_pixels = len(result.hot_pixels)
+        base.local_model = result.local_model is not None
+    base.seconds = time.perf_counter() - start
+    return base
+
+
+def _with_file(message: str, path: Path) -> str:
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def read_movie_shifts(star_path: Path) -> list[tuple[float, float]]:
+    """Global shifts recorded in a per-movie metadata STAR (for movies a rerun skips)."""
+    from tomopilot.io.star import read_star
+
+    table = read_star(star_path).get("global_shift")
+    if not isinstance(table, pd.DataFrame):
+        return []
+    return [
+        (float(x), float(y))
+        for x, y in zip(table["rlnMicrographShiftX"], table["rlnMicrographShiftY"], strict=True)
+    ]
