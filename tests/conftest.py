@@ -1,17 +1,26 @@
-"""Shared fixtures: paths to the real third-party files in ../shared/testdata/real."""
+"""Shared fixtures: paths to the real third-party files in ../shared/testdata/real.
+
+``TOMOPILOT_REAL_DATA`` points elsewhere (a clone outside the workspace, say).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "real"
+REAL_DATA = Path(
+    os.environ.get(
+        "TOMOPILOT_REAL_DATA",
+        Path(__file__).resolve().parents[2] / "shared" / "testdata" / "real",
+    )
+)
 
 
 @pytest.fixture
 def real_data() -> Path:
     """The folder of real files written by SerialEM, RELION and others; skip if absent."""
     if not REAL_DATA.is_dir():
-        pytest.skip(f"real test data not found at {REAL_DATA}")
+        pytest.skip(f"real test data not found at {REAL_DATA} (set TOMOPILOT_REAL_DATA)")
     return REAL_DATA

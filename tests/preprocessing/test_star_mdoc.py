@@ -69,7 +69,11 @@ def test_written_star_has_relion_header_and_labels(tmp_path: Path) -> None:
 
 
 _names = st.text(string.ascii_letters + string.digits + "_/.-", min_size=1, max_size=30).filter(
-    lambda s: s[0].isalpha() and not s.lower().startswith(("data_", "loop_", "save_", "global_"))
+    lambda s: (
+        s[0].isalpha()
+        and not s.lower().startswith(("data_", "loop_", "save_", "global_"))
+        and s.lower() not in ("nan", "inf", "infinity")  # refused: see the test below
+    )
 )
 
 
@@ -108,6 +112,24 @@ def test_values_star_cannot_hold_are_refused(tmp_path: Path, value: str) -> None
     table = pd.DataFrame({"rlnMicrographName": [value]})
     with pytest.raises(FormatError, match="rlnMicrographName"):
         write_star(tmp_path / "x.star", {"TS_01": table})
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf"])
+def test_file_names_readers_take_for_numbers_are_refused(tmp_path: Path, value: str) -> None:
+    table = pd.DataFrame({"rlnMicrographMovieName": [value]})
+    with pytest.raises(FormatError, match="rlnMicrographMovieName"):
+        write_star(tmp_path / "x.star", {"TS_01": table})
+    assert not (tmp_path / "x.star").exists()
+    # Written by someone else: starfile turns "nan" into NaN, which is refused with the row
+    # named; "inf" beside real names stays text and reads back as written.
+    text = "data_TS_01\n\nloop_\n_rlnMicrographMovieName #1\nTS_01_001.tif\n" + value + "\n"
+    (tmp_path / "y.star").write_text(text)
+    if value.lower() == "nan":
+        with pytest.raises(FormatError, match="row 2 of rlnMicrographMovieName"):
+            read_tilt_series_star(tmp_path / "y.star")
+    else:
+        names = read_tilt_series_star(tmp_path / "y.star")["rlnMicrographMovieName"]
+        assert names.tolist() == ["TS_01_001.tif", value]
 
 
 def test_real_mdoc_import_in_acquisition_order(real_data: Path) -> None:

@@ -127,12 +127,24 @@ def _check_values(block_name: str, block: pd.DataFrame | dict[str, Any]) -> None
     )
     for label, value in items:
         if isinstance(value, str) and (
-            value == "" or value.lower().startswith(_RESERVED) or '"' in value
+            value == ""
+            or value.lower().startswith(_RESERVED)
+            or '"' in value
+            or (label in _FILE_NAME_LABELS and _reads_as_number(value))
         ):
             raise FormatError(
                 f"the value {value!r} cannot be written to a STAR file unambiguously",
                 field=f"{block_name}.{label}",
             )
+
+
+def _reads_as_number(value: str) -> bool:
+    """True for a name such as ``nan`` or ``inf`` that readers would parse as a number."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def star_text(blocks: dict[str, pd.DataFrame | dict[str, Any]]) -> str:
@@ -178,6 +190,9 @@ def read_star(path: Path | str) -> dict[str, Any]:
     return dict(blocks)
 
 
+_FILE_NAME_LABELS = ("rlnMicrographMovieName", "rlnMicrographName")
+
+
 def read_tilt_series_star(path: Path | str, name: str | None = None) -> pd.DataFrame:
     """Read a per-tilt-series STAR file (RELION 5 ``data_<name>`` or RELION 4 ``tilt_images``).
 
@@ -202,6 +217,18 @@ def read_tilt_series_star(path: Path | str, name: str | None = None) -> pd.DataF
             path=path,
             field="rlnMicrographMovieName",
         )
+    for label in _FILE_NAME_LABELS:
+        if label in table:
+            names = table[label]
+            # starfile (pandas) turns a bare token such as "nan" or "inf" into a number.
+            if names.isna().any() or not all(isinstance(v, str) for v in names):
+                row = int(next(i for i, v in enumerate(names) if not isinstance(v, str)))
+                raise FormatError(
+                    f"row {row + 1} of {label} is not a file name ({names.iloc[row]!r} parses "
+                    "as a number); rename the file",
+                    path=path,
+                    field=label,
+                )
     return table
 
 
