@@ -13,7 +13,11 @@ Examples
 0.0
 """
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
+
+# A library leaves the display of its log records to the application (the CLI shows warnings).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 try:
     __version__ = version("tomopilot")

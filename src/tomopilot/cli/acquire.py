@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -32,10 +33,8 @@ from tomopilot.core.events import EventBus
 
 def _dry_run(config_path: Path, strategy: str | None) -> None:
     config = load_acquire_config(config_path)
-    resolved = resolve_run(config)
+    resolved = resolve_run(config)  # feasibility warnings are logged, and shown by the CLI
     settings = resolved.settings
-    for warning in resolved.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}")
     n_targets = sum(not t.skip for t in resolved.targets)
     levels = defocus_per_target(
         settings, len(resolved.targets), {i for i, t in enumerate(resolved.targets) if t.skip}
@@ -77,19 +76,26 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
 
 def quality_table(quality: RunQuality, title: str) -> Table:
     """The ground-truth quality of a run as a table."""
-    table = Table(title=title)
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        caption=(
+            "tracking: true distance of each Record from its target; defocus: true − intended; "
+            "stray dose: from other targets' beams"
+        ),
+    )
     for column in (
         "target",
         "images",
-        "track RMS (nm)",
-        "track max (nm)",
-        "≤50 nm",
-        "defocus RMS (µm)",
-        "dose (e/Å²)",
-        "unintended (e/Å²)",
-        "min/TS",
+        "track\nRMS nm",
+        "track\nmax nm",
+        "within\n50 nm",
+        "defocus\nRMS µm",
+        "dose\ne/Å²",
+        "stray\ne/Å²",
+        "time\nmin/TS",
     ):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for t in quality.targets:
         table.add_row(
             str(t.target),
@@ -98,7 +104,7 @@ def quality_table(quality: RunQuality, title: str) -> Table:
             f"{t.tracking_max_nm:.0f}",
             f"{100 * t.within_50nm:.0f}%",
             f"{t.defocus_rms_um:.2f}",
-            f"{t.dose_e_a2:.1f}",
+            f"{t.dose_e_a2:.0f}",
             f"{t.unintended_dose_e_a2:.1f}",
             f"{t.minutes:.1f}",
         )
@@ -152,8 +158,6 @@ def acquire_command(
         engine, resolved = start_run(
             settings_config, strategy=strategy, events=bus, control=control
         )
-        for warning in resolved.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}")
         handler = attach_outputs(engine, resolved)
         total = resolved.scheme.n_tilts * sum(not t.skip for t in resolved.targets)
         columns = (

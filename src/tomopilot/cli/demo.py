@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.cli.acquire import acquire_command, quality_table
 from tomopilot.cli.common import console, user_errors
-from tomopilot.core.config import write_resolved_config
+from tomopilot.core.files import atomic_write_text
 
 EXAMPLE = "lamella_9_targets.yaml"
 
@@ -42,15 +43,17 @@ def demo_command(
             shutil.copyfile(example_config_path(), write_config)
             console.print(f"wrote {write_config}; run it with: tomopilot acquire {write_config}")
             return
-        config = load_acquire_config(example_config_path())
         run_dir = out / "lamella"
         if run_dir.exists():
             shutil.rmtree(run_dir)  # the demo always starts afresh
-        config = config.model_copy(
-            update={"output": config.output.model_copy(update={"dir": run_dir})}
-        )
+        # The example as written (only the output folder changed), so that what the user set
+        # stays distinguishable from defaults; the run writes its resolved settings itself.
+        example = yaml.safe_load(example_config_path().read_text(encoding="utf-8"))
+        example["output"]["dir"] = str(run_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = write_resolved_config(config, out / "lamella_demo.yaml")
+        path = out / "lamella_demo.yaml"
+        atomic_write_text(path, yaml.safe_dump(example, sort_keys=False, allow_unicode=True))
+        load_acquire_config(path)  # refuse a broken example before anything runs
         console.rule("acquisition on the digital twin")
         acquire_command(path, strategy=strategy, report=False)
         console.print(quality_table(assess_run_dir(run_dir), f"{strategy}: ground truth"))

@@ -6,6 +6,7 @@ import typer
 
 from tomopilot import __version__
 from tomopilot.cli import acquire, demo
+from tomopilot.cli.common import show_library_warnings
 from tomopilot.cli.diffraction import diffraction_app
 from tomopilot.cli.geometry import geometry_app
 from tomopilot.cli.preprocess import preprocess_app
@@ -41,3 +42,4 @@ def main(
     ),
 ) -> None:
     """tomopilot: plan, acquire, track and preprocess cryo-ET tilt series."""
+    show_library_warnings()
