@@ -1,4 +1,4 @@
-"""The packaged demo configuration: valid, warning-free, and its dry run matches the demo's brief."""
+"""The packaged demo configuration: valid, warning-free, and as the demo promises."""
 
 from __future__ import annotations
 

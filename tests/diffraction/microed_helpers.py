@@ -1,11 +1,16 @@
-"""Shared helpers of the microED tests: a small series spec, its metadata, a dxtbx-style parser."""
+"""Shared helpers of the microED tests: a small series spec, its metadata, a dxtbx-style parser.
+
+The metadata and SMV options of a twin series are the ones ``tomopilot diffraction demo`` uses.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tomopilot.cli.diffraction import metadata_for, options_for
 from tomopilot.instrument.twin.diffraction import DiffractionSeriesSpec
-from tomopilot.processing.microed import SeriesMetadata, SmvOptions
+
+__all__ = ["DXTBX_REQUIRED", "SMALL_SPEC", "dxtbx_style_header", "metadata_for", "options_for"]
 
 SMALL_SPEC = DiffractionSeriesSpec(
     n_frames=5,
@@ -18,25 +23,6 @@ SMALL_SPEC = DiffractionSeriesSpec(
     exposure_s=0.8,
     seed=7,
 )
-
-
-def metadata_for(spec: DiffractionSeriesSpec) -> SeriesMetadata:
-    """What a user would state for a series made with ``spec``."""
-    return SeriesMetadata(
-        voltage_kv=spec.voltage_kv,
-        camera_length_mm=spec.camera_length_mm,
-        pixel_size_mm=spec.pixel_size_mm,
-        binning=spec.binning,
-        start_angle_deg=spec.start_angle_deg,
-        osc_range_deg=spec.osc_range_deg,
-        exposure_s=spec.exposure_s,
-    )
-
-
-def options_for(spec: DiffractionSeriesSpec) -> SmvOptions:
-    """The beam centre and gain of a series made with ``spec``."""
-    beam_x, beam_y = spec.beam_center
-    return SmvOptions(beam_x_px=beam_x, beam_y_px=beam_y, gain=spec.gain_counts_per_electron)
 
 
 # What dxtbx's FormatSMVADSC.understand demands, plus TIME, which its scan model reads.

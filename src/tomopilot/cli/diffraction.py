@@ -111,6 +111,25 @@ Summary = Annotated[
 ]
 
 
+def metadata_for(spec: DiffractionSeriesSpec) -> SeriesMetadata:
+    """What a user would state for a series the twin made with ``spec``."""
+    return SeriesMetadata(
+        voltage_kv=spec.voltage_kv,
+        camera_length_mm=spec.camera_length_mm,
+        pixel_size_mm=spec.pixel_size_mm,
+        binning=spec.binning,
+        start_angle_deg=spec.start_angle_deg,
+        osc_range_deg=spec.osc_range_deg,
+        exposure_s=spec.exposure_s,
+    )
+
+
+def options_for(spec: DiffractionSeriesSpec) -> SmvOptions:
+    """The beam centre and gain of a series the twin made with ``spec``."""
+    beam_x, beam_y = spec.beam_center
+    return SmvOptions(beam_x_px=beam_x, beam_y_px=beam_y, gain=spec.gain_counts_per_electron)
+
+
 def _natural_key(text: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
@@ -336,22 +355,11 @@ def demo_command(
             raise FileExistsError(f"{tia_dir} already holds TIA files; use --force to replace them")
         series = simulate_diffraction_series(spec)
         paths = write_tia_series(series, tia_dir)
-        beam_x, beam_y = spec.beam_center
         report = convert_tia_series(
             paths,
             out / "converted",
-            metadata=SeriesMetadata(
-                voltage_kv=spec.voltage_kv,
-                camera_length_mm=spec.camera_length_mm,
-                pixel_size_mm=spec.pixel_size_mm,
-                binning=spec.binning,
-                start_angle_deg=spec.start_angle_deg,
-                osc_range_deg=spec.osc_range_deg,
-                exposure_s=spec.exposure_s,
-            ),
-            options=SmvOptions(
-                beam_x_px=beam_x, beam_y_px=beam_y, gain=spec.gain_counts_per_electron
-            ),
+            metadata=metadata_for(spec),
+            options=options_for(spec),
             overwrite=force,
             on_event=on_event,
         )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from tomopilot.cli.common import user_errors
 from tomopilot.core.config import validation_error_to_config_error
 from tomopilot.core.events import EventBus, Message
 from tomopilot.core.events import Progress as ProgressEvent
+from tomopilot.io.star import TiltSeriesSet
 from tomopilot.processing.ctf import CtfOptions, run_ctf
 from tomopilot.processing.executor import DaskExecutor, Executor, SerialExecutor
 from tomopilot.processing.inputs import ImportOptics, load_tilt_series
@@ -46,6 +48,7 @@ console = Console()
 err_console = Console(stderr=True)
 _FINGERPRINT = "tomopilot_job.json"
 _MOVIE_BYTES = 3 * 1024**3  # a generous peak per 4K movie task
+_PROGRESS_LABELS = {"MotionCorr": "Motion correction", "CtfFind": "CTF estimation"}
 
 Project = Annotated[
     Path, typer.Option("--project", help="RELION project directory (paths are relative to it).")
@@ -142,6 +145,53 @@ def _run_with_progress(label: str, run: Any) -> Any:
         bus.subscribe(ProgressEvent, on_progress)
         bus.subscribe(Message, on_message)
         return run(bus)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a job runs and what of it: the options both commands share."""
+
+    output: Path | None
+    pipeline_control: Path | None
+    only: list[str] | None
+    dry_run: bool
+    scheduler: str
+    workers: int | None
+
+
+def _run_job(
+    run: Callable[..., Any],
+    job_type: str,
+    source: object,
+    tilt_series: TiltSeriesSet,
+    project: Path,
+    options: MotionCorrOptions | CtfOptions,
+    where: _Placement,
+) -> tuple[RelionJob, Any]:
+    """Find or make the job folder, record the inputs there, and run ``run`` with a progress bar.
+
+    ``run`` is :func:`run_motioncorr` or :func:`run_ctf`; returns the job and its summary.
+    """
+    dry_run = where.dry_run
+    fingerprint = {"input": str(source), "options": options.model_dump(mode="json")}
+    job = _job(project, job_type, fingerprint, where.output, where.pipeline_control, dry_run)
+    if not dry_run:
+        (job.directory / _FINGERPRINT).write_text(json.dumps(fingerprint))
+    with _executor("serial" if dry_run else where.scheduler, where.workers) as executor:
+        summary = _run_with_progress(
+            _PROGRESS_LABELS[job_type],
+            lambda bus: run(
+                tilt_series,
+                job,
+                options,
+                executor=executor,
+                bus=bus,
+                only=where.only,
+                dry_run=dry_run,
+                argv=sys.argv,
+            ),
+        )
+    return job, summary
 
 
 def _finish(status: JobStatus | None, failures: int, job: RelionJob, what: str) -> None:
@@ -252,24 +302,10 @@ def motioncorr(
         tilt_series, project = load_tilt_series(
             source, project_dir=project, frames_dir=frames_dir, optics=optics
         )
-        fingerprint = {"input": str(source), "options": options.model_dump(mode="json")}
-        job = _job(project, "MotionCorr", fingerprint, output, pipeline_control, dry_run)
-        if not dry_run:
-            (job.directory / _FINGERPRINT).write_text(json.dumps(fingerprint))
-        with _executor("serial" if dry_run else scheduler, workers) as executor:
-            summary = _run_with_progress(
-                "Motion correction",
-                lambda bus: run_motioncorr(
-                    tilt_series,
-                    job,
-                    options,
-                    executor=executor,
-                    bus=bus,
-                    only=only,
-                    dry_run=dry_run,
-                    argv=sys.argv,
-                ),
-            )
+        where = _Placement(output, pipeline_control, only, dry_run, scheduler, workers)
+        job, summary = _run_job(
+            run_motioncorr, "MotionCorr", source, tilt_series, project, options, where
+        )
     if dry_run:
         return
     console.print(
@@ -319,24 +355,8 @@ def ctf(
         )
         project = project.resolve()
         tilt_series, project = load_tilt_series(source, project_dir=project)
-        fingerprint = {"input": str(source), "options": options.model_dump(mode="json")}
-        job = _job(project, "CtfFind", fingerprint, output, pipeline_control, dry_run)
-        if not dry_run:
-            (job.directory / _FINGERPRINT).write_text(json.dumps(fingerprint))
-        with _executor("serial" if dry_run else scheduler, workers) as executor:
-            summary = _run_with_progress(
-                "CTF estimation",
-                lambda bus: run_ctf(
-                    tilt_series,
-                    job,
-                    options,
-                    executor=executor,
-                    bus=bus,
-                    only=only,
-                    dry_run=dry_run,
-                    argv=sys.argv,
-                ),
-            )
+        where = _Placement(output, pipeline_control, only, dry_run, scheduler, workers)
+        job, summary = _run_job(run_ctf, "CtfFind", source, tilt_series, project, options, where)
     if dry_run:
         return
     console.print(

@@ -169,6 +169,40 @@ def _add_nav(
     console.print(f"wrote {nav_out} (+{len(items)} Navigator items)")
 
 
+def _save_new(
+    out: Path,
+    targets: TargetSet,
+    what: str,
+    *,
+    is_limit: float,
+    beam_diameter: float,
+    max_tilt: float,
+    dry_run: bool,
+    force: bool,
+    nav: tuple[Path | None, Path | None, tuple[float, float, float]] | None = None,
+) -> None:
+    """Name the files after OUT, show the targets and their warnings, and write them.
+
+    ``nav`` (Navigator read, Navigator written, stage X, Y, Z of target 1) adds Navigator items.
+    """
+    targets = name_files(targets, _root(out), maps=False)
+    print_targets(targets, f"{out.name}: {len(targets.targets)} {what}")
+    print_warnings(_check(targets, is_limit, beam_diameter, max_tilt))
+    _write(out, targets, dry_run=dry_run, force=force)
+    if nav is not None:
+        nav_in, nav_out, stage_xyz = nav
+        _add_nav(
+            nav_in,
+            nav_out,
+            targets,
+            stage_xyz,
+            out.name,
+            beam_diameter=beam_diameter,
+            max_tilt=max_tilt,
+            dry_run=dry_run,
+        )
+
+
 @targets_app.command("manual")
 def manual_command(
     out: Out,
@@ -218,19 +252,16 @@ def manual_command(
             items = group_points(read_nav(nav), group)
             targets = targets_from_nav_points(items)
             sx, sy, z = items[0].stage_xyz_um
-        targets = name_files(targets, _root(out), maps=False)
-        print_targets(targets, f"{out.name}: {len(targets.targets)} targets")
-        print_warnings(_check(targets, is_limit, beam_diameter, max_tilt))
-        _write(out, targets, dry_run=dry_run, force=force)
-        _add_nav(
-            nav,
-            nav_out,
+        _save_new(
+            out,
             targets,
-            (sx, sy, z),
-            out.name,
+            "targets",
+            is_limit=is_limit,
             beam_diameter=beam_diameter,
             max_tilt=max_tilt,
             dry_run=dry_run,
+            force=force,
+            nav=(nav, nav_out, (sx, sy, z)),
         )
 
 
@@ -250,12 +281,16 @@ def pattern_command(
 ) -> None:
     """A hole pattern from known lattice vectors, in spiral order, with automatic geo points."""
     with report_errors():
-        targets = name_files(
-            pattern_targets(_pair(vec_a), _pair(vec_b), size), _root(out), maps=False
+        _save_new(
+            out,
+            pattern_targets(_pair(vec_a), _pair(vec_b), size),
+            "pattern targets",
+            is_limit=is_limit,
+            beam_diameter=beam_diameter,
+            max_tilt=max_tilt,
+            dry_run=dry_run,
+            force=force,
         )
-        print_targets(targets, f"{out.name}: {len(targets.targets)} pattern targets")
-        print_warnings(_check(targets, is_limit, beam_diameter, max_tilt))
-        _write(out, targets, dry_run=dry_run, force=force)
 
 
 @targets_app.command("polygon")
@@ -292,20 +327,21 @@ def polygon_command(
             pattern_rot_deg=pattern_rot,
             size=size,
         )
-        targets = name_files(fill.targets, _root(out), maps=False)
-        print_targets(targets, f"{out.name}: {len(targets.targets)} targets in {label!r}")
-        print_warnings(_check(targets, is_limit, beam_diameter, max_tilt))
-        _write(out, targets, dry_run=dry_run, force=force)
         x, y = fill.stage_origin_um
-        _add_nav(
-            nav,
-            nav_out or nav.with_name(f"{nav.stem}_targets.nav"),
-            targets,
-            (x, y, item.stage_xyz_um[2]),
-            out.name,
+        _save_new(
+            out,
+            fill.targets,
+            f"targets in {label!r}",
+            is_limit=is_limit,
             beam_diameter=beam_diameter,
             max_tilt=max_tilt,
             dry_run=dry_run,
+            force=force,
+            nav=(
+                nav,
+                nav_out or nav.with_name(f"{nav.stem}_targets.nav"),
+                (x, y, item.stage_xyz_um[2]),
+            ),
         )
 
 

@@ -158,10 +158,10 @@ def _prepare(
     x_um: float,
     y_um: float,
     tilt_deg: float,
-    is_x_um: float,
-    is_y_um: float,
     defocus_um: float,
     eucentric: bool,
+    is_x_um: float = 0.0,
+    is_y_um: float = 0.0,
 ) -> None:
     scope.stage.move_to(x_um=x_um, y_um=y_um, backlash_compensate=True)
     if eucentric:
@@ -185,20 +185,32 @@ def _truth_json(scope: TwinMicroscope, exposure_id: int) -> str:
     )
 
 
+def _write_truth(scope: TwinMicroscope, out: Path, exposure_id: int) -> Path:
+    """Write the exposure's ground truth to ``OUT.truth.json``."""
+    truth_path = out.with_name(out.name + ".truth.json")
+    atomic_write_text(truth_path, _truth_json(scope, exposure_id))
+    return truth_path
+
+
 Position = Annotated[float, typer.Option(help="Stage position (µm).")]
+TiltDeg = Annotated[float, typer.Option("--tilt-deg", help="Stage tilt.")]
+XUm = Annotated[float, typer.Option("--x-um", help="Stage x.")]
+YUm = Annotated[float, typer.Option("--y-um", help="Stage y.")]
+DefocusUm = Annotated[float, typer.Option("--defocus-um", help="Objective focus.")]
+Eucentric = Annotated[bool, typer.Option(help="Run eucentricity at the position first.")]
 
 
 @twin_app.command("image")
 def image_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output MRC file.")],
-    tilt_deg: Annotated[float, typer.Option("--tilt-deg", help="Stage tilt.")] = 0.0,
-    x_um: Annotated[float, typer.Option("--x-um", help="Stage x.")] = 0.0,
-    y_um: Annotated[float, typer.Option("--y-um", help="Stage y.")] = 0.0,
+    tilt_deg: TiltDeg = 0.0,
+    x_um: XUm = 0.0,
+    y_um: YUm = 0.0,
     is_x_um: Annotated[float, typer.Option("--is-x-um", help="Image shift x (specimen µm).")] = 0.0,
     is_y_um: Annotated[float, typer.Option("--is-y-um", help="Image shift y (specimen µm).")] = 0.0,
     area: Annotated[Area, typer.Option("--area", help="Low-dose area.")] = Area.record,
-    defocus_um: Annotated[float, typer.Option("--defocus-um", help="Objective focus.")] = -3.0,
-    eucentric: Annotated[bool, typer.Option(help="Run eucentricity at the position first.")] = True,
+    defocus_um: DefocusUm = -3.0,
+    eucentric: Eucentric = True,
     config: ConfigOpt = None,
     seed: SeedOpt = None,
     profile: ProfileOpt = None,
@@ -212,10 +224,10 @@ def image_command(
             x_um=x_um,
             y_um=y_um,
             tilt_deg=tilt_deg,
-            is_x_um=is_x_um,
-            is_y_um=is_y_um,
             defocus_um=defocus_um,
             eucentric=eucentric,
+            is_x_um=is_x_um,
+            is_y_um=is_y_um,
         )
         image = scope.camera.acquire(area.low_dose())
         write_mrc(
@@ -224,8 +236,7 @@ def image_command(
             pixel_size_a=image.pixel_size_a,
             labels=[f"tomopilot twin {image.area.value} tilt {image.tilt_deg:g}"],
         )
-        truth_path = out.with_name(out.name + ".truth.json")
-        atomic_write_text(truth_path, _truth_json(scope, image.exposure_id))
+        truth_path = _write_truth(scope, out, image.exposure_id)
         truth = scope.ground_truth.exposure(image.exposure_id)
         console.print(
             f"wrote {out} ({image.data.shape[1]}×{image.data.shape[0]} px, "
@@ -239,11 +250,11 @@ def image_command(
 def movie_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Frames file (.mrc, .tif or .eer).")],
     frames: Annotated[int, typer.Option("--frames", min=1, help="Number of frames.")] = 10,
-    tilt_deg: Annotated[float, typer.Option("--tilt-deg", help="Stage tilt.")] = 0.0,
-    x_um: Annotated[float, typer.Option("--x-um", help="Stage x.")] = 0.0,
-    y_um: Annotated[float, typer.Option("--y-um", help="Stage y.")] = 0.0,
-    defocus_um: Annotated[float, typer.Option("--defocus-um", help="Objective focus.")] = -3.0,
-    eucentric: Annotated[bool, typer.Option(help="Run eucentricity at the position first.")] = True,
+    tilt_deg: TiltDeg = 0.0,
+    x_um: XUm = 0.0,
+    y_um: YUm = 0.0,
+    defocus_um: DefocusUm = -3.0,
+    eucentric: Eucentric = True,
     config: ConfigOpt = None,
     seed: SeedOpt = None,
     profile: ProfileOpt = None,
@@ -260,8 +271,6 @@ def movie_command(
             x_um=x_um,
             y_um=y_um,
             tilt_deg=tilt_deg,
-            is_x_um=0.0,
-            is_y_um=0.0,
             defocus_um=defocus_um,
             eucentric=eucentric,
         )
@@ -273,8 +282,7 @@ def movie_command(
         gain_path = write_mrc(
             Path(f"{stem}_gain.mrc"), scope.camera.gain_reference(), pixel_size_a=pixel
         )
-        truth_path = out.with_name(out.name + ".truth.json")
-        atomic_write_text(truth_path, _truth_json(scope, movie.image.exposure_id))
+        truth_path = _write_truth(scope, out, movie.image.exposure_id)
         shifts = scope.ground_truth.exposure(movie.image.exposure_id).frame_shifts_px
         table = Table(title=f"{out.name}: true global motion (px)")
         table.add_column("frame")

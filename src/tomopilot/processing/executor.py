@@ -37,6 +37,7 @@ import os
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -92,6 +93,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _outcome(index: int, result: Callable[[], R]) -> TaskOutcome[R]:
+    """The outcome of task ``index``: the value ``result()`` returns, or the error it raises."""
+    try:
+        return TaskOutcome(index, value=result())
+    except Exception as exc:
+        return TaskOutcome(index, error=_describe(exc))
+
+
 class _Closing:
     def __enter__(self: Any) -> Any:
         return self
@@ -127,10 +136,7 @@ class SerialExecutor(_Closing):
             if should_stop is not None and should_stop():
                 outcome: TaskOutcome[R] = TaskOutcome(index, error="cancelled")
             else:
-                try:
-                    outcome = TaskOutcome(index, value=function(item))
-                except Exception as exc:
-                    outcome = TaskOutcome(index, error=_describe(exc))
+                outcome = _outcome(index, partial(function, item))
             outcomes.append(outcome)
             if on_done is not None:
                 on_done(outcome)
@@ -222,10 +228,7 @@ class DaskExecutor(_Closing):
         pending = as_completed(futures, with_results=False)
         for future in pending:
             index = index_of[future.key]
-            try:
-                outcome: TaskOutcome[R] = TaskOutcome(index, value=future.result())
-            except Exception as exc:
-                outcome = TaskOutcome(index, error=_describe(exc))
+            outcome: TaskOutcome[R] = _outcome(index, future.result)
             outcomes[index] = outcome
             if on_done is not None:
                 on_done(outcome)

@@ -15,7 +15,7 @@ Examples
 >>> job.directory.relative_to(project).as_posix()
 'MotionCorr/job001'
 >>> job.begin(["tomopilot", "preprocess", "motioncorr"])
->>> job.finish(JobStatus.SUCCESS)
+>>> _ = job.finish(JobStatus.SUCCESS)
 >>> sorted(p.name for p in job.directory.iterdir())
 ['RELION_JOB_EXIT_SUCCESS', 'log.txt', 'note.txt']
 """
@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from tomopilot.core.files import atomic_write_text
+from tomopilot.io.star import TiltSeries, write_star
 
 SENTINEL_SUCCESS = "RELION_JOB_EXIT_SUCCESS"
 SENTINEL_FAILURE = "RELION_JOB_EXIT_FAILURE"
@@ -115,6 +119,11 @@ class RelionJob:
             return target.relative_to(base).as_posix()
         return target.as_posix()
 
+    def absolute(self, path: Path | str) -> Path:
+        """A path as STAR files hold it: kept when absolute, else below the project directory."""
+        given = Path(path)
+        return given if given.is_absolute() else self.project_dir / given
+
     def begin(self, argv: list[str]) -> None:
         """Clear old exit sentinels and any abort request; record the command in ``note.txt``."""
         for name in (SENTINEL_SUCCESS, SENTINEL_FAILURE, SENTINEL_ABORTED, ABORT_REQUEST):
@@ -150,3 +159,22 @@ class RelionJob:
             if (self.directory / status.value).exists():
                 return status
         return None
+
+
+def write_tilt_series_star(job: RelionJob, ts: TiltSeries, table: pd.DataFrame) -> dict[str, Any]:
+    """Write ``tilt_series/<TS>.star`` in the job folder; return its row of the global table."""
+    path = job.directory / "tilt_series" / f"{ts.name}.star"
+    write_star(path, {ts.name: table})
+    row = dict(ts.globals)
+    row["rlnTomoName"] = ts.name
+    row["rlnTomoTiltSeriesStarFile"] = job.relative(path)
+    return row
+
+
+def write_global_star(job: RelionJob, name: str, rows: list[dict[str, Any]]) -> Path | None:
+    """Write the global table ``name`` of the job's tilt series (nothing when there are none)."""
+    if not rows:
+        return None
+    path = job.directory / name
+    write_star(path, {"global": pd.DataFrame(rows)})
+    return path

@@ -17,13 +17,19 @@ import numpy as np
 import pandas as pd
 
 from tomopilot.core.errors import ConfigError
-from tomopilot.core.events import EventBus, Message, Progress
+from tomopilot.core.events import EventBus, Message
 from tomopilot.imaging.ctf import CtfOptics
-from tomopilot.io.star import CTF_LABELS, TiltSeriesSet, read_star, write_star
+from tomopilot.io.star import CTF_LABELS, TiltSeriesSet, read_star
 from tomopilot.processing.ctf.options import CtfOptions
 from tomopilot.processing.ctf.tilt_task import CtfResult, CtfTask, ctf_root, run_ctf_task
-from tomopilot.processing.executor import Executor, SerialExecutor, TaskOutcome
-from tomopilot.processing.relion_job import JobStatus, RelionJob
+from tomopilot.processing.executor import Executor, TaskOutcome
+from tomopilot.processing.job_tasks import end_status, run_job_tasks
+from tomopilot.processing.relion_job import (
+    JobStatus,
+    RelionJob,
+    write_global_star,
+    write_tilt_series_star,
+)
 
 TASK_NAME = "ctf"
 
@@ -41,12 +47,10 @@ class CtfSummary:
     results: dict[tuple[str, int], CtfResult] = field(default_factory=dict)
 
 
-def _path(name: object, project_dir: Path) -> Path | None:
+def _path(name: object, job: RelionJob) -> Path | None:
     if name is None or (isinstance(name, float) and np.isnan(name)):
         return None
-    text = str(name).split(":")[0]
-    path = Path(text)
-    return path if path.is_absolute() else project_dir / path
+    return job.absolute(str(name).split(":")[0])
 
 
 def plan_ctf_tasks(
@@ -74,8 +78,8 @@ def plan_ctf_tasks(
                 CtfTask(
                     tilt_series=ts.name,
                     index=index,
-                    image_path=_path(image, job.project_dir),
-                    spectrum_path=_path(spectrum, job.project_dir),
+                    image_path=_path(image, job),
+                    spectrum_path=_path(spectrum, job),
                     root=ctf_root(job.directory, image).resolve(),
                     options=options,
                     optics=optics,
@@ -155,17 +159,8 @@ def write_ctf_star_files(
         added = pd.DataFrame(values)
         for label in CTF_LABELS:
             table[label] = added[label].to_numpy()
-        path = job.directory / "tilt_series" / f"{ts.name}.star"
-        write_star(path, {ts.name: table})
-        row = dict(ts.globals)
-        row["rlnTomoName"] = ts.name
-        row["rlnTomoTiltSeriesStarFile"] = job.relative(path)
-        rows.append(row)
-    if not rows:
-        return None
-    path = job.directory / "tilt_series_ctf.star"
-    write_star(path, {"global": pd.DataFrame(rows)})
-    return path
+        rows.append(write_tilt_series_star(job, ts, table))
+    return write_global_star(job, "tilt_series_ctf.star", rows)
 
 
 def run_ctf(
@@ -198,13 +193,8 @@ def run_ctf(
     job.begin(argv or ["tomopilot", "preprocess", "ctf"])
     results = dict(previous)
     job.log(f"{len(tasks)} tilts, {summary.n_skipped} already fitted, {len(todo)} to fit")
-    bus.emit(Progress(task=TASK_NAME, done=summary.n_skipped, total=len(tasks)))
-    finished = summary.n_skipped
 
-    def on_done(outcome: TaskOutcome[CtfResult]) -> None:
-        nonlocal finished
-        finished += 1
-        task = todo[outcome.index]
+    def on_result(task: CtfTask, outcome: TaskOutcome[CtfResult]) -> str:
         result = outcome.value or CtfResult(
             task.tilt_series, task.index, ok=False, error=outcome.error
         )
@@ -215,19 +205,23 @@ def run_ctf(
         else:
             job.log(f"FAILED {name}: {result.error}")
             bus.emit(Message(level="error", text=f"{name}: {result.error}"))
-        bus.emit(Progress(task=TASK_NAME, done=finished, total=len(tasks), detail=name))
+        return name
 
-    runner = executor or SerialExecutor()
-    outcomes = runner.map(run_ctf_task, todo, on_done=on_done, should_stop=job.abort_requested)
+    outcomes = run_job_tasks(
+        job,
+        run_ctf_task,
+        todo,
+        on_result=on_result,
+        task_name=TASK_NAME,
+        n_done=summary.n_skipped,
+        n_total=len(tasks),
+        executor=executor,
+        bus=bus,
+    )
     summary.n_processed = sum(1 for o in outcomes if o.value is not None and o.value.ok)
     summary.failures = [r for r in results.values() if not r.ok]
     summary.results = results
     write_ctf_star_files(selected, job, tasks, results)
-    if job.abort_requested() or any(o.error == "cancelled" for o in outcomes):
-        summary.status = JobStatus.ABORTED
-    elif summary.failures:
-        summary.status = JobStatus.FAILURE
-    else:
-        summary.status = JobStatus.SUCCESS
+    summary.status = end_status(job, outcomes, failed=bool(summary.failures))
     job.finish(summary.status)
     return summary

@@ -144,19 +144,20 @@ def _write_mrc(path: Path, image: NDArray[np.float32], pixel_size_a: float) -> N
     os.replace(temporary, path)
 
 
+def _band(task: CtfTask) -> tuple[float, float]:
+    """The fitted spatial frequencies (1/Å): the lowest resolution to the tilt's limit."""
+    options = task.options
+    return 1.0 / options.min_resolution_a, 1.0 / options.resolution_limit_a(task.pre_exposure_e_a2)
+
+
 def fit_tilt(task: CtfTask) -> tuple[CtfFit, float, NDArray[np.float32], float, bool]:
     """Fit one tilt; returns the fit, the gradient, the spectrum used, its pixel, amplitude?"""
     options = task.options
-    k_min = 1.0 / options.min_resolution_a
-    k_max = 1.0 / options.resolution_limit_a(task.pre_exposure_e_a2)
+    k_min, k_max = _band(task)
     search = options.search_range_um(task.nominal_defocus_um)
-    use_spectrum = task.spectrum_path is not None and not options.tilt_aware
-    if options.source == "images" or task.spectrum_path is None:
-        use_spectrum = False
-    if use_spectrum:
-        assert task.spectrum_path is not None
-        spectrum, pixel = _read_mrc(task.spectrum_path)
-        fit = fit_ctf_spectrum(
+
+    def fit_spectrum(spectrum: NDArray[np.float32], pixel: float, amplitude: bool) -> CtfFit:
+        return fit_ctf_spectrum(
             spectrum,
             pixel,
             task.optics,
@@ -164,13 +165,22 @@ def fit_tilt(task: CtfTask) -> tuple[CtfFit, float, NDArray[np.float32], float, 
             k_min_a_inv=k_min,
             k_max_a_inv=k_max,
             max_astigmatism_um=options.max_astigmatism_um,
-            is_amplitude=True,
+            is_amplitude=amplitude,
         )
-        return fit, 0.0, spectrum, pixel, True
+
+    use_spectrum = task.spectrum_path is not None and not options.tilt_aware
+    if options.source == "images" or task.spectrum_path is None:
+        use_spectrum = False
+    if use_spectrum:
+        assert task.spectrum_path is not None
+        spectrum, pixel = _read_mrc(task.spectrum_path)
+        return fit_spectrum(spectrum, pixel, True), 0.0, spectrum, pixel, True
     if task.image_path is None:
         raise TomopilotError("no image and no power spectrum to fit")
     image, pixel = _read_mrc(task.image_path)
     pixel = pixel or task.pixel_size_a
+    spectra, _ = tile_power_spectra(image, options.tile_px)
+    spectrum = spectra.mean(axis=0)
     if options.tilt_aware:
         tilted = fit_ctf_tilted(
             image,
@@ -183,20 +193,8 @@ def fit_tilt(task: CtfTask) -> tuple[CtfFit, float, NDArray[np.float32], float, 
             k_max_a_inv=k_max,
             max_astigmatism_um=options.max_astigmatism_um,
         )
-        spectra, _ = tile_power_spectra(image, options.tile_px)
-        return tilted.fit, tilted.gradient, spectra.mean(axis=0), pixel, False
-    spectra, _ = tile_power_spectra(image, options.tile_px)
-    spectrum = spectra.mean(axis=0)
-    fit = fit_ctf_spectrum(
-        spectrum,
-        pixel,
-        task.optics,
-        defocus_range_um=search,
-        k_min_a_inv=k_min,
-        k_max_a_inv=k_max,
-        max_astigmatism_um=options.max_astigmatism_um,
-    )
-    return fit, 0.0, spectrum, pixel, False
+        return tilted.fit, tilted.gradient, spectrum, pixel, False
+    return fit_spectrum(spectrum, pixel, False), 0.0, spectrum, pixel, False
 
 
 def run_ctf_task(task: CtfTask) -> CtfResult:
@@ -206,8 +204,7 @@ def run_ctf_task(task: CtfTask) -> CtfResult:
     source = task.image_path if task.options.tilt_aware else (task.spectrum_path or task.image_path)
     try:
         fit, gradient, spectrum, pixel, amplitude = fit_tilt(task)
-        k_min = 1.0 / task.options.min_resolution_a
-        k_max = 1.0 / task.options.resolution_limit_a(task.pre_exposure_e_a2)
+        k_min, k_max = _band(task)
         image = diagnostic_image(
             spectrum, pixel, fit, task.optics, k_min, k_max, is_amplitude=amplitude
         )

@@ -50,6 +50,15 @@ def _consistent(osc: float | None, speed: float | None, exposure: float | None) 
         )
 
 
+def _oscillation(osc: float | None, speed: float | None, exposure: float | None) -> float | None:
+    """The rotation during a frame: given, or speed × exposure, or unknown."""
+    if osc is not None:
+        return osc
+    if speed is not None and exposure is not None:
+        return speed * exposure
+    return None
+
+
 class FrameMetadata(BaseModel):
     """What is known about one frame; ``None`` means unknown.
 
@@ -87,11 +96,7 @@ class FrameMetadata(BaseModel):
     @property
     def oscillation_deg(self) -> float | None:
         """The rotation during the frame: given, or speed × exposure, or unknown."""
-        if self.osc_range_deg is not None:
-            return self.osc_range_deg
-        if self.rotation_speed_deg_s is not None and self.exposure_s is not None:
-            return self.rotation_speed_deg_s * self.exposure_s
-        return None
+        return _oscillation(self.osc_range_deg, self.rotation_speed_deg_s, self.exposure_s)
 
     @property
     def exposure_or_derived_s(self) -> float | None:
@@ -167,11 +172,7 @@ class SeriesMetadata(BaseModel):
     @property
     def oscillation_deg(self) -> float | None:
         """Rotation per frame: given, or speed × exposure, or unknown."""
-        if self.osc_range_deg is not None:
-            return self.osc_range_deg
-        if self.rotation_speed_deg_s is not None and self.exposure_s is not None:
-            return self.rotation_speed_deg_s * self.exposure_s
-        return None
+        return _oscillation(self.osc_range_deg, self.rotation_speed_deg_s, self.exposure_s)
 
     def frame(self, index: int, *, acquired: datetime | None = None) -> FrameMetadata:
         """The metadata of frame ``index`` (0-based) of the series.

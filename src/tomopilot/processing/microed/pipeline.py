@@ -195,6 +195,33 @@ def _finish(
     return replace(report, written=tuple(written), summary=None if dry_run else summary)
 
 
+def _smv_series(
+    step: str,
+    stage: StagedOutputs,
+    mrc_files: list[Path],
+    reports: list[FrameReport],
+    *,
+    metadata: SeriesMetadata | None,
+    options: SmvOptions,
+    on_event: EventHandler | None,
+    summary_name: str | None,
+    dry_run: bool,
+) -> ConversionReport:
+    """Stage the SMV frames of ``mrc2smv`` or ``convert``, then finish as :func:`_finish` does."""
+    reports, levels, wavelength_a = _stage_smv(
+        mrc_files, reports, stage, metadata, options, on_event
+    )
+    report = ConversionReport(
+        step=step,
+        out_dir=stage.out_dir,
+        frames=tuple(reports),
+        levels=levels,
+        wavelength_a=wavelength_a,
+        dry_run=dry_run,
+    )
+    return _finish(stage, report, summary_name, dry_run)
+
+
 def _names(paths: list[Path], suffixes: Sequence[str], summary_name: str | None) -> list[str]:
     names = [f"{p.stem}{suffix}" for suffix in suffixes for p in paths]
     return names + ([summary_name] if summary_name else [])
@@ -278,18 +305,17 @@ def mrc_to_smv(
     names = _names(paths, [".img"], summary_name)
     with StagedOutputs(out_dir, names, overwrite=overwrite) as stage:
         reports = [FrameReport(index=i, source=p) for i, p in enumerate(paths)]
-        reports, levels, wavelength_a = _stage_smv(
-            paths, reports, stage, metadata, options, on_event
-        )
-        report = ConversionReport(
-            step="mrc2smv",
-            out_dir=stage.out_dir,
-            frames=tuple(reports),
-            levels=levels,
-            wavelength_a=wavelength_a,
+        return _smv_series(
+            "mrc2smv",
+            stage,
+            paths,
+            reports,
+            metadata=metadata,
+            options=options,
+            on_event=on_event,
+            summary_name=summary_name,
             dry_run=dry_run,
         )
-        return _finish(stage, report, summary_name, dry_run)
 
 
 def convert_tia_series(
@@ -315,13 +341,14 @@ def convert_tia_series(
     with StagedOutputs(out_dir, names, overwrite=overwrite) as stage:
         reports = _stage_tia(paths, stage, metadata, on_event)
         staged = [stage.path(f"{p.stem}.mrc") for p in paths]
-        reports, levels, wavelength_a = _stage_smv(staged, reports, stage, None, options, on_event)
-        report = ConversionReport(
-            step="convert",
-            out_dir=stage.out_dir,
-            frames=tuple(reports),
-            levels=levels,
-            wavelength_a=wavelength_a,
+        return _smv_series(
+            "convert",
+            stage,
+            staged,
+            reports,
+            metadata=None,
+            options=options,
+            on_event=on_event,
+            summary_name=summary_name,
             dry_run=dry_run,
         )
-        return _finish(stage, report, summary_name, dry_run)

@@ -37,9 +37,13 @@ Sums = tuple[
 ]
 
 
-def _frequencies(shape: tuple[int, int]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _ramps(
+    shape: tuple[int, int], shifts: NDArray[np.float64]
+) -> tuple[NDArray[np.complex64], NDArray[np.complex64]]:
+    """Per-frame row and column phase ramps that apply ``shifts`` to half-spectra of ``shape``."""
     fy = np.asarray(np.fft.fftfreq(shape[0]), np.float64)
-    return fy, np.asarray(np.fft.rfftfreq(shape[1]), np.float64)
+    fx = np.asarray(np.fft.rfftfreq(shape[1]), np.float64)
+    return phase_ramps(fy, fx, shifts)
 
 
 def sum_global(
@@ -53,8 +57,7 @@ def sum_global(
 ) -> Sums:
     """Aligned sums in Fourier space: each spectrum is shifted and added, a row block at a time."""
     n = len(spectra)
-    fy, fx = _frequencies(shape)
-    rows, cols = phase_ramps(fy, fx, shifts)
+    rows, cols = _ramps(shape, shifts)
     even_sum = np.zeros(spectra[0].shape, np.complex64)
     # Without even/odd halves one accumulator serves all frames.
     odd_sum = np.zeros(spectra[0].shape, np.complex64) if options.even_odd else even_sum
@@ -109,8 +112,7 @@ def sum_local(
 ) -> Sums:
     """Globally shift in Fourier space, measure patches, then resample each frame and sum."""
     n = len(spectra)
-    fy, fx = _frequencies(shape)
-    rows, cols = phase_ramps(fy, fx, shifts)
+    rows, cols = _ramps(shape, shifts)
     aligned = np.empty((n, *shape), np.float32)
     for i in range(n):
         aligned[i] = sfft.irfft2(spectra[i] * rows[i] * cols[i], s=shape)
@@ -132,15 +134,9 @@ def sum_local(
     even = aligned[0::2].sum(axis=0)
     odd = aligned[1::2].sum(axis=0)
     plain = even + odd
+    halves = (even, odd) if options.even_odd else (None, None)
     if doses is None:
-        return (
-            plain,
-            even if options.even_odd else None,
-            odd if options.even_odd else None,
-            None,
-            model,
-            observations,
-        )
+        return plain, *halves, None, model, observations
     q = dose_weight_half_life(shape, pixel_size_a, voltage_kv)
     raw = np.exp(-doses[:, None, None].astype(np.float32) * q[None])
     norm = np.sqrt(np.sum(raw * raw, axis=0))
@@ -149,11 +145,4 @@ def sum_local(
         weighted += sfft.rfft2(aligned[i]) * raw[i]
     weighted *= np.float32(np.sqrt(n)) / np.maximum(norm, 1e-30)
     image = np.asarray(sfft.irfft2(weighted, s=shape), np.float32)
-    return (
-        image,
-        even if options.even_odd else None,
-        odd if options.even_odd else None,
-        plain if options.save_no_dw else None,
-        model,
-        observations,
-    )
+    return image, *halves, plain if options.save_no_dw else None, model, observations

@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from tomopilot.core.errors import ConfigError
-from tomopilot.core.events import EventBus, Message, Progress
+from tomopilot.core.events import EventBus, Message
 from tomopilot.io.frames import MRC_LABEL, frame_format, frame_stack_info
 from tomopilot.io.gain import read_gain
-from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet, write_star
-from tomopilot.processing.executor import Executor, SerialExecutor, TaskOutcome
+from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet
+from tomopilot.processing.executor import Executor, TaskOutcome
+from tomopilot.processing.job_tasks import end_status, run_job_tasks
 from tomopilot.processing.motioncorr.movie_task import (
     MovieResult,
     MovieTask,
@@ -35,7 +36,12 @@ from tomopilot.processing.motioncorr.movie_task import (
     run_movie_task,
 )
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
-from tomopilot.processing.relion_job import JobStatus, RelionJob
+from tomopilot.processing.relion_job import (
+    JobStatus,
+    RelionJob,
+    write_global_star,
+    write_tilt_series_star,
+)
 
 TASK_NAME = "motioncorr"
 EARLY_DOSE_E_A2 = 4.0
@@ -79,11 +85,6 @@ def accumulated_motion(
     return total, early, total - early
 
 
-def _resolve_movie(name: str, project_dir: Path) -> Path:
-    path = Path(name)
-    return path if path.is_absolute() else project_dir / path
-
-
 def _tilt_doses(ts: TiltSeries, options: MotionCorrOptions) -> dict[str, float | None]:
     """Dose of every tilt: the option, else the source's record, else pre-exposure increments."""
     names = [str(n) for n in ts.tilts[_movie_column(ts)]]
@@ -123,7 +124,7 @@ def plan_tasks(
             movie = str(name)
             tasks.append(
                 MovieTask(
-                    movie_path=_resolve_movie(movie, job.project_dir),
+                    movie_path=job.absolute(movie),
                     movie_name=movie,
                     root=output_root(job.directory, movie).resolve(),
                     options=options,
@@ -216,19 +217,11 @@ def write_star_files(
             table[label] = added[label].to_numpy()
         if "rlnMicrographPreExposure" in table:
             table = table.sort_values("rlnMicrographPreExposure", kind="stable")
-        ts_path = job.directory / "tilt_series" / f"{ts.name}.star"
-        write_star(ts_path, {ts.name: table.reset_index(drop=True)})
-        row = dict(ts.globals)
-        row["rlnTomoName"] = ts.name
-        row["rlnTomoTiltSeriesStarFile"] = job.relative(ts_path)
+        row = write_tilt_series_star(job, ts, table.reset_index(drop=True))
         first = by_series[ts.name][0]
         row["rlnTomoTiltSeriesPixelSize"] = first.pixel_size_a * options.bin_factor
         rows.append(row)
-    if not rows:
-        return None
-    path = job.directory / "corrected_tilt_series.star"
-    write_star(path, {"global": pd.DataFrame(rows)})
-    return path
+    return write_global_star(job, "corrected_tilt_series.star", rows)
 
 
 def run_motioncorr(
@@ -298,13 +291,8 @@ def run_motioncorr(
             )
     summary.n_skipped = len(tasks) - len(todo)
     job.log(f"{len(tasks)} movies, {summary.n_skipped} already done, {len(todo)} to process")
-    bus.emit(Progress(task=TASK_NAME, done=summary.n_skipped, total=len(tasks)))
-    finished = summary.n_skipped
 
-    def on_done(outcome: TaskOutcome[MovieResult]) -> None:
-        nonlocal finished
-        finished += 1
-        task = todo[outcome.index]
+    def on_result(task: MovieTask, outcome: TaskOutcome[MovieResult]) -> str:
         result = outcome.value or MovieResult(
             task.tilt_series, task.index, task.movie_name, ok=False, error=outcome.error
         )
@@ -316,19 +304,24 @@ def run_motioncorr(
         else:
             job.log(f"FAILED {task.movie_name}: {result.error}")
             bus.emit(Message(level="error", text=f"{task.movie_name}: {result.error}"))
-        bus.emit(Progress(task=TASK_NAME, done=finished, total=len(tasks), detail=task.movie_name))
+        return task.movie_name
 
-    runner = executor or SerialExecutor()
-    outcomes = runner.map(run_movie_task, todo, on_done=on_done, should_stop=job.abort_requested)
+    outcomes = run_job_tasks(
+        job,
+        run_movie_task,
+        todo,
+        on_result=on_result,
+        task_name=TASK_NAME,
+        n_done=summary.n_skipped,
+        n_total=len(tasks),
+        executor=executor,
+        bus=bus,
+    )
     summary.n_processed = sum(1 for o in outcomes if o.value is not None and o.value.ok)
     summary.failures = [r for r in results.values() if not r.ok]
     write_star_files(selected, job, options, tasks, results)
-    if job.abort_requested() or any(o.error == "cancelled" for o in outcomes):
-        summary.status = JobStatus.ABORTED
-    elif summary.failures:
-        summary.status = JobStatus.FAILURE
+    summary.status = end_status(job, outcomes, failed=bool(summary.failures))
+    if summary.status is JobStatus.FAILURE:
         job.log(f"{len(summary.failures)} of {len(tasks)} movies failed; rerun to retry them")
-    else:
-        summary.status = JobStatus.SUCCESS
     job.finish(summary.status)
     return summary
