@@ -32,20 +32,45 @@ STRATEGIES = ("none", "pace", "fused")
 def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
     name, seed, strategy, folder = job
     out = Path(folder) / f"{name}_{seed}_{strategy}"
-    config = scenario_config(name, seed, strategy, out, render=strategy != "none")
+    # Each scenario draws its own stages: seed s of scenario k runs the twin with 100·k + s, so
+    # a seed whose stage runs away does not run away in every scenario at once.
+    twin_seed = 100 * list(SCENARIOS).index(name) + seed
+    config = scenario_config(name, twin_seed, strategy, out, render=strategy != "none")
     engine, resolved = start_run(config)
-    compute = [0.0]
-    for method in ("prepare", "observe"):
-        original = getattr(engine.strategy, method)
+    # Engine compute = time in the strategy's calls minus the time the twin spends rendering
+    # the exposures and measurements those calls ask for (a real microscope does that part).
+    inside = [False]
+    strategy_s = [0.0]
+    twin_in_strategy_s = [0.0]
 
-        def timed(*args: Any, _original: Any = original) -> Any:
+    def in_strategy(original: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            inside[0] = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                inside[0] = False
+                strategy_s[0] += time.perf_counter() - start
+
+        return timed
+
+    def twin_work(original: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return _original(*args)
+                return original(*args, **kwargs)
             finally:
-                compute[0] += time.perf_counter() - start
+                if inside[0]:
+                    twin_in_strategy_s[0] += time.perf_counter() - start
 
-        setattr(engine.strategy, method, timed)
+        return timed
+
+    for method in ("prepare", "observe"):
+        setattr(engine.strategy, method, in_strategy(getattr(engine.strategy, method)))
+    scope: Any = engine.scope
+    scope.camera.acquire = twin_work(scope.camera.acquire)
+    scope.measurements.measure_defocus_um = twin_work(scope.measurements.measure_defocus_um)
     summary = engine.run()
     quality = assess_run_dir(out)
     twin = config.microscope.twin
@@ -56,6 +81,7 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
     physical_s = summary.n_exposures * record_s + tilt_s
     pooled = quality.pooled()
     track = np.concatenate([t.tracking_nm for t in quality.targets])
+    others = [t for t in quality.targets if t.target != 1]  # not the tracking target
     focus = np.concatenate([t.defocus_error_um for t in quality.targets])
     tilts = np.concatenate([t.tilts_deg for t in quality.targets])
     return {
@@ -66,15 +92,20 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
         "tracking_sq_nm2": float(np.sum(track**2)),
         "tracking_max_nm": float(track.max()),
         "within_50": int(np.sum(track <= 50.0)),
+        "within_50_others": int(sum(np.sum(t.tracking_nm <= 50.0) for t in others)),
+        "n_others": int(sum(t.tracking_nm.size for t in others)),
         "n": int(track.size),
         "defocus_sq_um2": float(np.sum(focus**2)),
         "defocus_high_sq_um2": float(np.sum(focus[np.abs(tilts) > 40] ** 2)),
         "n_high": int(np.sum(np.abs(tilts) > 40)),
         "dose_e_a2": float(sum(t.dose_e_a2 for t in quality.targets)),
+        "dose_spent_e_a2": float(sum(e.dose_e_a2 for e in scope.ground_truth.exposures)),
+        "records": summary.n_exposures,
         "microscope_s": summary.microscope_s,
         "physical_s": physical_s,
         "series": len(quality.targets),
-        "compute_s": compute[0],
+        "compute_s": strategy_s[0] - twin_in_strategy_s[0],
+        "twin_in_strategy_s": twin_in_strategy_s[0],
         "minutes_per_ts": pooled["minutes_per_tilt_series"],
     }
 
@@ -87,6 +118,8 @@ def _pool(rows: list[dict[str, Any]]) -> dict[str, float]:
         "tracking_rms_nm": math.sqrt(sum(r["tracking_sq_nm2"] for r in rows) / max(1, n)),
         "tracking_max_nm": max(r["tracking_max_nm"] for r in rows),
         "within_50nm": sum(r["within_50"] for r in rows) / max(1, n),
+        "within_50nm_targets_2_on": sum(r["within_50_others"] for r in rows)
+        / max(1, sum(r["n_others"] for r in rows)),
         "defocus_rms_um": math.sqrt(sum(r["defocus_sq_um2"] for r in rows) / max(1, n)),
         "defocus_rms_above_40_um": math.sqrt(
             sum(r["defocus_high_sq_um2"] for r in rows) / max(1, n_high)
@@ -94,7 +127,11 @@ def _pool(rows: list[dict[str, Any]]) -> dict[str, float]:
         "tilt_series_per_hour": sum(r["series"] for r in rows) / hours,
         "efficiency": sum(r["physical_s"] for r in rows) / sum(r["microscope_s"] for r in rows),
         "compute_ms_per_target_tilt": 1e3 * sum(r["compute_s"] for r in rows) / max(1, n),
-        "dose_e_a2": sum(r["dose_e_a2"] for r in rows),
+        "dose_received_e_a2": sum(r["dose_e_a2"] for r in rows),
+        "dose_spent_e_a2": sum(r["dose_spent_e_a2"] for r in rows),
+        "dose_spent_per_record_e_a2": sum(r["dose_spent_e_a2"] for r in rows)
+        / max(1, sum(r["records"] for r in rows)),
+        "records": sum(r["records"] for r in rows),
         "microscope_s": sum(r["microscope_s"] for r in rows),
     }
 
@@ -117,7 +154,9 @@ def main() -> dict[str, Any]:
     compute = max(overall[st]["compute_ms_per_target_tilt"] for st in ("pace", "fused"))
     track_ratio = fused["tracking_rms_nm"] / pace["tracking_rms_nm"]
     focus_ratio = fused["defocus_rms_above_40_um"] / pace["defocus_rms_above_40_um"]
-    dose_ratio = fused["dose_e_a2"] / pace["dose_e_a2"]
+    # "The same dose": what the microscope spends per tilt image (Records plus every tracking,
+    # View and focus exposure), not what lands on the targets, which rewards losing them.
+    dose_ratio = fused["dose_spent_per_record_e_a2"] / pace["dose_spent_per_record_e_a2"]
     time_ratio = fused["microscope_s"] / pace["microscope_s"]
     per_seed_wins = statistics.fmean(
         float(math.sqrt(f["tracking_sq_nm2"] / f["n"]) <= math.sqrt(p["tracking_sq_nm2"] / p["n"]))
@@ -134,6 +173,7 @@ def main() -> dict[str, Any]:
             "fused_wins_per_run": round(per_seed_wins, 3),
             "targets_per_area": 4,
             "seeds": list(SEEDS),
+            "twin_seeds": "100 × scenario index + seed",
             "wall_s": round(time.perf_counter() - wall, 1),
         },
         "goals": {
@@ -156,6 +196,7 @@ def main() -> dict[str, Any]:
                 "value": round(dose_ratio, 4),
                 "goal": "<= 1.01",
                 "met": dose_ratio <= 1.01,
+                "note": "dose spent per tilt image, all exposures counted",
             },
             "fused_over_pace_microscope_time": {
                 "value": round(time_ratio, 4),
@@ -166,6 +207,7 @@ def main() -> dict[str, Any]:
                 "value": round(compute, 1),
                 "goal": "<= 100",
                 "met": compute <= 100,
+                "note": "strategy time minus the twin's rendering of images it asked for",
             },
         },
     }

@@ -71,6 +71,10 @@ class Outcome:
     ctf_defocus_um: float | None = None
 
 
+# Stretched comparisons (View relocations) run on images binned to at most this size.
+STRETCH_MAX_PX = 1024
+
+
 class Toolkit:
     """Measurements a strategy may make, lent by the engine.
 
@@ -158,7 +162,11 @@ class Toolkit:
         The reference is first stretched by ``stretch_y`` across the tilt axis (the change of
         foreshortening between its tilt and the image's), about its centre.
         """
-        if reference.data.shape != image.data.shape:
+        if (
+            reference.data.shape != image.data.shape
+            or reference.magnification != image.magnification
+            or not math.isclose(reference.pixel_size_a, image.pixel_size_a, rel_tol=1e-6)
+        ):
             return None
         matrix = self.camera_matrix(image)
         unit = matrix / np.sqrt(abs(np.linalg.det(matrix)))  # rotation: specimen → camera
@@ -167,9 +175,19 @@ class Toolkit:
         centre = (np.array(reference.data.shape) - 1) / 2.0
         offset = centre - inverse @ centre
         data = np.asarray(reference.data, dtype=np.float32)
+        target = np.asarray(image.data, dtype=np.float32)
+        factor = math.ceil(max(data.shape) / STRETCH_MAX_PX)
+        if factor > 1:  # a relocation needs tens of nm, not the full pixel: work binned
+            data, target = _bin(data, factor), _bin(target, factor)
+            centre = (np.array(data.shape) - 1) / 2.0
+            offset = centre - inverse @ centre
         warped = ndimage.affine_transform(data, inverse, offset=offset, order=1, mode="nearest")
-        stretched = Image(**{**reference.__dict__, "data": np.asarray(warped, np.float32)})
-        return self.shift_um(stretched, image)
+        try:
+            result = align(np.asarray(warped, np.float32), target, low_pass_px=2.0)
+        except NoCorrelationPeakError:
+            return None
+        shift_px = np.array([result.shift_x_px, result.shift_y_px]) * factor
+        return np.linalg.solve(matrix, shift_px), result.significance
 
     def view(self) -> Image:
         """A View image at the current image shift (the wide, low-dose field)."""

@@ -5,17 +5,30 @@ per target, its current position (x, y) and depth z relative to the believed til
 moves them with the rigid rotation from one tilt to the next. What the rotation does not
 explain is split into
 
-- a *common* part, shared by all targets (stage run-out, drift, jumps, the axis-offset and
-  eucentric errors): estimated at each tilt as the median over the targets already imaged at
-  that tilt (before the first target, from the same branch's previous tilt), and applied to
-  every target imaged after;
+- a *common* part, shared by all targets (stage run-out, drift, jumps, run-away branches, the
+  axis-offset and eucentric errors). After a target was aligned at a tilt, it is the median over
+  the targets aligned so far at that tilt, applied to every target imaged after. Before the
+  first target, it is extrapolated from the branch's history of common increments: the median
+  of the last three when it stands out of the branch's noise (slow run-out; a one-off jump is
+  ignored), and beyond 36° a significant last increment persists, its growth extrapolated
+  (damped) when the step before moved the same way — a run-away branch as it ramps up;
 - an *individual* part, which a Kalman update turns into a better depth for that target: a
   lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
+
+Alignment is one cross-correlation of each Record with the target's last aligned Record, over
+the whole map. A peak is accepted only above a floor and above a fraction of the target's own
+recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed.
+A large shift is checked against its alias one field away (a circular correlation cannot tell
+them apart) on the images' real overlap. When the first target at a tilt cannot be aligned, a
+View of target 1 relocates the common error (rare: a run-away onset or a jump; a View costs
+about 1 % of a Record's dose and a few seconds). A target not found at two successive tilts of a
+branch ends that branch rather than exposing the wrong place.
 
 Depth is also measured directly: each Record's Thon rings give its defocus, hence the target's
 depth (defocus = focus + z). The common part of those measurements corrects the focus of the
 targets still to be imaged at the same tilt (closed-loop focus at no extra dose), and their
-next tilt of the branch starts from the last common correction.
+next tilt of the branch starts from the last common correction. A fit below a score, or more
+than 1 µm from the prediction, is ignored.
 
 The compute per Record is one cross-correlation and one 1D CTF fit on the central crop.
 """
@@ -28,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
 
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
@@ -39,15 +54,29 @@ from tomopilot.imaging.estimate_defocus import estimate_defocus
 from tomopilot.instrument.types import Image
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
-TREND_STEPS = 3
+HISTORY_STEPS = 8
+SMOOTH_STEPS = 3
+SMOOTH_SIGMAS = 1.0
 TREND_ONSET_DEG = 36.0
+TREND_SIGMAS = 3.0
 TREND_SIGNIFICANT_UM = 0.1
+TREND_NOISE_FLOOR_UM = 0.03
+TREND_DAMPING = 0.6
 TREND_MAX_UM = 3.0
-# A peak's height over its correlation map's spread: noise alone gives 3–5, true matches
-# 8–60. An unlimited search sees more of the map, so it needs a clearer peak.
-MIN_SIGNIFICANCE = 6.0
-MIN_SIGNIFICANCE_UNLIMITED = 8.0
+# A peak's height over its correlation map's spread: noise alone gives 3–5 on a 512² map,
+# true matches 6–60 depending on the specimen's contrast. A peak is accepted above the floor
+# and above a fraction of the target's own recent peaks (a dark, thick high tilt whose peak
+# collapses is refused rather than followed).
+MIN_SIGNIFICANCE = 5.5
+MIN_SIGNIFICANCE_RELATIVE = 0.4
 VIEW_MIN_SIGNIFICANCE = 6.0
+# A target not found at this many successive tilts of a branch (and not relocated by a View)
+# has left the field for good: its branch ends rather than exposing the wrong place.
+LOST_LIMIT = 2
+# A circular correlation cannot tell a shift s from s − N (N the field): beyond this fraction
+# of the field both are tried on the images' actual overlap.
+ALIAS_CHECK_FRACTION = 0.3
+ALIAS_MIN_OVERLAP_PX = 48
 CTF_MAX_INNOVATION_UM = 1.0
 LATERAL_MAX_INDIVIDUAL_UM = 0.1
 LATERAL_NOISE_UM = 0.01
@@ -169,16 +198,14 @@ class FusedStrategy:
         """Expected unexplained (x, y, z) motion of any target at this step.
 
         After a target was imaged at this tilt, the median of what the rotation did not explain
-        for the targets imaged so far; before that, half the median of the branch's last three
-        steps (a trend such as run-out or a run-away branch persists; a jump does not).
+        for the targets imaged so far; before that, the branch's extrapolated trend.
         """
         r = self.round
         if r.step_index != step.index:
             self.round = r = _TiltRound(step_index=step.index)
         if step.branch == "start":
             return 0.0, 0.0, 0.0
-        trend = self._trend(step)
-        cx, cy, cz = trend
+        cx, cy, cz = self._trend(step)
         if r.lateral:
             cx = statistics.median(v[0] for v in r.lateral)
             cy = statistics.median(v[1] for v in r.lateral)
@@ -186,26 +213,44 @@ class FusedStrategy:
             cz = statistics.median(r.depth)
         return cx, cy, cz
 
-    def _trend(self, step: TiltStep) -> list[float]:
-        """Unexplained motion expected at this step before any target has shown it.
+    def _noise_um(self, branch: str) -> float:
+        """Robust size of the branch's step-to-step common motion (settling noise)."""
+        history = self.history[branch]
+        values = [abs(v) for e in history for v in e[1:3]]
+        if not values:
+            return TREND_NOISE_FLOOR_UM
+        return max(TREND_NOISE_FLOOR_UM, 1.4826 * statistics.median(values))
 
-        Below ``TREND_ONSET_DEG`` stage errors are settling noise and one-off jumps: nothing is
-        extrapolated. Beyond it a branch can run away (PACE23: 0.6–2.5 µm per step past 40°):
-        when the last step moved significantly, its increment is extrapolated linearly (from
-        zero if the step before was quiet), which follows a run-away as it ramps up.
+    def _trend(self, step: TiltStep) -> list[float]:
+        """Common motion expected at this step before any target has shown it.
+
+        The branch history holds the common increment measured at each of its last tilts.
+        Below ``TREND_ONSET_DEG`` the increments are settling noise, one-off jumps and a slowly
+        varying run-out: the median of the last three (a jump is ignored) is predicted when it
+        stands out of the noise, else nothing. Beyond the onset a branch can run away (PACE23:
+        0.6–2.5 µm per step past 40°), ramping up over a few steps: a significant last
+        increment persists and, when the step before was significant in the same direction too
+        (not a one-off jump), its growth is extrapolated, damped.
         """
         history = self.history[step.branch]
-        if abs(step.tilt_deg) < TREND_ONSET_DEG or not history:
+        if not history:
             return [0.0, 0.0, 0.0]
-        last = history[-1]
-        before = history[-2] if len(history) > 1 else [0.0, 0.0, 0.0]
+        noise = self._noise_um(step.branch)
+        beyond = abs(step.tilt_deg) >= TREND_ONSET_DEG
         out = []
-        for i in range(2):
-            if abs(last[i]) < TREND_SIGNIFICANT_UM:
-                out.append(0.0)
-                continue
-            previous = before[i] if np.sign(before[i]) == np.sign(last[i]) else 0.0
-            guess = 2.0 * last[i] - previous
+        for i in (1, 2):
+            values = [e[i] for e in history]
+            recent = values[-SMOOTH_STEPS:]
+            smooth = statistics.median(recent) if len(recent) == SMOOTH_STEPS else 0.0
+            guess = smooth if abs(smooth) > SMOOTH_SIGMAS * noise else 0.0
+            last = values[-1]
+            significant = max(TREND_SIGMAS * noise, TREND_SIGNIFICANT_UM)
+            if beyond and abs(last) > significant:
+                guess = last
+                previous = values[-2] if len(values) > 1 else 0.0
+                if abs(previous) > significant and previous * last > 0:
+                    growth = max(0.0, (last - previous) * math.copysign(1.0, last))
+                    guess += math.copysign(TREND_DAMPING * growth, last)
             out.append(float(np.clip(guess, -TREND_MAX_UM, TREND_MAX_UM)))
         out.append(0.0)
         return out
@@ -268,10 +313,12 @@ class FusedStrategy:
         aligned = reference is not None
         if reference is not None:
             found = self._toolkit.shift_um(reference, image, limit_um=limit)
-            needed = MIN_SIGNIFICANCE_UNLIMITED if limit is None else MIN_SIGNIFICANCE
+            needed = MIN_SIGNIFICANCE
+            if state.peaks:
+                needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(state.peaks))
             aligned = found is not None and found[1] >= needed
             if found is not None and aligned:
-                shift = found[0]
+                shift = _unalias(self._toolkit, reference, image, found[0])
                 state.peaks = [*state.peaks[-5:], found[1]]
         absolute = None
         if not aligned and first_at_tilt and step.branch != "start":
@@ -305,6 +352,8 @@ class FusedStrategy:
         if not aligned:
             state.lost += 1  # keep the prediction; the reference stays the last good image
             true_xy = applied + np.array(state.offset_um)
+        else:
+            state.lost = 0
         state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
         state.z_um, state.z_var_um2 = float(depth), float(z_var)
         state.offset_um = offset.tolist()
@@ -317,6 +366,7 @@ class FusedStrategy:
         state.images += 1
         if step.branch != "start" and self.round.lateral:
             summary = [
+                step.tilt_deg,
                 statistics.median(v[0] for v in self.round.lateral),
                 statistics.median(v[1] for v in self.round.lateral),
                 statistics.median(self.round.depth) if self.round.depth else 0.0,
@@ -326,7 +376,7 @@ class FusedStrategy:
                 history[-1] = summary
             else:
                 history.append(summary)
-                del history[:-TREND_STEPS]
+                del history[:-HISTORY_STEPS]
             self.history_step[step.branch] = step.index
         outcome = Outcome(
             alignment_um=(float(offset[0]), float(offset[1])),
@@ -335,7 +385,7 @@ class FusedStrategy:
         )
         if measured is not None:
             outcome.ctf_defocus_um = float(measured + request.focus_um)
-        outcome.aborted = self._check_abort(state, image)
+        outcome.aborted = self._check_abort(state, image, step)
         if step.branch == "start":
             tgt.plus = FusedBranch(**asdict(state))
             tgt.minus = FusedBranch(**asdict(state))
@@ -391,10 +441,12 @@ class FusedStrategy:
         state.z_um += gain * meas * math.cos(math.radians(step.tilt_deg - state.last_tilt_deg))
         state.z_var_um2 *= 1 - gain
 
-    def _check_abort(self, state: FusedBranch, image: Image) -> str | None:
+    def _check_abort(self, state: FusedBranch, image: Image, step: TiltStep) -> str | None:
         s = self.settings
         reason = None
-        if math.hypot(state.x_um, state.y_um) > s.image_shift_limit_um - s.align_limit_um:
+        if step.branch != "start" and state.lost >= LOST_LIMIT:
+            reason = f"tracking lost ({state.lost} tilts without a correlation peak)"
+        elif math.hypot(state.x_um, state.y_um) > s.image_shift_limit_um - s.align_limit_um:
             reason = "image shift beyond the limit"
         elif s.min_counts_per_s > 0 and image.mean_counts_per_s < s.min_counts_per_s:
             reason = f"too dark ({image.mean_counts_per_s:.2f} < {s.min_counts_per_s:g} counts/s)"
@@ -479,3 +531,54 @@ class FusedStrategy:
                 if state is not None and state.reference:
                     keys.add(state.reference)
         return keys
+
+
+def _bandpass(data: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Features of a few pixels to a few tens of pixels (for overlap correlations)."""
+    x = np.asarray(data, np.float64)
+    return np.asarray(ndimage.gaussian_filter(x, 1.5) - ndimage.gaussian_filter(x, 12.0))
+
+
+def _overlap_correlation(
+    ref: NDArray[np.float64], img: NDArray[np.float64], dy: int, dx: int
+) -> float:
+    """Pearson correlation of ``ref`` at p with ``img`` at p + (dy, dx), over their overlap."""
+    ny, nx = ref.shape
+    if ny - abs(dy) < ALIAS_MIN_OVERLAP_PX or nx - abs(dx) < ALIAS_MIN_OVERLAP_PX:
+        return -1.0
+    a = ref[max(0, -dy) : ny - max(0, dy), max(0, -dx) : nx - max(0, dx)]
+    b = img[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
+    return float(np.sum(a * b)) / denominator if denominator > 0 else -1.0
+
+
+def _unalias(
+    toolkit: Toolkit, reference: Image, image: Image, shift_um: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The shift, or its alias one field away, whichever the images' overlap supports."""
+    if reference.data.shape != image.data.shape or not math.isclose(
+        reference.pixel_size_a, image.pixel_size_a, rel_tol=1e-3
+    ):
+        return shift_um
+    matrix = toolkit.camera_matrix(image)
+    shift_px = matrix @ np.asarray(shift_um, np.float64)  # (x, y) camera pixels
+    ny, nx = image.data.shape
+    options_x = [shift_px[0]]
+    options_y = [shift_px[1]]
+    if abs(shift_px[0]) > ALIAS_CHECK_FRACTION * nx:
+        options_x.append(shift_px[0] - math.copysign(nx, shift_px[0]))
+    if abs(shift_px[1]) > ALIAS_CHECK_FRACTION * ny:
+        options_y.append(shift_px[1] - math.copysign(ny, shift_px[1]))
+    if len(options_x) == 1 and len(options_y) == 1:
+        return shift_um
+    ref = _bandpass(reference.data)
+    img = _bandpass(image.data)
+    best = (-2.0, shift_px)
+    for sx in options_x:
+        for sy in options_y:
+            score = _overlap_correlation(ref, img, round(sy), round(sx))
+            if score > best[0]:
+                best = (score, np.array([sx, sy]))
+    return np.asarray(np.linalg.solve(matrix, best[1]), np.float64)
