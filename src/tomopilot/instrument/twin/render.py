@@ -178,8 +178,12 @@ def _white_noise(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np
     ny, nx = shape
     half_width = np.float32(math.sqrt(1.5))  # U(−a, a) has variance a²/3 = ½
     draws = rng.random((2, ny, nx // 2 + 1), dtype=np.float32)
-    draws = (draws * np.float32(2.0) - np.float32(1.0)) * half_width
-    return np.asarray(draws[0] + 1j * draws[1], dtype=np.complex64)
+    draws *= np.float32(2.0) * half_width
+    draws -= half_width
+    noise = np.empty((ny, nx // 2 + 1), np.complex64)
+    noise.real = draws[0]
+    noise.imag = draws[1]
+    return noise
 
 
 @lru_cache(maxsize=32)
@@ -297,11 +301,15 @@ def render(
             continue
         grid = _splat(pc[ok], pr[ok], group.weights_v_a3[ok], (ny, nx))
         kernel = _blob_kernel((ny, nx), px_a, group.sigma_a, sigma_int / px_a**2)
-        spectrum += sfft.rfft2(grid, workers=WORKERS) * kernel
+        blob_spectrum = sfft.rfft2(grid, workers=WORKERS)
+        blob_spectrum *= kernel
+        spectrum += blob_spectrum
     if path_ref > 0:
         density = specimen.texture_density_rad2_a2(path_ref)
         std = math.sqrt(ny * nx * density / px_a**2)  # E|F|² = N · S / pixel area
-        spectrum += _white_noise((ny, nx), rng) * np.float32(std)
+        noise = _white_noise((ny, nx), rng)
+        noise *= np.float32(std)
+        spectrum += noise
 
     # 3. Weak-phase contrast on defocus planes, blended per pixel.
     d_lo = focus_um + height_range[0]
@@ -312,13 +320,20 @@ def render(
     planes = np.linspace(d_lo, d_hi, n_planes) if n_planes > 1 else np.array([0.5 * (d_lo + d_hi)])
     coarse_defocus = focus_um + hits.lab_z_um
     contrast = np.zeros((ny, nx), np.float32)
+    filtered = np.empty_like(spectrum)
     for index, d_um in enumerate(planes):
-        arg = terms.base * np.float32(-d_um * 1e4) + terms.astig - terms.cs_minus_amp
-        image = sfft.irfft2(
-            spectrum * (np.sin(arg) * terms.neg_envelope), s=(ny, nx), workers=WORKERS
+        # In place: fresh 2048² temporaries cost as much in page faults as the arithmetic.
+        arg = terms.base * np.float32(-d_um * 1e4)
+        arg += terms.astig
+        arg -= terms.cs_minus_amp
+        np.sin(arg, out=arg)
+        arg *= terms.neg_envelope
+        np.multiply(spectrum, arg, out=filtered)
+        image: NDArray[np.float32] = np.asarray(
+            sfft.irfft2(filtered, s=(ny, nx), workers=WORKERS, overwrite_x=True), np.float32
         )
         if n_planes == 1:
-            contrast = image.astype(np.float32)
+            contrast = image
             break
         spacing = float(planes[1] - planes[0])
         lo = -np.inf if index == 0 else d_um - spacing
@@ -327,26 +342,36 @@ def render(
         if box is None:
             continue
         r0, r1, c0, c1 = box
-        local = _defocus_model(focus_um, coeffs, (r0, r1, c0, c1), (ny, nx))
-        weight = np.clip(1.0 - np.abs(local - np.float32(d_um)) / np.float32(spacing), 0.0, 1.0)
+        weight = _defocus_model(focus_um, coeffs, (r0, r1, c0, c1), (ny, nx))
+        weight -= np.float32(d_um)  # signed distance from this plane (µm)
+        beyond = None
         if index == 0:
-            weight[local < d_um] = 1.0
-        if index == n_planes - 1:
-            weight[local > d_um] = 1.0
-        contrast[r0:r1, c0:c1] += weight * image[r0:r1, c0:c1]
+            beyond = weight < 0
+        elif index == n_planes - 1:
+            beyond = weight > 0
+        np.abs(weight, out=weight)
+        weight *= np.float32(-1.0 / spacing)
+        weight += np.float32(1.0)
+        np.clip(weight, 0.0, 1.0, out=weight)
+        if beyond is not None:
+            weight[beyond] = 1.0
+        weight *= image[r0:r1, c0:c1]
+        contrast[r0:r1, c0:c1] += weight
 
     # 4. Expected electrons.
     t_full = _upsample(transmission, step, (ny, nx))
     m_full = _upsample(modulation, step, (ny, nx), nearest=True)
     del k2
-    expected = (
-        np.float32(electrons_per_pixel * beam_factor)
-        * t_full
-        * np.maximum(1.0 + 2.0 * contrast * m_full, 0.0)
-    )
+    expected = contrast  # reused in place: 1 + 2·contrast·modulation, clipped, attenuated
+    expected *= m_full
+    expected *= np.float32(2.0)
+    expected += np.float32(1.0)
+    np.maximum(expected, np.float32(0.0), out=expected)
+    expected *= t_full
+    expected *= np.float32(electrons_per_pixel * beam_factor)
 
     return Rendered(
-        expected=expected.astype(np.float32),
+        expected=expected,
         pad=pad,
         centre=centre_truth(specimen, pose, inner, focus_um, optics),
         defocus_range_um=(float(d_lo), float(d_hi)),
