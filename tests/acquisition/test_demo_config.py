@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tomopilot.acquisition.run_config import load_acquire_config, resolve_run
+from tomopilot.cli.demo import write_demo_config
 from tomopilot.cli.main import app
 
 
@@ -38,3 +40,15 @@ def test_feasibility_warnings_are_shown_once(tmp_path: Path) -> None:
     dry = runner.invoke(app, ["acquire", str(path), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert dry.output.count("imageShiftLimit = 20 µm is above") == 1
+
+
+def test_the_demo_writes_where_it_reports_from_a_relative_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``make demo`` passes a relative --out: the run folder in the YAML is relative to the
+    # YAML, and must be the folder the demo then reports on.
+    monkeypatch.chdir(tmp_path)
+    path, run_dir = write_demo_config(Path("demo_output"))
+    config = load_acquire_config(path)
+    assert config.output.dir.resolve() == (tmp_path / "demo_output" / "lamella").resolve()
+    assert run_dir.resolve() == config.output.dir.resolve()

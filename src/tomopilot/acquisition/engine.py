@@ -33,7 +33,13 @@ from tomopilot.acquisition.events import (
 )
 from tomopilot.acquisition.journal import JournalState, RunJournal, replay_journal
 from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.setup_area import AreaSetup, prepare_start, take_maps
+from tomopilot.acquisition.setup_area import (
+    AreaSetup,
+    prepare_start,
+    realign_first_target,
+    saved_view_map,
+    take_maps,
+)
 from tomopilot.acquisition.strategies import make_strategy
 from tomopilot.acquisition.strategy import (
     ExposureRequest,
@@ -186,6 +192,17 @@ class AcquisitionEngine:
         scope.optics.set_image_shift_um(0.0, 0.0)
         scope.measurements.eucentricity()
         self._setup_event("eucentricity", f"stage z {scope.stage.position().z_um:.2f} µm")
+        first = plan.targets[0] if plan.targets else None
+        if first is not None:
+            stage = scope.stage.position()
+            x, y = plan.area_stage_um or (stage.x_um, stage.y_um)
+            centre = (x + first.ss_x_um, y + first.ss_y_um)
+            view_map = saved_view_map(scope, first, plan.run_dir, centre)
+            if view_map is not None:
+                self._setup_event("realign", realign_first_target(scope, view_map))
+                # The field now sits on target 1: the area's origin is its shift back.
+                ix, iy = scope.optics.image_shift_um()
+                scope.optics.set_image_shift_um(ix - first.ss_x_um, iy - first.ss_y_um)
         setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root)
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)

@@ -10,11 +10,14 @@ A minimal file::
 
 Targets can also be written inline (``targets: {inline: [{SSX: 0, SSY: 0}, ...]}`` or a bare
 list under ``targets:``), each with ``SSX``/``SSY`` (or ``ss_x_um``/``ss_y_um``), ``skip``
-and, optionally, ``stageX``/``stageY``. The other sections are ``microscope`` (``backend:
-twin`` with a :class:`~tomopilot.instrument.twin.TwinConfig` under ``twin:``), ``area`` (stage
-position of target 1), ``strategy`` (``pace``, ``fused`` or ``none``), ``output`` (``dir``,
-``root``), ``save_frames`` and ``frames_format``. Relative paths are resolved against the
-YAML's folder. A targets file's ``_set``/``_bset`` lines override ``settings``.
+and, optionally, ``stageX``/``stageY`` and the selection's map images ``tgtfile`` (Preview)
+and ``viewfile`` (View; target 1's is used to realign to it), named relative to the output
+folder as PACEtomo keeps them beside the targets file. The other sections are
+``microscope`` (``backend: twin`` with a :class:`~tomopilot.instrument.twin.TwinConfig` under
+``twin:``), ``area`` (stage position of target 1), ``strategy`` (``pace``, ``fused`` or
+``none``), ``output`` (``dir``, ``root``), ``save_frames`` and ``frames_format``. Relative
+paths are resolved against the YAML's folder. A targets file's ``_set``/``_bset`` lines override
+``settings``.
 
 :func:`resolve_run` puts it all together and refuses impossible settings before any exposure.
 """
@@ -55,6 +58,8 @@ class InlineTarget(ConfigModel):
     ss_y_um: float | None = Field(None, validation_alias=AliasChoices("SSY", "ssy_um", "ss_y_um"))
     stage_x_um: float | None = Field(None, validation_alias=AliasChoices("stageX", "stage_x_um"))
     stage_y_um: float | None = Field(None, validation_alias=AliasChoices("stageY", "stage_y_um"))
+    tgt_file: str | None = Field(None, validation_alias=AliasChoices("tgtfile", "tgt_file"))
+    view_file: str | None = Field(None, validation_alias=AliasChoices("viewfile", "view_file"))
     skip: bool = False
 
     @model_validator(mode="after")
@@ -210,7 +215,13 @@ def _inline_targets(items: list[InlineTarget], matrix: NDArray[np.float64]) -> l
         stage_x, stage_y = item.stage_x_um, item.stage_y_um
         out.append(
             Target(
-                ss_x_um=ss_x, ss_y_um=ss_y, stage_x_um=stage_x, stage_y_um=stage_y, skip=item.skip
+                ss_x_um=ss_x,
+                ss_y_um=ss_y,
+                stage_x_um=stage_x,
+                stage_y_um=stage_y,
+                tgt_file=item.tgt_file,
+                view_file=item.view_file,
+                skip=item.skip,
             )
         )
     return out

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 
 from tomopilot.acquisition.run_config import AcquireConfig
-from tomopilot.instrument.twin import TwinConfig
+from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
+from tomopilot.instrument.twin.microscope import as_microscope
 from tomopilot.instrument.twin.specimen import HoleyFilm
+from tomopilot.instrument.types import LowDoseArea
+from tomopilot.io.mrc_image import write_mrc
 
 SCENARIOS = (
     "lamella_autoloader",
@@ -51,17 +54,37 @@ def _settings(**extra: Any) -> dict[str, Any]:
 
 
 def _holey_targets(
-    twin: dict[str, Any], area_um: tuple[float, float]
-) -> tuple[tuple[float, float], list[tuple[float, float]]]:
-    """Target 1 on the hole nearest ``area_um`` and three neighbouring holes (as a user picks)."""
+    twin: dict[str, Any], area_um: tuple[float, float], out_dir: Path, root: str
+) -> tuple[tuple[float, float], list[dict[str, Any]]]:
+    """Target 1 on a hole picked on a View map, and three neighbouring holes.
+
+    As a user does it: the stage goes to ``area_um`` and a View is taken; the user clicks the
+    hole nearest the field centre (here the twin's truth stands in for the click), and the
+    stage position of that click becomes the area. A View centred there is saved as target 1's
+    ``viewfile``, so the run starts by realigning to it: the stage's error at the area (up to
+    about a micrometre) would otherwise put the targets on carbon.
+    """
     config = TwinConfig.model_validate(twin)
     film = HoleyFilm(config.specimen, seed=0)  # type: ignore[arg-type]
-    x, y = area_um
+    twin_scope = TwinMicroscope(config)
+    scope = as_microscope(twin_scope)
+    scope.stage.move_to(x_um=area_um[0], y_um=area_um[1], backlash_compensate=True)
+    scope.camera.acquire(LowDoseArea.VIEW)
+    seen = np.array(twin_scope.ground_truth.exposures[-1].specimen_centre_um[:2])
+    x, y = seen
     centres = film.hole_centres_um((x - 4, x + 4, y - 4, y + 4))
-    first = centres[np.argmin(np.hypot(centres[:, 0] - x, centres[:, 1] - y))]
+    hole = centres[np.argmin(np.hypot(centres[:, 0] - x, centres[:, 1] - y))]
+    click = np.array(area_um) + (hole - seen)  # the stage position of the clicked pixel
+    scope.stage.move_to(x_um=float(click[0]), y_um=float(click[1]), backlash_compensate=True)
+    view = scope.camera.acquire(LowDoseArea.VIEW)
+    name = f"{root}_tgt_001_view.mrc"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_mrc(out_dir / name, view.data, pixel_size_a=view.pixel_size_a)
     a, b = film.lattice_vectors_um()
     offsets = [np.zeros(2), a, -a, b]
-    return (float(first[0]), float(first[1])), [(float(o[0]), float(o[1])) for o in offsets]
+    targets: list[dict[str, Any]] = [{"SSX": float(o[0]), "SSY": float(o[1])} for o in offsets]
+    targets[0]["viewfile"] = name
+    return (float(click[0]), float(click[1])), targets
 
 
 def scenario_config(
@@ -74,7 +97,7 @@ def scenario_config(
     """
     twin: dict[str, Any] = {"seed": seed, "presets": _PRESETS, "camera": {"render": render}}
     settings = _settings(pretilt=10.0)
-    targets = LAMELLA_TARGETS_UM
+    targets: list[dict[str, Any]] = [{"SSX": x, "SSY": y} for x, y in LAMELLA_TARGETS_UM]
     area: tuple[float, float] = (0.0, 0.0)
     if name == "lamella_side_entry":
         twin["stage"] = {"profile": "side-entry"}
@@ -87,13 +110,13 @@ def scenario_config(
         bend = 0.0 if name == "holey_flat" else 2.0
         twin["specimen"] = {"kind": "holey_film", "bend_um": bend, "ice_thickness_nm": 120.0}
         area_guess = (0.0, 0.0) if name == "holey_flat" else (14.0, 9.0)
-        area, targets = _holey_targets(twin, area_guess)
+        area, targets = _holey_targets(twin, area_guess, out_dir, name)
         settings = _settings(pretilt=0.0)
     elif name != "lamella_autoloader":
         raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     data = {
         "microscope": {"twin": twin},
-        "targets": [{"SSX": x, "SSY": y} for x, y in targets],
+        "targets": targets,
         "area": {"x_um": area[0], "y_um": area[1]},
         "settings": settings,
         "strategy": strategy,

@@ -19,6 +19,7 @@ from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.cli.acquire import acquire_command, quality_table
 from tomopilot.cli.common import console, user_errors
+from tomopilot.core.errors import ConfigError
 from tomopilot.core.files import atomic_write_text
 
 EXAMPLE = "lamella_9_targets.yaml"
@@ -27,6 +28,27 @@ EXAMPLE = "lamella_9_targets.yaml"
 def example_config_path() -> Path:
     """The example acquisition configuration shipped with the package."""
     return Path(str(resources.files("tomopilot.examples").joinpath(EXAMPLE)))
+
+
+def write_demo_config(out: Path) -> tuple[Path, Path]:
+    """Write the example into ``out`` for a fresh run; its path and the run folder.
+
+    The example stays as written (only the output folder changes), so that what the user set
+    stays distinguishable from defaults; the run writes its resolved settings itself. The
+    output folder is relative to the YAML, as every path in it is.
+    """
+    run_dir = out / "lamella"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the demo always starts afresh
+    example = yaml.safe_load(example_config_path().read_text(encoding="utf-8"))
+    example["output"]["dir"] = run_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "lamella_demo.yaml"
+    atomic_write_text(path, yaml.safe_dump(example, sort_keys=False, allow_unicode=True))
+    config = load_acquire_config(path)  # refuse a broken example before anything runs
+    if config.output.dir.resolve() != run_dir.resolve():
+        raise ConfigError(f"the demo would write to {config.output.dir}, not {run_dir}", path=path)
+    return path, run_dir
 
 
 def demo_command(
@@ -43,17 +65,7 @@ def demo_command(
             shutil.copyfile(example_config_path(), write_config)
             console.print(f"wrote {write_config}; run it with: tomopilot acquire {write_config}")
             return
-        run_dir = out / "lamella"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # the demo always starts afresh
-        # The example as written (only the output folder changed), so that what the user set
-        # stays distinguishable from defaults; the run writes its resolved settings itself.
-        example = yaml.safe_load(example_config_path().read_text(encoding="utf-8"))
-        example["output"]["dir"] = str(run_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "lamella_demo.yaml"
-        atomic_write_text(path, yaml.safe_dump(example, sort_keys=False, allow_unicode=True))
-        load_acquire_config(path)  # refuse a broken example before anything runs
+        path, run_dir = write_demo_config(out)
         console.rule("acquisition on the digital twin")
         acquire_command(path, strategy=strategy, report=False)
         console.print(quality_table(assess_run_dir(run_dir), f"{strategy}: ground truth"))

@@ -70,6 +70,9 @@ TREND_MAX_UM = 3.0
 MIN_SIGNIFICANCE = 5.5
 MIN_SIGNIFICANCE_RELATIVE = 0.4
 VIEW_MIN_SIGNIFICANCE = 6.0
+# A View pixel is ~3 nm but its alignment, stretched over a change of tilt, is good to a few
+# tens of nm: a Record peak this close to the View's answer is the same match.
+VIEW_AGREE_UM = 0.06
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
@@ -311,6 +314,7 @@ class FusedStrategy:
         reference = self._images.get(state.reference or "")
         shift = np.zeros(2)
         aligned = reference is not None
+        found = None
         if reference is not None:
             found = self._toolkit.shift_um(reference, image, limit_um=limit)
             needed = MIN_SIGNIFICANCE
@@ -320,11 +324,13 @@ class FusedStrategy:
             if found is not None and aligned:
                 shift = _unalias(self._toolkit, reference, image, found[0])
                 state.peaks = [*state.peaks[-5:], found[1]]
+        base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
         absolute = None
         if not aligned and first_at_tilt and step.branch != "start":
             absolute = self._recover_with_view(target, step)
             aligned = absolute is not None
-        base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
+            if absolute is not None and reference is not None:
+                absolute = self._confirm_record(state, reference, image, found, base, absolute)
         if absolute is not None:
             offset = absolute
         else:
@@ -423,6 +429,32 @@ class FusedStrategy:
         self.view_tilt_deg[branch] = step.tilt_deg
         self.view_offset_um[branch] = offset.tolist()
         return offset
+
+    def _confirm_record(
+        self,
+        state: FusedBranch,
+        reference: Image,
+        image: Image,
+        found: tuple[NDArray[np.float64], float] | None,
+        base: NDArray[np.float64],
+        absolute: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """The Record's own weak peak, where the View relocation confirms it.
+
+        Peaks fall with tilt (longer path, less contrast, more change between projections), so
+        a peak refused against the target's low-tilt peaks may still be right. When it lands
+        within VIEW_AGREE_UM of the View's answer the Record's finer pixel wins, and its height
+        becomes the new yardstick; otherwise the View's answer stands and the yardstick restarts
+        from the floor.
+        """
+        assert self._toolkit is not None
+        if found is not None and found[1] >= MIN_SIGNIFICANCE:
+            candidate = base + _unalias(self._toolkit, reference, image, found[0])
+            if float(np.hypot(*(candidate - absolute))) <= VIEW_AGREE_UM:
+                state.peaks = [found[1]]
+                return np.asarray(candidate, dtype=np.float64)
+        state.peaks = []
+        return absolute
 
     def _lateral_update(self, step: TiltStep, state: FusedBranch, unexplained: np.ndarray) -> None:
         """Turn the individual lateral residual into a depth correction (Kalman)."""
