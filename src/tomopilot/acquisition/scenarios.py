@@ -59,10 +59,11 @@ def _holey_targets(
     """Target 1 on a hole picked on a View map, and three neighbouring holes.
 
     As a user does it: the stage goes to ``area_um`` and a View is taken; the user clicks the
-    hole nearest the field centre (here the twin's truth stands in for the click), and the
-    stage position of that click becomes the area. A View centred there is saved as target 1's
-    ``viewfile``, so the run starts by realigning to it: the stage's error at the area (up to
-    about a micrometre) would otherwise put the targets on carbon.
+    hole nearest the field centre (the twin's truth stands in for the click), and the stage
+    position of that click becomes the area. A View centred on that hole is saved as target
+    1's ``viewfile``, so the run starts by realigning to it. Targets placed by stage
+    coordinates alone land wherever the stage's error (up to a micrometre) puts them, often
+    on carbon, where a Record has nothing to track.
     """
     config = TwinConfig.model_validate(twin)
     film = HoleyFilm(config.specimen, seed=0)  # type: ignore[arg-type]
@@ -76,6 +77,9 @@ def _holey_targets(
     hole = centres[np.argmin(np.hypot(centres[:, 0] - x, centres[:, 1] - y))]
     click = np.array(area_um) + (hole - seen)  # the stage position of the clicked pixel
     scope.stage.move_to(x_um=float(click[0]), y_um=float(click[1]), backlash_compensate=True)
+    scope.camera.acquire(LowDoseArea.VIEW)
+    miss = hole - np.array(twin_scope.ground_truth.exposures[-1].specimen_centre_um[:2])
+    scope.optics.set_image_shift_um(float(miss[0]), float(miss[1]))  # centred on the hole
     view = scope.camera.acquire(LowDoseArea.VIEW)
     name = f"{root}_tgt_001_view.mrc"
     out_dir.mkdir(parents=True, exist_ok=True)
