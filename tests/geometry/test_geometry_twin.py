@@ -100,3 +100,18 @@ def test_rough_then_fine_eucentricity(seed: int) -> None:
     assert after_rough < max(0.7, 0.3 * start)
     assert after_fine < 0.35
     assert math.isfinite(fine.z_change_um)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_goniometer_jump_moves_the_axis_the_measurement_sees(seed: int) -> None:
+    """A lab-frame jump moves the rotating assembly, axis included: the measured offset follows
+    the axis the specimen really rotates about, not the mechanical one."""
+    stage = {**QUIET, "runout_x_um": 0.0, "runout_y_um": 0.0, "runout_z_um": 0.0}
+    scope = twin(
+        seed, stage={**stage, "branch_start_jump_um": 0.6}, specimen={"kind": "holey_film"}
+    )
+    result = measure_tilt_axis_offset(scope)  # the sweep starts with a reversal: the jump
+    effective = scope.true_rotation_axis_offset_um(1.0)
+    mechanical = scope.true_tilt_axis_offset_um(1.0)
+    assert abs(effective - mechanical) > 0.15  # the jump moved the axis
+    assert abs(result.offset_um - effective) < 0.1

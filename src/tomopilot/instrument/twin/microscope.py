@@ -126,6 +126,17 @@ class TwinMicroscope:
         """Lateral offset of the mechanical tilt axis for the branch of ``tilt_deg`` (truth)."""
         return self._core.stage.axis_offset_um(tilt_deg)
 
+    def true_rotation_axis_offset_um(self, tilt_deg: float = 1.0) -> float:
+        """Where the specimen really rotates now, as a tilt-axis offset (µm, specimen y; truth).
+
+        The mechanical axis of the branch plus the goniometer's lab-frame displacement
+        (step errors, jumps, drift, reversal play) in y: the whole rotating assembly moved, the
+        axis with it. This is the axis a defocus-versus-tilt measurement sees; run-out that
+        grows with the tilt shifts it further over a small range (not included here).
+        """
+        displacement = self._core.stage.displacement_um(self.clock.now_s())
+        return self._core.stage.axis_offset_um(tilt_deg) + float(displacement[1])
+
     def true_pose(self) -> StagePose:
         """Where the specimen really is now (truth)."""
         return self._core.stage.pose(self.clock.now_s())

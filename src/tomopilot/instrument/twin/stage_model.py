@@ -197,6 +197,16 @@ class StageModel:
         delta = self.config.tilt_axis_branch_delta_um / 2.0
         return self.config.tilt_axis_offset_um + (delta if tilt_deg >= 0 else -delta)
 
+    def displacement_um(self, time_s: float) -> NDArray[np.float64]:
+        """The lab-frame translation of the whole goniometer now (µm, x y z).
+
+        Step errors, branch-start jumps, random jumps, drift and reversal play move the
+        rotating assembly, the axis with it: the specimen then rotates about the mechanical
+        axis plus this displacement. Run-out, a function of the tilt, is not included.
+        """
+        hysteresis = self._reversal_play * (0.5 if self._last_tilt_direction > 0 else -0.5)
+        return np.asarray(self.extra_um + self._drift_displacement(time_s) + hysteresis)
+
     def runout_um(self, tilt_deg: float) -> NDArray[np.float64]:
         """Run-out (x, y, z) at a tilt, run-away branches included."""
         amps = (self.config.runout_x_um, self.config.runout_y_um, self.config.runout_z_um)
@@ -232,13 +242,7 @@ class StageModel:
         # Raising stage z lifts the specimen up the column, i.e. towards smaller depth z.
         shift = np.array([-x_a, -y_a, self.eucentric_z_um - self.commanded[2]])
         axis = np.array([0.0, self.axis_offset_um(tilt), 0.0])
-        hysteresis = self._reversal_play * (0.5 if self._last_tilt_direction > 0 else -0.5)
         translation = (
-            rot @ (shift - axis)
-            + axis
-            + self.runout_um(tilt)
-            + self.extra_um
-            + self._drift_displacement(time_s)
-            + hysteresis
+            rot @ (shift - axis) + axis + self.runout_um(tilt) + self.displacement_um(time_s)
         )
         return StagePose(rotation=rot, translation=translation, tilt_deg=tilt)
