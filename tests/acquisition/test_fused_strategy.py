@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from acq_helpers import write_config
 
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.run_config import load_acquire_config
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.fused import FusedStrategy
+from tomopilot.acquisition.tilt_schemes import TiltStep
 
 RUNAWAY_RATE_UM_PER_STEP = 1.5
 
@@ -53,3 +57,26 @@ def test_fused_follows_a_run_away_branch_that_pace_loses(tmp_path: Path) -> None
     rms_2 = float(np.sqrt(np.mean(np.square(list(fused[2].values())))))
     assert rms_2 < 80.0
     assert len(fused[1]) == len(fused[2]) == len(pace[2])  # no branch given up
+
+
+def _trend_after(last_increment_um: tuple[float, float], tilt_deg: float) -> list[float]:
+    """fused's common-motion guess at ``tilt_deg`` after quiet steps and one large increment."""
+    strategy = FusedStrategy(AcquisitionSettings())
+    quiet = [[3.0 * k, 0.01 * (-1) ** k, -0.01 * (-1) ** k, 0.0] for k in range(1, 8)]
+    strategy.history["+"] = [*quiet, [tilt_deg - 3.0, *last_increment_um, 0.0]]
+    step = TiltStep(
+        tilt_deg=tilt_deg, branch="+", index=40, group=8, approach_deg=None, branch_step=15
+    )
+    return strategy._trend(step)
+
+
+def test_a_large_step_across_the_axis_persists_beyond_the_onset_one_along_it_does_not() -> None:
+    # A run-away moves the specimen across the tilt axis (y) and keeps going; a holder jump
+    # (any direction) happens once. Along the axis (x) a large step is taken for a jump.
+    x_guess, y_guess, _ = _trend_after((0.0, 0.4), tilt_deg=45.0)
+    assert y_guess == pytest.approx(0.4) and abs(x_guess) < 0.02
+    x_guess, y_guess, _ = _trend_after((0.4, 0.0), tilt_deg=45.0)
+    assert abs(x_guess) < 0.02 and abs(y_guess) < 0.02
+    # Below the onset neither persists: a single large increment is a jump.
+    x_guess, y_guess, _ = _trend_after((0.0, 0.4), tilt_deg=24.0)
+    assert abs(y_guess) < 0.02

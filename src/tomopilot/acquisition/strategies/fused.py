@@ -10,18 +10,21 @@ explain is split into
   the targets aligned so far at that tilt, applied to every target imaged after. Before the
   first target, it is extrapolated from the branch's history of common increments: the median
   of the last three when it stands out of the branch's noise (slow run-out; a one-off jump is
-  ignored), and beyond 36° a significant last increment persists, its growth extrapolated
-  (damped) when the step before moved the same way — a run-away branch as it ramps up;
+  ignored), and beyond 36° a significant last increment across the axis persists, its growth
+  extrapolated (damped) when the step before moved the same way — a run-away branch as it
+  ramps up;
 - an *individual* part, which a Kalman update turns into a better depth for that target: a
   lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
 
 Alignment is one cross-correlation of each Record with the target's last aligned Record, over
 the whole map. A peak is accepted only above a floor and above a fraction of the target's own
-recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed.
-A large shift is checked against its alias one field away (a circular correlation cannot tell
-them apart) on the images' real overlap. When the first target at a tilt cannot be aligned, a
-View of target 1 relocates the common error (rare: a run-away onset or a jump; a View costs
-about 1 % of a Record's dose and a few seconds). A target not found at two successive tilts of a
+recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed. A
+large shift is checked against its alias one field away (a circular correlation cannot tell them
+apart) on the images' real overlap. When the first target at a tilt cannot be aligned, a short
+View of target 1 relocates the common error (a run-away onset, a jump, a hole edge crossing the
+field at high tilt; a View costs about 1 % of a Record's dose and 2–3 s). A weak Record peak
+that agrees with the View is kept for its finer pixel; a Record the View found far off its
+target does not become the next reference. A target not found at two successive tilts of a
 branch ends that branch rather than exposing the wrong place.
 
 Depth is also measured directly: each Record's Thon rings give its defocus, hence the target's
@@ -51,7 +54,7 @@ from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.imaging.ctf import CtfOptics
 from tomopilot.imaging.errors import DefocusFitError
 from tomopilot.imaging.estimate_defocus import estimate_defocus
-from tomopilot.instrument.types import Image
+from tomopilot.instrument.types import Image, LowDoseArea
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
 HISTORY_STEPS = 8
@@ -70,9 +73,14 @@ TREND_MAX_UM = 3.0
 MIN_SIGNIFICANCE = 5.5
 MIN_SIGNIFICANCE_RELATIVE = 0.4
 VIEW_MIN_SIGNIFICANCE = 6.0
+# A relocation View needs the big features of a 5 µm field, not the View preset's full dose:
+# a short exposure saves most of a second per View (read-out and overheads stay).
+RELOCATION_VIEW_EXPOSURE_S = 0.3
 # A View pixel is ~3 nm but its alignment, stretched over a change of tilt, is good to a few
 # tens of nm: a Record peak this close to the View's answer is the same match.
 VIEW_AGREE_UM = 0.06
+# A Record whose target sat further than this (in fields) from its centre is no reference.
+REFERENCE_MAX_OFFSET_FIELDS = 0.25
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
@@ -232,8 +240,10 @@ class FusedStrategy:
         varying run-out: the median of the last three (a jump is ignored) is predicted when it
         stands out of the noise, else nothing. Beyond the onset a branch can run away (PACE23:
         0.6–2.5 µm per step past 40°), ramping up over a few steps: a significant last
-        increment persists and, when the step before was significant in the same direction too
-        (not a one-off jump), its growth is extrapolated, damped.
+        increment across the axis (y) persists and, when the step before was significant in the
+        same direction too (not a one-off jump), its growth is extrapolated, damped. A run-away
+        is the goniometer failing to rotate cleanly, so it moves the specimen across the axis;
+        a large increment along the axis (x) is a jump of the holder and is not extrapolated.
         """
         history = self.history[step.branch]
         if not history:
@@ -248,7 +258,7 @@ class FusedStrategy:
             guess = smooth if abs(smooth) > SMOOTH_SIGMAS * noise else 0.0
             last = values[-1]
             significant = max(TREND_SIGMAS * noise, TREND_SIGNIFICANT_UM)
-            if beyond and abs(last) > significant:
+            if beyond and i == 2 and abs(last) > significant:
                 guess = last
                 previous = values[-2] if len(values) > 1 else 0.0
                 if abs(previous) > significant and previous * last > 0:
@@ -315,6 +325,7 @@ class FusedStrategy:
         shift = np.zeros(2)
         aligned = reference is not None
         found = None
+        field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
         if reference is not None:
             found = self._toolkit.shift_um(reference, image, limit_um=limit)
             needed = MIN_SIGNIFICANCE
@@ -365,7 +376,14 @@ class FusedStrategy:
         state.offset_um = offset.tolist()
         state.last_tilt_deg = step.tilt_deg
         key = f"img:{target}:{step.branch}"
-        if aligned or reference is None:
+        off_field = (
+            absolute is not None
+            and float(np.hypot(*offset)) > REFERENCE_MAX_OFFSET_FIELDS * field_um
+        )
+        if (aligned and not off_field) or reference is None:
+            # A Record the View (not its own correlation) found far off its target shows mostly
+            # somewhere else: the next Record, centred again, would barely overlap it. The
+            # older reference stays.
             self._images[key] = image
             state.reference = key
             state.ref_offset_um = offset.tolist()
@@ -401,9 +419,10 @@ class FusedStrategy:
         """The tracking target left the Record field: find it again in a View.
 
         The last View of target 1, stretched for the change of foreshortening since it was
-        taken, is aligned with a fresh View at the current image shift. Costs one View exposure
-        (a few % of a Record's dose, spread over a 5 µm field), only when the first target at a
-        tilt could not be aligned: a jump or a run-away branch. Returns the target's offset
+        taken, is aligned with a fresh, short View at the current image shift. Costs one View
+        exposure (about 1 % of a Record's dose, spread over a 5 µm field, and 2–3 s), only when
+        the first target at a tilt could not be aligned: a jump, a run-away branch, or a hole
+        edge entering the field at high tilt. Returns the target's offset
         from the field centre (µm), not a shift relative to a reference.
         """
         assert self._toolkit is not None
@@ -412,7 +431,10 @@ class FusedStrategy:
         if target != 1 or reference is None:
             return None
         self.recoveries += 1
-        view = self._toolkit.view()
+        preset = self._toolkit.scope.optics.preset(LowDoseArea.VIEW)
+        view = self._toolkit.record(
+            exposure_s=min(preset.exposure_s, RELOCATION_VIEW_EXPOSURE_S), area=LowDoseArea.VIEW
+        )
         p = math.radians(
             self.settings.pretilt_deg * math.cos(math.radians(self.settings.rotation_deg))
         )
