@@ -23,6 +23,7 @@ from tomopilot.targeting.editing import (
     set_overrides,
     set_skip,
 )
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.hole_pattern import (
     HolePattern,
     centre_on_hole,
@@ -75,6 +76,7 @@ __all__ = [
     "TargetEditError",
     "TargetSet",
     "TargetWarning",
+    "TargetingError",
     "VirtualMap",
     "acquire_montage",
     "acquire_to_match",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.targets import GeoPoint, TargetSet, name_files
 
 
-class TargetEditError(ValueError):
+class TargetEditError(TargetingError):
     """An edit that does not make sense (an index out of range, a bad order)."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from tomopilot.geometry.geo_points import pattern_geo_points
 from tomopilot.imaging.hole_template import find_holes
 from tomopilot.instrument import Image, LowDoseArea, Microscope
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.lattice import HoleLattice, find_lattice
 from tomopilot.targeting.realign import acquire_to_match, measure_misplacement
 from tomopilot.targeting.spiral import pattern_offsets_um
@@ -32,7 +33,7 @@ Vector = tuple[float, float]
 MAX_REFINE_CHANGE_UM = 0.5
 
 
-class HoleNotFoundError(ValueError):
+class HoleNotFoundError(TargetingError):
     """No hole near the field centre."""
 
 
@@ -197,7 +198,7 @@ def refine_vectors_at_runtime(
         vec_a = (settings["vecA0"], settings["vecA1"])
         vec_b = (settings["vecB0"], settings["vecB1"])
     except KeyError as exc:
-        raise ValueError(f"not a pattern: the targets lack the setting {exc.args[0]}") from None
+        raise TargetingError(f"not a pattern: the targets lack the setting {exc.args[0]}") from None
     n = max(size, 1)
     new_a, new_b = refine_vectors(
         scope,

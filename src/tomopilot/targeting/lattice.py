@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.core.errors import TomopilotError
 from tomopilot.imaging.autocorrelation import autocorrelate, find_peaks, refine_peak
 from tomopilot.imaging.hole_template import find_holes
+from tomopilot.targeting.errors import TargetingError
 
 Vector = tuple[float, float]
 
 
-class LatticeNotFoundError(TomopilotError, ValueError):
+class LatticeNotFoundError(TargetingError):
     """No hole lattice could be found in the image."""
 
 

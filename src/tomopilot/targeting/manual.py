@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.nav_items import NavItem
 from tomopilot.targeting.targets import Target, TargetSet
 
@@ -22,7 +23,7 @@ Point = tuple[float, float]
 def targets_from_specimen_points(points_um: Sequence[Point]) -> TargetSet:
     """Targets at specimen coordinates (µm); the first becomes target 1."""
     if not points_um:
-        raise ValueError("give at least one point")
+        raise TargetingError("give at least one point")
     x0, y0 = points_um[0]
     return TargetSet(
         targets=[Target(ss_x_um=float(x - x0), ss_y_um=float(y - y0)) for x, y in points_um]
@@ -43,7 +44,7 @@ def targets_from_image_shifts(
     The specimen shift of target i is M⁻¹ (ISᵢ − IS₁), M = ``specimen_to_is``.
     """
     if not image_shifts:
-        raise ValueError("give at least one image shift")
+        raise TargetingError("give at least one image shift")
     matrix = np.eye(2) if specimen_to_is is None else np.asarray(specimen_to_is, np.float64)
     origin = np.asarray(image_shifts[0], np.float64)
     targets = []
@@ -62,7 +63,7 @@ def targets_from_nav_points(
     ``stage_to_specimen`` · (stageᵢ − stage₁).
     """
     if not items:
-        raise ValueError("the point group is empty")
+        raise TargetingError("the point group is empty")
     matrix = np.eye(2) if stage_to_specimen is None else np.asarray(stage_to_specimen)
     x0, y0, _ = items[0].stage_xyz_um
     targets = []

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.geometry.footprints import points_in_polygon
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.spiral import pattern_offsets_um
 from tomopilot.targeting.targets import Target, TargetSet
 
@@ -38,9 +39,9 @@ def fill_vectors_um(
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """The pattern vectors A, B of a polygon fill (module docstring)."""
     if beam_diameter_um <= 0:
-        raise ValueError(f"the beam diameter must be positive, not {beam_diameter_um}")
+        raise TargetingError(f"the beam diameter must be positive, not {beam_diameter_um}")
     if not 0 <= abs(max_tilt_deg) < 89:
-        raise ValueError(f"maxTilt must be within ±89°, not {max_tilt_deg}")
+        raise TargetingError(f"maxTilt must be within ±89°, not {max_tilt_deg}")
     cos_t = math.cos(math.radians(max_tilt_deg))
     d = np.array([beam_diameter_um, beam_diameter_um / cos_t])
     phi = math.atan(math.tan(math.radians(pattern_rot_deg)) * cos_t)
@@ -68,7 +69,7 @@ def fill_polygon(
     """
     poly = np.asarray(polygon_stage_um, np.float64).reshape(-1, 2)
     if len(poly) < 3:
-        raise ValueError("a polygon needs at least three vertices")
+        raise TargetingError("a polygon needs at least three vertices")
     matrix = np.eye(2) if stage_to_specimen is None else np.asarray(stage_to_specimen)
     to_stage = np.linalg.inv(matrix)
     if centre_stage_um is None:
@@ -81,7 +82,9 @@ def fill_polygon(
     stage = centre + offsets @ to_stage.T
     inside = points_in_polygon(stage, poly)
     if not inside.any():
-        raise ValueError("no pattern point lies inside the polygon (is it smaller than a beam?)")
+        raise TargetingError(
+            "no pattern point lies inside the polygon (is it smaller than a beam?)"
+        )
     kept = offsets[inside]
     first = int(np.argmin(np.linalg.norm(kept, axis=1)))
     order = [first] + [i for i in range(len(kept)) if i != first]

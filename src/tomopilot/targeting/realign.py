@@ -31,6 +31,7 @@ from tomopilot.core.events import Progress
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.imaging.xcorr import align
 from tomopilot.instrument import Image, LowDoseArea, Microscope
+from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.map_image import MapImage
 
 DEFAULT_RELAX_UM = 0.025  # SerialEM property StageRelaxation
@@ -73,7 +74,7 @@ def _crop_centre(data: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[n
 def _conditions(reference: Image | MapImage) -> tuple[LowDoseArea, dict[str, object]]:
     image = reference if isinstance(reference, Image) else reference.image
     if image is None:
-        raise ValueError("the reference has no exposure conditions: give an Image-based map")
+        raise TargetingError("the reference has no exposure conditions: give an Image-based map")
     return image.area, {"binning": image.binning, "exposure_s": image.exposure_s}
 
 

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.targeting.errors import TargetingError
+
 
 def spiral_indices(size: int) -> list[tuple[int, int]]:
     """Lattice indices (i, j) of a (2·size+1)² pattern in spiral order, centre first."""
     if size < 0:
-        raise ValueError(f"the pattern size must be ≥ 0, not {size}")
+        raise TargetingError(f"the pattern size must be ≥ 0, not {size}")
     i = j = 0
     out = [(0, 0)]
     for leg in range(1, 2 * size + 1):
