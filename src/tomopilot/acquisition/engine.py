@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mrcfile
 import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.acquisition.control import EngineControl, RunAborted
+from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.events import (
     BranchAborted,
     ExposureLost,
@@ -31,13 +31,23 @@ from tomopilot.acquisition.events import (
     SetupStep,
     TiltReached,
 )
-from tomopilot.acquisition.journal import JournalState, RunJournal, replay_journal
+from tomopilot.acquisition.journal import (
+    JournalState,
+    RunJournal,
+    replay_journal,
+)
+from tomopilot.acquisition.resume_run import (
+    following_step,
+    realign_after_resume,
+    reopen_series_files,
+    step_of,
+)
+from tomopilot.acquisition.saved_images import reference_images, ts_stem
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.setup_area import (
     AreaSetup,
     prepare_start,
-    realign_first_target,
-    saved_view_map,
+    reach_area,
     take_maps,
 )
 from tomopilot.acquisition.strategies import make_strategy
@@ -51,7 +61,6 @@ from tomopilot.acquisition.strategy import (
 from tomopilot.acquisition.target_defocus import defocus_per_target
 from tomopilot.acquisition.tilt_schemes import TiltScheme, TiltStep
 from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles, section_from_image
-from tomopilot.core.errors import TomopilotError
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import (
     CameraTimeoutError,
@@ -67,10 +76,6 @@ _log = logging.getLogger(__name__)
 
 CAMERA_RETRIES = 2
 DEWAR_MARGIN_S = 15.0  # start a fill early if it is due within this (SerialEM can)
-
-
-class AcquisitionError(TomopilotError):
-    """The run cannot continue (and says why); files stay consistent and resumable."""
 
 
 @dataclass
@@ -89,7 +94,7 @@ class RunPlan:
 
     def ts_stem(self, target: int) -> str:
         """Tilt-series file stem of a target (1-based)."""
-        return f"{self.root}_ts_{target:03d}"
+        return ts_stem(self.root, target)
 
 
 @dataclass
@@ -186,23 +191,7 @@ class AcquisitionEngine:
                 resumed=previous is not None,
             )
         )
-        if plan.area_stage_um is not None:
-            x, y = plan.area_stage_um
-            scope.stage.move_to(x_um=x, y_um=y, backlash_compensate=True)
-        scope.optics.set_image_shift_um(0.0, 0.0)
-        scope.measurements.eucentricity()
-        self._setup_event("eucentricity", f"stage z {scope.stage.position().z_um:.2f} µm")
-        first = plan.targets[0] if plan.targets else None
-        if first is not None:
-            stage = scope.stage.position()
-            x, y = plan.area_stage_um or (stage.x_um, stage.y_um)
-            centre = (x + first.ss_x_um, y + first.ss_y_um)
-            view_map = saved_view_map(scope, first, plan.run_dir, centre)
-            if view_map is not None:
-                self._setup_event("realign", realign_first_target(scope, view_map))
-                # The field now sits on target 1: the area's origin is its shift back.
-                ix, iy = scope.optics.image_shift_um()
-                scope.optics.set_image_shift_um(ix - first.ss_x_um, iy - first.ss_y_um)
+        reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)
         setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root)
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)
@@ -476,7 +465,7 @@ class AcquisitionEngine:
             lost = state.in_flight
             self._lost(
                 int(lost["target"]),
-                _step_of(plan.scheme, int(lost["step_index"])),
+                step_of(plan.scheme, int(lost["step_index"])),
                 "in flight when the run stopped",
             )
         self.events.emit(
@@ -489,17 +478,7 @@ class AcquisitionEngine:
                 resumed=True,
             )
         )
-        for number in range(1, len(plan.targets) + 1):
-            stem = plan.ts_stem(number)
-            committed = state.sections.get(number, 0)
-            if committed or (plan.run_dir / f"{stem}.mrc").exists():
-                try:
-                    self.files[number] = TiltSeriesFiles.open_existing(
-                        plan.run_dir, stem, n_committed=committed, frame_suffix=plan.frame_suffix
-                    )
-                except (TomopilotError, OSError):
-                    if committed:
-                        raise
+        self.files = reopen_series_files(plan, state)
         self.prior_dose = dict(state.prior_dose)
         self.n_exposures = len(state.committed)
         self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
@@ -510,55 +489,24 @@ class AcquisitionEngine:
         self.strategy.restore(strategy_state, self._load_references(state), self.toolkit)
         if state.last_commit is None:
             return None, 1
-        last_step = _step_of(plan.scheme, int(state.last_commit["step_index"]))
+        last_step = step_of(plan.scheme, int(state.last_commit["step_index"]))
         last_target = int(state.last_commit["target"])
         self._recover(last_step, state)
         if last_target >= len(self.targets):
-            following = _following(plan.scheme, last_step.index, state.ended_branches)
+            following = following_step(plan.scheme, last_step.index, state.ended_branches)
             return following, 1
         return last_step, last_target + 1
 
     def _load_references(self, state: JournalState) -> dict[str, Image]:
         """Reload the reference images named in the strategy state from the files."""
-        refs: dict[str, Image] = {}
-        for key in self.strategy.reference_keys():
-            kind, *rest = key.split(":")
-            number = int(rest[0])
-            if kind == "map":
-                path = self.plan.run_dir / f"{self.plan.root}_tgt_{number:03d}.mrc"
-                image = _image_from_file(path, 0, LowDoseArea.PREVIEW, self.scope)
-            else:
-                branch = rest[1]
-                section = _last_section_on_branch(state, number, branch)
-                if section is None:
-                    continue
-                image = _image_from_file(
-                    self.plan.run_dir / f"{self.plan.ts_stem(number)}.mrc",
-                    section,
-                    LowDoseArea.RECORD,
-                    self.scope,
-                )
-            if image is not None:
-                refs[key] = image
-        return refs
+        return reference_images(
+            self.strategy.reference_keys(), state, self.plan.run_dir, self.plan.root, self.scope
+        )
 
     def _recover(self, step: TiltStep, state: JournalState) -> None:
         """Back to the interrupted tilt; a Preview of target 1 aligned to its last Record."""
         self._tilt(step, recovering=True)
-        section = _last_section_on_branch(state, 1, step.branch)
-        if section is None:
-            return
-        path = self.plan.run_dir / f"{self.plan.ts_stem(1)}.mrc"
-        reference = _image_from_file(path, section, LowDoseArea.RECORD, self.scope)
-        request = self.strategy.prepare(1, step) if step.branch == "start" else None
-        if request is not None:
-            self.scope.optics.set_image_shift_um(*request.image_shift_um)
-        preview = self.scope.camera.acquire(LowDoseArea.PREVIEW)
-        if reference is None:
-            return
-        found = self.toolkit.shift_um(reference, preview)
-        if found is not None and math.hypot(*found[0]) < 2.0:
-            self.strategy.recover(step, (float(found[0][0]), float(found[0][1])))
+        realign_after_resume(self.scope, self.toolkit, self.strategy, self.plan, step, state)
 
     # -- the end ----------------------------------------------------------------------------
     def _finish(self, status: str) -> None:
@@ -589,63 +537,6 @@ class AcquisitionEngine:
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
-
-
-def _step_of(scheme: TiltScheme, index: int) -> TiltStep:
-    for step in scheme.steps():
-        if step.index == index:
-            return step
-    raise AcquisitionError(f"the journal names step {index}, which the tilt scheme does not have")
-
-
-def _following(scheme: TiltScheme, index: int, ended: set[str]) -> TiltStep | None:
-    for step in scheme.steps():
-        if step.index > index and step.branch not in ended:
-            return step
-    return None
-
-
-def _last_section_on_branch(state: JournalState, target: int, branch: str) -> int | None:
-    sections = [c for c in state.committed if int(c["target"]) == target]
-    if not sections:
-        return None
-    on_branch = [c for c in sections if _branch_of(c) in (branch, "start")]
-    chosen = on_branch[-1] if on_branch else sections[-1]
-    return int(chosen["section"])
-
-
-def _branch_of(commit: dict[str, Any]) -> str:
-    return str(commit.get("branch", "start"))
-
-
-def _image_from_file(
-    path: Path, section: int, area: LowDoseArea, scope: Microscope
-) -> Image | None:
-    """A saved section as an :class:`Image` with the area's current imaging conditions."""
-    if not path.exists():
-        return None
-    with mrcfile.open(path, permissive=True) as mrc:
-        data = np.asarray(mrc.data)
-    if data.ndim == 3:
-        if section >= data.shape[0]:
-            return None
-        data = data[section]
-    preset = scope.optics.preset(area)
-    return Image(
-        data=np.asarray(data, dtype=np.float32),
-        area=area,
-        pixel_size_a=preset.pixel_size_a,
-        binning=preset.binning,
-        magnification=preset.magnification,
-        exposure_s=preset.exposure_s,
-        dose_e_a2=preset.dose_e_a2,
-        defocus_um=scope.optics.focus_um(),
-        stage=scope.stage.position(),
-        image_shift_um=scope.optics.image_shift_um(),
-        time_s=scope.clock.now_s(),
-        datetime=scope.clock.datetime(),
-        exposure_id=-1,
-    )
 
 
 __all__ = ["AcquisitionEngine", "AcquisitionError", "InstrumentError", "RunPlan", "RunSummary"]

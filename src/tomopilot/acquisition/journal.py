@@ -88,3 +88,19 @@ class RunJournal:
     def write(self, kind: str, **fields: Any) -> None:
         """Append one record (durable on return)."""
         self._journal.append({"kind": kind, **fields})
+
+
+def last_section_on_branch(state: JournalState, target: int, branch: str) -> int | None:
+    """The stack section of ``target``'s last committed exposure on ``branch`` (or at the start
+    tilt); its last exposure anywhere when none is; None when it has none."""
+    sections = [c for c in state.committed if int(c["target"]) == target]
+    if not sections:
+        return None
+    on_branch = [c for c in sections if branch_of(c) in (branch, "start")]
+    chosen = on_branch[-1] if on_branch else sections[-1]
+    return int(chosen["section"])
+
+
+def branch_of(commit: dict[str, Any]) -> str:
+    """The branch a journalled commit belongs to."""
+    return str(commit.get("branch", "start"))

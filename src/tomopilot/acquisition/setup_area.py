@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 
+from tomopilot.acquisition.saved_images import image_from_file, read_section
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.side_files import write_target_preview
 from tomopilot.acquisition.strategies.geometry_model import approach_scale
@@ -28,7 +28,7 @@ from tomopilot.acquisition.strategy import Toolkit
 from tomopilot.acquisition.target_defocus import defocus_range_um
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.protocol import Microscope
-from tomopilot.instrument.types import Image, LowDoseArea, StagePosition
+from tomopilot.instrument.types import Image, LowDoseArea
 from tomopilot.targeting.map_image import MapImage
 from tomopilot.targeting.realign import realign
 from tomopilot.targeting.targets import Target
@@ -51,14 +51,8 @@ def _saved_map(run_dir: Path, target: Target, like: Image) -> Image | None:
     """A target map named in the targets file and present on disk, as an Image."""
     if not target.tgt_file:
         return None
-    path = run_dir / target.tgt_file
-    if not path.exists():
-        return None
-    with mrcfile.open(path, permissive=True) as mrc:
-        data = np.asarray(mrc.data, dtype=np.float32)
-    if data.ndim == 3:
-        data = data[0]
-    if data.shape != like.data.shape:
+    data = read_section(run_dir / target.tgt_file)
+    if data is None or data.shape != like.data.shape:
         return None
     return Image(**{**like.__dict__, "data": data})
 
@@ -74,40 +68,21 @@ def saved_view_map(
     if not target.view_file:
         return None
     path = run_dir / target.view_file
-    if not path.exists():
+    image = image_from_file(path, 0, LowDoseArea.VIEW, scope)
+    if image is None:
         return None
-    with mrcfile.open(path, permissive=True) as mrc:
-        data = np.asarray(mrc.data, dtype=np.float32)
-    if data.ndim == 3:
-        data = data[0]
     preset = scope.optics.preset(LowDoseArea.VIEW)
     width, height = preset.camera_area_px or scope.camera.size_px
     expected = (height // preset.binning, width // preset.binning)
-    if data.shape != expected:
+    if image.data.shape != expected:
         raise ConfigError(
-            f"the View image is {data.shape[1]}×{data.shape[0]} px, but the View preset "
-            f"gives {expected[1]}×{expected[0]}",
+            f"the View image is {image.data.shape[1]}×{image.data.shape[0]} px, but the View "
+            f"preset gives {expected[1]}×{expected[0]}",
             path=path,
             field="viewfile",
         )
     matrix = scope.camera.specimen_to_camera_matrix(LowDoseArea.VIEW)
-    stage = scope.stage.position()
-    conditions = Image(  # the View preset's conditions, which realignment reproduces
-        data=data,
-        area=LowDoseArea.VIEW,
-        pixel_size_a=preset.unbinned_pixel_size_a * preset.binning,
-        binning=preset.binning,
-        magnification=preset.magnification,
-        exposure_s=preset.exposure_s,
-        dose_e_a2=0.0,
-        defocus_um=preset.defocus_offset_um,
-        stage=StagePosition(centre_um[0], centre_um[1], stage.z_um, 0.0),
-        image_shift_um=(0.0, 0.0),
-        time_s=0.0,
-        datetime=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
-        exposure_id=-1,
-    )
-    return MapImage(data, centre_um, matrix, conditions)
+    return MapImage(image.data, centre_um, matrix, image)
 
 
 def realign_first_target(scope: Microscope, view_map: MapImage) -> str:
@@ -118,6 +93,37 @@ def realign_first_target(scope: Microscope, view_map: MapImage) -> str:
         f"{first.iterations} View image(s), last correction {last:.0f} nm; after the image "
         f"shift reset {math.hypot(*final.correction_um) * 1e3:.0f} nm"
     )
+
+
+def reach_area(
+    scope: Microscope,
+    targets: list[Target],
+    area_stage_um: tuple[float, float] | None,
+    run_dir: Path,
+    on_step: Callable[[str, str], None],
+) -> None:
+    """Stage to the area, eucentric height, and realignment to target 1's View when saved.
+
+    Afterwards the image shift in force is the area's origin (see :func:`take_maps`).
+    ``on_step(step, detail)`` reports each stage of it.
+    """
+    if area_stage_um is not None:
+        x, y = area_stage_um
+        scope.stage.move_to(x_um=x, y_um=y, backlash_compensate=True)
+    scope.optics.set_image_shift_um(0.0, 0.0)
+    scope.measurements.eucentricity()
+    on_step("eucentricity", f"stage z {scope.stage.position().z_um:.2f} µm")
+    first = targets[0] if targets else None
+    if first is not None:
+        stage = scope.stage.position()
+        x, y = area_stage_um or (stage.x_um, stage.y_um)
+        centre = (x + first.ss_x_um, y + first.ss_y_um)
+        view_map = saved_view_map(scope, first, run_dir, centre)
+        if view_map is not None:
+            on_step("realign", realign_first_target(scope, view_map))
+            # The field now sits on target 1: the area's origin is its shift back.
+            ix, iy = scope.optics.image_shift_um()
+            scope.optics.set_image_shift_um(ix - first.ss_x_um, iy - first.ss_y_um)
 
 
 def take_maps(

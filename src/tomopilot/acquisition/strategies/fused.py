@@ -40,14 +40,16 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.alias_check import unalias_shift
+from tomopilot.acquisition.strategies.common_motion import predict_common_motion
+from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.tilt_schemes import TiltStep
@@ -58,14 +60,6 @@ from tomopilot.instrument.types import Image, LowDoseArea
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
 HISTORY_STEPS = 8
-SMOOTH_STEPS = 3
-SMOOTH_SIGMAS = 1.0
-TREND_ONSET_DEG = 36.0
-TREND_SIGMAS = 3.0
-TREND_SIGNIFICANT_UM = 0.1
-TREND_NOISE_FLOOR_UM = 0.03
-TREND_DAMPING = 0.6
-TREND_MAX_UM = 3.0
 # A peak's height over its correlation map's spread: noise alone gives 3–5 on a 512² map,
 # true matches 6–60 depending on the specimen's contrast. A peak is accepted above the floor
 # and above a fraction of the target's own recent peaks (a dark, thick high tilt whose peak
@@ -84,59 +78,12 @@ REFERENCE_MAX_OFFSET_FIELDS = 0.25
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
-# A circular correlation cannot tell a shift s from s − N (N the field): beyond this fraction
-# of the field both are tried on the images' actual overlap.
-ALIAS_CHECK_FRACTION = 0.3
-ALIAS_MIN_OVERLAP_PX = 48
 CTF_MAX_INNOVATION_UM = 1.0
 LATERAL_MAX_INDIVIDUAL_UM = 0.1
 LATERAL_NOISE_UM = 0.01
 CTF_NOISE_UM = 0.15
 CTF_MIN_SCORE = 0.3
 CTF_CROP_PX = 512
-
-
-@dataclass
-class FusedBranch:
-    """One target's state on one branch."""
-
-    x_um: float
-    y_um: float
-    z_um: float
-    z_var_um2: float
-    offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    ref_offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    last_tilt_deg: float = 0.0
-    reference: str | None = None
-    skip: str | None = None
-    images: int = 0
-    peaks: list[float] = field(default_factory=list)
-    lost: int = 0
-
-
-@dataclass
-class FusedTarget:
-    """A target and its branch states (shared while at the start tilt)."""
-
-    info: TargetInfo
-    level_um: float
-    start: FusedBranch
-    plus: FusedBranch | None = None
-    minus: FusedBranch | None = None
-
-    def branch(self, name: str) -> FusedBranch:
-        if name == "start" or self.plus is None or self.minus is None:
-            return self.start
-        return self.plus if name == "+" else self.minus
-
-
-@dataclass
-class _TiltRound:
-    """What the targets imaged so far at the current tilt have shown."""
-
-    step_index: int = -1
-    lateral: list[list[float]] = field(default_factory=list)  # unexplained (x, y)
-    depth: list[float] = field(default_factory=list)  # unexplained z from the CTF
 
 
 class FusedStrategy:
@@ -151,7 +98,7 @@ class FusedStrategy:
         self.axis_um = {"+": 0.0, "-": 0.0}
         self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
         self.history_step: dict[str, int] = {"+": -10, "-": -10}
-        self.round = _TiltRound()
+        self.round = TiltRound()
         self.recoveries = 0
         self.view_tilt_deg: dict[str, float] = {"+": 0.0, "-": 0.0}
         self.view_offset_um: dict[str, list[float]] = {"+": [0.0, 0.0], "-": [0.0, 0.0]}
@@ -213,7 +160,7 @@ class FusedStrategy:
         """
         r = self.round
         if r.step_index != step.index:
-            self.round = r = _TiltRound(step_index=step.index)
+            self.round = r = TiltRound(step_index=step.index)
         if step.branch == "start":
             return 0.0, 0.0, 0.0
         cx, cy, cz = self._trend(step)
@@ -224,49 +171,9 @@ class FusedStrategy:
             cz = statistics.median(r.depth)
         return cx, cy, cz
 
-    def _noise_um(self, branch: str) -> float:
-        """Robust size of the branch's step-to-step common motion (settling noise)."""
-        history = self.history[branch]
-        values = [abs(v) for e in history for v in e[1:3]]
-        if not values:
-            return TREND_NOISE_FLOOR_UM
-        return max(TREND_NOISE_FLOOR_UM, 1.4826 * statistics.median(values))
-
     def _trend(self, step: TiltStep) -> list[float]:
-        """Common motion expected at this step before any target has shown it.
-
-        The branch history holds the common increment measured at each of its last tilts.
-        Below ``TREND_ONSET_DEG`` the increments are settling noise, one-off jumps and a slowly
-        varying run-out: the median of the last three (a jump is ignored) is predicted when it
-        stands out of the noise, else nothing. Beyond the onset a branch can run away (PACE23:
-        0.6–2.5 µm per step past 40°), ramping up over a few steps: a significant last
-        increment across the axis (y) persists and, when the step before was significant in the
-        same direction too (not a one-off jump), its growth is extrapolated, damped. A run-away
-        is the goniometer failing to rotate cleanly, so it moves the specimen across the axis;
-        a large increment along the axis (x) is a jump of the holder and is not extrapolated.
-        """
-        history = self.history[step.branch]
-        if not history:
-            return [0.0, 0.0, 0.0]
-        noise = self._noise_um(step.branch)
-        beyond = abs(step.tilt_deg) >= TREND_ONSET_DEG
-        out = []
-        for i in (1, 2):
-            values = [e[i] for e in history]
-            recent = values[-SMOOTH_STEPS:]
-            smooth = statistics.median(recent) if len(recent) == SMOOTH_STEPS else 0.0
-            guess = smooth if abs(smooth) > SMOOTH_SIGMAS * noise else 0.0
-            last = values[-1]
-            significant = max(TREND_SIGMAS * noise, TREND_SIGNIFICANT_UM)
-            if beyond and i == 2 and abs(last) > significant:
-                guess = last
-                previous = values[-2] if len(values) > 1 else 0.0
-                if abs(previous) > significant and previous * last > 0:
-                    growth = max(0.0, (last - previous) * math.copysign(1.0, last))
-                    guess += math.copysign(TREND_DAMPING * growth, last)
-            out.append(float(np.clip(guess, -TREND_MAX_UM, TREND_MAX_UM)))
-        out.append(0.0)
-        return out
+        """Common motion expected at this step before any target has shown it (x, y, z)."""
+        return predict_common_motion(self.history[step.branch], step.tilt_deg)
 
     def _rotate(self, state: FusedBranch, branch: str, tilt_deg: float) -> tuple[float, float]:
         """(y, z) of a target after rotating from its last tilt to ``tilt_deg``."""
@@ -333,7 +240,7 @@ class FusedStrategy:
                 needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(state.peaks))
             aligned = found is not None and found[1] >= needed
             if found is not None and aligned:
-                shift = _unalias(self._toolkit, reference, image, found[0])
+                shift = unalias_shift(self._toolkit, reference, image, found[0])
                 state.peaks = [*state.peaks[-5:], found[1]]
         base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
         absolute = None
@@ -471,7 +378,7 @@ class FusedStrategy:
         """
         assert self._toolkit is not None
         if found is not None and found[1] >= MIN_SIGNIFICANCE:
-            candidate = base + _unalias(self._toolkit, reference, image, found[0])
+            candidate = base + unalias_shift(self._toolkit, reference, image, found[0])
             if float(np.hypot(*(candidate - absolute))) <= VIEW_AGREE_UM:
                 state.peaks = [found[1]]
                 return np.asarray(candidate, dtype=np.float64)
@@ -554,7 +461,7 @@ class FusedStrategy:
         self.axis_um = {k: float(v) for k, v in state["axis_um"].items()}
         self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
         self.history_step = {k: int(v) for k, v in state["history_step"].items()}
-        self.round = _TiltRound(**state["round"])
+        self.round = TiltRound(**state["round"])
         self.view_tilt_deg = {k: float(v) for k, v in state["view_tilt_deg"].items()}
         self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
         self.recoveries = int(state.get("recoveries", 0))
@@ -585,54 +492,3 @@ class FusedStrategy:
                 if state is not None and state.reference:
                     keys.add(state.reference)
         return keys
-
-
-def _bandpass(data: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Features of a few pixels to a few tens of pixels (for overlap correlations)."""
-    x = np.asarray(data, np.float64)
-    return np.asarray(ndimage.gaussian_filter(x, 1.5) - ndimage.gaussian_filter(x, 12.0))
-
-
-def _overlap_correlation(
-    ref: NDArray[np.float64], img: NDArray[np.float64], dy: int, dx: int
-) -> float:
-    """Pearson correlation of ``ref`` at p with ``img`` at p + (dy, dx), over their overlap."""
-    ny, nx = ref.shape
-    if ny - abs(dy) < ALIAS_MIN_OVERLAP_PX or nx - abs(dx) < ALIAS_MIN_OVERLAP_PX:
-        return -1.0
-    a = ref[max(0, -dy) : ny - max(0, dy), max(0, -dx) : nx - max(0, dx)]
-    b = img[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-    a = a - a.mean()
-    b = b - b.mean()
-    denominator = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
-    return float(np.sum(a * b)) / denominator if denominator > 0 else -1.0
-
-
-def _unalias(
-    toolkit: Toolkit, reference: Image, image: Image, shift_um: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """The shift, or its alias one field away, whichever the images' overlap supports."""
-    if reference.data.shape != image.data.shape or not math.isclose(
-        reference.pixel_size_a, image.pixel_size_a, rel_tol=1e-3
-    ):
-        return shift_um
-    matrix = toolkit.camera_matrix(image)
-    shift_px = matrix @ np.asarray(shift_um, np.float64)  # (x, y) camera pixels
-    ny, nx = image.data.shape
-    options_x = [shift_px[0]]
-    options_y = [shift_px[1]]
-    if abs(shift_px[0]) > ALIAS_CHECK_FRACTION * nx:
-        options_x.append(shift_px[0] - math.copysign(nx, shift_px[0]))
-    if abs(shift_px[1]) > ALIAS_CHECK_FRACTION * ny:
-        options_y.append(shift_px[1] - math.copysign(ny, shift_px[1]))
-    if len(options_x) == 1 and len(options_y) == 1:
-        return shift_um
-    ref = _bandpass(reference.data)
-    img = _bandpass(image.data)
-    best = (-2.0, shift_px)
-    for sx in options_x:
-        for sy in options_y:
-            score = _overlap_correlation(ref, img, round(sy), round(sx))
-            if score > best[0]:
-                best = (score, np.array([sx, sy]))
-    return np.asarray(np.linalg.solve(matrix, best[1]), np.float64)

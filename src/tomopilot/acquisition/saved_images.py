@@ -1,0 +1,82 @@
+"""Images saved by a run, read back as :class:`Image` for alignment.
+
+Sections of the tilt-series stacks and the target maps become references again after a
+resume, and the selection's View image becomes the map target 1 is realigned to. A file holds
+only pixels, so each image takes the imaging conditions of its low-dose area as they are now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.acquisition.journal import JournalState, last_section_on_branch
+from tomopilot.instrument.protocol import Microscope
+from tomopilot.instrument.types import Image, LowDoseArea
+
+
+def read_section(path: Path, section: int = 0) -> NDArray[np.float32] | None:
+    """One section of an MRC file (its only image for a 2D file); None when absent."""
+    if not path.exists():
+        return None
+    with mrcfile.open(path, permissive=True) as mrc:
+        data = np.asarray(mrc.data)
+    if data.ndim == 3:
+        if section >= data.shape[0]:
+            return None
+        data = data[section]
+    return np.asarray(data, dtype=np.float32)
+
+
+def image_from_file(path: Path, section: int, area: LowDoseArea, scope: Microscope) -> Image | None:
+    """A saved section as an :class:`Image` with the area's current imaging conditions."""
+    data = read_section(path, section)
+    if data is None:
+        return None
+    preset = scope.optics.preset(area)
+    return Image(
+        data=data,
+        area=area,
+        pixel_size_a=preset.pixel_size_a,
+        binning=preset.binning,
+        magnification=preset.magnification,
+        exposure_s=preset.exposure_s,
+        dose_e_a2=preset.dose_e_a2,
+        defocus_um=scope.optics.focus_um(),
+        stage=scope.stage.position(),
+        image_shift_um=scope.optics.image_shift_um(),
+        time_s=scope.clock.now_s(),
+        datetime=scope.clock.datetime(),
+        exposure_id=-1,
+    )
+
+
+def ts_stem(root: str, target: int) -> str:
+    """The file stem of a target's tilt series (``<root>_ts_NNN``)."""
+    return f"{root}_ts_{target:03d}"
+
+
+def reference_images(
+    keys: Iterable[str], state: JournalState, run_dir: Path, root: str, scope: Microscope
+) -> dict[str, Image]:
+    """The references a strategy names (``map:N``, ``img:N:branch``) reloaded from the files."""
+    refs: dict[str, Image] = {}
+    for key in keys:
+        kind, *rest = key.split(":")
+        number = int(rest[0])
+        if kind == "map":
+            path = run_dir / f"{root}_tgt_{number:03d}.mrc"
+            image = image_from_file(path, 0, LowDoseArea.PREVIEW, scope)
+        else:
+            section = last_section_on_branch(state, number, rest[1])
+            if section is None:
+                continue
+            path = run_dir / f"{ts_stem(root, number)}.mrc"
+            image = image_from_file(path, section, LowDoseArea.RECORD, scope)
+        if image is not None:
+            refs[key] = image
+    return refs
