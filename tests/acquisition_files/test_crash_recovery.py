@@ -206,7 +206,11 @@ def test_resume_after_a_crash_in_any_phase_of_an_append(
         # The journal records an exposure after append() returned; without a journal the
         # files alone decide.
         committed = n + 1 if reached == 6 and journal else n
-        kept_without_journal = n + 1 if reached == 6 else n
+        # A torn mdoc that lacks only trailing blank space holds the whole section: the
+        # files alone rightly keep it, as after a complete write.
+        added = mdoc_new[len(mdoc_old) :]
+        whole = reached == 5 and added[: round(fraction * len(added))].strip() == added.strip()
+        kept_without_journal = n + 1 if reached == 6 or whole else n
         files = TiltSeriesFiles.open_existing(
             folder, "L1_ts_001", n_committed=committed if journal else None
         )
