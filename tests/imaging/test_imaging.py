@@ -84,3 +84,29 @@ def test_estimate_defocus_refuses_pure_noise() -> None:
     noise = np.random.default_rng(3).poisson(30.0, size=(1024, 1024)).astype(np.float32)
     with pytest.raises(DefocusFitError):
         estimate_defocus(noise, 2.0, OPTICS, min_score=0.3)
+
+
+def _rim_field(shift_px: tuple[float, float], seed: int) -> np.ndarray:
+    """Particles in ice beside a bright, featureless region (a hole's rim), seen shifted."""
+    rng = np.random.default_rng(seed)
+    n = 256
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
+    sx, sy = shift_px
+    radius = np.hypot(xx - sx - 40, yy - sy - 300)
+    vacuum = 1.0 / (1.0 + np.exp(-(radius - 230.0) / 1.5))  # a smooth rim, then vacuum
+    field = 1.0 + 1.5 * vacuum
+    particles = np.random.default_rng(99).uniform(0, n, size=(120, 2))
+    for px, py in particles:
+        field -= 0.4 * np.exp(-((xx - px - sx) ** 2 + (yy - py - sy) ** 2) / 8.0) * (1 - vacuum)
+    return rng.poisson(field * 200.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_flattening_finds_a_shift_across_a_bright_rim(seed: int) -> None:
+    """The taper prints the frame onto a rim's bright background; flattening first avoids it."""
+    shift = (23.4, -31.7)
+    ref, moved = _rim_field((0.0, 0.0), seed), _rim_field(shift, seed + 10)
+    flat = align(ref, moved, flatten_px=6.0)
+    assert abs(flat.shift_x_px - shift[0]) < 0.3 and abs(flat.shift_y_px - shift[1]) < 0.3
+    plain = align(ref, moved)
+    assert flat.significance > plain.significance

@@ -96,14 +96,20 @@ class Toolkit:
         return self._matrices[key]
 
     def shift_um(
-        self, reference: Image, image: Image, *, limit_um: float | None = None
+        self,
+        reference: Image,
+        image: Image,
+        *,
+        limit_um: float | None = None,
+        flatten_a: float | None = None,
     ) -> tuple[NDArray[np.float64], float] | None:
         """Specimen displacement from ``reference`` to ``image`` (µm) and the peak's significance.
 
         Images of the same field at different binnings (a Preview map and a Record) are
         compared at the coarser pixel. ``limit_um`` restricts the search (PACEtomo's
         alignLimit); ``None`` is returned when nothing correlates inside it or the two images
-        do not show the same field.
+        do not show the same field. ``flatten_a`` (Å) removes a smooth background before the
+        correlation (see :func:`~tomopilot.imaging.xcorr.align`).
         """
         pair = _same_field(reference, image)
         if pair is None:
@@ -117,6 +123,7 @@ class Toolkit:
                 img_data,
                 max_shift_px=None if limit_um is None else limit_um * pixels_per_um,
                 low_pass_px=2.0,
+                flatten_px=None if flatten_a is None else flatten_a / coarse.pixel_size_a,
             )
         except NoCorrelationPeakError:
             return None

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from tomopilot.imaging.errors import ImagingError, NoCorrelationPeakError
 from tomopilot.imaging.fourier import WORKERS, gaussian_bandpass, taper_mask
@@ -76,6 +77,7 @@ def align(
     low_pass_px: float | None = 2.0,
     high_pass_px: float | None = None,
     taper_px: int | None = None,
+    flatten_px: float | None = None,
     upsample: int = 20,
 ) -> Alignment:
     """Measure the translation of ``moving`` relative to ``reference``.
@@ -98,6 +100,12 @@ def align(
         the default high-pass is a quarter of the image.
     taper_px
         Width of the cosine edge taper; default 1/16 of the image.
+    flatten_px
+        σ (pixels) of a Gaussian background subtracted from both images *before* the taper.
+        Where a strong edge crosses the field (a hole's rim, a grid bar, a dark carbon region
+        at high tilt), the taper otherwise prints the image frame onto that background: a
+        feature that never moves, which pulls the peak to zero shift and buries the specimen's
+        own detail. A band-pass after the taper cannot undo that.
     upsample
         Sub-pixel refinement factor (1 = integer peak only).
     """
@@ -105,6 +113,8 @@ def align(
     mov = np.asarray(moving, dtype=np.float32)
     if ref.shape != mov.shape or ref.ndim != 2:
         raise ImagingError(f"cannot align images of shapes {ref.shape} and {mov.shape}")
+    if flatten_px:
+        ref, mov = _flatten(ref, flatten_px), _flatten(mov, flatten_px)
     ny, nx = ref.shape
     taper = taper_mask(ref.shape, taper_px if taper_px is not None else max(2, min(ny, nx) // 16))
     f_ref = sfft.fft2((ref - ref.mean()) * taper, workers=WORKERS)
@@ -154,6 +164,18 @@ def align(
         sx += (fx - offset) / upsample
     peak = peak_value * ny * nx / norm if norm > 0 else 0.0
     return Alignment(shift_x_px=sx, shift_y_px=sy, peak=peak, significance=significance)
+
+
+def _flatten(data: NDArray[np.float32], sigma_px: float) -> NDArray[np.float32]:
+    """``data`` minus its Gaussian blur (σ in pixels), blurred in Fourier space.
+
+    The blur wraps around the borders; what it mixes there lies under the taper.
+    """
+    spectrum = sfft.rfft2(data, workers=WORKERS)
+    blurred = sfft.irfft2(
+        ndimage.fourier_gaussian(spectrum, sigma_px, n=data.shape[1]), s=data.shape, workers=WORKERS
+    )
+    return np.asarray(data - blurred, dtype=np.float32)
 
 
 def _full_from_half(half: NDArray[np.float32], nx: int) -> NDArray[np.float32]:

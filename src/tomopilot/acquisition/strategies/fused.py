@@ -67,6 +67,10 @@ HISTORY_STEPS = 8
 MIN_SIGNIFICANCE = 5.5
 MIN_SIGNIFICANCE_RELATIVE = 0.4
 VIEW_MIN_SIGNIFICANCE = 6.0
+# Records are correlated after removing their smooth background (a Gaussian of this σ, Å): a
+# hole's rim or dark carbon entering the field at high tilt otherwise dominates the correlation
+# (on holey film beyond ~36° the true peak fell to the noise level and was refused or missed).
+FLATTEN_A = 130.0
 # A relocation View needs the big features of a 5 µm field, not the View preset's full dose:
 # a short exposure saves most of a second per View (read-out and overheads stay).
 RELOCATION_VIEW_EXPOSURE_S = 0.3
@@ -234,7 +238,7 @@ class FusedStrategy:
         found = None
         field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
         if reference is not None:
-            found = self._toolkit.shift_um(reference, image, limit_um=limit)
+            found = self._toolkit.shift_um(reference, image, limit_um=limit, flatten_a=FLATTEN_A)
             needed = MIN_SIGNIFICANCE
             if state.peaks:
                 needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(state.peaks))
