@@ -138,8 +138,13 @@ def offset_command(
             console.print(f"  at IS y = {y:+.1f} µm: {value:.3f} µm")
         console.print(
             f"tilt-axis offset {result.offset_um:.3f} µm (now {result.previous_offset_um:.3f}; "
-            f"− branch {result.negative_branch_um:.3f}, + branch {result.positive_branch_um:.3f})"
+            f"− branch {result.negative_branch_um:.3f}, + branch {result.positive_branch_um:.3f}, "
+            f"each ± {result.branch_sigma_um:.2f})"
         )
+        if result.discarded_sweeps:
+            console.print(
+                f"{result.discarded_sweeps} sweep(s) disturbed by a stage jump were measured again"
+            )
         do_apply = (
             apply if apply is not None else typer.confirm("Apply this offset?", default=False)
         )

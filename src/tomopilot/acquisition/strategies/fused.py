@@ -17,7 +17,10 @@ explain is split into
   lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
 
 Alignment is one cross-correlation of each Record with the target's last aligned Record, over
-the whole map. A peak is accepted only above a floor and above a fraction of the target's own
+the whole map, after subtracting each image's smooth background: on holey film beyond ~36° a
+hole's rim or dark carbon enters the field, and without that step the taper prints the frame
+onto the rim's background and the true peak sinks to the noise (pace keeps SerialEM's plain
+correlation). A peak is accepted only above a floor and above a fraction of the target's own
 recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed. A
 large shift is checked against its alias one field away (a circular correlation cannot tell them
 apart) on the images' real overlap. When the first target at a tilt cannot be aligned, a short
