@@ -120,7 +120,8 @@ def offset_command(
     twin_config: Annotated[
         Path | None, typer.Option("--twin-config", help="Twin configuration (YAML).")
     ] = None,
-    max_tilt: Annotated[float, typer.Option("--max-tilt", help="Tilt range ±T (°).")] = 15.0,
+    max_tilt: Annotated[float, typer.Option("--max-tilt", help="Tilt range ±T (°).")] = 20.0,
+    sweeps: Annotated[int, typer.Option("--sweeps", help="Sweeps to average.", min=1)] = 2,
     step: Annotated[float, typer.Option("--step", help="Tilt step (°).")] = 5.0,
     offset: Annotated[float, typer.Option("--offset", help="Image-shift positions ±o (µm).")] = 5.0,
     apply: Annotated[
@@ -132,7 +133,11 @@ def offset_command(
         config = load_config(twin_config, TwinConfig) if twin_config else TwinConfig()
         scope = cast(Microscope, TwinMicroscope(config))
         result = measure_tilt_axis_offset(
-            scope, max_tilt_deg=max_tilt, step_deg=step, positions_um=(0.0, -offset, offset)
+            scope,
+            max_tilt_deg=max_tilt,
+            step_deg=step,
+            positions_um=(0.0, -offset, offset),
+            sweeps=sweeps,
         )
         for y, value in zip(result.positions_um, result.per_position_um, strict=True):
             console.print(f"  at IS y = {y:+.1f} µm: {value:.3f} µm")

@@ -64,8 +64,9 @@ class AxisOffsetResult:
     tilts_deg, positions_um, defocus_um
         The readings fitted: defocus_um[k, i, j] of sweep k at tilts_deg[i] (in the order
         visited) and position j.
-    discarded_sweeps
-        Sweeps measured again because the stage jumped during them.
+    sweeps_kept
+        For every sweep measured, in time order, whether it was used (False: the stage jumped
+        during it and it was measured again).
     """
 
     offset_um: float
@@ -78,7 +79,12 @@ class AxisOffsetResult:
     tilts_deg: tuple[float, ...]
     positions_um: tuple[float, ...]
     defocus_um: NDArray[np.float64]
-    discarded_sweeps: int = 0
+    sweeps_kept: tuple[bool, ...] = ()
+
+    @property
+    def discarded_sweeps(self) -> int:
+        """Sweeps measured again because the stage jumped during them."""
+        return sum(not kept for kept in self.sweeps_kept)
 
     @property
     def correction_um(self) -> float:
@@ -191,7 +197,8 @@ def fit_axis_offset(
     ``defocus_um[k, i, j]`` is the reading of sweep k at tilts_deg[i] and image-shift y
     position j (a 2D array is one sweep); the tilts are listed in the order they were visited,
     which the fit's random-walk noise model needs. Each sweep is fitted on its own (the stage
-    may have moved between sweeps) and the median over sweeps is taken.
+    may have moved between sweeps) and the sweeps are averaged (a sweep spoiled by a jump is
+    not among them: :func:`measure_tilt_axis_offset` measures it again).
     """
     tilts = np.asarray(tilts_deg, np.float64)
     readings = np.asarray(defocus_um, np.float64)
@@ -207,10 +214,10 @@ def fit_axis_offset(
         fits = [_fit(tilts, sweep[:, j], order) for sweep in readings]
         split = [_fit(tilts, sweep[:, j], order, per_branch=True) for sweep in readings]
         base = previous_offset_um + float(y)
-        per_position.append(base + float(np.median([f[0][0] for f in fits])))
-        depths.append(float(np.median([f[1] for f in fits])))
-        branches.append([base + float(np.median([f[0][k] for f in split])) for k in (0, 1)])
-        branch_sigmas.append(float(np.median([max(f[2]) for f in split])))
+        per_position.append(base + float(np.mean([f[0][0] for f in fits])))
+        depths.append(float(np.mean([f[1] for f in fits])))
+        branches.append([base + float(np.mean([f[0][k] for f in split])) for k in (0, 1)])
+        branch_sigmas.append(float(np.mean([max(f[2]) for f in split]) / math.sqrt(len(split))))
 
     return AxisOffsetResult(
         offset_um=float(np.mean(per_position)),
@@ -229,19 +236,22 @@ def fit_axis_offset(
 def measure_tilt_axis_offset(
     scope: Microscope,
     *,
-    max_tilt_deg: float = 15.0,
+    max_tilt_deg: float = 20.0,
     step_deg: float = 5.0,
     positions_um: Sequence[float] = (0.0, -5.0, 5.0),
-    sweeps: int = 1,
+    sweeps: int = 2,
     eucentricity: bool = True,
     on_event: Callable[[Progress | Message], None] | None = None,
 ) -> AxisOffsetResult:
     """Measure the tilt-axis offset on ``scope`` (PACEtomo's measureOffset, pacetomo.md §5.2).
 
     The tilts are visited interleaved (see :func:`interleaved_tilts` and the module docstring),
-    each approached in +.
+    each approached in +. The defaults (±20°, two sweeps) are ours; PACEtomo uses ±15° and one
+    sweep. On the twin's default autoloader stage they bring the error against the axis the
+    specimen rotated about from 0.067 µm RMS (±15°, one sweep) to 0.041 µm, all of 20 seeds
+    within 0.1 µm, for about twice the Focus exposures.
 
-    With ``sweeps`` > 1 the tilt sweep is repeated and the median taken (random goniometer
+    With ``sweeps`` > 1 the tilt sweep is repeated and the results averaged (random goniometer
     errors weigh less). A sweep during which the stage jumped (:func:`jump_statistic`) is
     reported and measured again, at most MAX_EXTRA_SWEEPS times. The stage is left at 0° with
     the image shift and focus as they were; the offset is not applied (see
@@ -265,6 +275,7 @@ def measure_tilt_axis_offset(
         raise ValueError("need at least one sweep")
     kept: list[NDArray[np.float64]] = []
     jumped: list[NDArray[np.float64]] = []
+    used: list[bool] = []
     previous = stage.tilt_axis_offset_um
     with (
         preserved_optics(scope) as (is_x, is_y),
@@ -290,8 +301,10 @@ def measure_tilt_axis_offset(
             chi2, at = jump_statistic(tilts, sweep)
             if chi2 <= JUMP_CHI2 or len(jumped) >= MAX_EXTRA_SWEEPS:
                 kept.append(sweep)
+                used.append(True)
                 continue
             jumped.append(sweep)
+            used.append(False)
             emit(
                 Message(
                     time_s=scope.clock.now_s(),
@@ -304,7 +317,7 @@ def measure_tilt_axis_offset(
             )
         stage.tilt_to(0.0)
     result = fit_axis_offset(tilts, positions_um, np.stack(kept), previous)
-    result = replace(result, discarded_sweeps=len(jumped))
+    result = replace(result, sweeps_kept=tuple(used))
     spread = max(result.per_position_um) - min(result.per_position_um)
     if spread > 0.5:
         emit(
