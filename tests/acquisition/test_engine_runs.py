@@ -180,3 +180,29 @@ def test_a_stage_jump_is_recovered_by_tracking(tmp_path: Path) -> None:
     for target in quality.targets:
         assert target.tracking_nm[-1] < 60.0  # back on target by the end
     assert max(quality.targets[0].tracking_nm) > 100.0  # the jump did happen
+
+
+def test_an_aborted_run_continues_on_resume(tmp_path: Path) -> None:
+    """Ctrl-C (an abort) stops after the exposure in flight; --resume finishes the run."""
+    path = write_config(tmp_path, settings={"sortByTilt": False})
+    engine, resolved = start_run(load_acquire_config(path))
+
+    def abort_after_seven(event: ExposureRecorded) -> None:
+        if event.exposure_id and len(replay_journal(engine.journal_path).committed) == 7:
+            engine.control.abort()
+
+    engine.events.subscribe(ExposureRecorded, abort_after_seven)
+    assert engine.run().status == "aborted"
+    assert len(replay_journal(engine.journal_path).committed) == 7
+    again, _ = start_run(load_acquire_config(path))
+    assert again.run().status == "aborted"  # without --resume it only reports
+    summary = again.run(resume=True)
+    assert summary.status == "finished"
+    journal = replay_journal(again.journal_path)
+    n_tilts = resolved.scheme.n_tilts
+    keys = [(c["target"], c["step_index"]) for c in journal.committed]
+    assert len(keys) == len(set(keys)) == 3 * n_tilts  # nothing lost, nothing twice
+    for target in (1, 2, 3):
+        stack = again.plan.run_dir / f"L1_ts_{target:03d}.mrc"
+        with mrcfile.open(stack) as mrc:
+            assert mrc.data.shape[0] == n_tilts == len(_read_mdoc(Path(f"{stack}.mdoc")))

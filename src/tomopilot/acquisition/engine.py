@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.acquisition.area_geometry import measure_area_geometry
 from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.events import (
@@ -91,6 +92,7 @@ class RunPlan:
     root: str
     save_frames: bool = False
     frame_suffix: str = ".tif"
+    geo_points_um: list[tuple[float, float]] = field(default_factory=list)
 
     def ts_stem(self, target: int) -> str:
         """Tilt-series file stem of a target (1-based)."""
@@ -152,7 +154,9 @@ class AcquisitionEngine:
         """Run (or continue) the plan; returns how it ended."""
         state = replay_journal(self.journal_path) if self.journal_path.exists() else None
         if state is not None and state.finished is not None:
-            return self._summary(str(state.finished.get("status", "finished")), state)
+            status = str(state.finished.get("status", "finished"))
+            if status != "aborted" or not resume:  # an aborted run continues on --resume
+                return self._summary(status, state)
         if state is not None and state.run is not None and not resume:
             raise AcquisitionError(
                 f"{self.journal_path} holds a previous run; use --resume to continue it"
@@ -192,6 +196,12 @@ class AcquisitionEngine:
             )
         )
         reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)
+        if s.measure_geometry:
+            measured = measure_area_geometry(
+                scope, s, plan.targets, plan.geo_points_um, self._setup_event
+            )
+            if measured is not None:
+                self.journal.write("geometry", pretilt_deg=measured[0], rotation_deg=measured[1])
         setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root)
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)
@@ -282,6 +292,11 @@ class AcquisitionEngine:
         if image is None:
             return
         outcome = self.strategy.observe(target, step, image, request)
+        if outcome.retake is not None:  # the strategy took the Record again (trackTwice)
+            image = outcome.retake
+            self._frames = None  # the retake is a plain Record: no frames are saved for it
+            if outcome.specimen_shift_um is not None:
+                request = replace(request, image_shift_um=outcome.specimen_shift_um)
         section = self._save(target, step, image, request, outcome)
         self.events.emit(
             ExposureRecorded(
@@ -326,11 +341,16 @@ class AcquisitionEngine:
         while True:
             try:
                 if self.plan.save_frames:
-                    movie = self.scope.camera.acquire_movie(LowDoseArea.RECORD)
+                    with self.toolkit.conditions(
+                        LowDoseArea.RECORD,
+                        exposure_s=request.exposure_s,
+                        magnification=request.magnification,
+                    ):
+                        movie = self.scope.camera.acquire_movie(LowDoseArea.RECORD)
                     self._frames = movie.frames
                     return movie.image
                 self._frames = None
-                return self.toolkit.record(request.exposure_s)
+                return self.toolkit.record(request.exposure_s, magnification=request.magnification)
             except (CameraTimeoutError, NoBeamError) as exc:
                 failures += 1
                 _log.warning(
@@ -482,6 +502,9 @@ class AcquisitionEngine:
         self.prior_dose = dict(state.prior_dose)
         self.n_exposures = len(state.committed)
         self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
+        if state.geometry is not None:  # measureGeo's result, not the configured angles
+            plan.settings.pretilt_deg = float(state.geometry["pretilt_deg"])
+            plan.settings.rotation_deg = float(state.geometry["rotation_deg"])
         source = state.last_commit or state.setup
         assert source is not None
         strategy_state = source["state"]

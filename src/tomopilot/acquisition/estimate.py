@@ -76,11 +76,21 @@ class DurationEstimate:
 
 
 def estimate_duration(
-    settings: AcquisitionSettings, scheme: TiltScheme, n_targets: int, timing: Timing
+    settings: AcquisitionSettings,
+    scheme: TiltScheme,
+    n_targets: int,
+    timing: Timing,
+    *,
+    n_geo_points: int = 0,
 ) -> DurationEstimate:
-    """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``."""
+    """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
+
+    With measureGeo, each of ``n_geo_points`` costs one defocus measurement.
+    """
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
     setup = timing.eucentricity_s + timing.autofocus_s + n_targets * per_preview
+    if settings.measure_geometry and n_geo_points >= 3:
+        setup += n_geo_points * timing.autofocus_s
     if settings.preview_align:
         setup += n_targets * (per_preview + timing.image_shift_settle_s)
     tilting = 0.0

@@ -32,6 +32,7 @@ class JournalState:
     run: dict[str, Any] | None = None
     maps: dict[int, int] = field(default_factory=dict)
     setup: dict[str, Any] | None = None
+    geometry: dict[str, Any] | None = None
     last_commit: dict[str, Any] | None = None
     sections: dict[int, int] = field(default_factory=dict)
     prior_dose: dict[int, float] = field(default_factory=dict)
@@ -53,6 +54,8 @@ def replay_journal(path: Path) -> JournalState:
             state.maps[int(record["target"])] = int(record["exposure_id"])
         elif kind == "setup":
             state.setup = record
+        elif kind == "geometry":
+            state.geometry = record
         elif kind == "started":
             state.in_flight = record
         elif kind == "committed":
@@ -73,7 +76,9 @@ def replay_journal(path: Path) -> JournalState:
             state.ended_branches.add(str(record["branch"]))
         elif kind == "finished":
             state.finished = record
-        elif kind not in {"resumed", "note"}:
+        elif kind == "resumed":
+            state.finished = None  # an aborted run was continued
+        elif kind != "note":
             raise JournalError(f"{path}:{number}: unknown journal record kind {kind!r}")
     return state
 

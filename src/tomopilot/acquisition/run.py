@@ -50,6 +50,7 @@ def make_plan(config: AcquireConfig, resolved: ResolvedRun, run_dir: Path) -> Ru
         root=config.output.root,
         save_frames=config.save_frames,
         frame_suffix=FRAME_SUFFIXES.get(config.frames_format, ".tif"),
+        geo_points_um=list(resolved.geo_points_um),
     )
 
 

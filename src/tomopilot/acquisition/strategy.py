@@ -9,6 +9,8 @@ journal; the strategy owns its model, which it can dump and restore for ``--resu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +58,7 @@ class ExposureRequest:
     focus_um: float
     target_defocus_um: float
     exposure_s: float | None = None
+    magnification: int | None = None
     predicted_dy_um: float = 0.0
     predicted_dz_um: float = 0.0
 
@@ -69,6 +72,9 @@ class Outcome:
     specimen_shift_um: tuple[float, float] | None = None
     eucentric_offset_um: float | None = None
     ctf_defocus_um: float | None = None
+    retake: Image | None = None
+    """A second Record that replaces the one observed (PACEtomo's trackTwice); its image
+    shift is ``specimen_shift_um``."""
 
 
 # Stretched comparisons (View relocations) run on images binned to at most this size.
@@ -86,13 +92,17 @@ class Toolkit:
     def __init__(self, scope: Microscope, settings: AcquisitionSettings) -> None:
         self.scope = scope
         self.settings = settings
-        self._matrices: dict[tuple[str, int], NDArray[np.float64]] = {}
+        self._matrices: dict[tuple[str, int, int], NDArray[np.float64]] = {}
 
     def camera_matrix(self, image: Image) -> NDArray[np.float64]:
-        """Specimen µm → pixels of ``image``'s area and binning."""
-        key = (image.area.value, image.binning)
+        """Specimen µm → pixels of ``image``'s area, binning and magnification."""
+        key = (image.area.value, image.binning, image.magnification)
         if key not in self._matrices:
-            self._matrices[key] = self.scope.camera.specimen_to_camera_matrix(image.area)
+            matrix = self.scope.camera.specimen_to_camera_matrix(image.area)
+            preset = self.scope.optics.preset(image.area)
+            if preset.magnification != image.magnification:  # taken at another magnification
+                matrix = matrix * (preset.pixel_size_a / image.pixel_size_a)
+            self._matrices[key] = matrix
         return self._matrices[key]
 
     def shift_um(
@@ -201,15 +211,45 @@ class Toolkit:
         return self.scope.camera.acquire(LowDoseArea.VIEW)
 
     def record(
-        self, exposure_s: float | None = None, area: LowDoseArea = LowDoseArea.RECORD
+        self,
+        exposure_s: float | None = None,
+        area: LowDoseArea = LowDoseArea.RECORD,
+        *,
+        magnification: int | None = None,
     ) -> Image:
-        """Take one exposure (optionally with another exposure time, restored after)."""
-        if exposure_s is None:
+        """Take one exposure, optionally with another exposure time or magnification."""
+        with self.conditions(area, exposure_s=exposure_s, magnification=magnification):
             return self.scope.camera.acquire(area)
+
+    @contextmanager
+    def conditions(
+        self,
+        area: LowDoseArea,
+        *,
+        exposure_s: float | None = None,
+        magnification: int | None = None,
+    ) -> Iterator[None]:
+        """Run the body with ``area``'s exposure time or magnification changed, restored after.
+
+        A magnification change scales the pixel on the specimen inversely (PACEtomo's trackMag
+        records the tracking target at its own magnification). The image shift is in specimen
+        µm, so it holds across the change, as PACEtomo re-applies it after changing the mag.
+        """
         preset = self.scope.optics.preset(area)
-        self.scope.optics.set_preset(area, preset.model_copy(update={"exposure_s": exposure_s}))
+        update: dict[str, Any] = {}
+        if exposure_s is not None:
+            update["exposure_s"] = exposure_s
+        if magnification is not None and magnification != preset.magnification:
+            update["magnification"] = magnification
+            update["unbinned_pixel_size_a"] = (
+                preset.unbinned_pixel_size_a * preset.magnification / magnification
+            )
+        if not update:
+            yield
+            return
+        self.scope.optics.set_preset(area, preset.model_copy(update=update))
         try:
-            return self.scope.camera.acquire(area)
+            yield
         finally:
             self.scope.optics.set_preset(area, preset)
 

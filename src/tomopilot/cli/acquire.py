@@ -12,6 +12,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tomopilot.acquisition.area_geometry import geo_points_for
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.estimate import Timing, estimate_duration
 from tomopilot.acquisition.events import (
@@ -64,7 +65,11 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
         )
     estimate = estimate_duration(
-        settings, resolved.scheme, n_targets, Timing.from_twin(config.microscope.twin)
+        settings,
+        resolved.scheme,
+        n_targets,
+        Timing.from_twin(config.microscope.twin),
+        n_geo_points=len(geo_points_for(settings, resolved.geo_points_um)),
     )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "

@@ -21,6 +21,10 @@ Quirks reproduced because they change results:
 - The first negative-branch shift is replaced by the model's prediction when ignoreNegStart is
   set, and so is the first shift after a recovery (§1.4.4).
 - The depth refit ignores the intentional defocus steps between targets (it never sees them).
+- trackTwice retakes target 1 when it moved more than alignLimit in x *or* y since its last
+  Record; the second image replaces the first and the other targets receive both shifts
+  (§1.4.1, §1.4.3). trackMag records target 1 at its own magnification, so its series has
+  another pixel size and its start image cannot be aligned to its map (taken at Record mag).
 """
 
 from __future__ import annotations
@@ -171,6 +175,7 @@ class PaceStrategy:
             focus_um=focus,
             target_defocus_um=target_defocus,
             exposure_s=exposure,
+            magnification=s.track_mag if target == 1 and s.track_mag > 0 else None,
             predicted_dy_um=dy,
             predicted_dz_um=dz,
         )
@@ -204,26 +209,61 @@ class PaceStrategy:
             if found is not None:
                 shift = found[0]
         offset = np.array(state.offset_um) + shift if step.branch != "start" else shift
-        state.offset_um = offset.tolist()
         applied = np.array(request.image_shift_um)
+        retake = None
+        if target == 1 and reference is not None and self._track_twice_due(step, shift):
+            retake, offset, applied, missed = self._track_again(reference, state, request, offset)
+        else:
+            missed = offset
+        state.offset_um = offset.tolist()
         state.is_set_um = (applied + offset).tolist()
         if target == 1:
-            self._propagate(step, offset)
+            self._propagate(step, missed)
         self._refit(tgt, state, step, request)
         key = f"img:{target}:{step.branch}"
-        self._images[key] = image
+        self._images[key] = image if retake is None else retake
         state.reference = key
         state.images += 1
         outcome = Outcome(
             alignment_um=(float(offset[0]), float(offset[1])),
             specimen_shift_um=(float(applied[0]), float(applied[1])),
             eucentric_offset_um=float(state.z0_um),
+            retake=retake,
         )
         outcome.aborted = self._check_abort(target, state, image)
         if step.branch == "start":
             tgt.plus = copy.deepcopy(state)
             tgt.minus = copy.deepcopy(state)
         return outcome
+
+    def _track_twice_due(self, step: TiltStep, shift: np.ndarray) -> bool:
+        """trackTwice: target 1 moved more than alignLimit in x or y since its last Record."""
+        s = self.settings
+        if not s.track_twice or step.branch == "start":
+            return False
+        return bool(np.any(np.abs(shift) > s.align_limit_um))
+
+    def _track_again(
+        self,
+        reference: Image,
+        state: BranchState,
+        request: ExposureRequest,
+        first_offset: np.ndarray,
+    ) -> tuple[Image, np.ndarray, np.ndarray, np.ndarray]:
+        """A second Record of target 1, re-centred by the first one's offset, aligned again.
+
+        Returns the new image, its offset, the image shift it was taken at, and the whole miss
+        of this tilt (first offset plus the second), which the other targets receive. The second
+        image replaces the first in the tilt series (PACEtomo's trackTwice: more dose on the
+        tracking series, for bad stages).
+        """
+        assert self._toolkit is not None
+        applied = np.array(request.image_shift_um) + first_offset
+        self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
+        image = self._toolkit.record(request.exposure_s, magnification=request.magnification)
+        found = self._toolkit.shift_um(reference, image)
+        second = np.array(state.offset_um) + (found[0] if found is not None else np.zeros(2))
+        return image, second, applied, first_offset + second
 
     def _propagate(self, step: TiltStep, offset: np.ndarray) -> None:
         """Target 1's offset, seen as common stage error, moves every other target's base."""

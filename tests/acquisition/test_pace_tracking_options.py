@@ -1,0 +1,99 @@
+"""PACEtomo's tracking options on the twin: trackTwice and trackMag."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import mdocfile
+import mrcfile
+import numpy as np
+import pytest
+from acq_helpers import write_config
+
+from tomopilot.acquisition.events import ExposureRecorded, TiltReached
+from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.quality import assess_run_dir
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.run_config import load_acquire_config
+from tomopilot.instrument.twin import FaultSpec
+
+QUIET = {"step_error_sigma_um": 0.0, "jump_probability": 0.0, "branch_start_jump_um": 0.0}
+
+
+def _read_mdoc(path: Path):  # type: ignore[no-untyped-def]  # mdocfile chats on stdout
+    with contextlib.redirect_stdout(io.StringIO()):
+        return mdocfile.read(path)
+
+
+def _jump_run(folder: Path, track_twice: bool):  # type: ignore[no-untyped-def]
+    folder.mkdir()
+    settings = {"trackTwice": track_twice, "alignLimit": 0.1, "sortByTilt": False}
+    config = load_acquire_config(write_config(folder, settings=settings, twin={"stage": QUIET}))
+    engine, _ = start_run(config, strategy="pace")
+    scope = engine.scope
+
+    def jump_before_the_fourth_tilt(event: TiltReached) -> None:
+        if event.step_index == 2:  # on the next stage move
+            scope.inject_fault(FaultSpec(kind="stage_jump", at_move=0, magnitude_um=0.18))  # type: ignore[attr-defined]
+
+    records: list[ExposureRecorded] = []
+    engine.events.subscribe(TiltReached, jump_before_the_fourth_tilt)
+    engine.events.subscribe(ExposureRecorded, records.append)
+    engine.run()
+    return engine, records
+
+
+def test_track_twice_retakes_target_1_after_a_jump(tmp_path: Path) -> None:
+    plain, _ = _jump_run(tmp_path / "plain", track_twice=False)
+    twice, records = _jump_run(tmp_path / "twice", track_twice=True)
+    miss = assess_run_dir(plain.plan.run_dir).targets[0].tracking_nm
+    kept = assess_run_dir(twice.plan.run_dir).targets[0].tracking_nm
+    jumped = [k for k, nm in enumerate(miss) if nm > 120.0]
+    # The lab-frame jump reaches both branches: each one's first Record after it misses.
+    assert 1 <= len(jumped) <= 2
+    assert all(kept[k] < 40.0 for k in jumped)  # the retakes, re-centred, replaced them
+    # one extra Record per retake on the twin, none extra in the files: they hold the retakes
+    truth = twice.scope.ground_truth
+    n_records = sum(1 for e in truth.exposures if e.area == "Record")
+    journal = replay_journal(twice.journal_path)
+    assert n_records == len(journal.committed) + len(jumped)
+    assert len(records) == len(journal.committed)
+    mdoc = _read_mdoc(twice.plan.run_dir / "L1_ts_001.mrc.mdoc")
+    with mrcfile.open(twice.plan.run_dir / "L1_ts_001.mrc") as mrc:
+        assert mrc.data.shape[0] == len(mdoc) == len(kept)
+    for k in jumped:
+        section = next(c for c in journal.committed if c["target"] == 1 and c["section"] == k)
+        retake = truth.exposure(int(section["exposure_id"]))
+        row = mdoc[mdoc["ZValue"] == k].iloc[0]
+        shift = [float(v) for v in str(row["SpecimenShift"]).split()]
+        # the mdoc holds the image shift the retake was taken at, not the first shot's
+        first = [e for e in truth.exposures if e.area == "Record"]
+        first_shot = first[[e.exposure_id for e in first].index(retake.exposure_id) - 1]
+        moved = np.subtract(retake.image_shift_true_um, first_shot.image_shift_true_um)
+        assert float(np.hypot(*moved)) > 0.1  # re-centred by the jump
+        assert shift == pytest.approx(list(retake.image_shift_true_um), abs=0.05)
+        event = next(r for r in records if r.exposure_id == retake.exposure_id)
+        assert shift == pytest.approx([event.image_shift_x_um, event.image_shift_y_um], abs=1e-3)
+    # the other targets got both shifts before they were imaged
+    others = assess_run_dir(twice.plan.run_dir).targets[1:]
+    assert all(t.tracking_nm[k] < 60.0 for t in others for k in jumped)
+
+
+def test_track_mag_records_target_1_at_its_own_magnification(tmp_path: Path) -> None:
+    config = load_acquire_config(
+        write_config(tmp_path, settings={"trackMag": 26500}, twin={"stage": QUIET})
+    )
+    engine, _ = start_run(config, strategy="pace")
+    engine.run()
+    run_dir = engine.plan.run_dir
+    with mrcfile.open(run_dir / "L1_ts_001.mrc") as mrc:
+        assert mrc.voxel_size.x == pytest.approx(32.0)  # 2 Å × 53000/26500 × binning 8
+    with mrcfile.open(run_dir / "L1_ts_002.mrc") as mrc:
+        assert mrc.voxel_size.x == pytest.approx(16.0)
+    assert set(_read_mdoc(run_dir / "L1_ts_001.mrc.mdoc")["Magnification"]) == {26500}
+    assert set(_read_mdoc(run_dir / "L1_ts_002.mrc.mdoc")["Magnification"]) == {53000}
+    quality = assess_run_dir(run_dir)
+    assert max(quality.targets[0].tracking_nm) < 150.0  # tracking at the other pixel works
+    assert all(max(t.tracking_nm) < 150.0 for t in quality.targets[1:])
