@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from acq_helpers import write_config
 
+from tomopilot.acquisition.area_adjustments import reapply_adjustments
 from tomopilot.acquisition.events import SetupStep
 from tomopilot.acquisition.journal import replay_journal
 from tomopilot.acquisition.run import start_run
@@ -74,3 +75,22 @@ def test_measured_angles_survive_a_resume(tmp_path: Path) -> None:
     assert again.plan.settings.pretilt_deg == 0.0  # the YAML's value
     again.run(resume=True)
     assert again.plan.settings.pretilt_deg == measured
+
+
+def test_journalled_adjustments_are_reapplied(tmp_path: Path) -> None:
+    engine, _ = start_run(load_acquire_config(_config(tmp_path, measure=False)))
+    plan = engine.plan
+    moved = [[0.0, 0.0], [1.25, 0.75], [-1.05, 1.45]]
+    reapply_adjustments(
+        plan,
+        {"targets_um": moved, "vectors_um": [2.5, 0.1, -0.1, 2.5]},
+        {"pretilt_deg": 7.5, "rotation_deg": -12.0},
+    )
+    assert [list(t.ss_um) for t in plan.targets] == moved
+    s = plan.settings
+    assert (s.pattern_vec_a_x_um, s.pattern_vec_b_y_um, s.pretilt_deg, s.rotation_deg) == (
+        2.5,
+        2.5,
+        7.5,
+        -12.0,
+    )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.acquisition.area_geometry import measure_area_geometry
+from tomopilot.acquisition.area_adjustments import adjust_area, reapply_adjustments
 from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.events import (
@@ -135,10 +135,15 @@ class AcquisitionEngine:
         self.n_exposures = 0
         self.n_lost = 0
         self._start_s = scope.clock.now_s()
+        self.targets = self._target_infos()
+        self._frames: NDArray[np.float32] | None = None
+
+    def _target_infos(self) -> list[TargetInfo]:
+        plan = self.plan
         levels = defocus_per_target(
             plan.settings, len(plan.targets), {i for i, t in enumerate(plan.targets) if t.skip}
         )
-        self.targets = [
+        return [
             TargetInfo(
                 index=i + 1,
                 ss_um=t.ss_um,
@@ -147,7 +152,6 @@ class AcquisitionEngine:
             )
             for i, t in enumerate(plan.targets)
         ]
-        self._frames: NDArray[np.float32] | None = None
 
     # -- entry point ------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> RunSummary:
@@ -196,12 +200,9 @@ class AcquisitionEngine:
             )
         )
         reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)
-        if s.measure_geometry:
-            measured = measure_area_geometry(
-                scope, s, plan.targets, plan.geo_points_um, self._setup_event
-            )
-            if measured is not None:
-                self.journal.write("geometry", pretilt_deg=measured[0], rotation_deg=measured[1])
+        for kind, record in adjust_area(scope, plan, self._setup_event).items():
+            self.journal.write(kind, **record)
+        self.targets = self._target_infos()  # refineVec may have moved them
         setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root)
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)
@@ -502,9 +503,8 @@ class AcquisitionEngine:
         self.prior_dose = dict(state.prior_dose)
         self.n_exposures = len(state.committed)
         self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
-        if state.geometry is not None:  # measureGeo's result, not the configured angles
-            plan.settings.pretilt_deg = float(state.geometry["pretilt_deg"])
-            plan.settings.rotation_deg = float(state.geometry["rotation_deg"])
+        reapply_adjustments(plan, state.pattern, state.geometry)  # measured, not configured
+        self.targets = self._target_infos()
         source = state.last_commit or state.setup
         assert source is not None
         strategy_state = source["state"]

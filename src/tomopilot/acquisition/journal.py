@@ -33,6 +33,7 @@ class JournalState:
     maps: dict[int, int] = field(default_factory=dict)
     setup: dict[str, Any] | None = None
     geometry: dict[str, Any] | None = None
+    pattern: dict[str, Any] | None = None
     last_commit: dict[str, Any] | None = None
     sections: dict[int, int] = field(default_factory=dict)
     prior_dose: dict[int, float] = field(default_factory=dict)
@@ -56,6 +57,8 @@ def replay_journal(path: Path) -> JournalState:
             state.setup = record
         elif kind == "geometry":
             state.geometry = record
+        elif kind == "pattern":
+            state.pattern = record
         elif kind == "started":
             state.in_flight = record
         elif kind == "committed":

@@ -65,6 +65,15 @@ def saved_view_map(
     None when the targets file names no View image or it is not on disk. A file whose size
     differs from the View preset's binned field is refused with its name.
     """
+    image = saved_view_image(scope, target, run_dir)
+    if image is None:
+        return None
+    matrix = scope.camera.specimen_to_camera_matrix(LowDoseArea.VIEW)
+    return MapImage(image.data, centre_um, matrix, image)
+
+
+def saved_view_image(scope: Microscope, target: Target, run_dir: Path) -> Image | None:
+    """A target's View image from selection (``viewfile``), checked against the View preset."""
     if not target.view_file:
         return None
     path = run_dir / target.view_file
@@ -81,8 +90,7 @@ def saved_view_map(
             path=path,
             field="viewfile",
         )
-    matrix = scope.camera.specimen_to_camera_matrix(LowDoseArea.VIEW)
-    return MapImage(image.data, centre_um, matrix, image)
+    return image
 
 
 def realign_first_target(scope: Microscope, view_map: MapImage) -> str:
