@@ -37,6 +37,7 @@ from tomopilot.acquisition.journal import (
     RunJournal,
     replay_journal,
 )
+from tomopilot.acquisition.refine_heights import height_corrections
 from tomopilot.acquisition.resume_run import (
     following_step,
     realign_after_resume,
@@ -136,6 +137,7 @@ class AcquisitionEngine:
         self.n_lost = 0
         self._start_s = scope.clock.now_s()
         self.targets = self._target_infos()
+        self._start_round: dict[int, tuple[Image, ExposureRequest]] = {}
         self._frames: NDArray[np.float32] | None = None
 
     def _target_infos(self) -> list[TargetInfo]:
@@ -258,6 +260,8 @@ class AcquisitionEngine:
             for info in self.targets[start_target - 1 :]:
                 self.control.checkpoint()
                 self._expose_target(info, step, n_steps)
+            if step.branch == "start" and plan.settings.refine_geometry:
+                self._refine_heights(step)
             self._end_dead_branches(controller, step)
             self._housekeeping_after_round()
         return "finished"
@@ -293,6 +297,8 @@ class AcquisitionEngine:
         if image is None:
             return
         outcome = self.strategy.observe(target, step, image, request)
+        if step.branch == "start" and self.plan.settings.refine_geometry:
+            self._start_round[target] = (outcome.retake or image, request)
         if outcome.retake is not None:  # the strategy took the Record again (trackTwice)
             image = outcome.retake
             self._frames = None  # the retake is a plain Record: no frames are saved for it
@@ -431,6 +437,19 @@ class AcquisitionEngine:
         )
         return index
 
+    def _refine_heights(self, step: TiltStep) -> None:
+        """refineGeo after the start round (see :mod:`~tomopilot.acquisition.refine_heights`)."""
+        corrections, account = height_corrections(
+            self._start_round, self.targets, self.plan.settings, step.tilt_deg
+        )
+        self._start_round.clear()
+        if corrections is not None:
+            self.strategy.correct_heights(corrections)
+            self.journal.write(
+                "heights", corrections_um={str(k): v for k, v in corrections.items()}
+            )
+        self._setup_event("refine geometry", account)
+
     def _abort_branch(self, target: int, step: TiltStep, reason: str) -> None:
         self.strategy.abort(target, step.branch, reason)
         self._branch_event(target, step, reason)
@@ -510,6 +529,9 @@ class AcquisitionEngine:
         strategy_state = source["state"]
         self.strategy.restore(strategy_state, {}, self.toolkit)
         self.strategy.restore(strategy_state, self._load_references(state), self.toolkit)
+        if state.heights_pending is not None:  # refineGeo ran after the last commit
+            corrections = state.heights_pending["corrections_um"]
+            self.strategy.correct_heights({int(k): float(v) for k, v in corrections.items()})
         if state.last_commit is None:
             return None, 1
         last_step = step_of(plan.scheme, int(state.last_commit["step_index"]))

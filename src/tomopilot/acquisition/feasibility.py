@@ -214,11 +214,6 @@ def _feature_problems(
 ) -> None:
     if s.refine_geometry and not (s.do_ctffind or s.do_ctfplotter):
         errors.append("refineGeo needs CTF fits: set doCtfFind or doCtfPlotter")
-    if s.refine_geometry and s.max_defocus_um != s.min_defocus_um:
-        warnings.append(
-            "refineGeo with a defocus range: the intended defocus steps between targets are "
-            "fitted as geometry (use one defocus)"
-        )
     vectors = (
         s.pattern_vec_a_x_um,
         s.pattern_vec_a_y_um,

@@ -34,6 +34,7 @@ class JournalState:
     setup: dict[str, Any] | None = None
     geometry: dict[str, Any] | None = None
     pattern: dict[str, Any] | None = None
+    heights_pending: dict[str, Any] | None = None
     last_commit: dict[str, Any] | None = None
     sections: dict[int, int] = field(default_factory=dict)
     prior_dose: dict[int, float] = field(default_factory=dict)
@@ -59,11 +60,14 @@ def replay_journal(path: Path) -> JournalState:
             state.geometry = record
         elif kind == "pattern":
             state.pattern = record
+        elif kind == "heights":  # refineGeo; the next commit's strategy state includes it
+            state.heights_pending = record
         elif kind == "started":
             state.in_flight = record
         elif kind == "committed":
             state.last_commit = record
             state.in_flight = None
+            state.heights_pending = None
             state.sections[int(record["target"])] = int(record["section"]) + 1
             state.prior_dose = {int(k): float(v) for k, v in record["prior_dose"].items()}
             state.committed.append(

@@ -323,6 +323,10 @@ class Strategy(Protocol):
         """After a resume: apply the shift found by re-aligning target 1 at ``step``."""
         ...
 
+    def correct_heights(self, corrections_um: dict[int, float]) -> None:
+        """refineGeo after the start round: add these to the targets' heights z₀ (µm)."""
+        ...
+
     def state(self) -> dict[str, Any]:
         """Everything needed to continue (JSON-friendly)."""
         ...

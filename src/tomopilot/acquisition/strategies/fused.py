@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.acquisition.record_ctf import record_defocus_um
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
@@ -57,8 +58,6 @@ from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.imaging.ctf import CtfOptics
-from tomopilot.imaging.errors import DefocusFitError
-from tomopilot.imaging.estimate_defocus import estimate_defocus
 from tomopilot.instrument.types import Image, LowDoseArea
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
@@ -89,8 +88,6 @@ CTF_MAX_INNOVATION_UM = 1.0
 LATERAL_MAX_INDIVIDUAL_UM = 0.1
 LATERAL_NOISE_UM = 0.01
 CTF_NOISE_UM = 0.15
-CTF_MIN_SCORE = 0.3
-CTF_CROP_PX = 512
 
 
 class FusedStrategy:
@@ -209,22 +206,8 @@ class FusedStrategy:
     def _measure_depth(self, image: Image, focus_um: float) -> float | None:
         if self._ctf is None:
             return None
-        data = image.data
-        ny, nx = data.shape
-        crop = min(CTF_CROP_PX, ny, nx)
-        y0, x0 = (ny - crop) // 2, (nx - crop) // 2
-        try:
-            fit = estimate_defocus(
-                data[y0 : y0 + crop, x0 : x0 + crop],
-                image.pixel_size_a,
-                self._ctf,
-                tile_px=min(256, crop),
-                defocus_range_um=(focus_um - 3.0, min(focus_um + 3.0, -0.3)),
-                min_score=CTF_MIN_SCORE,
-            )
-        except DefocusFitError:
-            return None
-        return fit.defocus_um - image.defocus_um
+        defocus = record_defocus_um(image, focus_um, self._ctf)
+        return None if defocus is None else defocus - image.defocus_um
 
     def observe(
         self, target: int, step: TiltStep, image: Image, request: ExposureRequest
@@ -438,6 +421,11 @@ class FusedStrategy:
             state = tgt.branch(step.branch)
             state.x_um += shift_um[0]
             state.y_um += shift_um[1]
+
+    def correct_heights(self, corrections_um: dict[int, float]) -> None:
+        """Nothing to add: every Record's CTF fit, the start round's included, already updated
+        each target's depth (Kalman); refineGeo's correction, fitted to the same Records,
+        would count them twice."""
 
     def state(self) -> dict[str, Any]:
         return {

@@ -71,6 +71,9 @@ class NoPrediction:
     def recover(self, step: TiltStep, shift_um: tuple[float, float]) -> None:
         return None
 
+    def correct_heights(self, corrections_um: dict[int, float]) -> None:
+        """No model, nothing to correct."""
+
     def state(self) -> dict[str, Any]:
         return {
             "targets": {str(k): asdict(v) for k, v in self.targets.items()},

@@ -265,6 +265,14 @@ class PaceStrategy:
         second = np.array(state.offset_um) + (found[0] if found is not None else np.zeros(2))
         return image, second, applied, first_offset + second
 
+    def correct_heights(self, corrections_um: dict[int, float]) -> None:
+        """refineGeo: every branch model of a target gets the corrected z₀."""
+        for index, correction in corrections_um.items():
+            tgt = self.targets[index]
+            for state in (tgt.start, tgt.plus, tgt.minus):
+                if state is not None:
+                    state.z0_um += correction
+
     def _propagate(self, step: TiltStep, offset: np.ndarray) -> None:
         """Target 1's offset, seen as common stage error, moves every other target's base."""
         for index, tgt in self.targets.items():
