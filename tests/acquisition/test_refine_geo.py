@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
+import mdocfile
 from acq_helpers import write_config
 
 from tomopilot.acquisition.journal import replay_journal
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.core.files import AppendOnlyJournal
+
+
+def _read_mdoc(path: Path):  # type: ignore[no-untyped-def]  # mdocfile chats on stdout
+    with contextlib.redirect_stdout(io.StringIO()):
+        return mdocfile.read(path)
+
 
 TARGETS = [
     {"SSX": 0.0, "SSY": 0.0},
@@ -52,3 +61,10 @@ def test_refine_geo_recovers_the_heights_an_unknown_pretilt_gave(tmp_path: Path)
         assert abs(true_height) > 0.3  # the pretilt matters for these targets
         assert abs(heights[str(target)] - true_height) < 0.05
     assert heights["1"] == 0.0
+    # every Record's fitted defocus is in its mdoc, under the key of the program PACEtomo
+    # would have run (doCtfPlotter is on by default)
+    for target, exposure in start.items():
+        mdoc = _read_mdoc(engine.plan.run_dir / f"L1_ts_{target:03d}.mrc.mdoc")
+        assert "CtfFind" not in mdoc and mdoc["Ctfplotter"].notna().all()
+        at_start = float(mdoc[mdoc["TiltAngle"] == 0.0].iloc[0]["Ctfplotter"])
+        assert abs(at_start - exposure.defocus_um) < 0.05

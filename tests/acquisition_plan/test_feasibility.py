@@ -146,3 +146,12 @@ def test_other_schemes_from_settings() -> None:
     bi = AcquisitionSettings(tilt_scheme="bidirectional", min_tilt_deg=-6, max_tilt_deg=6)
     steps = tilt_scheme_from_settings(bi, stage_tilt_limit_deg=60).steps()
     assert [st.tilt_deg for st in steps] == [0, 3, 6, -3, -6]
+
+
+def test_settings_a_run_does_not_act_on_are_named_when_set() -> None:
+    said = warnings_of(tgtMontage=True, viewAli=True, binFinalStack=2)
+    assert any(w.startswith("tgtMontage has no effect here: montage") for w in said)
+    assert any(w.startswith("viewAli has no effect here") for w in said)
+    assert any(w.startswith("binFinalStack has no effect here") for w in said)
+    # left at their defaults (as a PACEtomo script writes them) they say nothing
+    assert warnings_of(viewAli=False, tgtMontage=False) == []

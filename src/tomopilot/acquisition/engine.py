@@ -37,6 +37,7 @@ from tomopilot.acquisition.journal import (
     RunJournal,
     replay_journal,
 )
+from tomopilot.acquisition.record_ctf import record_defocus_um
 from tomopilot.acquisition.refine_heights import height_corrections
 from tomopilot.acquisition.resume_run import (
     following_step,
@@ -410,7 +411,12 @@ class AcquisitionEngine:
         files = self._files(target, image)
         matrix = self.toolkit.camera_matrix(image)
         rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
-        extended = self.plan.settings.extended_mdoc
+        s = self.plan.settings
+        extended = s.extended_mdoc
+        ctf = outcome.ctf_defocus_um
+        if ctf is None and (s.do_ctffind or s.do_ctfplotter):  # every Record's CTF, as PACEtomo
+            ctf = record_defocus_um(image, request.focus_um)
+        plotter = s.do_ctfplotter  # the key PACEtomo writes names the program it ran
         section = section_from_image(
             image,
             target_defocus_um=request.target_defocus_um,
@@ -419,7 +425,8 @@ class AcquisitionEngine:
             navigator_label=f"{self.plan.root} target {target:03d}",
             specimen_shift_um=outcome.specimen_shift_um if extended else None,
             eucentric_offset_um=outcome.eucentric_offset_um if extended else None,
-            ctf_find_um=outcome.ctf_defocus_um if extended else None,
+            ctf_find_um=ctf if extended and not plotter else None,
+            ctfplotter_um=ctf if extended and plotter else None,
         )
         index = files.append(image.data, section, self._frames, frame_seed=image.exposure_id)
         self.prior_dose[target] = self.prior_dose.get(target, 0.0) + image.dose_e_a2

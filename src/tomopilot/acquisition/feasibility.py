@@ -251,6 +251,33 @@ def _feature_problems(
         warnings.append("tgtTrackMnt has no effect without tgtMontage")
 
 
+# PACEtomo settings the model accepts (a PACEtomo targets file or script may set them) but a run
+# does not act on, with what happens instead. A user who sets one is told so before anything
+# is exposed.
+NOT_ACTED_ON = {
+    "track_use_trial": "the tracking series stays in the Record area",
+    "align_to_p": "targets are not aligned to a hole template (buffer P); previewAli aligns "
+    "them to their maps and refineVec uses target 1's View as the template",
+    "view_align": "targets are aligned to their Preview maps (previewAli), not to View images",
+    "realign_to_item": "the set-up realigns to target 1's View whenever the targets name one "
+    "(viewfile); there is no Navigator item to realign to",
+    "ref_from_preview": "each target's first Record is aligned to its Preview map already",
+    "bin_final_stack": "stacks are kept at the binning they were acquired with",
+    "delete_final_stack": "stacks are kept",
+    "fit_limit_a": "refineGeo refuses weak Thon rings by their correlation, not by resolution",
+    "cryo_arm": "dewar refills are handled as the microscope reports them",
+    "flash_interval_h": "the gun is flashed when the microscope advises it",
+    "target_montage": "montage tilt series are not supported: single images are taken",
+}
+
+
+def _not_acted_on(s: AcquisitionSettings, warnings: list[str]) -> None:
+    for name, instead in NOT_ACTED_ON.items():
+        field = type(s).model_fields[name]
+        if name in s.model_fields_set and getattr(s, name) != field.default:
+            warnings.append(f"{field.alias or name} has no effect here: {instead}")
+
+
 def _target_problems(
     s: AcquisitionSettings,
     is_limit_um: float,
@@ -311,6 +338,7 @@ def find_problems(
     if s.data_points < 1:
         errors.append(f"dataPoints = {s.data_points} must be at least 1")
     _feature_problems(s, n_geo_points, errors, warnings)
+    _not_acted_on(s, warnings)
     _target_problems(s, is_limit, target_shifts_um, skipped, errors, warnings)
     return errors, warnings
 

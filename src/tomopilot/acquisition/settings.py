@@ -141,7 +141,8 @@ class AcquisitionSettings(ConfigModel):
 
     # Session
     beam_tilt_compensation: bool = Field(True, alias="beamTiltComp")
-    """Compensate image-shift-induced beam tilt (coma vs IS calibration)."""
+    """Compensate image-shift-induced beam tilt (coma vs IS calibration); the twin has no coma to
+    compensate, so a run does not act on it."""
     add_autofocus: bool = Field(False, alias="addAF")
     """Autofocus target 1 at every branch switch (adds dose to target 1)."""
     preview_align: bool = Field(True, alias="previewAli")
