@@ -80,3 +80,45 @@ def test_a_large_step_across_the_axis_persists_beyond_the_onset_one_along_it_doe
     # Below the onset neither persists: a single large increment is a jump.
     x_guess, y_guess, _ = _trend_after((0.0, 0.4), tilt_deg=24.0)
     assert abs(y_guess) < 0.02
+
+
+def _defocus_rms_um(folder: Path, monkeypatch: pytest.MonkeyPatch, *, rings: bool) -> float:
+    """fused on a lamella whose 12° pretilt the run does not know; 4 Å Records show rings."""
+    if not rings:  # the same run with every Thon-ring fit refused
+        monkeypatch.setattr(
+            "tomopilot.acquisition.strategies.fused.record_defocus_um", lambda *a, **k: None
+        )
+    folder.mkdir()
+    config = write_config(
+        folder,
+        strategy="fused",
+        targets=[{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.5, "SSY": 2.5}, {"SSX": -1.5, "SSY": -2.5}],
+        settings={
+            "pretilt": 0.0,
+            "minTilt": -9,
+            "maxTilt": 9,
+            "maxDefocus": -3.5,
+            "minDefocus": -3.5,
+        },
+        twin={
+            "specimen": {"kind": "lamella", "pretilt_deg": 12.0},
+            "stage": {"jump_probability": 0.0, "runaway_probability": 0.0},
+            "presets": {"record": {"camera_area_px": [1024, 1024], "binning": 2}},
+        },
+    )
+    engine, _ = start_run(load_acquire_config(config))
+    engine.run()
+    quality = assess_run_dir(engine.plan.run_dir)
+    errors = np.concatenate([t.defocus_error_um[1:] for t in quality.targets[1:]])
+    return float(np.sqrt(np.mean(errors**2)))
+
+
+def test_fused_focuses_from_the_records_own_thon_rings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed-loop focus at no extra dose: with rings the far targets' focus is right from the
+    second tilt on; without, only the slow lateral route corrects it."""
+    with_rings = _defocus_rms_um(tmp_path / "rings", monkeypatch, rings=True)
+    without = _defocus_rms_um(tmp_path / "none", monkeypatch, rings=False)
+    assert without > 0.3
+    assert with_rings < 0.5 * without

@@ -252,17 +252,22 @@ class FusedStrategy:
         z_var = state.z_var_um2
         if step.branch != "start":
             self._lateral_update(step, state, unexplained)
-            z_common = depth - z_pred
-            if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
-                measured = None  # an outlier fit: the Thon rings were misread
-            if measured is not None:
-                residual = measured - depth
-                self.round.depth.append(residual + z_common)
-                gain = z_var / (z_var + CTF_NOISE_UM**2)
-                depth += gain * residual
-                z_var *= 1 - gain
-            if aligned:
-                self.round.lateral.append(unexplained.tolist())
+        z_common = depth - z_pred
+        if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
+            measured = None  # an outlier fit: the Thon rings were misread
+        if measured is not None:
+            residual = measured - depth
+            innovation = residual
+            if step.branch == "start" and self.round.depth:
+                # At the start tilt depths are relative to target 1, focused by the autofocus:
+                # what its Record's fit still reads is the fit's bias, shared by all.
+                innovation = residual - self.round.depth[0]
+            self.round.depth.append(residual + z_common)
+            gain = z_var / (z_var + CTF_NOISE_UM**2)
+            depth += gain * innovation
+            z_var *= 1 - gain
+        if step.branch != "start" and aligned:
+            self.round.lateral.append(unexplained.tolist())
         if not aligned:
             state.lost += 1  # keep the prediction; the reference stays the last good image
             true_xy = applied + np.array(state.offset_um)
