@@ -151,7 +151,7 @@ def test_tilt_axis_offset_on_the_default_autoloader_stage() -> None:
     jumps, run-out. The axis itself wanders by ~0.05–0.25 µm during a measurement; against the
     axis the specimen rotated about meanwhile, with the default protocol (±20°, two sweeps), 20
     seeds gave 0.041 µm RMS, all within 0.1 µm. PACEtomo's monotonic ±15° sweep with an ordinary
-    fit gave 0.12 µm RMS and errors up to 0.26 µm on the same seeds."""
+    fit gave about 0.11 µm RMS and errors up to 0.22 µm on the same seeds."""
     errors = []
     for seed in range(10):
         scope = twin(seed, stage={"profile": "autoloader"}, specimen={"kind": "holey_film"})
