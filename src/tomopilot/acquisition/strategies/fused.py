@@ -79,6 +79,11 @@ RELOCATION_VIEW_EXPOSURE_S = 0.3
 # A View pixel is ~3 nm but its alignment, stretched over a change of tilt, is good to a few
 # tens of nm: a Record peak this close to the View's answer is the same match.
 VIEW_AGREE_UM = 0.06
+# The first target's weak peak that puts it this far from the field centre is checked by a View
+# before every other target follows it: a false peak there moves them all (a lamella after a
+# jump, 6° from its last good reference, gave one at significance 8.7 and 0.5 µm).
+SUSPECT_SIGNIFICANCE = 12.0
+SUSPECT_MISS_UM = 0.3
 # A Record whose target sat further than this (in fields) from its centre is no reference.
 REFERENCE_MAX_OFFSET_FIELDS = 0.25
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
@@ -234,9 +239,15 @@ class FusedStrategy:
                 state.peaks = [*state.peaks[-5:], found[1]]
         base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
         absolute = None
-        if not aligned and first_at_tilt and step.branch != "start":
+        suspect = (
+            aligned
+            and found is not None
+            and found[1] < SUSPECT_SIGNIFICANCE
+            and float(np.hypot(*(base + shift))) > SUSPECT_MISS_UM
+        )
+        if first_at_tilt and step.branch != "start" and (not aligned or suspect):
             absolute = self._recover_with_view(target, step)
-            aligned = absolute is not None
+            aligned = aligned or absolute is not None
             if absolute is not None and reference is not None:
                 absolute = self._confirm_record(state, reference, image, found, base, absolute)
         if absolute is not None:
