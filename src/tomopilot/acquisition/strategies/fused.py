@@ -23,7 +23,8 @@ onto the rim's background and the true peak sinks to the noise (pace keeps Seria
 correlation). A peak is accepted only above a floor and above a fraction of the target's own
 recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed. A
 large shift is checked against its alias one field away (a circular correlation cannot tell them
-apart) on the images' real overlap. When the first target at a tilt cannot be aligned, a short
+apart) on the images' real overlap. When the first target at a tilt cannot be aligned, or its
+peak is weak and puts it far from the field centre (every other target would follow it), a short
 View of target 1 relocates the common error (a run-away onset, a jump, a hole edge crossing the
 field at high tilt; a View costs about 1 % of a Record's dose and 2–3 s). A weak Record peak
 that agrees with the View is kept for its finer pixel; a Record the View found far off its
