@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.fused import FusedStrategy
+from tomopilot.acquisition.strategy import TargetInfo
 from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.instrument.types import Image, LowDoseArea, StagePosition
 
 RUNAWAY_RATE_UM_PER_STEP = 1.5
 
@@ -122,3 +126,103 @@ def test_fused_focuses_from_the_records_own_thon_rings(
     without = _defocus_rms_um(tmp_path / "none", monkeypatch, rings=False)
     assert without > 0.3
     assert with_rings < 0.5 * without
+
+
+class _FakeOptics:
+    def __init__(self) -> None:
+        self.shift = (0.0, 0.0)
+
+    def set_image_shift_um(self, x: float, y: float) -> None:
+        self.shift = (x, y)
+
+    def preset(self, area: LowDoseArea) -> SimpleNamespace:
+        return SimpleNamespace(exposure_s=1.0)
+
+
+class _FakeToolkit:
+    """Alignment answers chosen by the test: a Record peak, and what a View would say."""
+
+    def __init__(
+        self, record_peak: tuple[tuple[float, float], float], view_um: tuple[float, float]
+    ):
+        self.record_peak = record_peak
+        self.view_um = view_um
+        self.views = 0
+        self.scope = SimpleNamespace(optics=_FakeOptics())
+
+    def _image(self, area: LowDoseArea) -> Image:
+        data = (
+            np.random.default_rng(self.views).normal(100.0, 10.0, (2048, 2048)).astype(np.float32)
+        )
+        stage = StagePosition(0.0, 0.0, 0.0, 0.0)
+        return Image(
+            data,
+            area,
+            16.0,
+            1,
+            53000,
+            1.0,
+            3.0,
+            -4.0,
+            stage,
+            (0.0, 0.0),
+            0.0,
+            datetime(2026, 1, 1),
+            self.views,
+        )
+
+    def view(self) -> Image:
+        return self._image(LowDoseArea.VIEW)
+
+    def record(
+        self, exposure_s: float | None = None, area: LowDoseArea = LowDoseArea.RECORD
+    ) -> Image:
+        self.views += area == LowDoseArea.VIEW
+        return self._image(area)
+
+    def shift_um(self, reference: Image, image: Image, **_: object) -> tuple[np.ndarray, float]:
+        return np.array(self.record_peak[0]), self.record_peak[1]
+
+    def shift_stretched_um(self, reference: Image, view: Image, stretch: float):  # type: ignore[no-untyped-def]
+        return np.array(self.view_um), 20.0
+
+    def camera_matrix(self, image: Image) -> np.ndarray:
+        return np.eye(2) / 0.0016  # 16 Å pixels
+
+
+def _first_target_offset(peak: tuple[tuple[float, float], float], view_um=(0.02, -0.01)):  # type: ignore[no-untyped-def]
+    """fused's offset of target 1 at its first tilt of the + branch, and the Views it took."""
+    settings = AcquisitionSettings.model_validate({"pretilt": 0.0})
+    strategy = FusedStrategy(settings)
+    toolkit = _FakeToolkit(peak, view_um)
+    targets = [TargetInfo(1, (0.0, 0.0), -4.0), TargetInfo(2, (1.0, 1.0), -4.0)]
+    start = toolkit.record()
+    strategy.setup(
+        targets,
+        0.0,
+        -4.0,
+        {1: (0.0, 0.0), 2: (1.0, 1.0)},
+        toolkit,
+        {"map:1": start, "map:2": start},
+    )  # type: ignore[arg-type]
+    for index in (1, 2):  # the start round: both found where expected, peaks of 15
+        toolkit.record_peak = ((0.0, 0.0), 15.0)
+        step = TiltStep(0.0, "start", 0, 0, None, 0)
+        strategy.observe(index, step, toolkit.record(), strategy.prepare(index, step))
+    toolkit.record_peak = peak
+    views_before = toolkit.views
+    step = TiltStep(3.0, "+", 1, 1, None, 1)
+    outcome = strategy.observe(1, step, toolkit.record(), strategy.prepare(1, step))
+    return np.array(outcome.alignment_um), toolkit.views - views_before
+
+
+def test_a_weak_far_first_peak_is_checked_by_a_view_before_the_others_follow_it() -> None:
+    # a weak peak 0.5 µm off: the View (target 20 nm off) wins, and the others follow the View
+    offset, views = _first_target_offset(((0.0, 0.5), 8.7))
+    assert views == 1
+    assert np.hypot(*(offset - (0.02, -0.01))) < 1e-6
+    # a strong peak that far, or a weak one near the centre, is believed without a View
+    offset, views = _first_target_offset(((0.0, 0.5), 30.0))
+    assert views == 0 and np.allclose(offset, (0.0, 0.5))
+    offset, views = _first_target_offset(((0.0, 0.1), 8.7))
+    assert views == 0 and np.allclose(offset, (0.0, 0.1))
