@@ -10,16 +10,14 @@ resumed run uses the measured values, not the configured ones.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tomopilot.acquisition.area_geometry import measure_area_geometry
 from tomopilot.acquisition.area_pattern import refine_pattern
+from tomopilot.acquisition.run_plan import RunPlan
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.setup_area import saved_view_image
 from tomopilot.instrument.protocol import Microscope
-
-if TYPE_CHECKING:  # the engine imports this module
-    from tomopilot.acquisition.engine import RunPlan
 
 
 def _vectors(s: AcquisitionSettings) -> list[float]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.geometry import GeometryFitError, measure_geometry, pattern_geo_points
+from tomopilot.geometry.scope_state import preserved_optics
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.targeting.targets import Target
 
@@ -49,19 +50,17 @@ def measure_area_geometry(
         on_step("geometry", f"{len(points)} geo points, 3 needed: {keep}")
         return None
     first = targets[0].ss_um if targets else (0.0, 0.0)
-    origin = scope.optics.image_shift_um()
-    scope.optics.set_image_shift_um(origin[0] + first[0], origin[1] + first[1])
     try:
-        result = measure_geometry(
-            scope,
-            points,
-            targets_um=[(t.ss_um[0] - first[0], t.ss_um[1] - first[1]) for t in targets],
-        )
+        with preserved_optics(scope) as origin:
+            scope.optics.set_image_shift_um(origin[0] + first[0], origin[1] + first[1])
+            result = measure_geometry(
+                scope,
+                points,
+                targets_um=[(t.ss_um[0] - first[0], t.ss_um[1] - first[1]) for t in targets],
+            )
     except GeometryFitError as exc:
         on_step("geometry", f"no fit ({exc}): {keep}")
         return None
-    finally:
-        scope.optics.set_image_shift_um(*origin)
     fit = result.fit
     if fit.warnings:
         reasons = "; ".join(w.message for w in fit.warnings)

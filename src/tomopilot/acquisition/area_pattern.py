@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.geometry.scope_state import preserved_optics
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image
 from tomopilot.targeting import refine_vectors_at_runtime
@@ -49,9 +50,8 @@ def refine_pattern(
         },
     )
     first = targets[0].ss_um
-    origin = scope.optics.image_shift_um()
-    scope.optics.set_image_shift_um(origin[0] + first[0], origin[1] + first[1])
-    try:
+    with preserved_optics(scope) as origin:
+        scope.optics.set_image_shift_um(origin[0] + first[0], origin[1] + first[1])
         refined, accepted = refine_vectors_at_runtime(
             scope,
             pattern,
@@ -59,8 +59,6 @@ def refine_pattern(
             area=template.area,
             template=template,
         )
-    finally:
-        scope.optics.set_image_shift_um(*origin)
     if not accepted:
         on_step("pattern", "the refined vectors moved over 0.5 µm (a neighbour hole?): kept")
         return None

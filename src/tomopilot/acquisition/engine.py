@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.acquisition.area_adjustments import adjust_area, reapply_adjustments
+from tomopilot.acquisition.area_adjustments import adjust_area
+from tomopilot.acquisition.branch_ends import dead_branches
 from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.events import (
@@ -32,21 +32,23 @@ from tomopilot.acquisition.events import (
     SetupStep,
     TiltReached,
 )
+from tomopilot.acquisition.housekeeping_ops import after_round, protect_from_dewar
 from tomopilot.acquisition.journal import (
     JournalState,
     RunJournal,
     replay_journal,
 )
-from tomopilot.acquisition.record_ctf import record_defocus_um
+from tomopilot.acquisition.record_ctf import record_ctf_um
+from tomopilot.acquisition.record_output import camera_rotation_deg, open_series, record_section
 from tomopilot.acquisition.refine_heights import height_corrections
 from tomopilot.acquisition.resume_run import (
     following_step,
     realign_after_resume,
     reopen_series_files,
+    restore_strategy,
     step_of,
 )
-from tomopilot.acquisition.saved_images import reference_images, ts_stem
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.run_plan import RunPlan, RunSummary
 from tomopilot.acquisition.setup_area import (
     AreaSetup,
     prepare_start,
@@ -62,8 +64,8 @@ from tomopilot.acquisition.strategy import (
     Toolkit,
 )
 from tomopilot.acquisition.target_defocus import defocus_per_target
-from tomopilot.acquisition.tilt_schemes import TiltScheme, TiltStep
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles, section_from_image
+from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import (
     CameraTimeoutError,
@@ -72,44 +74,11 @@ from tomopilot.instrument.errors import (
     NoBeamError,
 )
 from tomopilot.instrument.protocol import Microscope
-from tomopilot.instrument.types import Image, LowDoseArea
-from tomopilot.targeting.targets import Target
+from tomopilot.instrument.types import Image
 
 _log = logging.getLogger(__name__)
 
 CAMERA_RETRIES = 2
-DEWAR_MARGIN_S = 15.0  # start a fill early if it is due within this (SerialEM can)
-
-
-@dataclass
-class RunPlan:
-    """Everything a run needs that is not the microscope."""
-
-    settings: AcquisitionSettings
-    targets: list[Target]
-    scheme: TiltScheme
-    area_stage_um: tuple[float, float] | None
-    strategy: str
-    run_dir: Path
-    root: str
-    save_frames: bool = False
-    frame_suffix: str = ".tif"
-    geo_points_um: list[tuple[float, float]] = field(default_factory=list)
-
-    def ts_stem(self, target: int) -> str:
-        """Tilt-series file stem of a target (1-based)."""
-        return ts_stem(self.root, target)
-
-
-@dataclass
-class RunSummary:
-    """How a run ended."""
-
-    status: str
-    n_exposures: int
-    lost: int
-    microscope_s: float
-    sections: dict[int, int] = field(default_factory=dict)
 
 
 class AcquisitionEngine:
@@ -137,8 +106,9 @@ class AcquisitionEngine:
         self.n_exposures = 0
         self.n_lost = 0
         self._start_s = scope.clock.now_s()
+        self._last_zlp_s = self._start_s
         self.targets = self._target_infos()
-        self._start_round: dict[int, tuple[Image, ExposureRequest]] = {}
+        self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
         self._frames: NDArray[np.float32] | None = None
 
     def _target_infos(self) -> list[TargetInfo]:
@@ -298,14 +268,15 @@ class AcquisitionEngine:
         if image is None:
             return
         outcome = self.strategy.observe(target, step, image, request)
-        if step.branch == "start" and self.plan.settings.refine_geometry:
-            self._start_round[target] = (outcome.retake or image, request)
         if outcome.retake is not None:  # the strategy took the Record again (trackTwice)
             image = outcome.retake
             self._frames = None  # the retake is a plain Record: no frames are saved for it
             if outcome.specimen_shift_um is not None:
                 request = replace(request, image_shift_um=outcome.specimen_shift_um)
-        section = self._save(target, step, image, request, outcome)
+        ctf = record_ctf_um(image, request, outcome, self.plan.settings)
+        if step.branch == "start" and self.plan.settings.refine_geometry:
+            self._start_round[target] = (ctf, request)
+        section = self._save(target, step, image, request, outcome, ctf)
         self.events.emit(
             ExposureRecorded(
                 time_s=self.scope.clock.now_s(),
@@ -330,14 +301,7 @@ class AcquisitionEngine:
     def _apply(self, request: ExposureRequest) -> None:
         scope, s = self.scope, self.plan.settings
         if s.check_dewar:
-            status = scope.housekeeping.dewar_status()
-            if status.filling:
-                waited = scope.housekeeping.wait_for_dewar()
-                _log.info("waited %.0f s for a dewar fill", waited)
-            elif status.seconds_until_next_fill < DEWAR_MARGIN_S:
-                # A fill would start during the exposure: start it now and wait it out.
-                scope.housekeeping.refill_dewar()
-                _log.info("started a dewar fill early to protect the exposure")
+            protect_from_dewar(scope)
         scope.optics.set_image_shift_um(*request.image_shift_um)
         scope.optics.set_focus_um(request.focus_um)
         if s.delay_is_s > 0:
@@ -349,12 +313,9 @@ class AcquisitionEngine:
         while True:
             try:
                 if self.plan.save_frames:
-                    with self.toolkit.conditions(
-                        LowDoseArea.RECORD,
-                        exposure_s=request.exposure_s,
-                        magnification=request.magnification,
-                    ):
-                        movie = self.scope.camera.acquire_movie(LowDoseArea.RECORD)
+                    movie = self.toolkit.record_movie(
+                        request.exposure_s, magnification=request.magnification
+                    )
                     self._frames = movie.frames
                     return movie.image
                 self._frames = None
@@ -382,24 +343,6 @@ class AcquisitionEngine:
             )
         )
 
-    def _files(self, target: int, image: Image) -> TiltSeriesFiles:
-        if target not in self.files:
-            matrix = self.toolkit.camera_matrix(image)
-            rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
-            self.files[target] = TiltSeriesFiles(
-                self.plan.run_dir,
-                self.plan.ts_stem(target),
-                pixel_size_a=image.pixel_size_a,
-                shape_yx=(int(image.data.shape[0]), int(image.data.shape[1])),
-                dtype=np.float32,
-                voltage_kv=300.0,
-                tilt_axis_deg=rotation - 90.0,
-                binning=image.binning,
-                created=image.datetime,
-                frame_suffix=self.plan.frame_suffix,
-            )
-        return self.files[target]
-
     def _save(
         self,
         target: int,
@@ -407,27 +350,25 @@ class AcquisitionEngine:
         image: Image,
         request: ExposureRequest,
         outcome: Outcome,
+        ctf_um: float | None,
     ) -> int:
-        files = self._files(target, image)
-        matrix = self.toolkit.camera_matrix(image)
-        rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
-        s = self.plan.settings
-        extended = s.extended_mdoc
-        ctf = outcome.ctf_defocus_um
-        if ctf is None and (s.do_ctffind or s.do_ctfplotter):  # every Record's CTF, as PACEtomo
-            ctf = record_defocus_um(image, request.focus_um)
-        plotter = s.do_ctfplotter  # the key PACEtomo writes names the program it ran
-        section = section_from_image(
+        plan = self.plan
+        if target not in self.files:
+            stem = plan.ts_stem(target)
+            self.files[target] = open_series(
+                plan.run_dir, stem, image, self.toolkit, plan.frame_suffix
+            )
+        section = record_section(
             image,
-            target_defocus_um=request.target_defocus_um,
-            prior_record_dose_e_a2=self.prior_dose.get(target, 0.0),
-            rotation_angle_deg=rotation,
-            navigator_label=f"{self.plan.root} target {target:03d}",
-            specimen_shift_um=outcome.specimen_shift_um if extended else None,
-            eucentric_offset_um=outcome.eucentric_offset_um if extended else None,
-            ctf_find_um=ctf if extended and not plotter else None,
-            ctfplotter_um=ctf if extended and plotter else None,
+            request,
+            outcome,
+            ctf_um,
+            settings=plan.settings,
+            prior_dose_e_a2=self.prior_dose.get(target, 0.0),
+            rotation_deg=camera_rotation_deg(self.toolkit, image),
+            label=f"{plan.root} target {target:03d}",
         )
+        files = self.files[target]
         index = files.append(image.data, section, self._frames, frame_seed=image.exposure_id)
         self.prior_dose[target] = self.prior_dose.get(target, 0.0) + image.dose_e_a2
         self.n_exposures += 1
@@ -476,33 +417,12 @@ class AcquisitionEngine:
         )
 
     def _end_dead_branches(self, controller: Any, step: TiltStep) -> None:
-        """A branch ends once no target (target 1's quirk aside) is alive on it."""
-        for branch in ("+", "-"):
-            if not controller.is_alive(branch):
-                continue
-            alive = [
-                t.index for t in self.targets if not t.skip and self.strategy.alive(t.index, branch)
-            ]
-            alive = [i for i in alive if i != 1 or self.plan.strategy != "pace" or len(alive) == 1]
-            if not alive or (alive == [1] and self._target1_flagged(branch)):
-                controller.end_branch(branch)
-                self.journal.write("ended", branch=branch, tilt_deg=step.tilt_deg)
-
-    def _target1_flagged(self, branch: str) -> bool:
-        state = self.strategy.state().get("targets", {}).get("1", {})
-        key = {"+": "plus", "-": "minus"}[branch]
-        data = state.get(key) if isinstance(state, dict) else None
-        return bool(data and data.get("skip"))
+        for branch in dead_branches(controller, self.targets, self.strategy, self.plan.strategy):
+            controller.end_branch(branch)
+            self.journal.write("ended", branch=branch, tilt_deg=step.tilt_deg)
 
     def _housekeeping_after_round(self) -> None:
-        scope, s = self.scope, self.plan.settings
-        if s.cold_feg and scope.housekeeping.flash_advised():
-            scope.housekeeping.flash_feg()
-        if s.slit_interval_min > 0:
-            last = getattr(self, "_last_zlp_s", self._start_s)
-            if scope.clock.now_s() - last >= s.slit_interval_min * 60:
-                scope.housekeeping.refine_zlp()
-                self._last_zlp_s = scope.clock.now_s()
+        self._last_zlp_s = after_round(self.scope, self.plan.settings, self._last_zlp_s)
 
     # -- resume -----------------------------------------------------------------------------
     def _resume(self, state: JournalState) -> tuple[TiltStep | None, int]:
@@ -529,16 +449,8 @@ class AcquisitionEngine:
         self.prior_dose = dict(state.prior_dose)
         self.n_exposures = len(state.committed)
         self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
-        reapply_adjustments(plan, state.pattern, state.geometry)  # measured, not configured
-        self.targets = self._target_infos()
-        source = state.last_commit or state.setup
-        assert source is not None
-        strategy_state = source["state"]
-        self.strategy.restore(strategy_state, {}, self.toolkit)
-        self.strategy.restore(strategy_state, self._load_references(state), self.toolkit)
-        if state.heights_pending is not None:  # refineGeo ran after the last commit
-            corrections = state.heights_pending["corrections_um"]
-            self.strategy.correct_heights({int(k): float(v) for k, v in corrections.items()})
+        restore_strategy(self.strategy, state, plan, self.toolkit, self.scope)
+        self.targets = self._target_infos()  # refineVec may have moved them
         if state.last_commit is None:
             return None, 1
         last_step = step_of(plan.scheme, int(state.last_commit["step_index"]))
@@ -548,12 +460,6 @@ class AcquisitionEngine:
             following = following_step(plan.scheme, last_step.index, state.ended_branches)
             return following, 1
         return last_step, last_target + 1
-
-    def _load_references(self, state: JournalState) -> dict[str, Image]:
-        """Reload the reference images named in the strategy state from the files."""
-        return reference_images(
-            self.strategy.reference_keys(), state, self.plan.run_dir, self.plan.root, self.scope
-        )
 
     def _recover(self, step: TiltStep, state: JournalState) -> None:
         """Back to the interrupted tilt; a Preview of target 1 aligned to its last Record."""

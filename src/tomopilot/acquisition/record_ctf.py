@@ -7,6 +7,8 @@ the focus that was set, and refuses rings too weak to trust.
 
 from __future__ import annotations
 
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.strategy import ExposureRequest, Outcome
 from tomopilot.imaging.ctf import CtfOptics
 from tomopilot.imaging.errors import DefocusFitError
 from tomopilot.imaging.estimate_defocus import estimate_defocus
@@ -36,3 +38,17 @@ def record_defocus_um(image: Image, focus_um: float, optics: CtfOptics = OPTICS)
     except DefocusFitError:
         return None
     return fit.defocus_um
+
+
+def record_ctf_um(
+    image: Image, request: ExposureRequest, outcome: Outcome, settings: AcquisitionSettings
+) -> float | None:
+    """The Record's defocus for its mdoc and for refineGeo: the strategy's own fit when it made
+    one, else ours when doCtfFind, doCtfPlotter or refineGeo asks for it (PACEtomo fits every
+    Record)."""
+    if outcome.ctf_defocus_um is not None:
+        return outcome.ctf_defocus_um
+    s = settings
+    if s.do_ctffind or s.do_ctfplotter or s.refine_geometry:
+        return record_defocus_um(image, request.focus_um)
+    return None

@@ -18,28 +18,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from tomopilot.acquisition.record_ctf import record_defocus_um
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.strategy import ExposureRequest, TargetInfo
 from tomopilot.geometry import GeometryFitError, refine_geometry
-from tomopilot.instrument.types import Image
 
 
 def height_corrections(
-    start_round: dict[int, tuple[Image, ExposureRequest]],
+    start_round: dict[int, tuple[float | None, ExposureRequest]],
     targets: Sequence[TargetInfo],
     settings: AcquisitionSettings,
     start_tilt_deg: float,
 ) -> tuple[dict[int, float] | None, str]:
-    """Corrections of z₀ (µm, specimen frame) per target, or None, and a one-line account."""
+    """Corrections of z₀ (µm, specimen frame) per target, or None, and a one-line account.
+
+    ``start_round`` holds, per target, its start Record's fitted defocus (None where the rings
+    were too weak) and the request it was taken with.
+    """
     order = [t for t in targets if t.index in start_round]
     if not order or order[0].index != 1:
         return None, "target 1 has no start Record: nothing refined"
-    measured = []
-    for info in order:
-        image, request = start_round[info.index]
-        defocus = record_defocus_um(image, request.focus_um)
-        measured.append(math.nan if defocus is None else defocus)
+    fitted = [start_round[t.index][0] for t in order]
+    measured = [math.nan if defocus is None else defocus for defocus in fitted]
     n_fits = sum(math.isfinite(d) for d in measured)
     try:
         result = refine_geometry(

@@ -9,20 +9,18 @@ Record before the first new exposure.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from tomopilot.acquisition.area_adjustments import reapply_adjustments
 from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.journal import JournalState, last_section_on_branch
-from tomopilot.acquisition.saved_images import image_from_file
+from tomopilot.acquisition.run_plan import RunPlan
+from tomopilot.acquisition.saved_images import image_from_file, reference_images
 from tomopilot.acquisition.strategy import Strategy, Toolkit
 from tomopilot.acquisition.tilt_schemes import TiltScheme, TiltStep
 from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles
 from tomopilot.core.errors import TomopilotError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import LowDoseArea
-
-if TYPE_CHECKING:
-    from tomopilot.acquisition.engine import RunPlan
 
 
 def step_of(scheme: TiltScheme, index: int) -> TiltStep:
@@ -82,3 +80,23 @@ def realign_after_resume(
     found = toolkit.shift_um(reference, preview)
     if found is not None and math.hypot(*found[0]) < 2.0:
         strategy.recover(step, (float(found[0][0]), float(found[0][1])))
+
+
+def restore_strategy(
+    strategy: Strategy, state: JournalState, plan: RunPlan, toolkit: Toolkit, scope: Microscope
+) -> None:
+    """The strategy as the last commit left it, with what the set-up measured.
+
+    refineVec's and measureGeo's results go back into ``plan``; the strategy's state is restored
+    with the reference images it names, reloaded from the files; a refineGeo correction journalled
+    after the last commit is applied again.
+    """
+    reapply_adjustments(plan, state.pattern, state.geometry)  # measured, not configured
+    source = state.last_commit or state.setup
+    assert source is not None
+    strategy.restore(source["state"], {}, toolkit)  # to learn which images it refers to
+    references = reference_images(strategy.reference_keys(), state, plan.run_dir, plan.root, scope)
+    strategy.restore(source["state"], references, toolkit)
+    if state.heights_pending is not None:
+        corrections = state.heights_pending["corrections_um"]
+        strategy.correct_heights({int(k): float(v) for k, v in corrections.items()})

@@ -20,11 +20,12 @@ from scipy import ndimage
 
 from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.imaging.errors import NoCorrelationPeakError
 from tomopilot.imaging.fourier import taper_mask
 from tomopilot.imaging.xcorr import align
 from tomopilot.instrument.protocol import Microscope
-from tomopilot.instrument.types import Image, LowDoseArea
+from tomopilot.instrument.types import Image, LowDoseArea, Movie
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,15 @@ class Toolkit:
         with self.conditions(area, exposure_s=exposure_s, magnification=magnification):
             return self.scope.camera.acquire(area)
 
+    def record_movie(
+        self, exposure_s: float | None = None, *, magnification: int | None = None
+    ) -> Movie:
+        """A Record movie (frames kept), optionally with another exposure time or magnification."""
+        with self.conditions(
+            LowDoseArea.RECORD, exposure_s=exposure_s, magnification=magnification
+        ):
+            return self.scope.camera.acquire_movie(LowDoseArea.RECORD)
+
     @contextmanager
     def conditions(
         self,
@@ -244,14 +254,8 @@ class Toolkit:
             update["unbinned_pixel_size_a"] = (
                 preset.unbinned_pixel_size_a * preset.magnification / magnification
             )
-        if not update:
+        with temporary_preset(self.scope, area, **update):
             yield
-            return
-        self.scope.optics.set_preset(area, preset.model_copy(update=update))
-        try:
-            yield
-        finally:
-            self.scope.optics.set_preset(area, preset)
 
 
 def _bin(data: NDArray[np.float32], factor: int) -> NDArray[np.float32]:

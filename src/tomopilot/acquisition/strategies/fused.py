@@ -58,7 +58,6 @@ from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarge
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.tilt_schemes import TiltStep
-from tomopilot.imaging.ctf import CtfOptics
 from tomopilot.instrument.types import Image, LowDoseArea
 
 PRIOR_DEPTH_SIGMA_UM = 0.5
@@ -114,7 +113,6 @@ class FusedStrategy:
         self.view_offset_um: dict[str, list[float]] = {"+": [0.0, 0.0], "-": [0.0, 0.0]}
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
-        self._ctf: CtfOptics | None = None
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(
@@ -147,7 +145,6 @@ class FusedStrategy:
                 skip="skipped in the targets file" if info.skip else None,
             )
             self.targets[info.index] = FusedTarget(info=info, level_um=level, start=state)
-        self._ctf = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
         self._images = dict(references)
         if 1 in start_is_um:
             # A wide View of target 1: what a lost tracking target is searched for in later.
@@ -210,9 +207,7 @@ class FusedStrategy:
 
     # -- learning ---------------------------------------------------------------------------
     def _measure_depth(self, image: Image, focus_um: float) -> float | None:
-        if self._ctf is None:
-            return None
-        defocus = record_defocus_um(image, focus_um, self._ctf)
+        defocus = record_defocus_um(image, focus_um)
         return None if defocus is None else defocus - image.defocus_um
 
     def observe(
@@ -454,16 +449,7 @@ class FusedStrategy:
             "view_tilt_deg": self.view_tilt_deg,
             "view_offset_um": self.view_offset_um,
             "recoveries": self.recoveries,
-            "targets": {
-                str(i): {
-                    "info": asdict(t.info),
-                    "level_um": t.level_um,
-                    "start": asdict(t.start),
-                    "plus": None if t.plus is None else asdict(t.plus),
-                    "minus": None if t.minus is None else asdict(t.minus),
-                }
-                for i, t in self.targets.items()
-            },
+            "targets": {str(i): t.to_dict() for i, t in self.targets.items()},
         }
 
     def restore(
@@ -477,23 +463,8 @@ class FusedStrategy:
         self.view_tilt_deg = {k: float(v) for k, v in state["view_tilt_deg"].items()}
         self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
         self.recoveries = int(state.get("recoveries", 0))
-        self.targets = {}
-        for key, data in state["targets"].items():
-            info = data["info"]
-            self.targets[int(key)] = FusedTarget(
-                info=TargetInfo(
-                    index=int(info["index"]),
-                    ss_um=(float(info["ss_um"][0]), float(info["ss_um"][1])),
-                    defocus_um=float(info["defocus_um"]),
-                    skip=bool(info["skip"]),
-                ),
-                level_um=float(data["level_um"]),
-                start=FusedBranch(**data["start"]),
-                plus=None if data["plus"] is None else FusedBranch(**data["plus"]),
-                minus=None if data["minus"] is None else FusedBranch(**data["minus"]),
-            )
+        self.targets = {int(k): FusedTarget.from_dict(v) for k, v in state["targets"].items()}
         self._images = dict(references)
-        self._ctf = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
         if toolkit is not None:
             self._toolkit = toolkit
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tomopilot.acquisition.strategy import TargetInfo
 
@@ -39,6 +40,33 @@ class FusedTarget:
         if name == "start" or self.plus is None or self.minus is None:
             return self.start
         return self.plus if name == "+" else self.minus
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for the journal)."""
+        return {
+            "info": asdict(self.info),
+            "level_um": self.level_um,
+            "start": asdict(self.start),
+            "plus": None if self.plus is None else asdict(self.plus),
+            "minus": None if self.minus is None else asdict(self.minus),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FusedTarget:
+        """Back from :meth:`to_dict`."""
+        info = data["info"]
+        return cls(
+            info=TargetInfo(
+                index=int(info["index"]),
+                ss_um=(float(info["ss_um"][0]), float(info["ss_um"][1])),
+                defocus_um=float(info["defocus_um"]),
+                skip=bool(info["skip"]),
+            ),
+            level_um=float(data["level_um"]),
+            start=FusedBranch(**data["start"]),
+            plus=None if data["plus"] is None else FusedBranch(**data["plus"]),
+            minus=None if data["minus"] is None else FusedBranch(**data["minus"]),
+        )
 
 
 @dataclass

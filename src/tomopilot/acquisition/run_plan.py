@@ -1,0 +1,42 @@
+"""What a run is given (:class:`RunPlan`) and how it ended (:class:`RunSummary`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tomopilot.acquisition.saved_images import ts_stem
+from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.tilt_schemes import TiltScheme
+from tomopilot.targeting.targets import Target
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs that is not the microscope."""
+
+    settings: AcquisitionSettings
+    targets: list[Target]
+    scheme: TiltScheme
+    area_stage_um: tuple[float, float] | None
+    strategy: str
+    run_dir: Path
+    root: str
+    save_frames: bool = False
+    frame_suffix: str = ".tif"
+    geo_points_um: list[tuple[float, float]] = field(default_factory=list)
+
+    def ts_stem(self, target: int) -> str:
+        """Tilt-series file stem of a target (1-based)."""
+        return ts_stem(self.root, target)
+
+
+@dataclass
+class RunSummary:
+    """How a run ended."""
+
+    status: str
+    n_exposures: int
+    lost: int
+    microscope_s: float
+    sections: dict[int, int] = field(default_factory=dict)
