@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from tomopilot.acquisition.plan.scenarios import SCENARIOS, scenario_config
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.scenarios import SCENARIOS, scenario_config
 
 SEEDS = (1, 2, 3)
 STRATEGIES = ("none", "pace", "fused")

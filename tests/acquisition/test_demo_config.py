@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tomopilot.acquisition.run_config import load_acquire_config, resolve_run
+from tomopilot.acquisition.plan.run_config import load_acquire_config, resolve_run
 from tomopilot.cli.demo import write_demo_config
 from tomopilot.cli.main import app
 

@@ -13,17 +13,17 @@ import pytest
 from acq_helpers import write_config
 from typer.testing import CliRunner
 
-from tomopilot.acquisition.estimate import Timing, estimate_duration
 from tomopilot.acquisition.events import (
     BranchAborted,
     ExposureLost,
     ExposureRecorded,
     TiltReached,
 )
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
+from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.cli.main import app
 from tomopilot.instrument.twin import FaultSpec
 

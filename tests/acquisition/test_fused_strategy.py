@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from acq_helpers import write_config
 
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import load_acquire_config
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import TargetInfo
 from tomopilot.acquisition.strategies.fused import FusedStrategy
-from tomopilot.acquisition.strategy import TargetInfo
-from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.instrument.types import Image, LowDoseArea, StagePosition
 
 RUNAWAY_RATE_UM_PER_STEP = 1.5

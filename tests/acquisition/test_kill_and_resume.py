@@ -17,7 +17,7 @@ import mrcfile
 import numpy as np
 from acq_helpers import write_config
 
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
 
 KILLS = 20
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import yaml
 from acq_helpers import write_config
 
-from tomopilot.acquisition.area_adjustments import reapply_adjustments
 from tomopilot.acquisition.events import SetupStep
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import load_acquire_config
+from tomopilot.acquisition.setup.adjustments import reapply_adjustments
 from tomopilot.targeting.targets import GeoPoint, Target, TargetSet, save_targets
 
 GEO = [(0.0, 2.5), (3.0, 2.5), (-3.0, 2.5), (3.0, -2.5), (-3.0, -2.5)]

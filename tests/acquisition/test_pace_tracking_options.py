@@ -13,10 +13,10 @@ import pytest
 from acq_helpers import write_config
 
 from tomopilot.acquisition.events import ExposureRecorded, TiltReached
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.instrument.twin import FaultSpec
 
 QUIET = {"step_error_sigma_um": 0.0, "jump_probability": 0.0, "branch_start_jump_um": 0.0}

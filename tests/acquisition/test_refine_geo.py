@@ -9,9 +9,9 @@ from pathlib import Path
 import mdocfile
 from acq_helpers import write_config
 
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.core.files import AppendOnlyJournal
 
 

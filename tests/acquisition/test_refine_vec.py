@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import AcquireConfig
+from tomopilot.acquisition.plan.scenarios import scenario_config
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.run_config import AcquireConfig
-from tomopilot.acquisition.scenarios import scenario_config
 from tomopilot.instrument.twin import TwinConfig
 from tomopilot.instrument.twin.specimen.holey_film import HoleyFilm
 from tomopilot.targeting.spiral import pattern_offsets_um

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tomopilot.acquisition.journal import replay_journal
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.scenarios import scenario_config
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.scenarios import scenario_config
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.twin.specimen import HoleyFilm
 from tomopilot.io.mrc_image import write_mrc

@@ -20,7 +20,7 @@ from acqfiles_helpers import T0, dose_symmetric_tilts, make_section, read_stack,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles
+from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
 from tomopilot.io.errors import TruncatedFileError
 from tomopilot.io.mdoc_format import MdocHeader, MdocSection
 from tomopilot.io.mdoc_writer import MdocWriter, mdoc_section_count, repair_mdoc

@@ -20,13 +20,13 @@ from acqfiles_helpers import (
 )
 
 import tomopilot.io.sort_by_tilt as sort_module
-from tomopilot.acquisition.side_files import (
+from tomopilot.acquisition.output.side_files import (
     attach_run_log,
     detach_run_log,
     write_settings_dump,
     write_target_preview,
 )
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles, section_from_image
+from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles, section_from_image
 from tomopilot.instrument.types import Image, LowDoseArea, StagePosition
 from tomopilot.io.errors import FormatError
 from tomopilot.io.frame_names import frame_file_name

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tomopilot.acquisition.settings import (
+from tomopilot.acquisition.plan.settings import (
     FALSE_WORDS,
     PACETOMO_NAMES,
     TRUE_WORDS,
@@ -18,7 +18,7 @@ from tomopilot.acquisition.settings import (
     apply_overrides,
     setting_name,
 )
-from tomopilot.acquisition.target_defocus import (
+from tomopilot.acquisition.plan.target_defocus import (
     defocus_per_target,
     start_tilt_defocus_um,
     tracking_defocus_um,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tomopilot.acquisition.feasibility import (
+from tomopilot.acquisition.plan.feasibility import (
     ImpossibleSettingsError,
     check_feasible,
     find_problems,
     plan_tilt_range,
     tilt_scheme_from_settings,
 )
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.core.errors import ConfigError
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tomopilot.acquisition.feasibility import ImpossibleSettingsError
-from tomopilot.acquisition.run_config import (
+from tomopilot.acquisition.plan.feasibility import ImpossibleSettingsError
+from tomopilot.acquisition.plan.run_config import (
     AcquireConfig,
     load_acquire_config,
     microscope_limits,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomopilot.acquisition.tilt_schemes import (
+from tomopilot.acquisition.plan.tilt_schemes import (
     TiltController,
     TiltScheme,
     TiltStep,

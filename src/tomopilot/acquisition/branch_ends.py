@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tomopilot.acquisition.strategy import Strategy, TargetInfo
+from tomopilot.acquisition.strategies.base import Strategy, TargetInfo
 
 
 def _target1_flagged(strategy: Strategy, branch: str) -> bool:

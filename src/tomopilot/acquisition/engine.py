@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.acquisition.area_adjustments import adjust_area
 from tomopilot.acquisition.branch_ends import dead_branches
 from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
@@ -33,39 +32,44 @@ from tomopilot.acquisition.events import (
     TiltReached,
 )
 from tomopilot.acquisition.housekeeping_ops import after_round, protect_from_dewar
-from tomopilot.acquisition.journal import (
+from tomopilot.acquisition.output.journal import (
     JournalState,
     RunJournal,
     replay_journal,
 )
-from tomopilot.acquisition.record_ctf import record_ctf_um
-from tomopilot.acquisition.record_output import camera_rotation_deg, open_series, record_section
-from tomopilot.acquisition.refine_heights import height_corrections
-from tomopilot.acquisition.resume_run import (
+from tomopilot.acquisition.output.record_output import (
+    camera_rotation_deg,
+    open_series,
+    record_section,
+)
+from tomopilot.acquisition.output.resume_run import (
     following_step,
     realign_after_resume,
     reopen_series_files,
     restore_strategy,
     step_of,
 )
-from tomopilot.acquisition.run_plan import RunPlan, RunSummary
-from tomopilot.acquisition.setup_area import (
+from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
+from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.plan.target_defocus import defocus_per_target
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
+from tomopilot.acquisition.record_ctf import record_ctf_um
+from tomopilot.acquisition.setup.adjustments import adjust_area
+from tomopilot.acquisition.setup.reach_area import (
     AreaSetup,
     prepare_start,
     reach_area,
     take_maps,
 )
+from tomopilot.acquisition.setup.refine_geo import height_corrections
 from tomopilot.acquisition.strategies import make_strategy
-from tomopilot.acquisition.strategy import (
+from tomopilot.acquisition.strategies.base import (
     ExposureRequest,
     Outcome,
     Strategy,
     TargetInfo,
     Toolkit,
 )
-from tomopilot.acquisition.target_defocus import defocus_per_target
-from tomopilot.acquisition.tilt_schemes import TiltStep
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import (
     CameraTimeoutError,
@@ -386,7 +390,7 @@ class AcquisitionEngine:
         return index
 
     def _refine_heights(self, step: TiltStep) -> None:
-        """refineGeo after the start round (see :mod:`~tomopilot.acquisition.refine_heights`)."""
+        """refineGeo after the start round (see :mod:`~tomopilot.acquisition.setup.refine_geo`)."""
         corrections, account = height_corrections(
             self._start_round, self.targets, self.plan.settings, step.tilt_deg
         )

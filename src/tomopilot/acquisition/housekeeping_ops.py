@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.instrument.protocol import Microscope
 
 _log = logging.getLogger(__name__)

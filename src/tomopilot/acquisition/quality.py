@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tomopilot.acquisition.journal import JournalState, replay_journal
-from tomopilot.acquisition.run_config import AcquireConfig
-from tomopilot.acquisition.target_defocus import defocus_per_target
+from tomopilot.acquisition.output.journal import JournalState, replay_journal
+from tomopilot.acquisition.plan.run_config import AcquireConfig
+from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.core.config import load_config
 from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
 

@@ -7,8 +7,8 @@ the focus that was set, and refuses rings too weak to trust.
 
 from __future__ import annotations
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.strategy import ExposureRequest, Outcome
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome
 from tomopilot.imaging.ctf import CtfOptics
 from tomopilot.imaging.errors import DefocusFitError
 from tomopilot.imaging.estimate_defocus import estimate_defocus

@@ -10,9 +10,13 @@ from pathlib import Path
 
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.engine import AcquisitionEngine
-from tomopilot.acquisition.run_config import AcquireConfig, ResolvedRun, resolve_run
-from tomopilot.acquisition.run_plan import RunPlan
-from tomopilot.acquisition.side_files import RunLogHandler, attach_run_log, write_settings_dump
+from tomopilot.acquisition.output.side_files import (
+    RunLogHandler,
+    attach_run_log,
+    write_settings_dump,
+)
+from tomopilot.acquisition.plan.run_config import AcquireConfig, ResolvedRun, resolve_run
+from tomopilot.acquisition.plan.run_plan import RunPlan
 from tomopilot.core.config import write_resolved_config
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.protocol import Microscope

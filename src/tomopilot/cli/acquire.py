@@ -12,9 +12,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tomopilot.acquisition.area_geometry import geo_points_for
 from tomopilot.acquisition.control import EngineControl
-from tomopilot.acquisition.estimate import Timing, estimate_duration
 from tomopilot.acquisition.events import (
     BranchAborted,
     ExposureLost,
@@ -22,12 +20,14 @@ from tomopilot.acquisition.events import (
     RunFinished,
     SetupStep,
 )
+from tomopilot.acquisition.output.side_files import detach_run_log
+from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
+from tomopilot.acquisition.plan.run_config import load_acquire_config, resolve_run
+from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import attach_outputs, start_run
-from tomopilot.acquisition.run_config import load_acquire_config, resolve_run
-from tomopilot.acquisition.side_files import detach_run_log
+from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
-from tomopilot.acquisition.target_defocus import defocus_per_target
 from tomopilot.cli.common import console, err_console, user_errors
 from tomopilot.core.events import EventBus
 

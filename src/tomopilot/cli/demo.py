@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 import yaml
 
+from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.quality import assess_run_dir
-from tomopilot.acquisition.run_config import load_acquire_config
 from tomopilot.cli.acquire import acquire_command, quality_table
 from tomopilot.cli.common import console, user_errors
 from tomopilot.core.errors import ConfigError

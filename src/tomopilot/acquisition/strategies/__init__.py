@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import Strategy
 from tomopilot.acquisition.strategies.fused import FusedStrategy
 from tomopilot.acquisition.strategies.none import NoPrediction
 from tomopilot.acquisition.strategies.pace import PaceStrategy
-from tomopilot.acquisition.strategy import Strategy
 
 STRATEGIES = ("pace", "fused", "none")
 

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from tomopilot.acquisition.strategy import Toolkit
+from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.instrument.types import Image
 
 # Beyond this fraction of the field both candidates are tried on the images' actual overlap.

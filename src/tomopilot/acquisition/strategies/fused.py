@@ -50,14 +50,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.record_ctf import record_defocus_um
-from tomopilot.acquisition.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.alias_check import unalias_shift
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
-from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
-from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.instrument.types import Image, LowDoseArea
 
 PRIOR_DEPTH_SIGMA_UM = 0.5

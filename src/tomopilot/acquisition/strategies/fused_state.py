@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tomopilot.acquisition.strategy import TargetInfo
+from tomopilot.acquisition.strategies.base import TargetInfo
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
-from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
-from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.instrument.types import Image
 
 

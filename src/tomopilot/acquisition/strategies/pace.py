@@ -36,14 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.geometry_model import (
     increments,
     initial_depth_um,
     refit_depth,
 )
-from tomopilot.acquisition.strategy import ExposureRequest, Outcome, TargetInfo, Toolkit
-from tomopilot.acquisition.tilt_schemes import TiltStep
 from tomopilot.instrument.types import Image
 
 

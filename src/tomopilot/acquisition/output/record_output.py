@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.strategy import ExposureRequest, Outcome, Toolkit
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles, section_from_image
+from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles, section_from_image
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, Toolkit
 from tomopilot.instrument.types import Image
 from tomopilot.io.mdoc_format import MdocSection
 

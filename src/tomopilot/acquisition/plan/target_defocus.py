@@ -4,11 +4,11 @@ Target 1 gets ``maxDefocus`` (the most underfocus); each following target that i
 gets ``stepDefocus`` less underfocus than the one before, wrapping back to ``maxDefocus`` once
 the value would pass ``minDefocus``. ``maxDefocus`` is the more negative of the two: when the
 two are given the other way round they are swapped, as PACEtomo does
-(:func:`tomopilot.acquisition.feasibility.check_feasible` reports it as a warning).
+(:func:`tomopilot.acquisition.plan.feasibility.check_feasible` reports it as a warning).
 
 Examples
 --------
->>> from tomopilot.acquisition.settings import AcquisitionSettings
+>>> from tomopilot.acquisition.plan.settings import AcquisitionSettings
 >>> s = AcquisitionSettings(min_defocus_um=-3, max_defocus_um=-5, step_defocus_um=0.5)
 >>> defocus_per_target(s, 7, skipped={2})
 [-5.0, -4.5, None, -4.0, -3.5, -3.0, -5.0]
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
 
 _DECIMALS = 6
 _EPS = 1e-9

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.geometry import GeometryFitError, measure_geometry, pattern_geo_points
 from tomopilot.geometry.scope_state import preserved_optics
 from tomopilot.instrument.protocol import Microscope

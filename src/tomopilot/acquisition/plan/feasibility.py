@@ -8,7 +8,7 @@ listing every problem, and returns the warnings (settings that run, but probably
 Messages use PACEtomo's setting names, which the YAML and targets files accept.
 
 Choice for a reversed defocus range (``minDefocus`` more underfocus than ``maxDefocus``): the two
-are swapped with a warning, as PACEtomo does (:func:`~tomopilot.acquisition.target_defocus.
+are swapped with a warning, as PACEtomo does (:func:`~tomopilot.acquisition.plan.target_defocus.
 defocus_range_um`), since both orders name the same range.
 
 :func:`plan_tilt_range` resolves the start tilt (``tiltTargets``, ``autoStartTilt``) and the
@@ -16,7 +16,7 @@ shifted, clipped range; :func:`tilt_scheme_from_settings` builds the :class:`Til
 
 Examples
 --------
->>> from tomopilot.acquisition.settings import AcquisitionSettings
+>>> from tomopilot.acquisition.plan.settings import AcquisitionSettings
 >>> s = AcquisitionSettings.model_validate({"startTilt": 10, "maxTilt": 70})
 >>> try:
 ...     check_feasible(s, stage_tilt_limit_deg=60)
@@ -35,9 +35,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.target_defocus import defocus_range_um
-from tomopilot.acquisition.tilt_schemes import TiltScheme, auto_start_tilt_deg, shifted_tilt_range
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.target_defocus import defocus_range_um
+from tomopilot.acquisition.plan.tilt_schemes import (
+    TiltScheme,
+    auto_start_tilt_deg,
+    shifted_tilt_range,
+)
 from tomopilot.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)

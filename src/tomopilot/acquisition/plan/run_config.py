@@ -33,9 +33,9 @@ import yaml
 from numpy.typing import NDArray
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 
-from tomopilot.acquisition.feasibility import check_feasible, tilt_scheme_from_settings
-from tomopilot.acquisition.settings import AcquisitionSettings, apply_overrides
-from tomopilot.acquisition.tilt_schemes import TiltScheme
+from tomopilot.acquisition.plan.feasibility import check_feasible, tilt_scheme_from_settings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings, apply_overrides
+from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.core.config import ConfigModel, load_config
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.twin import TwinConfig
@@ -270,7 +270,7 @@ def resolve_targets(
         :class:`tomopilot.targeting.targets.Target` objects.
     overrides : dict of str to str
         ``_set``/``_bset`` names and values as written (empty for inline targets); pass them
-        to :func:`~tomopilot.acquisition.settings.apply_overrides`, or use :func:`resolve_run`,
+        to :func:`~tomopilot.acquisition.plan.settings.apply_overrides`, or use :func:`resolve_run`,
         which names each override's file and line in errors.
 
     Raises

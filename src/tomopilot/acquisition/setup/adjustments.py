@@ -1,8 +1,8 @@
 """What the set-up learns about an area before its maps, journalled and re-applied on resume.
 
 Two optional steps after the area is reached and target 1 realigned: ``refineVec`` (the hole
-pattern's vectors, :mod:`~tomopilot.acquisition.area_pattern`) and ``measureGeo`` (pretilt and
-rotation, :mod:`~tomopilot.acquisition.area_geometry`). Each result changes the run's settings
+pattern's vectors, :mod:`~tomopilot.acquisition.setup.refine_vec`) and ``measureGeo`` (pretilt and
+rotation, :mod:`~tomopilot.acquisition.setup.measure_geo`). Each result changes the run's settings
 (and, for the pattern, the targets' shifts) and is returned as a journal record, so that a
 resumed run uses the measured values, not the configured ones.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tomopilot.acquisition.area_geometry import measure_area_geometry
-from tomopilot.acquisition.area_pattern import refine_pattern
-from tomopilot.acquisition.run_plan import RunPlan
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.setup_area import saved_view_image
+from tomopilot.acquisition.plan.run_plan import RunPlan
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.setup.measure_geo import measure_area_geometry
+from tomopilot.acquisition.setup.reach_area import saved_view_image
+from tomopilot.acquisition.setup.refine_vec import refine_pattern
 from tomopilot.instrument.protocol import Microscope
 
 

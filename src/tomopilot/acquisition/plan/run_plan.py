@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tomopilot.acquisition.saved_images import ts_stem
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.tilt_schemes import TiltScheme
+from tomopilot.acquisition.output.saved_images import ts_stem
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.targeting.targets import Target
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.tilt_schemes import TiltStep
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.imaging.errors import NoCorrelationPeakError
 from tomopilot.imaging.fourier import taper_mask

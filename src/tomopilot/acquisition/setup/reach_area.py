@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tomopilot.acquisition.saved_images import image_from_file, read_section
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.side_files import write_target_preview
+from tomopilot.acquisition.output.saved_images import image_from_file, read_section
+from tomopilot.acquisition.output.side_files import write_target_preview
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.target_defocus import defocus_range_um
+from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.geometry_model import approach_scale
-from tomopilot.acquisition.strategy import Toolkit
-from tomopilot.acquisition.target_defocus import defocus_range_um
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.strategy import ExposureRequest, TargetInfo
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import ExposureRequest, TargetInfo
 from tomopilot.geometry import GeometryFitError, refine_geometry
 
 

@@ -9,7 +9,7 @@ torn or extra section is dropped (never duplicated), a half-finished sort by til
 or undone, and movies of dropped exposures are removed.
 
 The run's side files (target previews, settings dump, log) are in
-:mod:`tomopilot.acquisition.side_files`.
+:mod:`tomopilot.acquisition.output.side_files`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Resuming a run from its journal: where it stopped, its files, and re-finding target 1.
 
-The engine replays the journal (:func:`~tomopilot.acquisition.journal.replay_journal`); these
+The engine replays the journal (:func:`~tomopilot.acquisition.output.journal.replay_journal`); these
 helpers turn that state into the step to continue from, reopen the tilt-series files to their
 committed sections, and, as PACEtomo does, re-align target 1 with a Preview against its last
 Record before the first new exposure.
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
-from tomopilot.acquisition.area_adjustments import reapply_adjustments
 from tomopilot.acquisition.errors import AcquisitionError
-from tomopilot.acquisition.journal import JournalState, last_section_on_branch
-from tomopilot.acquisition.run_plan import RunPlan
-from tomopilot.acquisition.saved_images import image_from_file, reference_images
-from tomopilot.acquisition.strategy import Strategy, Toolkit
-from tomopilot.acquisition.tilt_schemes import TiltScheme, TiltStep
-from tomopilot.acquisition.tilt_series_files import TiltSeriesFiles
+from tomopilot.acquisition.output.journal import JournalState, last_section_on_branch
+from tomopilot.acquisition.output.saved_images import image_from_file, reference_images
+from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
+from tomopilot.acquisition.plan.run_plan import RunPlan
+from tomopilot.acquisition.plan.tilt_schemes import TiltScheme, TiltStep
+from tomopilot.acquisition.setup.adjustments import reapply_adjustments
+from tomopilot.acquisition.strategies.base import Strategy, Toolkit
 from tomopilot.core.errors import TomopilotError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import LowDoseArea

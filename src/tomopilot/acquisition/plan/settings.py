@@ -5,7 +5,7 @@ name that carries its unit (``start_tilt_deg``, ``min_defocus_um``, ``delay_is_s
 name as an alias (``startTilt``, ``minDefocus``, ``delayIS``); both spellings are accepted
 everywhere (YAML, keyword arguments, targets-file overrides). Defaults are PACEtomo's (v1.9.2).
 Values are checked one by one here (types, ranges, the sign of defocus); checks that involve
-several settings or the microscope are in :mod:`tomopilot.acquisition.feasibility`.
+several settings or the microscope are in :mod:`tomopilot.acquisition.plan.feasibility`.
 
 :func:`apply_overrides` applies a targets file's ``_set name = value`` and
 ``_bset name = true|false`` lines and names the file and line of a refused one.

@@ -1,7 +1,7 @@
 """Benchmark scenarios: realistic areas on the twin, the same for every strategy.
 
-Each scenario is an :class:`~tomopilot.acquisition.run_config.AcquireConfig`: a specimen, a stage
-profile, targets placed as a user would place them, PACEtomo's usual settings and, where the
+Each scenario is an :class:`~tomopilot.acquisition.plan.run_config.AcquireConfig`: a specimen, a
+stage profile, targets placed as a user would place them, PACEtomo's usual settings and, where the
 scenario calls for it, a fault. Records are 512² at 16 Å (an 0.8 µm field) so that a whole suite
 runs in minutes; the physics does not depend on the camera area.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tomopilot.acquisition.run_config import AcquireConfig
+from tomopilot.acquisition.plan.run_config import AcquireConfig
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.microscope import as_microscope
 from tomopilot.instrument.twin.specimen import HoleyFilm

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tomopilot.acquisition.settings import AcquisitionSettings
-from tomopilot.acquisition.tilt_schemes import TiltScheme
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.instrument.twin import TwinConfig
 from tomopilot.instrument.types import LowDoseArea
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from tomopilot.acquisition.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.geometry.scope_state import preserved_optics
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image

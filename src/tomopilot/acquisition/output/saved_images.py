@@ -14,7 +14,7 @@ import mrcfile
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.acquisition.journal import JournalState, last_section_on_branch
+from tomopilot.acquisition.output.journal import JournalState, last_section_on_branch
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea
 
