@@ -159,7 +159,7 @@ def test_a_crash_during_the_sort_leaves_one_consistent_pair(
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
     # Crash right after the commit point, and again between the two renames: roll forward.
-    monkeypatch.setattr(sort_module, "recover_interrupted_sort", _crash_on_second_call())
+    monkeypatch.setattr(sort_module, "_roll_forward", _crash_on_second_call())
     with pytest.raises(KeyboardInterrupt):
         reopened.finish(sort_by_tilt=True)
     monkeypatch.undo()
@@ -176,16 +176,18 @@ def test_a_crash_during_the_sort_leaves_one_consistent_pair(
 
 
 def _crash_on_second_call() -> Any:
-    real = recover_interrupted_sort
+    """The renames after the commit point: the first call (a check for an earlier interrupted
+    sort) runs, the second (this sort's own renames) dies before renaming."""
+    real = sort_module._roll_forward
     state = {"calls": 0}
 
-    def recover(stack_path: Path, mdoc_path: Path | None = None) -> bool:
+    def roll_forward(stack_path: Path, mdoc_path: Path) -> bool:
         state["calls"] += 1
         if state["calls"] == 2:
             raise KeyboardInterrupt("power cut after commit")
         return real(stack_path, mdoc_path)
 
-    return recover
+    return roll_forward
 
 
 def test_bad_images_name_the_file_and_write_nothing(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
@@ -118,6 +118,29 @@ def test_journal_round_trips_and_ignores_a_torn_tail(records: list[dict[str, int
         with journal.path.open("ab") as handle:  # a crash in the middle of a write
             handle.write(b'{"kind": "Exposure", "z')
         assert list(journal.records()) == records
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=6),
+    st.binary(max_size=6000).filter(lambda b: b"\n" not in b),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+def test_a_torn_tail_is_cut_off_before_the_next_append(
+    records: list[dict[str, int]], torn: bytes, after: dict[str, int]
+) -> None:
+    """A crash mid-write, then a new process appends: the journal stays readable."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.journal"
+        for record in records:
+            AppendOnlyJournal(path).append(record)
+        with path.open("ab") as handle:
+            handle.write(torn)
+        AppendOnlyJournal(path).append(after)  # the resumed process
+        assert list(AppendOnlyJournal(path).records()) == [*records, after]
+        assert path.read_bytes().endswith(b"\n")
 
 
 def test_journal_refuses_a_corrupt_middle_line(tmp_path: Path) -> None:

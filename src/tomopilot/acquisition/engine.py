@@ -49,6 +49,7 @@ from tomopilot.acquisition.output.resume_run import (
     restore_strategy,
     step_of,
 )
+from tomopilot.acquisition.output.saved_images import save_held_images
 from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
@@ -65,6 +66,7 @@ from tomopilot.acquisition.setup.refine_geo import height_corrections
 from tomopilot.acquisition.strategies import make_strategy
 from tomopilot.acquisition.strategies.base import (
     ExposureRequest,
+    HoldsImages,
     Outcome,
     Strategy,
     TargetInfo,
@@ -114,6 +116,8 @@ class AcquisitionEngine:
         self.targets = self._target_infos()
         self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
         self._frames: NDArray[np.float32] | None = None
+        self._recovered_at: int | None = None  # the step a resume re-aligned at
+        self._held: dict[str, dict[str, Any]] = {}  # files of the strategy's held images
 
     def _target_infos(self) -> list[TargetInfo]:
         plan = self.plan
@@ -197,6 +201,7 @@ class AcquisitionEngine:
         self.journal.write(
             "setup",
             state=self.strategy.state(),
+            views=self._save_held_images(),
             focus0_um=setup.focus0_um,
             start_is_um={str(k): list(v) for k, v in setup.start_is_um.items()},
         )
@@ -220,7 +225,8 @@ class AcquisitionEngine:
         first = True
         while (step := controller.next_step()) is not None:
             self.control.checkpoint()
-            self._tilt(step, recovering=first and resume_step is not None)
+            if not (first and step.index == self._recovered_at):  # the resume tilted there
+                self._tilt(step, recovering=False)
             self.events.emit(
                 TiltReached(
                     time_s=self.scope.clock.now_s(),
@@ -384,10 +390,19 @@ class AcquisitionEngine:
             branch=step.branch,
             section=index,
             exposure_id=image.exposure_id,
+            image_shift_um=list(request.image_shift_um),
             prior_dose={str(k): v for k, v in self.prior_dose.items()},
             state=self.strategy.state(),
+            views=self._save_held_images(),
         )
         return index
+
+    def _save_held_images(self) -> dict[str, dict[str, Any]]:
+        """Save the strategy's new held images (fused's Views); the table the journal keeps."""
+        if isinstance(self.strategy, HoldsImages):
+            images = self.strategy.held_images()
+            self._held = save_held_images(images, self._held, self.plan.run_dir, self.plan.root)
+        return self._held
 
     def _refine_heights(self, step: TiltStep) -> None:
         """refineGeo after the start round (see :mod:`~tomopilot.acquisition.setup.refine_geo`)."""
@@ -451,6 +466,7 @@ class AcquisitionEngine:
         )
         self.files = reopen_series_files(plan, state)
         self.prior_dose = dict(state.prior_dose)
+        self._held = dict(state.views)
         self.n_exposures = len(state.committed)
         self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
         restore_strategy(self.strategy, state, plan, self.toolkit, self.scope)
@@ -466,8 +482,9 @@ class AcquisitionEngine:
         return last_step, last_target + 1
 
     def _recover(self, step: TiltStep, state: JournalState) -> None:
-        """Back to the interrupted tilt; a Preview of target 1 aligned to its last Record."""
+        """Back to the last tilt with a commit; a Preview aligned to the Record taken there."""
         self._tilt(step, recovering=True)
+        self._recovered_at = step.index
         realign_after_resume(self.scope, self.toolkit, self.strategy, self.plan, step, state)
 
     # -- the end ----------------------------------------------------------------------------

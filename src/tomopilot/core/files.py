@@ -3,7 +3,8 @@
 Files that are rewritten (targets, settings, resolved configuration) go to a temporary file in
 the same folder, are flushed to disk and then renamed over the old one, so a crash leaves either
 the old or the new file, never a torn one. Journals are JSON lines appended and fsync'd one
-record at a time; a torn last line (a crash mid-write) is ignored on reading.
+record at a time; a torn last line (a crash mid-write) is ignored on reading and cut off before
+the next append, so a journal stays readable through any number of crashes.
 """
 
 from __future__ import annotations
@@ -73,14 +74,52 @@ class AppendOnlyJournal:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail_checked = False
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record and make it durable before returning."""
+        """Append one record and make it durable before returning.
+
+        The first append of this object first cuts off a torn last line (see
+        :meth:`cut_torn_tail`): appended after it, a record would be glued to the torn bytes and
+        the journal unreadable from there on.
+        """
         line = json.dumps(dict(record), sort_keys=True, separators=(",", ":")) + "\n"
+        if not self._tail_checked:
+            self.cut_torn_tail()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def cut_torn_tail(self) -> int:
+        """Truncate a last line without its newline (a write torn by a crash); bytes removed.
+
+        The torn record was never durable, so nothing that took effect is lost: for a run
+        journal it is the exposure in flight, which a resume takes again.
+        """
+        self._tail_checked = True
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            size = os.fstat(fd).st_size
+            end = size
+            while end > 0:  # back to the last newline, a block at a time
+                start = max(0, end - 4096)
+                block = os.pread(fd, end - start, start)
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    end = start + cut + 1
+                    break
+                end = start
+            if end == size:
+                return 0
+            os.ftruncate(fd, end)
+            os.fsync(fd)
+            return size - end
         finally:
             os.close(fd)
 

@@ -83,17 +83,24 @@ def recover_interrupted_sort(stack_path: Path | str, mdoc_path: Path | str | Non
     """
     stack_path = Path(stack_path)
     mdoc_path = Path(mdoc_path) if mdoc_path else stack_path.with_name(stack_path.name + ".mdoc")
-    sorted_stack, sorted_mdoc = _pending(stack_path, "sorted"), _pending(mdoc_path, "sorted")
-    if sorted_mdoc.exists():
-        if sorted_stack.exists():
-            os.replace(sorted_stack, stack_path)
-        os.replace(sorted_mdoc, mdoc_path)
-        _fsync_dir(stack_path.parent)
+    if _roll_forward(stack_path, mdoc_path):
         _log.info("%s: finished a sort by tilt interrupted after its commit point", stack_path)
         return True
-    for leftover in (sorted_stack, _pending(stack_path, "sorting")):
+    for leftover in (_pending(stack_path, "sorted"), _pending(stack_path, "sorting")):
         leftover.unlink(missing_ok=True)
     return False
+
+
+def _roll_forward(stack_path: Path, mdoc_path: Path) -> bool:
+    """The two renames after the commit point; False when the sort had not reached it."""
+    sorted_stack, sorted_mdoc = _pending(stack_path, "sorted"), _pending(mdoc_path, "sorted")
+    if not sorted_mdoc.exists():
+        return False
+    if sorted_stack.exists():
+        os.replace(sorted_stack, stack_path)
+    os.replace(sorted_mdoc, mdoc_path)
+    _fsync_dir(stack_path.parent)
+    return True
 
 
 def sort_tilt_series(stack_path: Path | str, mdoc_path: Path | str | None = None) -> SortResult:
@@ -149,7 +156,7 @@ def sort_tilt_series(stack_path: Path | str, mdoc_path: Path | str | None = None
     )
     # The commit point: the sorted mdoc appears under its pending name in one rename.
     atomic_write_bytes(_pending(mdoc_path, "sorted"), text.encode("utf-8", "surrogateescape"))
-    recover_interrupted_sort(stack_path, mdoc_path)
+    _roll_forward(stack_path, mdoc_path)
     _log.info("%s: sorted %d sections by tilt angle", stack_path, len(order))
     return SortResult(order, unsorted, changed=True)
 

@@ -4,9 +4,11 @@ Records are JSON objects with a ``kind``:
 
 - ``run``: the run began (strategy, targets, plan digest);
 - ``map``: a target's reference image was taken (its exposure id, for reports);
-- ``setup``: the set-up at the start tilt finished (strategy state, F0, start image shifts);
+- ``setup``: the set-up at the start tilt finished (strategy state, F0, start image shifts,
+  the files of images the strategy holds that no stack has);
 - ``started``: a Record is about to be taken (target, step);
-- ``committed``: that Record is saved in its stack and mdoc (with the strategy state after it);
+- ``committed``: that Record is saved in its stack and mdoc (with its branch and applied image
+  shift, and the strategy state and held-image files after it);
 - ``lost``: an exposure that will not be retried;
 - ``ended``: a branch of the scheme ended;
 - ``finished``: the run ended.
@@ -43,6 +45,20 @@ class JournalState:
     ended_branches: set[str] = field(default_factory=set)
     finished: dict[str, Any] | None = None
     committed: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# What :attr:`JournalState.committed` keeps of each commit: the branch is needed to pick a
+# target's tracking reference on resume, the applied image shift to re-find it.
+_COMMIT_KEYS = (
+    "target",
+    "step_index",
+    "tilt_deg",
+    "branch",
+    "section",
+    "exposure_id",
+    "image_shift_um",
+)
 
 
 def replay_journal(path: Path) -> JournalState:
@@ -56,6 +72,7 @@ def replay_journal(path: Path) -> JournalState:
             state.maps[int(record["target"])] = int(record["exposure_id"])
         elif kind == "setup":
             state.setup = record
+            state.views = dict(record.get("views", {}))
         elif kind == "geometry":
             state.geometry = record
         elif kind == "pattern":
@@ -66,16 +83,12 @@ def replay_journal(path: Path) -> JournalState:
             state.in_flight = record
         elif kind == "committed":
             state.last_commit = record
+            state.views = dict(record.get("views", state.views))
             state.in_flight = None
             state.heights_pending = None
             state.sections[int(record["target"])] = int(record["section"]) + 1
             state.prior_dose = {int(k): float(v) for k, v in record["prior_dose"].items()}
-            state.committed.append(
-                {
-                    k: record[k]
-                    for k in ("target", "step_index", "tilt_deg", "section", "exposure_id")
-                }
-            )
+            state.committed.append({k: record[k] for k in _COMMIT_KEYS if k in record})
         elif kind == "lost":
             state.lost.append(record)
             state.in_flight = None

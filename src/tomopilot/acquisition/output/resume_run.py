@@ -9,9 +9,10 @@ Record before the first new exposure.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from tomopilot.acquisition.errors import AcquisitionError
-from tomopilot.acquisition.output.journal import JournalState, last_section_on_branch
+from tomopilot.acquisition.output.journal import JournalState
 from tomopilot.acquisition.output.saved_images import image_from_file, reference_images
 from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
 from tomopilot.acquisition.plan.run_plan import RunPlan
@@ -21,6 +22,10 @@ from tomopilot.acquisition.strategies.base import Strategy, Toolkit
 from tomopilot.core.errors import TomopilotError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import LowDoseArea
+
+# A Preview after a resume that finds the reference further than this is not believed (a
+# correlation that locked onto something else); the strategy tracks on from its own state.
+RECOVERY_LIMIT_UM = 2.0
 
 
 def step_of(scheme: TiltScheme, index: int) -> TiltStep:
@@ -64,22 +69,35 @@ def realign_after_resume(
     step: TiltStep,
     state: JournalState,
 ) -> None:
-    """At the interrupted tilt: a Preview of target 1 aligned to its last Record, the shift
-    handed to the strategy."""
-    section = last_section_on_branch(state, 1, step.branch)
-    if section is None:
+    """At the interrupted tilt: a Preview aligned to the last Record taken there, the shift
+    handed to the strategy.
+
+    The reference is the Record of the first target committed at this step (target 1 unless
+    its branch ended); the Preview is taken at the image shift that Record was taken at, so
+    what the alignment finds is what moved while the run was down (drift, a stage that
+    settled), not where the strategy would put the next target.
+    """
+    commit = reference_commit(state, step)
+    if commit is None or commit.get("image_shift_um") is None:
         return
-    path = plan.run_dir / f"{plan.ts_stem(1)}.mrc"
-    reference = image_from_file(path, section, LowDoseArea.RECORD, scope)
-    request = strategy.prepare(1, step) if step.branch == "start" else None
-    if request is not None:
-        scope.optics.set_image_shift_um(*request.image_shift_um)
-    preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+    target = int(commit["target"])
+    path = plan.run_dir / f"{plan.ts_stem(target)}.mrc"
+    reference = image_from_file(path, int(commit["section"]), LowDoseArea.RECORD, scope)
     if reference is None:
         return
+    shift_x, shift_y = (float(v) for v in commit["image_shift_um"])
+    scope.optics.set_image_shift_um(shift_x, shift_y)
+    preview = scope.camera.acquire(LowDoseArea.PREVIEW)
     found = toolkit.shift_um(reference, preview)
-    if found is not None and math.hypot(*found[0]) < 2.0:
+    if found is not None and math.hypot(*found[0]) < RECOVERY_LIMIT_UM:
         strategy.recover(step, (float(found[0][0]), float(found[0][1])))
+
+
+def reference_commit(state: JournalState, step: TiltStep) -> dict[str, Any] | None:
+    """The commit a resumed run re-aligns to: the lowest-numbered target committed at
+    ``step`` (None when none was)."""
+    here = [c for c in state.committed if int(c["step_index"]) == step.index]
+    return min(here, key=lambda c: int(c["target"])) if here else None
 
 
 def restore_strategy(

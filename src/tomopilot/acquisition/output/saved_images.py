@@ -1,14 +1,19 @@
 """Images saved by a run, read back as :class:`Image` for alignment.
 
 Sections of the tilt-series stacks and the target maps become references again after a
-resume, and the selection's View image becomes the map target 1 is realigned to. A file holds
-only pixels, so each image takes the imaging conditions of its low-dose area as they are now.
+resume, and the selection's View image becomes the map target 1 is realigned to. Images a
+strategy holds that no stack has (fused's Views of target 1) are saved under ``references/``
+when they change, and the journal names the file each reference key had at every commit. A
+file holds only pixels, so each image takes the imaging conditions of its low-dose area as they
+are now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -17,6 +22,9 @@ from numpy.typing import NDArray
 from tomopilot.acquisition.output.journal import JournalState, last_section_on_branch
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea
+from tomopilot.io.mrc_image import write_mrc
+
+REFERENCES_DIR = "references"
 
 
 def read_section(path: Path, section: int = 0) -> NDArray[np.float32] | None:
@@ -63,7 +71,8 @@ def ts_stem(root: str, target: int) -> str:
 def reference_images(
     keys: Iterable[str], state: JournalState, run_dir: Path, root: str, scope: Microscope
 ) -> dict[str, Image]:
-    """The references a strategy names (``map:N``, ``img:N:branch``) reloaded from the files."""
+    """The references a strategy names (``map:N``, ``img:N:branch``, ``view:N:branch``)
+    reloaded from the files."""
     refs: dict[str, Image] = {}
     for key in keys:
         kind, *rest = key.split(":")
@@ -71,6 +80,13 @@ def reference_images(
         if kind == "map":
             path = run_dir / f"{root}_tgt_{number:03d}.mrc"
             image = image_from_file(path, 0, LowDoseArea.PREVIEW, scope)
+        elif kind == "view":
+            saved = state.views.get(key)
+            if saved is None:
+                continue
+            image = image_from_file(run_dir / str(saved["file"]), 0, LowDoseArea.VIEW, scope)
+            if image is not None:
+                image = replace(image, exposure_id=int(saved["exposure_id"]))
         else:
             section = last_section_on_branch(state, number, rest[1])
             if section is None:
@@ -80,3 +96,24 @@ def reference_images(
         if image is not None:
             refs[key] = image
     return refs
+
+
+def save_held_images(
+    images: Mapping[str, Image], saved: Mapping[str, Mapping[str, Any]], run_dir: Path, root: str
+) -> dict[str, dict[str, Any]]:
+    """Save the images a strategy holds that are new since ``saved``; the key → file table.
+
+    Each image is written once, atomically, as ``references/<root>_<key>_<exposure id>.mrc``
+    before the journal record that names it, so a crash in between leaves only an unused file.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    for key, image in images.items():
+        before = saved.get(key)
+        if before is not None and int(before["exposure_id"]) == image.exposure_id:
+            table[key] = dict(before)
+            continue
+        label = key.replace(":", "_").replace("+", "plus").replace("-", "minus")
+        name = f"{REFERENCES_DIR}/{root}_{label}_{image.exposure_id:06d}.mrc"
+        write_mrc(run_dir / name, image.data, pixel_size_a=image.pixel_size_a)
+        table[key] = {"file": name, "exposure_id": image.exposure_id}
+    return table

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -283,6 +283,19 @@ def _same_field(
     if ref.shape != img.shape:
         return None
     return ref, img, coarse
+
+
+@runtime_checkable
+class HoldsImages(Protocol):
+    """A strategy that keeps reference images no stack or map holds (fused's Views).
+
+    The engine saves them when they change and reloads them on resume by the keys
+    :meth:`Strategy.reference_keys` names.
+    """
+
+    def held_images(self) -> dict[str, Image]:
+        """The images the state refers to that are not Records or target maps, by key."""
+        ...
 
 
 class Strategy(Protocol):

@@ -469,9 +469,13 @@ class FusedStrategy:
             self._toolkit = toolkit
 
     def reference_keys(self) -> set[str]:
-        keys = set()
+        keys = {f"view:1:{branch}" for branch in ("+", "-")}  # target 1's relocation Views
         for tgt in self.targets.values():
             for state in (tgt.start, tgt.plus, tgt.minus):
                 if state is not None and state.reference:
                     keys.add(state.reference)
         return keys
+
+    def held_images(self) -> dict[str, Image]:
+        """Target 1's Views (the set-up's or a relocation's), which no stack holds."""
+        return {k: v for k, v in self._images.items() if k.startswith("view:")}
