@@ -30,6 +30,7 @@ from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
 from tomopilot.cli.common import console, err_console, user_errors
 from tomopilot.core.events import EventBus
+from tomopilot.instrument.twin_serialem.truth_report import is_script_run
 
 
 def _dry_run(config_path: Path, strategy: str | None) -> None:
@@ -238,9 +239,20 @@ def report_command(
             help="The run folder (output.dir of the configuration).", exists=True, file_okay=False
         ),
     ],
+    per_image: Annotated[
+        bool, typer.Option("--per-image", help="Script runs: one line per image too.")
+    ] = False,
 ) -> None:
-    """Judge a twin run against the ground truth: tracking, defocus, dose, time per tilt series."""
+    """Judge a twin run against the ground truth: tracking, defocus, dose, time per tilt series.
+
+    A ``tomopilot sem-run`` folder gets the ground truth of every image its script saved.
+    """
     with user_errors():
+        if is_script_run(run_dir):
+            from tomopilot.cli.sem_run import print_script_report
+
+            print_script_report(run_dir, per_image=per_image)
+            return
         console.print(quality_table(assess_run_dir(run_dir), f"{run_dir}: ground truth"))
 
 

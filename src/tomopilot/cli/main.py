@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tomopilot import __version__
-from tomopilot.cli import acquire, demo
+from tomopilot.cli import acquire, demo, sem_run
 from tomopilot.cli.common import show_library_warnings
 from tomopilot.cli.diffraction import diffraction_app
 from tomopilot.cli.geometry import geometry_app
@@ -27,6 +27,7 @@ app.add_typer(preprocess_app, name="preprocess")
 app.add_typer(twin_app, name="twin")
 demo.register(app)
 acquire.register(app)
+sem_run.register(app)
 
 
 def _version(value: bool) -> None:

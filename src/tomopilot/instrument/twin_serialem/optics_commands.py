@@ -1,0 +1,279 @@
+"""Image shift in every unit SerialEM offers, magnification, calibration matrices, low dose.
+
+Incremental image shifts (``ImageShiftByMicrons``, ``...ByPixels``, ``...ByUnits``) are checked
+against the image-shift limit first, as SerialEM does since 4.1: beyond it nothing moves and the
+reported value is 1 (refused), else 0. ``SetImageShift`` is absolute: beyond the limit it fails.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tomopilot.instrument.twin_serialem import calibration as cal
+from tomopilot.instrument.twin_serialem.commands import Reported, command
+from tomopilot.instrument.twin_serialem.session import SET_AREAS, Session
+from tomopilot.instrument.types import LowDoseArea
+
+LD_LETTERS = {"V": LowDoseArea.VIEW, "F": LowDoseArea.FOCUS, "T": LowDoseArea.TRIAL}
+LD_LETTERS |= {"R": LowDoseArea.RECORD, "S": LowDoseArea.SEARCH, "P": LowDoseArea.PREVIEW}
+# SerialEM's low-dose area numbers: 0 View, 1 Focus, 2 Trial, 3 Record, 4 Search
+LD_NUMBERS = {
+    LowDoseArea.VIEW: 0,
+    LowDoseArea.FOCUS: 1,
+    LowDoseArea.TRIAL: 2,
+    LowDoseArea.RECORD: 3,
+    LowDoseArea.PREVIEW: 3,
+    LowDoseArea.SEARCH: 4,
+}
+IS_SETTLE_S = 0.5  # one "normal settling" of the multiplier #D
+COMA_MRAD_PER_UNIT = ((0.0016, 0.0002), (-0.0001, 0.0017))  # a typical coma-vs-IS calibration
+
+
+def ld_area(text: str) -> LowDoseArea:
+    """A low-dose area from its letter (V, F, T, R, S; P = Preview)."""
+    area = LD_LETTERS.get(text.strip().upper()[:1]) if text.strip() else None
+    if area is None:
+        raise ValueError(f"Low dose area must be V, F, T, R or S, not {text!r}")
+    return area
+
+
+def _limit_um(session: Session) -> float:
+    soft = session.properties.values.get("ImageShiftLimit", math.inf)
+    return min(float(soft), session.scope.optics.image_shift_limit_um)
+
+
+def _settle(session: Session, multiplier: float) -> None:
+    if multiplier > 1:
+        session.scope.clock.sleep((multiplier - 1) * IS_SETTLE_S)
+
+
+def shift_by_units(session: Session, delta: np.ndarray, multiplier: float = 1.0) -> Reported:
+    """Add ``delta`` IS units if the result stays within the limit: (0,) done, (1,) refused."""
+    optics = session.scope.optics
+    new = np.asarray(optics.image_shift_units(), np.float64) + delta
+    spec = cal.is_to_specimen(session) @ new
+    if np.any(np.abs(spec) > _limit_um(session)):
+        session.report(
+            f"Image shift to ({spec[0]:.2f}, {spec[1]:.2f}) um refused: beyond the limit of "
+            f"{_limit_um(session):g} um"
+        )
+        return (1,)
+    optics.set_image_shift_units(float(new[0]), float(new[1]))
+    _settle(session, multiplier)
+    return (0,)
+
+
+@command("ImageShiftByMicrons", "FF|FI")
+def image_shift_by_microns(
+    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+) -> Reported:
+    """Incremental image shift in specimen µm (x along the tilt axis)."""
+    delta = cal.specimen_to_is(session) @ np.array([dx, dy])
+    result = shift_by_units(session, delta, multiplier)
+    if beam_tilt and result == (0,):
+        _compensate_beam_tilt(session)
+    return result
+
+
+@command("ImageShiftByUnits", "FF|FI")
+def image_shift_by_units(
+    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+) -> Reported:
+    """Incremental image shift in IS units."""
+    result = shift_by_units(session, np.array([dx, dy]), multiplier)
+    if beam_tilt and result == (0,):
+        _compensate_beam_tilt(session)
+    return result
+
+
+@command("ImageShiftByPixels", "FF|FI")
+def image_shift_by_pixels(
+    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+) -> Reported:
+    """Incremental image shift moving the image by (dx, dy) unbinned camera pixels."""
+    to_camera = cal.specimen_to_camera(session, session.ld_area)
+    spec = -np.linalg.solve(to_camera, np.array([dx, dy]))
+    result = shift_by_units(session, cal.specimen_to_is(session) @ spec, multiplier)
+    if beam_tilt and result == (0,):
+        _compensate_beam_tilt(session)
+    return result
+
+
+@command("SetImageShift", "FF|FI")
+def set_image_shift(
+    session: Session, x: float, y: float, multiplier: float = 1.0, beam_tilt: int = 0
+) -> Reported:
+    """Absolute image shift in IS units (the frame of ReportImageShift)."""
+    session.scope.optics.set_image_shift_units(x, y)
+    _settle(session, multiplier)
+    if beam_tilt:
+        _compensate_beam_tilt(session)
+    return None
+
+
+@command("ReportImageShift")
+def report_image_shift(session: Session) -> Reported:
+    """(IS x, y units; camera x, y unbinned px; stage x, y µm needed to reset it)."""
+    units = session.scope.optics.image_shift_units()
+    cam = cal.camera_shift_of_is(session, units)
+    stage = cal.stage_for_specimen(session, cal.image_shift_specimen_um(session))
+    session.report(f"Image shift {units[0]:.3f} {units[1]:.3f} IS units")
+    return units[0], units[1], cam[0], cam[1], stage[0], stage[1]
+
+
+@command("ReportSpecimenShift")
+def report_specimen_shift(session: Session) -> Reported:
+    """The image shift in specimen µm (x along the tilt axis)."""
+    return cal.image_shift_specimen_um(session)
+
+
+# -- magnification ------------------------------------------------------------------------------
+@command("SetMag", "I")
+def set_mag(session: Session, magnification: int) -> Reported:
+    """Set the magnification of the current area to one of the calibrated mags."""
+    optics = session.scope.optics
+    source = next((a for a in SET_AREAS if optics.preset(a).magnification == magnification), None)
+    if source is None:
+        mags = ", ".join(str(m) for m in cal.mag_table(session))
+        raise ValueError(f"Magnification {magnification} is not calibrated (available: {mags})")
+    pixel = optics.preset(source).unbinned_pixel_size_a
+    for area in _areas_of(session.ld_area):
+        current = optics.preset(area)
+        session.saved_ld_params.setdefault(area, current)
+        optics.set_preset(
+            area,
+            current.model_copy(
+                update={"magnification": magnification, "unbinned_pixel_size_a": pixel}
+            ),
+        )
+    return None
+
+
+def _areas_of(area: LowDoseArea) -> list[LowDoseArea]:
+    # Preview shares Record's low-dose area
+    if area is LowDoseArea.RECORD:
+        return [LowDoseArea.RECORD, LowDoseArea.PREVIEW]
+    return [area]
+
+
+@command("ReportMag")
+def report_mag(session: Session) -> Reported:
+    """(magnification, 1 if low-mag mode else 0) of the current area."""
+    mag = session.scope.optics.preset(session.ld_area).magnification
+    return mag, 1 if mag < 2000 else 0
+
+
+def _matrix_command(name: str, make: object) -> None:
+    def handler(session: Session, index: int = 0) -> Reported:
+        area = cal.area_for_mag_index(session, index)
+        return cal.as_reported(make(session, area))  # type: ignore[operator]
+
+    command(name, "|I")(handler)
+
+
+_matrix_command("SpecimenToCameraMatrix", lambda s, a: cal.specimen_to_camera(s, a))
+_matrix_command("CameraToSpecimenMatrix", lambda s, a: np.linalg.inv(cal.specimen_to_camera(s, a)))
+_matrix_command("SpecimenToISMatrix", lambda s, a: cal.specimen_to_is(s))
+_matrix_command("ISToSpecimenMatrix", lambda s, a: cal.is_to_specimen(s))
+_matrix_command(
+    "ISToCameraMatrix", lambda s, a: cal.specimen_to_camera(s, a) @ cal.is_to_specimen(s)
+)
+_matrix_command("SpecimenToStageMatrix", lambda s, a: cal.specimen_to_stage(0.0))
+_matrix_command("StageToSpecimenMatrix", lambda s, a: np.linalg.inv(cal.specimen_to_stage(0.0)))
+
+
+# -- coma and beam tilt --------------------------------------------------------------------------
+@command("ReportComaVsISmatrix")
+def report_coma_vs_is_matrix(session: Session) -> Reported:
+    """The coma-vs-image-shift calibration: beam tilt (mrad) per IS unit (xpx, xpy, ypx, ypy)."""
+    (a, b), (c, d) = COMA_MRAD_PER_UNIT
+    return a, b, c, d
+
+
+def _compensate_beam_tilt(session: Session) -> None:
+    if session.beam_tilt_saved is None:
+        session.beam_tilt_saved = session.beam_tilt_mrad
+    units = np.asarray(session.scope.optics.image_shift_units())
+    tilt = np.asarray(COMA_MRAD_PER_UNIT) @ units
+    base = np.asarray(session.beam_tilt_saved)
+    session.beam_tilt_mrad = (float(base[0] + tilt[0]), float(base[1] + tilt[1]))
+
+
+@command("AdjustBeamTiltforIS", "|I")
+def adjust_beam_tilt_for_is(session: Session, option: int = 0) -> Reported:
+    """Add the beam tilt that cancels the coma of the current image shift (restore later)."""
+    _compensate_beam_tilt(session)
+    return None
+
+
+@command("RestoreBeamTilt")
+def restore_beam_tilt(session: Session) -> Reported:
+    """Back to the beam tilt before the last compensation."""
+    if session.beam_tilt_saved is not None:
+        session.beam_tilt_mrad = session.beam_tilt_saved
+        session.beam_tilt_saved = None
+    return None
+
+
+# -- low dose -------------------------------------------------------------------------------------
+@command("GoToLowDoseArea", "S")
+def go_to_low_dose_area(session: Session, area: str) -> Reported:
+    """Switch to a low-dose area (V, F, T, R or S)."""
+    target = ld_area(area)
+    session.ld_area = LowDoseArea.RECORD if target is LowDoseArea.PREVIEW else target
+    return None
+
+
+@command("SetLowDoseMode", "I")
+def set_low_dose_mode(session: Session, on: int) -> Reported:
+    """Low dose on (non-zero) or off; reports the previous state."""
+    previous = 1 if session.low_dose else 0
+    session.low_dose = bool(on)
+    return (previous,)
+
+
+@command("ReportLowDose")
+def report_low_dose(session: Session) -> Reported:
+    """(1 if low dose is on, the current area number: 0 V, 1 F, 2 T, 3 R, 4 S)."""
+    return (1 if session.low_dose else 0), LD_NUMBERS[session.ld_area]
+
+
+@command("ReportLDDefocusOffset", "S")
+def report_ld_defocus_offset(session: Session, area: str) -> Reported:
+    """The defocus offset (µm) of a low-dose area (View, Search)."""
+    return (session.scope.optics.preset(ld_area(area)).defocus_offset_um,)
+
+
+@command("ReportAxisPosition", "S")
+def report_axis_position(session: Session, area: str) -> Reported:
+    """(distance µm along the tilt axis from Record, rotation °) of a low-dose area."""
+    return session.scope.optics.preset(ld_area(area)).offset_along_axis_um, 0.0
+
+
+@command("UpdateLowDoseParams", "S|I")
+def update_low_dose_params(session: Session, area: str, option: int = 0) -> Reported:
+    """Go to an area so that scope changes (SetMag) update its parameters; restorable."""
+    target = ld_area(area)
+    for each in _areas_of(target):
+        session.saved_ld_params.setdefault(each, session.scope.optics.preset(each))
+    session.ld_area = LowDoseArea.RECORD if target is LowDoseArea.PREVIEW else target
+    return None
+
+
+@command("RestoreLowDoseParams", "|S")
+def restore_low_dose_params(session: Session, area: str = "") -> Reported:
+    """Restore the low-dose parameters changed since UpdateLowDoseParams / SetMag."""
+    areas = list(session.saved_ld_params) if not area else _areas_of(ld_area(area))
+    for each in areas:
+        original = session.saved_ld_params.pop(each, None)
+        if original is not None:
+            session.scope.optics.set_preset(each, original)
+    return None
+
+
+@command("ReportIlluminatedArea")
+def report_illuminated_area(session: Session) -> Reported:
+    """The beam diameter of the current area (µm)."""
+    return (session.scope.optics.preset(session.ld_area).beam_diameter_um,)

@@ -1,0 +1,201 @@
+"""The ground truth of a script run: where the beam really was, the true defocus, the dose.
+
+After ``tomopilot sem-run``, the run folder holds the twin's command log, its configuration and
+the module's side record (which exposure every saved image was, which map image every Navigator
+point was picked on). Replaying the log rebuilds the twin's ground truth exactly; this module
+then judges every image the script saved:
+
+- **what the script meant**: the specimen feature under the Navigator point the series belongs
+  to (the point picked on a map, traced through the map image's true geometry onto the
+  specimen); a series belongs to the point nearest to where its first image really was, within
+  half the image's field. A series with no such point is judged against the specimen point at the
+  centre of its first image (where the script started it);
+- **tracking error**: where that point really was relative to the beam centre, in nm on the
+  specimen plane (x along the tilt axis), for every image;
+- **defocus**: the true defocus at the image centre, and its error from the target defocus the
+  script had set (``SetTargetDefocus``) when it saved the image;
+- **dose**: the dose of each exposure, and the total the point received from every exposure of
+  the run (maps, focusing, tracking and its neighbours' beams included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomopilot.core.config import load_config
+from tomopilot.core.files import AppendOnlyJournal
+from tomopilot.instrument.twin import ExposureTruth, TwinConfig, TwinMicroscope
+from tomopilot.instrument.twin.field import FieldOfView
+from tomopilot.instrument.twin.surface import trace_rays
+from tomopilot.instrument.twin_serialem.session import RECORD_FILE
+
+TWIN_CONFIG_FILE = "semrun_twin.yaml"
+COMMAND_LOG_FILE = "twin_commands.jsonl"
+MATCH_RADIUS_UM = 0.5  # a series belongs to a Navigator point within this of its first image
+RECORD_AREAS = ("Record", "Preview")
+
+
+@dataclass
+class ImageTruth:
+    """One saved image against the truth."""
+
+    section: int
+    exposure_id: int
+    area: str
+    tilt_deg: float
+    offset_nm: tuple[float, float]
+    true_defocus_um: float
+    target_defocus_um: float
+    dose_e_a2: float
+
+    @property
+    def error_nm(self) -> float:
+        """Distance of the intended point from the beam centre."""
+        return math.hypot(*self.offset_nm)
+
+    @property
+    def defocus_error_um(self) -> float:
+        """True defocus minus the target defocus (NaN for View, Search, Focus, Trial images,
+        which are taken at a defocus offset)."""
+        if self.area not in RECORD_AREAS:
+            return math.nan
+        return self.true_defocus_um - self.target_defocus_um
+
+
+@dataclass
+class SeriesTruth:
+    """One image file (a tilt series, a set of maps ...) against the truth."""
+
+    file: str
+    intended: str
+    point_um: tuple[float, float, float]
+    images: list[ImageTruth] = field(default_factory=list)
+    dose_at_point_e_a2: float = 0.0
+
+    def _rms(self, values: list[float]) -> float:
+        return float(np.sqrt(np.mean(np.square(values)))) if values else 0.0
+
+    @property
+    def tracking_rms_nm(self) -> float:
+        """RMS distance of the intended point from the beam centre."""
+        return self._rms([i.error_nm for i in self.images])
+
+    @property
+    def tracking_max_nm(self) -> float:
+        """Largest distance."""
+        return max((i.error_nm for i in self.images), default=0.0)
+
+    @property
+    def defocus_rms_um(self) -> float:
+        """RMS of true minus target defocus over the Record and Preview images (NaN if none)."""
+        errors = [i.defocus_error_um for i in self.images if i.area in RECORD_AREAS]
+        return self._rms(errors) if errors else math.nan
+
+
+@dataclass
+class ScriptTruth:
+    """A whole script run."""
+
+    series: list[SeriesTruth]
+    microscope_s: float
+    n_exposures: int
+    dose_by_area: dict[str, float]
+
+
+def _trace(
+    twin: TwinMicroscope, truth: ExposureTruth, col: float, row: float
+) -> tuple[float, float, float]:
+    """The specimen point under a pixel position (pixel centres at integers) of an exposure."""
+    fov = FieldOfView(
+        truth.beam_centre_lab_um, truth.field_shape, truth.pixel_size_a, truth.rotation_deg
+    )
+    x, y = fov.lab_from_pixels(np.array([col + 0.5]), np.array([row + 0.5]))
+    hits = trace_rays(twin.specimen, truth.pose, x, y)
+    return float(hits.specimen_x_um[0]), float(hits.specimen_y_um[0]), float(hits.specimen_z_um[0])
+
+
+def _centre_point(twin: TwinMicroscope, truth: ExposureTruth) -> tuple[float, float, float]:
+    lab_x, lab_y = truth.beam_centre_lab_um
+    hits = trace_rays(twin.specimen, truth.pose, np.array([lab_x]), np.array([lab_y]))
+    return float(hits.specimen_x_um[0]), float(hits.specimen_y_um[0]), float(hits.specimen_z_um[0])
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return list(AppendOnlyJournal(run_dir / RECORD_FILE).records())
+
+
+def is_script_run(run_dir: Path) -> bool:
+    """Whether a folder holds a ``tomopilot sem-run`` run."""
+    return (run_dir / RECORD_FILE).is_file() and (run_dir / COMMAND_LOG_FILE).is_file()
+
+
+def assess_script_run(run_dir: Path) -> ScriptTruth:
+    """Rebuild a script run's twin from its folder and judge every saved image."""
+    run_dir = Path(run_dir)
+    if not is_script_run(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir} holds no sem-run record ({RECORD_FILE} and {COMMAND_LOG_FILE})"
+        )
+    config = load_config(run_dir / TWIN_CONFIG_FILE, TwinConfig)
+    twin = TwinMicroscope(config, command_log=run_dir / COMMAND_LOG_FILE)
+    truth = twin.ground_truth
+    entries = _records(run_dir)
+    points: list[tuple[str, tuple[float, float, float]]] = []
+    for entry in entries:
+        if entry["kind"] == "nav_point" and entry.get("exposure_id") is not None:
+            exposure = truth.exposure(int(entry["exposure_id"]))
+            col, row = (float(v) for v in entry["pixel"])
+            points.append((f"Navigator point {entry['map_id']}", _trace(twin, exposure, col, row)))
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry["kind"] == "image" and entry.get("exposure_id") is not None:
+            by_file.setdefault(str(entry["file"]), []).append(entry)
+    series: list[SeriesTruth] = []
+    for file, images in by_file.items():
+        first = truth.exposure(int(images[0]["exposure_id"]))
+        centre = _centre_point(twin, first)
+        half_field_um = min(first.field_shape) * first.pixel_size_a * 1e-4 / 2
+        best = min(
+            points,
+            key=lambda p: math.hypot(p[1][0] - centre[0], p[1][1] - centre[1]),
+            default=None,
+        )
+        radius = min(half_field_um, MATCH_RADIUS_UM)
+        if best is not None and math.hypot(best[1][0] - centre[0], best[1][1] - centre[1]) <= (
+            radius
+        ):
+            intended, point = best
+        else:
+            intended, point = "centre of the first image", centre
+        name = Path(file).name if Path(file).parent == run_dir.resolve() else file
+        one = SeriesTruth(file=name, intended=intended, point_um=point)
+        for entry in images:
+            exposure = truth.exposure(int(entry["exposure_id"]))
+            one.images.append(
+                ImageTruth(
+                    section=int(entry["section"]),
+                    exposure_id=exposure.exposure_id,
+                    area=exposure.area,
+                    tilt_deg=exposure.tilt_deg,
+                    offset_nm=exposure.offset_nm(point),
+                    true_defocus_um=exposure.defocus_um,
+                    target_defocus_um=float(entry["target_defocus_um"]),
+                    dose_e_a2=exposure.dose_e_a2,
+                )
+            )
+        one.dose_at_point_e_a2 = truth.dose_received(point, min(0.2, half_field_um)).total_e_a2
+        series.append(one)
+    dose_by_area: dict[str, float] = {}
+    for exposure in truth.exposures:
+        dose_by_area[exposure.area] = dose_by_area.get(exposure.area, 0.0) + exposure.dose_e_a2
+    return ScriptTruth(
+        series=series,
+        microscope_s=twin.clock.now_s(),
+        n_exposures=len(truth.exposures),
+        dose_by_area=dose_by_area,
+    )

@@ -1,0 +1,166 @@
+"""``tomopilot sem-run``: the example SerialEM-style script, unchanged, on the twin.
+
+It picks three targets on a View map, realigns to the first, and runs a grouped dose-symmetric
+series of 7 tilts on each by image shift, with tracking and focus. The files are read back with
+the field's readers, and the ground-truth report shows what its tracking really achieved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mdocfile
+import mrcfile
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import tomopilot.examples
+from tomopilot.cli.main import app
+from tomopilot.instrument.twin_serialem.truth_report import ScriptTruth, assess_script_run
+from tomopilot.io.navigator import read_nav
+
+EXAMPLES = Path(tomopilot.examples.__file__).parent
+SCRIPT = EXAMPLES / "parallel_tomo_serialem.py"
+CONFIG = EXAMPLES / "semrun_twin.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("semrun") / "run"
+    result = CliRunner().invoke(
+        app,
+        ["sem-run", str(SCRIPT), "--config", str(CONFIG), "--out", str(out)],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def truth(demo_run: tuple[Path, str]) -> ScriptTruth:
+    return assess_script_run(demo_run[0])
+
+
+def test_the_script_writes_stacks_mdocs_and_a_nav_the_field_reads(
+    demo_run: tuple[Path, str],
+) -> None:
+    out, output = demo_run
+    assert "finished" in output and "Picked 3 targets" in output
+    tilts_expected = [0.0, 3.0, 6.0, -3.0, -6.0, 9.0, -9.0]
+    for number in (1, 2, 3):
+        stack = out / f"L1_ts_{number:03d}.mrc"
+        with mrcfile.open(stack, permissive=False) as mrc:
+            assert mrc.data.shape == (7, 256, 256)
+            assert float(mrc.voxel_size.x) == pytest.approx(32.0)
+        table = mdocfile.read(stack.with_name(stack.name + ".mdoc"))
+        assert list(table["TiltAngle"]) == pytest.approx(tilts_expected, abs=1e-3)
+        # per-target dose accumulators: 3 e/Å² per Record (the dose SerialEM believes)
+        prior = np.asarray(table["PriorRecordDose"], float)
+        assert prior[0] == 0.0 and np.diff(prior) == pytest.approx([3.0] * 6)
+        text = stack.with_name(stack.name + ".mdoc").read_text()
+        assert text.count("SpecimenShift = ") == 7
+    doc = read_nav(out / "L1.nav")
+    items = list(doc.items())
+    kinds = [item.get("Type") for item in items]
+    assert kinds == ["2", "0", "0", "0"]  # the View map, then the three targets drawn on it
+    map_id = items[0].get("MapID")
+    assert all(item.get("DrawnID") == map_id for item in items[1:])
+    assert all(item.get("Acquire") == "1" for item in items[1:])
+    assert (out / "L1_maps.mrc").is_file() and items[0].get("MapFile") == str(out / "L1_maps.mrc")
+
+
+def test_ground_truth_shows_the_script_tracking(
+    truth: ScriptTruth, demo_run: tuple[Path, str]
+) -> None:
+    series = {s.file: s for s in truth.series}
+    tracked = [series[f"L1_ts_{n:03d}.mrc"] for n in (1, 2, 3)]
+    assert all(s.intended.startswith("Navigator point") for s in tracked)
+    assert len({s.intended for s in tracked}) == 3
+    # the first image of each series lands on its picked point (Realign to Item, image shift)
+    for s in tracked:
+        assert s.images[0].error_nm < 60.0
+        assert s.images[0].tilt_deg == pytest.approx(0.0, abs=0.2)
+    # Target 1 is the tracking target: its own Records carry each tilt's stage error (a
+    # PACEtomo-style series takes no extra tracking shot) and the reversal jump at +9°.
+    assert 120.0 < tracked[0].tracking_rms_nm < 300.0
+    assert tracked[0].tracking_max_nm > 300.0
+    # The others follow target 1's correction and their own alignment.
+    for s in tracked[1:]:
+        assert s.tracking_rms_nm < 80.0
+    # Defocus: flat-specimen prediction on a lamella with 10° pretilt, refocused per group.
+    for s in tracked:
+        assert s.defocus_rms_um < 1.0
+    assert max(s.defocus_rms_um for s in tracked) > 0.2  # the model's height error shows
+    # dose: 7 Records of 3 e/Å² nominal (the gun's emission decays a little: the truth is
+    # lower), plus the neighbours' and maps' share
+    for s in tracked:
+        assert 19.0 < s.dose_at_point_e_a2 < 30.0
+        assert sum(i.dose_e_a2 for i in s.images) == pytest.approx(21.0, rel=0.05)
+    assert truth.dose_by_area["Record"] == pytest.approx(21 * 3.0, rel=0.05)
+    _, output = demo_run
+    assert "ground truth of the script's images" in output and "L1_ts_002.mrc" in output
+
+
+def test_report_command_prints_the_script_truth(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    result = CliRunner().invoke(app, ["report", str(out), "--per-image"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "Navigator point" in result.output and "Record" in result.output
+
+
+FAILING = """\
+import serialem as sem
+
+def take(n):
+    sem.OpenNewFile("partial.mrc")
+    for i in range(n):
+        sem.R()
+        sem.S()
+    sem.CloseFile()
+    return 1 / 0  # the script's own bug
+
+take(2)
+"""
+
+
+def test_a_failing_script_shows_its_own_traceback_and_keeps_its_files(tmp_path: Path) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text(FAILING)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["sem-run", str(script), "--config", str(CONFIG), "--out", str(out), "--no-report"],
+    )
+    assert result.exit_code == 1
+    text = result.output
+    assert "ZeroDivisionError" in text
+    assert f'File "{script}", line 9, in take' in text
+    assert f'File "{script}", line 11' in text
+    assert "twin_serialem" not in text and "sem_run.py" not in text  # none of our frames
+    with mrcfile.open(out / "partial.mrc", permissive=False) as mrc:
+        assert mrc.data.shape[0] == 2
+    assert len(mdocfile.read(out / "partial.mrc.mdoc")) == 2
+
+
+def test_a_bad_command_in_a_script_names_the_command_and_line(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("import serialem\nserialem.TiltTo(10)\nserialem.MoveStageTo('x', 1)\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "sem-run",
+            str(script),
+            "--config",
+            str(CONFIG),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-report",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "serialem.SEMerror" in result.output
+    assert "Argument 1 must be a number, not 'x' in script statement: MoveStageTo x 1" in (
+        " ".join(result.output.split())
+    )
+    assert f'File "{script}", line 3' in result.output
