@@ -304,3 +304,21 @@ def test_persistent_variables_survive_to_the_next_session(
     first.SetPersistentVar("warned", 1)
     second = make_module(scope, directory=tmp_path, record_dir=tmp_path)
     assert second.IsVariableDefined("warned") == 1.0 and second.GetVariable("warned") == "1"
+
+
+def test_ctffind_recovers_the_true_defocus(tmp_path: Path) -> None:
+    from serialem_helpers import SMALL
+
+    from tomopilot.instrument.twin import TwinConfig
+
+    presets = {**SMALL["presets"], "record": {"binning": 2, "exposure_s": 2.0}}
+    scope = TwinMicroscope(TwinConfig.model_validate({**SMALL, "presets": presets}))
+    sem = make_module(scope, directory=tmp_path)
+    sem.SetDefocus(-3.0)
+    sem.R()
+    truth = scope.ground_truth.exposures[-1].defocus_um  # the specimen is not at focus 0
+    defocus, astig, _angle, phase, score, resolution = sem.CtfFind("A", -1.0, -6.0)
+    assert defocus == pytest.approx(truth, abs=0.05)
+    assert astig < 0.15 and phase == 0.0 and score > 0 and 4.0 < resolution < 40.0
+    with pytest.raises(SEMerror, match="not a range of underfocus"):
+        sem.CtfFind("A", 1.0, 1.0)
