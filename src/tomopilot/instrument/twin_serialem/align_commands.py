@@ -207,6 +207,17 @@ def align_to(
     return None
 
 
+@command("ClearAlignment", "|I")
+def clear_alignment(session: Session, no_image_shift: int = 0) -> Reported:
+    """Forget A's alignment shift, undoing its image shift unless ``no_image_shift``."""
+    image = need(session, "A", "ClearAlignment")
+    if not no_image_shift and image.align_is_units != (0.0, 0.0):
+        shift_by_units(session, -np.asarray(image.align_is_units))
+    image.align_shift_px = (0.0, 0.0)
+    image.align_is_units = (0.0, 0.0)
+    return None
+
+
 @command("LimitNextAutoAlign", "F")
 def limit_next_auto_align(session: Session, limit_um: float) -> Reported:
     """Ignore peaks farther than ``limit_um`` in the next alignment."""

@@ -74,6 +74,8 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
     )
     session.buffers.push_new(buffer)
     session.variables["imageTickTime"] = f"{time_s:.3f}"
+    # tomopilot's addition: the microscope's exposure id (the twin's ground truth is keyed by it)
+    session.variables["tomopilotExposureID"] = "" if exposure_id is None else str(exposure_id)
     return buffer
 
 

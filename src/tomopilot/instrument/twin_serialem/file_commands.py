@@ -315,3 +315,17 @@ def snapshot_to_file(
     tifffile.imwrite(tmp, scaled)
     shutil.move(tmp, path)
     return None
+
+
+@command("SaveToOtherFile", "BVVS")
+def save_to_other_file(
+    session: Session, letter: str, kind: object, compression: object, name: str
+) -> Reported:
+    """Save one buffer's image to its own file (MRC; TIFF types are refused by the twin)."""
+    from tomopilot.io.mrc_image import write_mrc
+
+    if str(kind).upper() not in ("MRC", "CUR", "-1"):
+        raise ValueError(f"The twin-backed module saves single images as MRC only, not {kind}")
+    image = need(session, letter, "SaveToOtherFile")
+    write_mrc(session.resolve(name), image.data, pixel_size_a=image.pixel_size_a)
+    return None

@@ -185,3 +185,22 @@ def ctfplotter(
     result = fit_buffer(session, "Ctfplotter", letter, low_um, high_um)
     session.report(f"Ctfplotter: defocus {result[0]:.3f} um")
     return result
+
+
+@command("IncTargetDefocus", "F")
+def inc_target_defocus(session: Session, delta_um: float) -> Reported:
+    """Change the autofocus target by ``delta_um``."""
+    return set_target_defocus(session, session.target_defocus_um + delta_um)
+
+
+@command("ReportAbsoluteFocus", aliases=("ReportFocus",))
+def report_absolute_focus(session: Session) -> Reported:
+    """The objective focus in the microscope's own units (the twin: µm at eucentric height)."""
+    return (session.scope.optics.focus_um(),)
+
+
+@command("SetAbsoluteFocus", "F", aliases=("SetStandardFocus",))
+def set_absolute_focus(session: Session, value: float) -> Reported:
+    """Set the objective focus to a value from ReportAbsoluteFocus."""
+    session.scope.optics.set_focus_um(value)
+    return None

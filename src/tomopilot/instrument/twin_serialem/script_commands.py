@@ -352,3 +352,10 @@ def report_frame_saving_path(session: Session) -> Reported:
 def report_last_frame_file(session: Session) -> Reported:
     """The last frame file saved; the twin-backed module saves no frames, so this fails."""
     raise ValueError("No frames have been saved (the twin-backed module does not save frames)")
+
+
+@command("ReportDateTime")
+def report_date_time(session: Session) -> Reported:
+    """(YYYYMMDD, HHMM) of the microscope clock."""
+    now = session.scope.clock.datetime()
+    return int(f"{now:%Y%m%d}"), int(f"{now:%H%M}")

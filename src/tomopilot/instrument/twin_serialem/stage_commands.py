@@ -122,3 +122,18 @@ def set_tilt_axis_offset(session: Session, offset_um: float) -> Reported:
     """Set the tilt-axis offset (µm) used to centre image shift on the axis."""
     session.scope.stage.set_tilt_axis_offset_um(offset_um)
     return None
+
+
+@command("ReportStageBusy")
+def report_stage_busy(session: Session) -> Reported:
+    """0: the twin's stage moves complete before the command returns."""
+    return (0,)
+
+
+@command("ResetShiftIfAbove", "F")
+def reset_shift_if_above(session: Session, limit_um: float) -> Reported:
+    """Reset image shift (moving the stage) if the specimen shift exceeds ``limit_um``."""
+    x, y = cal.image_shift_specimen_um(session)
+    if math.hypot(x, y) > limit_um:
+        reset_image_shift(session)
+    return None
