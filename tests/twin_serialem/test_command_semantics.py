@@ -322,3 +322,25 @@ def test_ctffind_recovers_the_true_defocus(tmp_path: Path) -> None:
     assert astig < 0.15 and phase == 0.0 and score > 0 and 4.0 < resolution < 40.0
     with pytest.raises(SEMerror, match="not a range of underfocus"):
         sem.CtfFind("A", 1.0, 1.0)
+
+
+def test_frames_are_saved_when_dose_fractionation_asks(sem: SerialEMModule, tmp_path: Path) -> None:
+    import tifffile
+
+    with pytest.raises(SEMerror, match="No frames have been saved"):
+        sem.ReportLastFrameFile()
+    sem.SetDoseFracParams("R", 1, 1)
+    sem.SetFrameBaseName(0, 1, 0, "L1_tilt")
+    sem.OpenNewFile("ts.mrc")
+    sem.R()
+    sem.S()
+    sem.CloseFile()
+    path = Path(sem.ReportLastFrameFile())
+    assert path.parent == tmp_path / "frames" and path.name == "L1_tilt_001_0.0.tif"
+    frames = tifffile.imread(path)
+    assert frames.shape == (10, 256, 256) and sem.ReportNumFramesSaved() == 10.0
+    # the frames add up to the image's counts
+    assert frames.sum(axis=0).mean() == pytest.approx(sem.ReportMeanCounts(), rel=0.02)
+    row = mdocfile.read(tmp_path / "ts.mrc.mdoc").iloc[0]
+    assert str(row["SubFramePath"]).replace("\\", "/") == "frames/L1_tilt_001_0.0.tif"
+    assert row["NumSubFrames"] == 10

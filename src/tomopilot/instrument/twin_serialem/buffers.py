@@ -61,6 +61,7 @@ class BufferImage:
     map_id: int | None = None
     source: str = ""
     saved_to: str = ""
+    frames: tuple[str, int, float] | None = None  # (frame file, frames, dose per frame)
     extra: dict[str, float] = field(default_factory=dict)
 
     @property

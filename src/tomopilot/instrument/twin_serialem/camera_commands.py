@@ -41,6 +41,7 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
     preset = scope.optics.preset(area)
     stage = scope.stage.position()
     matrix = scope.camera.specimen_to_camera_matrix(area)
+    frame_info: tuple[str, int, float] | None = None
     if not session.valves_open:
         scope.clock.sleep(preset.exposure_s)
         data: NDArray[np.float32] = np.zeros(_area_shape(session, area), np.float32)
@@ -48,9 +49,16 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
         dose = 0.0
         defocus = scope.optics.focus_um() + preset.defocus_offset_um
         time_s, taken = scope.clock.now_s(), scope.clock.datetime()
+    elif session.extensions.get("save_frames", {}).get(camera_set):
+        movie = scope.camera.acquire_movie(area)
+        image = movie.image
+        data = np.asarray(image.data, np.float32)
+        frames_written = save_movie(session, movie.frames, image.pixel_size_a, stage.tilt_deg)
+        frame_info = (frames_written, movie.n_frames, movie.frame_dose_e_a2)
     else:
         image = scope.camera.acquire(area)
         data = np.asarray(image.data, np.float32)
+    if session.valves_open:
         exposure_id, dose, defocus = image.exposure_id, image.dose_e_a2, image.defocus_um
         time_s, taken = image.time_s, image.datetime
     buffer = BufferImage(
@@ -72,11 +80,46 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
         low_dose=session.low_dose,
         source=session.set_letter(camera_set),
     )
+    buffer.frames = frame_info
     session.buffers.push_new(buffer)
     session.variables["imageTickTime"] = f"{time_s:.3f}"
     # tomopilot's addition: the microscope's exposure id (the twin's ground truth is keyed by it)
     session.variables["tomopilotExposureID"] = "" if exposure_id is None else str(exposure_id)
     return buffer
+
+
+def save_movie(
+    session: Session, frames: NDArray[np.float32], pixel_size_a: float, tilt_deg: float
+) -> str:
+    """Write a movie's frames to the frames folder as TIFF, named as SetFrameBaseName asked."""
+    from tomopilot.io.frames import write_frames
+
+    folder = session.directory / "frames"
+    base = session.extensions.get("frame_base", (0, 1, 0, "frames"))[3] or "frames"
+    count = session.extensions.get("frame_count", 0) + 1
+    session.extensions["frame_count"] = count
+    name = f"{base}_{count:03d}_{tilt_deg:.1f}.tif"
+    counts = np.round(frames)
+    data = counts.astype(np.uint16) if np.allclose(frames, counts) else frames
+    path = write_frames(folder / name, data, pixel_size_a=pixel_size_a)
+    session.extensions["last_frame_file"] = str(path)
+    return str(path)
+
+
+@command("SetDoseFracParams", "CI|IIII")
+def set_dose_frac_params(
+    session: Session, camera_set: int, dose_frac: int, save: int = 0, *rest: int
+) -> Reported:
+    """Dose fractionation for a parameter set; ``save`` non-zero saves its frames (TIFF)."""
+    session.extensions.setdefault("save_frames", {})[camera_set] = bool(dose_frac and save)
+    return None
+
+
+@command("ReportNumFramesSaved")
+def report_num_frames_saved(session: Session) -> Reported:
+    """Frames saved by the last acquisition that saved frames (0 if none)."""
+    image = session.buffers.get("A")
+    return (image.frames[1] if image is not None and image.frames else 0,)
 
 
 def _acquirer(camera_set: int) -> object:

@@ -130,6 +130,20 @@ def mdoc_section(session: Session, image: BufferImage) -> MdocSection:
         target_defocus_um=session.target_defocus_um,
         prior_record_dose_e_a2=prior,
         date_time=image.taken,
+        sub_frame_path=_frame_path(session, image),
+        num_sub_frames=image.frames[1] if image.frames else None,
+        frame_doses_and_number=((image.frames[2], image.frames[1]),) if image.frames else None,
+    )
+
+
+def _frame_path(session: Session, image: BufferImage) -> str | None:
+    if not image.frames:
+        return None
+    path = Path(image.frames[0])
+    return (
+        str(path.relative_to(session.directory))
+        if path.is_relative_to(session.directory)
+        else str(path)
     )
 
 

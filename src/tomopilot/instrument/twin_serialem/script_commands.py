@@ -330,7 +330,7 @@ def reset_clock(session: Session) -> Reported:
 def set_frame_base_name(
     session: Session, use_folder: int, use_number: int, use_date: int, base: str
 ) -> Reported:
-    """The base name of frame files (recorded; the twin-backed module saves no frames)."""
+    """The base name of frame files (``<base>_<number>_<tilt>.tif``)."""
     session.extensions["frame_base"] = (use_folder, use_number, use_date, base)
     return None
 
@@ -344,14 +344,17 @@ def set_frame_name_format(session: Session, flags: int) -> Reported:
 
 @command("ReportFrameSavingPath")
 def report_frame_saving_path(session: Session) -> Reported:
-    """Where frames would be saved (the working directory's frames/ folder)."""
+    """Where frames are saved (the frames/ folder of the working directory)."""
     return (str(session.directory / "frames"),)
 
 
 @command("ReportLastFrameFile")
 def report_last_frame_file(session: Session) -> Reported:
-    """The last frame file saved; the twin-backed module saves no frames, so this fails."""
-    raise ValueError("No frames have been saved (the twin-backed module does not save frames)")
+    """The last frame file saved (after SetDoseFracParams with saving on)."""
+    last = session.extensions.get("last_frame_file")
+    if last is None:
+        raise ValueError("No frames have been saved (SetDoseFracParams set 1 1 saves them)")
+    return (last,)
 
 
 @command("ReportDateTime")
