@@ -164,3 +164,31 @@ def test_a_bad_command_in_a_script_names_the_command_and_line(tmp_path: Path) ->
         " ".join(result.output.split())
     )
     assert f'File "{script}", line 3' in result.output
+
+
+def test_exit_ends_quietly_dialogs_use_the_answers_and_bad_files_are_named(tmp_path: Path) -> None:
+    script = tmp_path / "ask.py"
+    script.write_text(
+        "import serialem as sem\n"
+        "n = sem.EnterDefaultedNumber(2, -1, 'How many targets?')\n"
+        "sem.Echo('targets', n)\n"
+        "if sem.YesNoBox('Stop now?'):\n"
+        "    sem.Exit()\n"
+        "sem.Echo('not reached')\n"
+    )
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("How many targets: 4\nStop now: yes\nNever asked: 1\n")
+    out = tmp_path / "run"
+    args = ["sem-run", str(script), "--config", str(CONFIG), "--out", str(out), "--no-report"]
+    result = CliRunner().invoke(app, [*args, "--answers", str(answers)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "targets 4" in result.output and "not reached" not in result.output
+    assert "ended by Exit" in result.output
+    assert "'How many targets?' -> 4 (answers file)" in result.output
+    assert "no dialog asked for the answer 'Never asked'" in result.output
+    again = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert again.exit_code == 1 and "already holds a script run" in again.output
+    answers.write_text("[unclosed\n")
+    bad_args = ["sem-run", str(script), "--config", str(CONFIG), "--out", str(tmp_path / "r2")]
+    bad = CliRunner().invoke(app, [*bad_args, "--answers", str(answers)], env={"COLUMNS": "300"})
+    assert bad.exit_code == 1 and "answers.yaml" in bad.output and "Traceback" not in bad.output

@@ -201,7 +201,7 @@ def sem_run_command(
         twin_config = load_twin_config(config)
         replies = load_answers(answers)
         run_dir = (out or Path(f"semrun_{script.stem}")).resolve()
-        if (run_dir / COMMAND_LOG_FILE).exists():
+        if (run_dir / TWIN_CONFIG_FILE).exists() or (run_dir / COMMAND_LOG_FILE).exists():
             raise FileExistsError(f"{run_dir} already holds a script run; choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(twin_config, run_dir / TWIN_CONFIG_FILE)
