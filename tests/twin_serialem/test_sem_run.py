@@ -75,7 +75,7 @@ def test_ground_truth_shows_the_script_tracking(
 ) -> None:
     series = {s.file: s for s in truth.series}
     tracked = [series[f"L1_ts_{n:03d}.mrc"] for n in (1, 2, 3)]
-    assert all(s.intended.startswith("Navigator point") for s in tracked)
+    assert all(s.intended.startswith("Navigator item") for s in tracked)
     assert len({s.intended for s in tracked}) == 3
     # the first image of each series lands on its picked point (Realign to Item, image shift)
     for s in tracked:
@@ -106,7 +106,7 @@ def test_report_command_prints_the_script_truth(demo_run: tuple[Path, str]) -> N
     out, _ = demo_run
     result = CliRunner().invoke(app, ["report", str(out), "--per-image"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert "Navigator point" in result.output and "Record" in result.output
+    assert "Navigator item" in result.output and "Record" in result.output
 
 
 FAILING = """\

@@ -52,7 +52,7 @@ def test_a_deliberate_offset_from_the_picked_point_is_reported(tmp_path: Path) -
 
     result = assess_script_run(tmp_path)
     series = {s.file: s for s in result.series}["series.mrc"]
-    assert series.intended.startswith("Navigator point")
+    assert series.intended.startswith("Navigator item")
     first, second = series.images
     assert first.error_nm < 40.0  # Realign to Item put the beam on the picked feature
     moved = (second.offset_nm[0] - first.offset_nm[0], second.offset_nm[1] - first.offset_nm[1])

@@ -79,6 +79,10 @@ for x, y in picked:
     sem.SetItemAcquire(index, 1)
     targets.append(index)
 sem.ChangeItemNote(targets[0], rootName + " tracking target")
+labels = []
+for index in targets:
+    sem.ReportOtherItem(index)
+    labels.append(sem.GetVariable("navLabel"))
 sem.SaveNavigator(rootName + ".nav")
 sem.Echo("Picked", len(targets), "targets on map", mapIndex)
 
@@ -157,7 +161,7 @@ for number, tilt in enumerate(order):
         sem.AlignTo(reference)
         correction = sem.ReportISforBufferShift()
         sem.AddToAutodoc("SpecimenShift", "{:.4f} {:.4f}".format(*sem.ReportSpecimenShift()))
-        sem.AddToAutodoc("NavigatorLabel", str(targets[i]))
+        sem.AddToAutodoc("NavigatorLabel", labels[i])
         sem.WriteAutodoc()
         sem.CloseFile()
         sem.Copy("A", reference)

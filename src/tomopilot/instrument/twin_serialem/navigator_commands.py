@@ -129,7 +129,9 @@ def change_item_label(session: Session, index: int, label: str) -> Reported:
     """New label (no more than 10 characters, as SerialEM)."""
     if not label.strip() or len(label) > 10 or any(c in label for c in "[]=\n"):
         raise ValueError(f"Item label {label!r} must be 1 to 10 characters without [ ] =")
-    nav_of(session).item(index).label = label.strip()
+    item = nav_of(session).item(index)
+    item.label = label.strip()
+    session.record.add("nav_label", map_id=item.map_id, label=item.label)
     return None
 
 
@@ -188,7 +190,8 @@ def add_stage_pos_as_nav_point(
 ) -> Reported:
     """A point at a stage position; returns its index."""
     index = _new_point(session, x, y, z, group, None)
-    session.record.add("nav_point", map_id=nav_of(session).items[index - 1].map_id, stage=[x, y, z])
+    item = nav_of(session).items[index - 1]
+    session.record.add("nav_point", map_id=item.map_id, label=item.label, stage=[x, y, z])
     return (index,)
 
 
@@ -223,9 +226,11 @@ def add_image_pos_as_nav_point(
     sx, sy = info.stage_of_pixel(x_px, y_px)
     stage_z = image.stage_xyz_um[2] if z < -9000 else z
     index = _new_point(session, sx, sy, stage_z, group, map_item)
+    item = nav_of(session).items[index - 1]
     session.record.add(
         "nav_point",
-        map_id=nav_of(session).items[index - 1].map_id,
+        map_id=item.map_id,
+        label=item.label,
         exposure_id=image.exposure_id,
         pixel=[x_px, y_px],
         stage=[sx, sy, stage_z],

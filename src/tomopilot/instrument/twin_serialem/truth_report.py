@@ -5,11 +5,13 @@ the module's side record (which exposure every saved image was, which map image 
 point was picked on). Replaying the log rebuilds the twin's ground truth exactly; this module
 then judges every image the script saved:
 
-- **what the script meant**: the specimen feature under the Navigator point the series belongs
-  to (the point picked on a map, traced through the map image's true geometry onto the
-  specimen); a series belongs to the point nearest to where its first image really was, within
-  half the image's field. A series with no such point is judged against the specimen point at the
-  centre of its first image (where the script started it);
+- **what the script meant**: the specimen feature under a Navigator point (the point picked on a
+  map, traced through the map image's true geometry onto the specimen). An image whose autodoc
+  section names its item (``NavigatorLabel``, as SerialEM writes in Acquire at Items and scripts
+  add with ``AddToAutodoc``) is judged against that item; otherwise a file belongs to the point
+  nearest to where its first image really was, within 0.5 µm (and half the field). A file with
+  no such point is judged against the specimen point at the centre of its first image (where the
+  script started it);
 - **tracking error**: where that point really was relative to the beam centre, in nm on the
   specimen plane (x along the tilt axis), for every image;
 - **defocus**: the true defocus at the image centre, and its error from the target defocus the
@@ -28,11 +30,13 @@ from typing import Any
 import numpy as np
 
 from tomopilot.core.config import load_config
+from tomopilot.core.errors import TomopilotError
 from tomopilot.core.files import AppendOnlyJournal
 from tomopilot.instrument.twin import ExposureTruth, TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.field import FieldOfView
 from tomopilot.instrument.twin.surface import trace_rays
 from tomopilot.instrument.twin_serialem.session import RECORD_FILE
+from tomopilot.io.mdoc_writer import parse_mdoc
 
 TWIN_CONFIG_FILE = "semrun_twin.yaml"
 COMMAND_LOG_FILE = "twin_commands.jsonl"
@@ -125,6 +129,74 @@ def _centre_point(twin: TwinMicroscope, truth: ExposureTruth) -> tuple[float, fl
     return float(hits.specimen_x_um[0]), float(hits.specimen_y_um[0]), float(hits.specimen_z_um[0])
 
 
+def _mdoc_labels(file: str) -> dict[int, str]:
+    """NavigatorLabel of each section of an image file's autodoc (the script's own intent)."""
+    try:
+        parsed = parse_mdoc(Path(file + ".mdoc"))
+    except (OSError, ValueError, TomopilotError):
+        return {}
+    return {
+        z: sec.items["NavigatorLabel"]
+        for z, sec in enumerate(parsed.sections)
+        if sec.items.get("NavigatorLabel")
+    }
+
+
+def _judge_file(
+    twin: TwinMicroscope,
+    run_dir: Path,
+    file: str,
+    images: list[dict[str, Any]],
+    points: dict[str, tuple[float, float, float]],
+) -> SeriesTruth:
+    """One image file: each image against the point its series (or its own label) meant."""
+    truth = twin.ground_truth
+    first = truth.exposure(int(images[0]["exposure_id"]))
+    centre = _centre_point(twin, first)
+    half_field_um = min(first.field_shape) * first.pixel_size_a * 1e-4 / 2
+    best = min(
+        points.items(),
+        key=lambda p: math.hypot(p[1][0] - centre[0], p[1][1] - centre[1]),
+        default=None,
+    )
+    radius = min(half_field_um, MATCH_RADIUS_UM)
+    if best is not None and math.hypot(best[1][0] - centre[0], best[1][1] - centre[1]) <= radius:
+        intended, point = f"Navigator item {best[0]}", best[1]
+    else:
+        intended, point = "centre of the first image", centre
+    labelled = _mdoc_labels(file)
+    name = Path(file).name if Path(file).parent == run_dir.resolve() else file
+    one = SeriesTruth(file=name, intended=intended, point_um=point)
+    used = set()
+    for entry in images:
+        exposure = truth.exposure(int(entry["exposure_id"]))
+        label = labelled.get(int(entry["section"]))
+        aim = points.get(label, point) if label is not None else point
+        used.add(label if label in points else None)
+        one.images.append(
+            ImageTruth(
+                section=int(entry["section"]),
+                exposure_id=exposure.exposure_id,
+                area=exposure.area,
+                tilt_deg=exposure.tilt_deg,
+                offset_nm=exposure.offset_nm(aim),
+                true_defocus_um=exposure.defocus_um,
+                target_defocus_um=float(entry["target_defocus_um"]),
+                dose_e_a2=exposure.dose_e_a2,
+            )
+        )
+    if None not in used:  # every image names its item (mdoc NavigatorLabel)
+        names = sorted(str(u) for u in used)
+        one.intended = (
+            f"Navigator item {names[0]}"
+            if len(names) == 1
+            else ("Navigator items " + ", ".join(names) + " (NavigatorLabel)")
+        )
+        one.point_um = points[names[0]]
+    one.dose_at_point_e_a2 = truth.dose_received(one.point_um, min(0.2, half_field_um)).total_e_a2
+    return one
+
+
 def _records(run_dir: Path) -> list[dict[str, Any]]:
     return list(AppendOnlyJournal(run_dir / RECORD_FILE).records())
 
@@ -145,51 +217,21 @@ def assess_script_run(run_dir: Path) -> ScriptTruth:
     twin = TwinMicroscope(config, command_log=run_dir / COMMAND_LOG_FILE)
     truth = twin.ground_truth
     entries = _records(run_dir)
-    points: list[tuple[str, tuple[float, float, float]]] = []
+    traced: dict[int, tuple[float, float, float]] = {}
+    labels: dict[int, str] = {}
     for entry in entries:
         if entry["kind"] == "nav_point" and entry.get("exposure_id") is not None:
             exposure = truth.exposure(int(entry["exposure_id"]))
             col, row = (float(v) for v in entry["pixel"])
-            points.append((f"Navigator point {entry['map_id']}", _trace(twin, exposure, col, row)))
+            traced[int(entry["map_id"])] = _trace(twin, exposure, col, row)
+        if entry["kind"] in ("nav_point", "nav_label") and "label" in entry:
+            labels[int(entry["map_id"])] = str(entry["label"])
+    points = {labels.get(i, str(i)): p for i, p in traced.items()}
     by_file: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         if entry["kind"] == "image" and entry.get("exposure_id") is not None:
             by_file.setdefault(str(entry["file"]), []).append(entry)
-    series: list[SeriesTruth] = []
-    for file, images in by_file.items():
-        first = truth.exposure(int(images[0]["exposure_id"]))
-        centre = _centre_point(twin, first)
-        half_field_um = min(first.field_shape) * first.pixel_size_a * 1e-4 / 2
-        best = min(
-            points,
-            key=lambda p: math.hypot(p[1][0] - centre[0], p[1][1] - centre[1]),
-            default=None,
-        )
-        radius = min(half_field_um, MATCH_RADIUS_UM)
-        if best is not None and math.hypot(best[1][0] - centre[0], best[1][1] - centre[1]) <= (
-            radius
-        ):
-            intended, point = best
-        else:
-            intended, point = "centre of the first image", centre
-        name = Path(file).name if Path(file).parent == run_dir.resolve() else file
-        one = SeriesTruth(file=name, intended=intended, point_um=point)
-        for entry in images:
-            exposure = truth.exposure(int(entry["exposure_id"]))
-            one.images.append(
-                ImageTruth(
-                    section=int(entry["section"]),
-                    exposure_id=exposure.exposure_id,
-                    area=exposure.area,
-                    tilt_deg=exposure.tilt_deg,
-                    offset_nm=exposure.offset_nm(point),
-                    true_defocus_um=exposure.defocus_um,
-                    target_defocus_um=float(entry["target_defocus_um"]),
-                    dose_e_a2=exposure.dose_e_a2,
-                )
-            )
-        one.dose_at_point_e_a2 = truth.dose_received(point, min(0.2, half_field_um)).total_e_a2
-        series.append(one)
+    series = [_judge_file(twin, run_dir, file, images, points) for file, images in by_file.items()]
     dose_by_area: dict[str, float] = {}
     for exposure in truth.exposures:
         dose_by_area[exposure.area] = dose_by_area.get(exposure.area, 0.0) + exposure.dose_e_a2
