@@ -103,7 +103,7 @@ class AcquisitionEngine:
         self.events = events or scope.events
         self.control = control or EngineControl()
         self.toolkit = Toolkit(scope, plan.settings)
-        self.strategy: Strategy = make_strategy(plan.strategy, plan.settings)
+        self.strategy: Strategy = make_strategy(plan.strategy, plan.settings, plan.sequential)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
         self.journal = RunJournal(self.journal_path)

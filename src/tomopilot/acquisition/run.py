@@ -56,6 +56,7 @@ def make_plan(config: AcquireConfig, resolved: ResolvedRun, run_dir: Path) -> Ru
         save_frames=config.save_frames,
         frame_suffix=FRAME_SUFFIXES.get(config.frames_format, ".tif"),
         geo_points_um=list(resolved.geo_points_um),
+        sequential=config.sequential,
     )
 
 

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 
 from tomopilot.acquisition.plan.feasibility import check_feasible, tilt_scheme_from_settings
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings, apply_overrides
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.core.config import ConfigModel, load_config
@@ -114,7 +115,9 @@ class AcquireConfig(ConfigModel):
     targets: TargetsConfig
     area: AreaConfig | None = None
     settings: AcquisitionSettings = Field(default_factory=AcquisitionSettings)
-    strategy: Literal["pace", "fused", "none"] = "pace"
+    strategy: Literal["pace", "fused", "none", "sequential"] = "pace"
+    sequential: SequentialSettings = Field(default_factory=SequentialSettings)
+    """Settings of the ``sequential`` strategy (Leginon's tomography node)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     save_frames: bool = False
     frames_format: FrameFormat = "tiff"

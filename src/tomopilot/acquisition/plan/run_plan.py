@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomopilot.acquisition.output.saved_images import ts_stem
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.targeting.targets import Target
@@ -25,6 +26,7 @@ class RunPlan:
     save_frames: bool = False
     frame_suffix: str = ".tif"
     geo_points_um: list[tuple[float, float]] = field(default_factory=list)
+    sequential: SequentialSettings = field(default_factory=SequentialSettings)
 
     def ts_stem(self, target: int) -> str:
         """Tilt-series file stem of a target (1-based)."""

@@ -1,0 +1,120 @@
+"""Settings of the ``sequential`` strategy: Leginon's tomography node, in our units.
+
+Leginon's names are given in each field's description. Defaults are Leginon's where it has one
+(fit points 4, z0 error 2 µm, tilt pause 1 s, backlash 5 × 1° with 1 s pauses, 200 e⁻/Å²).
+
+Examples
+--------
+>>> s = SequentialSettings(cos_exposure=True, total_dose_e_a2=120)
+>>> round(s.exposure_times_s([0.0, 60.0], dose_rate_e_a2_s=10.0)[1], 3)
+8.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from tomopilot.core.config import ConfigModel
+from tomopilot.core.errors import ConfigError
+
+
+class SequentialSettings(ConfigModel):
+    """How the ``sequential`` strategy tracks, focuses, waits and doses (each field documented)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    # The predictor (leginon.md §1)
+    fit_points: int = Field(4, ge=2, le=20)
+    """``fit data points``: positions per tilt group before the model is fitted."""
+    z0_error_um: float = Field(2.0, gt=0, le=50)
+    """``z0 error``: the largest height change a new fit may make."""
+    fixed_model: bool = False
+    """``fixed model``: fit only the heights; off = dynamic fitting of axis angle and offset."""
+    use_z0: bool = False
+    """``use z0``: start each series from the height of the previous one."""
+    phi_deg: float = Field(90.0, ge=-180, le=180)
+    """``phi``: the tilt axis's angle in the image-shift plane (x along the axis gives 90°)."""
+    offset_um: float = Field(0.0, ge=-20, le=20)
+    """``offset``: the tilt axis's distance from the optical axis."""
+    max_series: int = Field(8, ge=1, le=100)
+    """Series (the current one included) whose positions enter the fit."""
+
+    # Motions and waits (leginon.md §3)
+    tilt_pause_s: float = Field(1.0, ge=0, le=60)
+    """``tilt pause time``: wait after each tilt before the Record."""
+    backlash_release: bool = True
+    """Off = Leginon's ``disable backlash correction`` (autoloader stages)."""
+    backlash_steps: int = Field(5, ge=1, le=20)
+    """Excursion of the release in 1° steps, taken back one step at a time."""
+    backlash_pause_s: float = Field(1.0, ge=0, le=60)
+    """Wait after each step of the release."""
+    recentre_tolerance_um: float = Field(0.05, gt=0, le=5)
+    """Stage recentring stops once the target is this close to the field centre."""
+    recentre_iterations: int = Field(3, ge=0, le=10)
+    """At most this many stage moves to recentre the target before its series (0 = none)."""
+
+    # Drift manager
+    drift_check: Literal["off", "half", "every"] = "half"
+    """Measure drift before the first Record of each half, before every Record, or never."""
+    drift_threshold_nm_s: float = Field(1.0, gt=0, le=100)
+    """Wait until the drift rate falls below this."""
+    drift_interval_s: float = Field(2.0, gt=0, le=60)
+    """Time between the two images of one drift measurement."""
+    drift_timeout_s: float = Field(60.0, ge=0, le=3600)
+    """Give up waiting after this long and go on (the event says so)."""
+
+    # Dose and exposure
+    cos_exposure: bool = False
+    """Exposure ∝ 1/cos θ (Leginon's default), else the Record preset's exposure at every tilt."""
+    total_dose_e_a2: float | None = Field(None, gt=0, le=10000)
+    """Leginon's ``total dose``: spread over the series (with cos_exposure, as 1/cos θ)."""
+    min_exposure_s: float = Field(0.01, gt=0, le=60)
+    """Shortest exposure the camera takes."""
+    max_exposure_s: float = Field(30.0, gt=0, le=600)
+    """Longest exposure allowed."""
+    dose_cap_e_a2: float | None = Field(None, gt=0, le=10000)
+    """A target's series stops before its dose would pass this (None = no cap)."""
+
+    @model_validator(mode="after")
+    def _limits(self) -> SequentialSettings:
+        if self.min_exposure_s > self.max_exposure_s:
+            raise ValueError(
+                f"min_exposure_s {self.min_exposure_s} is above max_exposure_s "
+                f"{self.max_exposure_s}"
+            )
+        return self
+
+    def exposure_times_s(
+        self, tilts_deg: Sequence[float], *, dose_rate_e_a2_s: float, preset_exposure_s: float = 1.0
+    ) -> list[float]:
+        """Each tilt's exposure (leginon.md §3.1); the preset's without a total dose.
+
+        t_base = D / (r Σ 1/cos θᵢ) and tᵢ = t_base / cos θᵢ with cos_exposure, else
+        D / (r n). Raises ConfigError naming the achievable dose when a time falls outside
+        [min_exposure_s, max_exposure_s].
+        """
+        if self.total_dose_e_a2 is None:
+            if not self.cos_exposure:
+                return [preset_exposure_s for _ in tilts_deg]
+            weights = [1.0 / math.cos(math.radians(t)) for t in tilts_deg]
+            return [preset_exposure_s * w for w in weights]
+        if dose_rate_e_a2_s <= 0:
+            raise ConfigError("the Record preset has no dose rate", field="total_dose_e_a2")
+        weights = [1.0 / math.cos(math.radians(t)) if self.cos_exposure else 1.0 for t in tilts_deg]
+        base = self.total_dose_e_a2 / (dose_rate_e_a2_s * sum(weights))
+        times = [base * w for w in weights]
+        if min(times) < self.min_exposure_s or max(times) > self.max_exposure_s:
+            total = sum(weights) * dose_rate_e_a2_s
+            low = total * self.min_exposure_s / min(weights)
+            high = total * self.max_exposure_s / max(weights)
+            raise ConfigError(
+                f"{self.total_dose_e_a2:g} e/Å² needs exposures of {min(times):.3g}–"
+                f"{max(times):.3g} s; within [{self.min_exposure_s:g}, {self.max_exposure_s:g}] s "
+                f"the series can receive {low:.3g}–{high:.3g} e/Å²",
+                field="total_dose_e_a2",
+            )
+        return times

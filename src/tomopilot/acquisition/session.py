@@ -1,0 +1,160 @@
+"""A session: many areas on one microscope, one after the other, any strategy per area.
+
+The engine runs one area. A Leginon-style sequential session is many areas of one target each
+(:func:`sequential_plans` splits a run's targets that way); a mixed session is just a list of
+plans whose strategies differ. :func:`run_session` runs the plans in order on one microscope,
+hands the ``sequential`` strategy the session's history of earlier series (UCSF Tomo seeds its
+model from them), keeps that history in ``<root>_predictions.json`` so a resumed session has it,
+does the housekeeping due at a reference position between areas (energy-filter slit on an
+interval, waiting out a dewar fill) and stops starting areas when the session-length cap is
+reached. ``resume=True`` skips finished areas and continues the interrupted one from its
+journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tomopilot.acquisition.engine import AcquisitionEngine
+from tomopilot.acquisition.plan.run_config import ResolvedRun
+from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.strategies.sequential import SequentialStrategy
+from tomopilot.core.events import EventBus
+from tomopilot.core.files import atomic_write_text
+from tomopilot.geometry.tilt_predictor import SessionHistory
+from tomopilot.instrument.protocol import Microscope
+from tomopilot.targeting.targets import Target
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionSummary:
+    """How a session ended: each area's summary in order, and why it stopped."""
+
+    areas: list[tuple[str, RunSummary]] = field(default_factory=list)
+    stopped: str = "finished"
+    microscope_s: float = 0.0
+
+    @property
+    def n_exposures(self) -> int:
+        """Records committed over every area."""
+        return sum(s.n_exposures for _, s in self.areas)
+
+
+def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
+    """One plan per target: its own area (target 1's stage position plus its shift), root
+    ``<root>_tNNN``, the same settings, scheme and folder. Skipped targets get no area."""
+    ax, ay = plan.area_stage_um or (0.0, 0.0)
+    plans = []
+    for number, target in enumerate(resolved.targets, start=1):
+        if target.skip:
+            continue
+        only = Target(
+            ss_x_um=0.0,
+            ss_y_um=0.0,
+            stage_x_um=ax + target.ss_x_um,
+            stage_y_um=ay + target.ss_y_um,
+            tgt_file=target.tgt_file,
+            view_file=target.view_file,
+        )
+        plans.append(
+            replace(
+                plan,
+                targets=[only],
+                area_stage_um=(ax + target.ss_x_um, ay + target.ss_y_um),
+                root=f"{plan.root}_t{number:03d}",
+                geo_points_um=[],
+            )
+        )
+    return plans
+
+
+def _history_path(run_dir: Path, root: str) -> Path:
+    return run_dir / f"{root}_predictions.json"
+
+
+def load_history(path: Path) -> SessionHistory:
+    """The session's earlier series, or an empty history."""
+    if not path.exists():
+        return SessionHistory()
+    return SessionHistory.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def run_session(
+    scope: Microscope,
+    plans: Sequence[RunPlan],
+    *,
+    root: str,
+    events: EventBus | None = None,
+    resume: bool = False,
+    max_hours: float | None = None,
+    slit_interval_min: float = 0.0,
+    on_engine: Callable[[AcquisitionEngine], None] | None = None,
+) -> SessionSummary:
+    """Run ``plans`` in order on ``scope`` (see module docstring).
+
+    ``max_hours`` caps the session: no area starts after that much microscope time (an area
+    under way finishes). ``on_engine`` sees each engine before it runs (progress, benchmarks).
+    """
+    summary = SessionSummary()
+    if not plans:
+        return summary
+    run_dir = plans[0].run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    history_path = _history_path(run_dir, root)
+    history = load_history(history_path)
+    recorded = (
+        {str(r) for r in json.loads(_areas_done(run_dir, root).read_text())}
+        if (_areas_done(run_dir, root).exists())
+        else set()
+    )
+    start_s = scope.clock.now_s()
+    last_slit_s = start_s
+    for plan in plans:
+        elapsed_h = (scope.clock.now_s() - start_s) / 3600.0
+        journal = plan.run_dir / f"{plan.root}.journal.jsonl"
+        fresh = not journal.exists()
+        if max_hours is not None and elapsed_h >= max_hours and fresh:
+            summary.stopped = f"session cap of {max_hours:g} h reached"
+            _log.info("%s; %s and later areas not started", summary.stopped, plan.root)
+            break
+        if fresh:
+            scope.housekeeping.wait_for_dewar()
+            if (
+                slit_interval_min > 0
+                and scope.clock.now_s() - last_slit_s >= 60 * slit_interval_min
+            ):
+                scope.housekeeping.refine_zlp()
+                last_slit_s = scope.clock.now_s()
+        engine = AcquisitionEngine(scope, plan, events=events)
+        if isinstance(engine.strategy, SequentialStrategy):
+            engine.strategy.history = history
+        if on_engine is not None:
+            on_engine(engine)
+        result = engine.run(resume=resume and not fresh)
+        summary.areas.append((plan.root, result))
+        if (
+            isinstance(engine.strategy, SequentialStrategy)
+            and plan.root not in recorded
+            and result.status == "finished"
+            and engine.strategy.targets
+        ):
+            for record in engine.strategy.finished_series():
+                history.add_series(record)
+            recorded.add(plan.root)
+            atomic_write_text(history_path, json.dumps(history.to_json()))
+            atomic_write_text(_areas_done(run_dir, root), json.dumps(sorted(recorded)))
+        if result.status == "aborted":
+            summary.stopped = "aborted"
+            break
+    summary.microscope_s = scope.clock.now_s() - start_s
+    return summary
+
+
+def _areas_done(run_dir: Path, root: str) -> Path:
+    return run_dir / f"{root}_predictions_areas.json"

@@ -1,0 +1,428 @@
+"""``sequential``: Leginon's tilt series with UCSF Tomo's predictive tracking (leginon.md §1–3).
+
+One target at a time: a sequential session is many areas of one target each (the engine runs
+an area; :mod:`tomopilot.acquisition.session` runs the areas one after the other). For its
+target the strategy does, in Leginon's order:
+
+1. (set-up, by the engine) stage to the area, eucentric height, target map, start tilt,
+   autofocus at the focus position;
+2. iterative recentring of the target by stage moves (image shift back near zero);
+3. backlash release, then the drift manager;
+4. the first half (start tilt and the + branch): before every tilt the predictor
+   (:class:`~tomopilot.geometry.tilt_predictor.TiltPredictor`, group 0) gives the image shift
+   and the height change, which sets the focus; after every Record, Leginon's tracking
+   correlation with the previous Record of the group measures where the target really was;
+5. back to the start tilt (with a backlash release), a Preview recentres the target and starts
+   group 1's positions, drift manager again;
+6. the second half (the − branch) the same way, with its own model.
+
+Exposure can follow 1/cos θ with a total dose spread over the series (Leginon's default), and a
+dose cap ends a target's branches before they pass it. The state (predictor, references,
+accumulated dose) is journalled after every Record, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
+from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
+from tomopilot.acquisition.strategies.sequential_steps import (
+    DriftReading,
+    backlash_release,
+    recentre_by_stage,
+    tracking_displacement_um,
+    wait_for_drift,
+)
+from tomopilot.geometry.tilt_model import TiltModel
+from tomopilot.geometry.tilt_predictor import (
+    PredictionHistory,
+    PredictorSettings,
+    SeriesRecord,
+    TiltPredictor,
+)
+from tomopilot.instrument.types import Image, LowDoseArea
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reference:
+    """An image the next correlation of a group compares with: the target's offset from the
+    field centre in it (µm) and its tilt."""
+
+    key: str
+    offset_um: tuple[float, float]
+    tilt_deg: float
+
+
+@dataclass
+class SequentialTarget:
+    """One target's series: its predictor, references, dose and ended branches."""
+
+    info: TargetInfo
+    start_is_um: tuple[float, float]
+    focus_start_um: float
+    predictor: TiltPredictor
+    references: dict[int, Reference] = field(default_factory=dict)
+    second_half_ready: bool = False
+    dose_e_a2: float = 0.0
+    start_dose_e_a2: float = 0.0
+    branch_dose_e_a2: dict[str, float] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+
+
+def _group(branch: str) -> int:
+    return 1 if branch == "-" else 0
+
+
+class SequentialStrategy:
+    """Leginon's sequential tilt series (see module docstring)."""
+
+    name = "sequential"
+
+    def __init__(
+        self,
+        settings: AcquisitionSettings,
+        options: SequentialSettings | None = None,
+        history: PredictionHistory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or SequentialSettings()
+        self.history = history
+        o = self.options
+        self.predictor_settings = PredictorSettings(
+            fit_points=o.fit_points,
+            z0_error_um=o.z0_error_um,
+            fixed_model=o.fixed_model,
+            use_z0=o.use_z0,
+            max_series=o.max_series,
+            initial=(TiltModel(o.phi_deg, o.offset_um), TiltModel(o.phi_deg, o.offset_um)),
+        )
+        self.targets: dict[int, SequentialTarget] = {}
+        self.start_tilt_deg = 0.0
+        self.exposures_s: dict[float, float] = {}
+        self.drift: list[DriftReading] = []
+        self._toolkit: Toolkit | None = None
+        self._images: dict[str, Image] = {}
+
+    # -- set-up -----------------------------------------------------------------------------
+    def setup(
+        self,
+        targets: list[TargetInfo],
+        start_tilt_deg: float,
+        focus0_um: float,
+        start_is_um: dict[int, tuple[float, float]],
+        toolkit: Toolkit,
+        references: dict[str, Image],
+    ) -> None:
+        s, o = self.settings, self.options
+        self._toolkit = toolkit
+        self._images = dict(references)
+        self.start_tilt_deg = start_tilt_deg
+        self.exposures_s = self._exposure_schedule(toolkit)
+        live = [t for t in targets if not t.skip]
+        earlier = self.history.recent_series(o.max_series - 1) if self.history else []
+        for info in targets:
+            x, y = info.ss_um
+            z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
+            focus = focus0_um + (info.defocus_um - s.max_defocus_um) - z0
+            is_um = start_is_um[info.index]
+            if not info.skip and len(live) == 1 and f"map:{info.index}" in references:
+                is_um, misses = recentre_by_stage(
+                    toolkit,
+                    references[f"map:{info.index}"],
+                    is_um,
+                    tolerance_um=o.recentre_tolerance_um,
+                    iterations=o.recentre_iterations,
+                )
+                _log.info("target %d recentred by stage: misses %s µm", info.index, misses)
+            self.targets[info.index] = SequentialTarget(
+                info=info,
+                start_is_um=is_um,
+                focus_start_um=focus,
+                predictor=TiltPredictor(self.predictor_settings, earlier),
+                skipped={"start", "+", "-"} if info.skip else set(),
+            )
+        if o.backlash_release:
+            backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
+        for number, target in self.targets.items():
+            if target.info.skip:
+                continue
+            # The target's reference at the start tilt: a Preview at its image shift, which
+            # also catches what the backlash release moved.
+            toolkit.scope.optics.set_image_shift_um(*target.start_is_um)
+            preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
+            ref = references.get(f"map:{number}")
+            found = None if ref is None else toolkit.shift_um(ref, preview)
+            if found is not None and math.hypot(*found[0]) < 1.0:
+                sx, sy = target.start_is_um
+                target.start_is_um = (sx + float(found[0][0]), sy + float(found[0][1]))
+        if o.drift_check != "off":
+            self._wait_for_drift()
+
+    def _exposure_schedule(self, toolkit: Toolkit) -> dict[float, float]:
+        s = self.settings
+        preset = toolkit.scope.optics.preset(LowDoseArea.RECORD)
+        n_up = math.floor((s.max_tilt_deg - s.start_tilt_deg) / s.step_deg + 1e-6)
+        n_down = math.floor((s.start_tilt_deg - s.min_tilt_deg) / s.step_deg + 1e-6)
+        tilts = [
+            round(s.start_tilt_deg + k * s.step_deg, 6) + 0.0 for k in range(-n_down, n_up + 1)
+        ]
+        times = self.options.exposure_times_s(
+            tilts,
+            dose_rate_e_a2_s=preset.dose_e_a2 / preset.exposure_s,
+            preset_exposure_s=preset.exposure_s,
+        )
+        return dict(zip(tilts, times, strict=True))
+
+    def _wait_for_drift(self) -> None:
+        assert self._toolkit is not None
+        o = self.options
+        reading = wait_for_drift(
+            self._toolkit,
+            threshold_nm_s=o.drift_threshold_nm_s,
+            interval_s=o.drift_interval_s,
+            timeout_s=o.drift_timeout_s,
+        )
+        self.drift.append(reading)
+        if not reading.settled:
+            _log.warning(
+                "drift still %.2f nm/s after %.0f s; going on", reading.rate_nm_s, reading.waited_s
+            )
+
+    # -- the series -------------------------------------------------------------------------
+    def alive(self, target: int, branch: str) -> bool:
+        return branch not in self.targets[target].skipped
+
+    def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
+        t = self.targets[target]
+        o = self.options
+        if step.branch == "-" and not t.second_half_ready:
+            self._between_halves(t, step)
+        elif o.drift_check == "every" and step.branch != "start":
+            self._wait_for_drift()
+        if step.branch == "start":
+            x, y, dz = t.start_is_um[0], t.start_is_um[1], 0.0
+        else:
+            prediction = t.predictor.predict(_group(step.branch), step.tilt_deg)
+            x, y, dz = prediction.x_um, prediction.y_um, prediction.dz_um
+        assert self._toolkit is not None
+        pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
+        if pause > 0 and step.branch != "start":
+            self._toolkit.scope.clock.sleep(pause)
+        return ExposureRequest(
+            image_shift_um=(x, y),
+            # A point whose height rises by Δz is Δz further from focus: the focus follows it.
+            focus_um=t.focus_start_um - dz,
+            target_defocus_um=t.info.defocus_um,
+            exposure_s=self.exposures_s.get(round(step.tilt_deg, 6) + 0.0),
+            predicted_dz_um=dz,
+        )
+
+    def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
+        """Back to the start tilt, recentre on a Preview, group 1 starts from there."""
+        assert self._toolkit is not None
+        toolkit, o, s = self._toolkit, self.options, self.settings
+        scope = toolkit.scope
+        if o.backlash_release:
+            backlash_release(toolkit, self.start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
+        else:
+            scope.stage.tilt_to(self.start_tilt_deg)
+        scope.optics.set_image_shift_um(*t.start_is_um)
+        preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+        number = t.info.index
+        start = self._images.get(f"img:{number}:start")
+        offset = (0.0, 0.0)
+        if start is not None:
+            found = tracking_displacement_um(
+                toolkit, start, preview, self.start_tilt_deg, self.start_tilt_deg
+            )
+            if found is not None and math.hypot(*found) < 1.0:
+                offset = found
+        position = (t.start_is_um[0] + offset[0], t.start_is_um[1] + offset[1])
+        t.predictor.add_position(1, self.start_tilt_deg, *position)
+        self._images[f"pre:{number}"] = preview
+        t.references[1] = Reference(f"pre:{number}", offset, self.start_tilt_deg)
+        t.second_half_ready = True
+        if o.drift_check != "off":
+            self._wait_for_drift()
+        approach = (
+            step.approach_deg if step.approach_deg is not None else step.tilt_deg - s.step_deg
+        )
+        scope.stage.tilt_to(approach)
+        scope.stage.tilt_to(step.tilt_deg)
+
+    def observe(
+        self, target: int, step: TiltStep, image: Image, request: ExposureRequest
+    ) -> Outcome:
+        t = self.targets[target]
+        s = self.settings
+        t.dose_e_a2 += image.dose_e_a2
+        if step.branch == "start":
+            t.start_dose_e_a2 = image.dose_e_a2
+        else:
+            t.branch_dose_e_a2[step.branch] = (
+                t.branch_dose_e_a2.get(step.branch, 0.0) + image.dose_e_a2
+            )
+        number = t.info.index
+        group = _group(step.branch)
+        key = f"img:{number}:{step.branch}"
+        ix, iy = request.image_shift_um
+        offset: tuple[float, float] | None = (0.0, 0.0)  # the start image defines the target
+        if step.branch != "start":
+            offset = self._measure(t, group, image, step.tilt_deg)
+        if offset is not None:
+            t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
+            self._images[key] = image
+            t.references[group] = Reference(key, offset, step.tilt_deg)
+        else:  # nothing correlates: no position, and the next image is compared with the last
+            # one that did (Leginon takes whatever peak there is, and a false one runs away)
+            offset = (0.0, 0.0)
+        if s.min_counts_per_s > 0 and image.mean_counts_per_s < s.min_counts_per_s:
+            self.abort(target, step.branch, "too dark")
+            return Outcome(alignment_um=offset, aborted="too dark")
+        if self._over_dose_cap(t, step):
+            self.abort(target, step.branch, "dose cap")
+            return Outcome(alignment_um=offset, aborted="dose cap")
+        return Outcome(alignment_um=offset)
+
+    def _measure(
+        self, t: SequentialTarget, group: int, image: Image, tilt_deg: float
+    ) -> tuple[float, float] | None:
+        """The target's offset from the field centre in ``image`` (µm), by correlation with the
+        group's previous image; None if nothing correlates."""
+        assert self._toolkit is not None
+        reference = t.references.get(group)
+        if reference is None:
+            return None
+        previous = self._images.get(reference.key)
+        if previous is None:  # after a resume: the start Record stands in
+            previous = self._images.get(f"img:{t.info.index}:start")
+            reference = Reference(f"img:{t.info.index}:start", (0.0, 0.0), self.start_tilt_deg)
+            if previous is None:
+                return None
+        found = tracking_displacement_um(
+            self._toolkit, previous, image, reference.tilt_deg, tilt_deg
+        )
+        if found is None:
+            _log.info("target %d at %g°: no tracking peak", t.info.index, tilt_deg)
+            return None
+        return (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
+
+    def _over_dose_cap(self, t: SequentialTarget, step: TiltStep) -> bool:
+        """Whether the next Record of this branch would pass the branch's half of the cap."""
+        cap = self.options.dose_cap_e_a2
+        if cap is None or step.branch == "start":
+            return False
+        budget = (cap - t.start_dose_e_a2) / 2.0
+        spent = t.branch_dose_e_a2.get(step.branch, 0.0)
+        sign = 1.0 if step.branch == "+" else -1.0
+        next_tilt = round(step.tilt_deg + sign * self.settings.step_deg, 6) + 0.0
+        exposure = self.exposures_s.get(next_tilt)
+        if exposure is None:  # the branch's last tilt: nothing follows
+            return False
+        expected = self._dose_rate() * exposure
+        return spent + expected > budget
+
+    def _dose_rate(self) -> float:
+        assert self._toolkit is not None
+        preset = self._toolkit.scope.optics.preset(LowDoseArea.RECORD)
+        return preset.dose_e_a2 / preset.exposure_s
+
+    def abort(self, target: int, branch: str, reason: str) -> None:
+        self.targets[target].skipped |= {"+", "-"} if branch == "start" else {branch}
+
+    def recover(self, step: TiltStep, shift_um: tuple[float, float]) -> None:
+        """After a resume: target 1 moved by ``shift_um`` since its last Record at ``step``."""
+        t = self.targets.get(1)
+        if t is None:
+            return
+        points = t.predictor.current.points[_group(step.branch)]
+        if points:
+            tilt, x, y = points[-1]
+            points[-1] = (tilt, x + shift_um[0], y + shift_um[1])
+
+    def correct_heights(self, corrections_um: dict[int, float]) -> None:
+        for number, dz in corrections_um.items():
+            if number in self.targets:
+                self.targets[number].focus_start_um -= dz
+
+    def finished_series(self) -> list[SeriesRecord]:
+        """Every live target's positions and models, for the session's history."""
+        return [t.predictor.finished() for t in self.targets.values() if not t.info.skip]
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "start_tilt_deg": self.start_tilt_deg,
+            "exposures_s": [[k, v] for k, v in self.exposures_s.items()],
+            "targets": {
+                str(n): {
+                    "info": {
+                        "index": t.info.index,
+                        "ss_um": list(t.info.ss_um),
+                        "defocus_um": t.info.defocus_um,
+                        "skip": t.info.skip,
+                    },
+                    "start_is_um": list(t.start_is_um),
+                    "focus_start_um": t.focus_start_um,
+                    "predictor": t.predictor.state(),
+                    "references": {
+                        str(g): [r.key, list(r.offset_um), r.tilt_deg]
+                        for g, r in t.references.items()
+                    },
+                    "second_half_ready": t.second_half_ready,
+                    "dose_e_a2": t.dose_e_a2,
+                    "start_dose_e_a2": t.start_dose_e_a2,
+                    "branch_dose_e_a2": dict(t.branch_dose_e_a2),
+                    "skipped": sorted(t.skipped),
+                }
+                for n, t in self.targets.items()
+            },
+        }
+
+    def restore(
+        self, state: dict[str, Any], references: dict[str, Image], toolkit: Toolkit | None = None
+    ) -> None:
+        if toolkit is not None:
+            self._toolkit = toolkit
+        self._images = dict(references)
+        self.start_tilt_deg = float(state["start_tilt_deg"])
+        self.exposures_s = {float(k): float(v) for k, v in state["exposures_s"]}
+        self.targets = {}
+        for key, data in state["targets"].items():
+            info = data["info"]
+            self.targets[int(key)] = SequentialTarget(
+                info=TargetInfo(
+                    index=int(info["index"]),
+                    ss_um=(float(info["ss_um"][0]), float(info["ss_um"][1])),
+                    defocus_um=float(info["defocus_um"]),
+                    skip=bool(info["skip"]),
+                ),
+                start_is_um=(float(data["start_is_um"][0]), float(data["start_is_um"][1])),
+                focus_start_um=float(data["focus_start_um"]),
+                predictor=TiltPredictor.from_state(data["predictor"], self.predictor_settings),
+                references={
+                    int(g): Reference(str(r[0]), (float(r[1][0]), float(r[1][1])), float(r[2]))
+                    for g, r in data["references"].items()
+                },
+                second_half_ready=bool(data["second_half_ready"]),
+                dose_e_a2=float(data["dose_e_a2"]),
+                start_dose_e_a2=float(data["start_dose_e_a2"]),
+                branch_dose_e_a2={k: float(v) for k, v in data["branch_dose_e_a2"].items()},
+                skipped=set(data["skipped"]),
+            )
+
+    def reference_keys(self) -> set[str]:
+        keys = set()
+        for number, t in self.targets.items():
+            keys.add(f"img:{number}:start")
+            keys |= {r.key for r in t.references.values() if r.key.startswith("img:")}
+        return keys

@@ -1,0 +1,166 @@
+"""The microscope steps of a Leginon-style series around the Records (leginon.md §3).
+
+- :func:`wait_for_drift`: the drift manager. Two images of the Focus area (off the target, so
+  the target takes no dose), ``interval_s`` apart, give the drift rate; while it is above the
+  threshold the measurement repeats, up to a timeout. Every image and wait costs microscope
+  time, which the twin's clock counts.
+- :func:`backlash_release`: tilt ``steps``° below the start tilt and come back in 1° steps with a
+  pause after each, so the final approach is in the direction every later tilt is approached
+  from.
+- :func:`recentre_by_stage`: move the stage until the target sits within a tolerance of the
+  field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring.
+- :func:`tracking_displacement_um`: Leginon's tracking correlation between two images of one
+  target (binned to the coarser pixel first), in specimen µm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.geometry.scope_state import temporary_preset
+from tomopilot.imaging.errors import NoCorrelationPeakError
+from tomopilot.imaging.tilt_tracking import tracking_shift
+from tomopilot.instrument.types import Image, LowDoseArea
+
+# The drift images: a 512² window of the Focus area at binning 2 (a few Å per pixel), enough to
+# see a fraction of a nanometre per second over a couple of seconds.
+DRIFT_WINDOW_PX = 512
+DRIFT_BINNING = 2
+# A tracking peak weaker than this (standard deviations above the map's mean) is not believed.
+MIN_TRACKING_SIGNIFICANCE = 6.0
+
+
+@dataclass(frozen=True)
+class DriftReading:
+    """What the drift manager saw: the last rate, how long it waited, how many pairs."""
+
+    rate_nm_s: float
+    waited_s: float
+    pairs: int
+    settled: bool
+
+
+def wait_for_drift(
+    toolkit: Toolkit, *, threshold_nm_s: float, interval_s: float, timeout_s: float
+) -> DriftReading:
+    """Measure the drift rate until it is below ``threshold_nm_s`` or ``timeout_s`` has passed."""
+    scope = toolkit.scope
+    clock = scope.clock
+    start = clock.now_s()
+    preset = scope.optics.preset(LowDoseArea.FOCUS)
+    width, height = scope.camera.size_px
+    side = min(DRIFT_WINDOW_PX * preset.binning // DRIFT_BINNING, width, height)
+    side -= side % DRIFT_BINNING
+    update = {"camera_area_px": (side, side), "binning": DRIFT_BINNING}
+    pairs = 0
+    rate = math.inf
+    with temporary_preset(scope, LowDoseArea.FOCUS, **update):
+        previous = scope.camera.acquire(LowDoseArea.FOCUS)
+        while True:
+            clock.sleep(interval_s)
+            current = scope.camera.acquire(LowDoseArea.FOCUS)
+            pairs += 1
+            found = toolkit.shift_um(previous, current)
+            dt = max(1e-6, current.time_s - previous.time_s)
+            rate = math.inf if found is None else float(np.hypot(*found[0])) * 1e3 / dt
+            waited = clock.now_s() - start
+            if rate <= threshold_nm_s or waited >= timeout_s:
+                return DriftReading(rate, waited, pairs, rate <= threshold_nm_s)
+            previous = current
+
+
+def backlash_release(toolkit: Toolkit, start_deg: float, steps: int, pause_s: float) -> None:
+    """Tilt ``steps``° below ``start_deg``, then back up to it in 1° steps, pausing after each."""
+    scope = toolkit.scope
+    limit = scope.stage.limits.tilt_deg
+    scope.stage.tilt_to(max(-limit, start_deg - steps))
+    for k in range(steps - 1, -1, -1):
+        scope.stage.tilt_to(max(-limit, start_deg - k))
+        if pause_s > 0:
+            scope.clock.sleep(pause_s)
+
+
+def recentre_by_stage(
+    toolkit: Toolkit,
+    reference: Image,
+    image_shift_um: tuple[float, float],
+    *,
+    tolerance_um: float,
+    iterations: int,
+) -> tuple[tuple[float, float], list[float]]:
+    """Move the stage under the target (its map ``reference``), the image shift back to 0.
+
+    The target sits at ``image_shift_um``; the stage takes that shift over, then Preview images
+    aligned to the map correct the rest by stage moves until within ``tolerance_um``. Returns
+    the image shift that now centres the target and the misses measured (µm). A move whose
+    image no longer aligns to the map is undone and the search stops.
+    """
+    scope = toolkit.scope
+    misses: list[float] = []
+    shift = np.array(image_shift_um, dtype=np.float64)
+    if iterations <= 0:
+        return (float(shift[0]), float(shift[1])), misses
+    base = np.array(scope.optics.image_shift_um()) - shift  # the area's image-shift origin
+    scope.stage.move_by(dx_um=float(shift[0]), dy_um=float(shift[1]), backlash_compensate=True)
+    scope.optics.set_image_shift_um(float(base[0]), float(base[1]))
+    residual = base.copy()
+    for i in range(iterations):
+        found = toolkit.shift_um(reference, scope.camera.acquire(LowDoseArea.PREVIEW))
+        if found is None or math.hypot(*found[0]) > 2.0:
+            break  # lost the map: keep what the stage did, image shift at the origin
+        miss = np.asarray(found[0], dtype=np.float64)
+        misses.append(float(np.hypot(*miss)))
+        if misses[-1] <= tolerance_um or i == iterations - 1:
+            residual = base + miss  # the rest is left to image shift
+            break
+        scope.stage.move_by(dx_um=float(miss[0]), dy_um=float(miss[1]), backlash_compensate=True)
+    scope.optics.set_image_shift_um(float(residual[0]), float(residual[1]))
+    return (float(residual[0]), float(residual[1])), misses
+
+
+def _coarsen(image: Image, factor: int) -> np.ndarray:
+    data = np.asarray(image.data, dtype=np.float32)
+    if factor == 1:
+        return data
+    ny, nx = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
+    return np.asarray(
+        data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3)),
+        dtype=np.float32,
+    )
+
+
+def tracking_displacement_um(
+    toolkit: Toolkit, reference: Image, image: Image, reference_tilt_deg: float, tilt_deg: float
+) -> tuple[float, float] | None:
+    """Displacement of the target from ``reference`` to ``image`` (specimen µm), or None.
+
+    Both images must be at one magnification; the finer is binned to the coarser pixel. None
+    when they differ otherwise, or the correlation finds no believable peak.
+    """
+    if reference.magnification != image.magnification:
+        return None
+    ratio = reference.pixel_size_a / image.pixel_size_a
+    factor = round(max(ratio, 1.0 / ratio))
+    if abs(max(ratio, 1.0 / ratio) - factor) > 1e-6:
+        return None
+    coarse = reference if ratio >= 1 else image
+    ref = _coarsen(reference, 1 if ratio >= 1 else factor)
+    img = _coarsen(image, factor if ratio > 1 else 1)
+    if ref.shape != img.shape:
+        return None
+    matrix = toolkit.camera_matrix(coarse)
+    axis = matrix @ np.array([1.0, 0.0])
+    try:
+        result = tracking_shift(
+            ref, img, reference_tilt_deg, tilt_deg, (float(axis[0]), float(axis[1]))
+        )
+    except (NoCorrelationPeakError, ValueError):
+        return None
+    if result.significance < MIN_TRACKING_SIGNIFICANCE:
+        return None
+    shift = np.linalg.solve(matrix, np.array([result.shift_x_px, result.shift_y_px]))
+    return float(shift[0]), float(shift[1])

@@ -1,0 +1,209 @@
+"""The ``sequential`` strategy on the twin: Leginon's order, tracking measured against the truth,
+exposure schedules, and a kill mid-series resumed with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import mrcfile
+import numpy as np
+import pytest
+from acq_helpers import write_config
+
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
+from tomopilot.acquisition.quality import assess
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.session import load_history, run_session, sequential_plans
+from tomopilot.core.errors import ConfigError
+
+# One target, −24…+24° in 3° steps: 17 Records of 256² at 32 Å (a 0.8 µm field, as the
+# benchmark's; Leginon's tracking needs the field to overlap from one tilt to the next).
+SETTINGS = {"minTilt": -24, "maxTilt": 24, "tiltScheme": "bidirectional", "pretilt": 0}
+PRESETS = {
+    "record": {"camera_area_px": [4096, 4096], "binning": 16},
+    "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
+}
+
+
+def _config(folder: Path, seed: int = 5, **extra: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_config(
+        folder,
+        strategy="sequential",
+        seed=seed,
+        targets=[{"SSX": 0.0, "SSY": 0.0}],
+        settings={**SETTINGS, **extra},
+        twin={"presets": PRESETS},
+    )
+    return path
+
+
+class _Killed(BaseException):
+    """The process dies: nothing is cleaned up, no journal entry is written."""
+
+
+def _run(path: Path, *, kill_after: int | None = None) -> Any:
+    engine, _ = start_run(load_acquire_config(path))
+    log: list[tuple[float, int, tuple[float, float], tuple[float, float]]] = []
+    original = engine.strategy.observe
+
+    def observe(target: int, step: Any, image: Any, request: Any) -> Any:
+        outcome = original(target, step, image, request)
+        log.append((step.tilt_deg, image.exposure_id, request.image_shift_um, outcome.alignment_um))
+        if kill_after is not None and len(log) == kill_after:
+            raise _Killed
+        return outcome
+
+    engine.strategy.observe = observe  # type: ignore[method-assign]
+    tilt_to = engine.scope.stage.tilt_to
+    engine.stage_tilts = []  # type: ignore[attr-defined]
+
+    def tilt(tilt_deg: float, **kwargs: Any) -> None:
+        engine.stage_tilts.append(tilt_deg)  # type: ignore[attr-defined]
+        tilt_to(tilt_deg, **kwargs)
+
+    engine.scope.stage.tilt_to = tilt  # type: ignore[method-assign]
+    with contextlib.suppress(_Killed):
+        engine.run(resume=kill_after is None and engine.journal_path.exists())
+    return engine, log
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """One uninterrupted sequential series, shared by the tests below."""
+    return _run(_config(tmp_path_factory.mktemp("whole")))
+
+
+def test_sequential_series_in_leginon_order_tracks_the_target(whole_run: Any) -> None:
+    engine, log = whole_run
+    journal = replay_journal(engine.journal_path)
+    assert journal.finished is not None and journal.finished["status"] == "finished"
+    tilts = [float(c["tilt_deg"]) for c in journal.committed]
+    assert tilts == [0.0, *np.arange(3.0, 25.0, 3.0), *np.arange(-3.0, -25.0, -3.0)]
+    truth = engine.scope.ground_truth
+    point = truth.exposure(journal.maps[1]).specimen_centre_um
+    # The tracking correlation sees where the target really was: each measured offset within
+    # 15 nm of the truth (relative to the start image, which defines the target).
+    true_off = np.array([truth.exposure(e).offset_nm(point) for _, e, _, _ in log])
+    measured = np.array([a for *_, a in log]) * 1e3
+    error = (measured - measured[0]) - (true_off - true_off[0])
+    assert np.sqrt(np.mean(np.sum(error**2, axis=1))) < 15.0
+    # Leginon's order around the Records, read from the twin's exposures.
+    areas = [(e.area, round(e.pose.tilt_deg, 1)) for e in truth.exposures]
+    first_record = next(i for i, (a, _) in enumerate(areas) if a == "Record")
+    before = [a for a, _ in areas[:first_record]]
+    assert before.count("Focus") >= 2  # autofocus, then the drift manager's pair
+    assert before[-1] == "Focus" and "Preview" in before  # map, recentring, reference
+    # Between the halves: back at the start tilt, a Preview recentres, drift is measured.
+    last_plus = max(i for i, (a, t) in enumerate(areas) if a == "Record" and t > 20)
+    first_minus = next(i for i, (a, t) in enumerate(areas) if a == "Record" and t < -1)
+    between = areas[last_plus + 1 : first_minus]
+    assert ("Preview", 0.0) in [(a, round(t)) for a, t in between]
+    assert sum(a == "Focus" for a, _ in between) >= 2
+    # The backlash release went 5° below the start tilt, twice.
+    assert sum(1 for t in engine.stage_tilts if math.isclose(t, -5.0)) >= 2
+
+
+def test_sequential_beats_no_prediction_on_the_same_stage(whole_run: Any, tmp_path: Path) -> None:
+    """The same stage (seed) acquired without any correction drifts off by far more."""
+    seq, _ = whole_run
+    (tmp_path / "none").mkdir()
+    none_path = write_config(
+        tmp_path / "none",
+        strategy="none",
+        seed=5,
+        targets=[{"SSX": 0.0, "SSY": 0.0}],
+        settings=SETTINGS,
+        twin={"presets": PRESETS, "camera": {"render": False}},  # it never looks at pixels
+    )
+    plain, _ = start_run(load_acquire_config(none_path))
+    plain.run()
+    quality = {}
+    for name, engine in (("seq", seq), ("none", plain)):
+        journal = replay_journal(engine.journal_path)
+        config = load_acquire_config(none_path)
+        q = assess(engine.scope.ground_truth, journal, config, microscope_s=1.0)
+        quality[name] = q.targets[0]
+    assert quality["seq"].tracking_rms_nm < 0.5 * quality["none"].tracking_rms_nm
+    assert quality["seq"].tracking_rms_nm < 120.0
+    assert quality["seq"].defocus_rms_um < 0.35
+
+
+def test_a_kill_mid_series_resumes_like_the_uninterrupted_run(
+    whole_run: Any, tmp_path: Path
+) -> None:
+    whole, _ = whole_run
+    path = _config(tmp_path / "killed")
+    _run(path, kill_after=12)  # in the second half, before the commit
+    resumed, _ = _run(path)
+    a = replay_journal(whole.journal_path)
+    b = replay_journal(resumed.journal_path)
+    assert b.finished is not None and b.finished["status"] == "finished"
+    keys = [(c["target"], c["step_index"]) for c in b.committed]
+    assert len(keys) == len(set(keys)), "an exposure was committed twice"
+    # The Record in flight when the process died is counted lost and taken again at its tilt.
+    assert len(b.lost) <= 1
+    assert set(keys) == {(c["target"], c["step_index"]) for c in a.committed}
+    stack = resumed.plan.run_dir / "L1_ts_001.mrc"
+    with mrcfile.open(stack) as mrc:
+        assert mrc.data.shape[0] == len(b.committed)
+    # The outcome matches: tracking of the resumed series as good as the uninterrupted one's.
+    config = load_acquire_config(path)
+    qa = assess(whole.scope.ground_truth, a, config, microscope_s=1.0).targets[0]
+    qb = assess(resumed.scope.ground_truth, b, config, microscope_s=1.0).targets[0]
+    assert qb.tracking_rms_nm < max(1.5 * qa.tracking_rms_nm, qa.tracking_rms_nm + 30.0)
+    assert abs(qb.defocus_rms_um - qa.defocus_rms_um) < 0.15
+
+
+def test_exposure_follows_one_over_cos_and_limits_are_explained() -> None:
+    s = SequentialSettings(cos_exposure=True, total_dose_e_a2=120.0)
+    tilts = list(np.arange(-60.0, 61.0, 1.0))
+    times = s.exposure_times_s(tilts, dose_rate_e_a2_s=3.0)
+    assert sum(t * 3.0 for t in times) == pytest.approx(120.0)
+    assert times[0] / times[60] == pytest.approx(2.0)  # 1/cos 60°
+    flat = SequentialSettings(total_dose_e_a2=120.0).exposure_times_s(tilts, dose_rate_e_a2_s=3.0)
+    assert max(flat) == pytest.approx(min(flat))
+    with pytest.raises(ConfigError, match="can receive"):
+        SequentialSettings(total_dose_e_a2=5000.0, max_exposure_s=2).exposure_times_s(
+            tilts, dose_rate_e_a2_s=3.0
+        )
+
+
+def test_a_session_runs_one_area_per_target_with_shared_history_and_a_cap(
+    tmp_path: Path,
+) -> None:
+    """Three targets become three areas on one microscope; the second series is seeded by the
+    first's (UCSF Tomo's history); a session cap stops before the third; resuming the session
+    runs only what is left."""
+    path = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=2,
+        targets=[{"SSX": 0.0, "SSY": 0.0}, {"SSX": 3.0, "SSY": 1.0}, {"SSX": -2.0, "SSY": 2.5}],
+        settings={"minTilt": -6, "maxTilt": 6, "tiltScheme": "bidirectional"},
+        twin={"presets": PRESETS, "camera": {"render": False}},
+    )
+    config = load_acquire_config(path)
+    engine, resolved = start_run(config)
+    plans = sequential_plans(resolved, engine.plan)
+    assert [p.area_stage_um for p in plans] == [(0.0, 0.0), (3.0, 1.0), (-2.0, 2.5)]
+    seen: list[int] = []
+
+    def count(e: Any) -> None:
+        seen.append(len(e.strategy.history.series))
+
+    first = run_session(engine.scope, plans, root="L1", max_hours=1e-9, on_engine=count)
+    assert first.stopped.startswith("session cap") and len(first.areas) == 1
+    resumed = run_session(engine.scope, plans, root="L1", resume=True, on_engine=count)
+    assert resumed.stopped == "finished" and len(resumed.areas) == 3
+    assert seen == [0, 1, 1, 2]  # the finished area's series seeded the next ones
+    history = load_history(plans[0].run_dir / "L1_predictions.json")
+    assert len(history.series) == 3
+    for plan in plans:
+        journal = replay_journal(plan.run_dir / f"{plan.root}.journal.jsonl")
+        assert journal.finished is not None and len(journal.committed) == 5
