@@ -43,6 +43,12 @@ class SequentialSettings(ConfigModel):
     max_series: int = Field(8, ge=1, le=100)
     """Series (the current one included) whose positions enter the fit."""
 
+    relocate_with_view: bool = True
+    """Ours: when the tracking correlation fails or puts the target beyond ``relocate_fraction``
+    of the field, find the last good Record in a View (Leginon goes on blind)."""
+    relocate_fraction: float = Field(0.25, gt=0, le=1)
+    """Fraction of the Record's field beyond which a tracking result is checked by a View."""
+
     # Motions and waits (leginon.md §3)
     tilt_pause_s: float = Field(1.0, ge=0, le=60)
     """``tilt pause time``: wait after each tilt before the Record."""

@@ -51,6 +51,9 @@ from tomopilot.instrument.types import Image, LowDoseArea
 
 _log = logging.getLogger(__name__)
 
+# A View relocation is believed above this significance (standard deviations of the map).
+MIN_VIEW_SIGNIFICANCE = 8.0
+
 
 @dataclass
 class Reference:
@@ -278,6 +281,11 @@ class SequentialStrategy:
         offset: tuple[float, float] | None = (0.0, 0.0)  # the start image defines the target
         if step.branch != "start":
             offset = self._measure(t, group, image, step.tilt_deg)
+            field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
+            if self.options.relocate_with_view and (
+                offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
+            ):
+                offset = self._relocate(t, group) or offset
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
             self._images[key] = image
@@ -315,6 +323,24 @@ class SequentialStrategy:
             _log.info("target %d at %g°: no tracking peak", t.info.index, tilt_deg)
             return None
         return (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
+
+    def _relocate(self, t: SequentialTarget, group: int) -> tuple[float, float] | None:
+        """Where the target is in a View at the current image shift, by finding the group's
+        last good Record in it (ours: Leginon has no way back once the target leaves the field).
+        """
+        assert self._toolkit is not None
+        reference = t.references.get(group)
+        previous = None if reference is None else self._images.get(reference.key)
+        if reference is None or previous is None:
+            return None
+        view = self._toolkit.view()
+        found = self._toolkit.locate_in_wider(previous, view)
+        if found is None or found[1] < MIN_VIEW_SIGNIFICANCE:
+            _log.info("target %d: not found in a View either", t.info.index)
+            return None
+        d = found[0]
+        _log.info("target %d relocated in a View: %.0f nm", t.info.index, 1e3 * math.hypot(*d))
+        return (float(d[0]) + reference.offset_um[0], float(d[1]) + reference.offset_um[1])
 
     def _over_dose_cap(self, t: SequentialTarget, step: TiltStep) -> bool:
         """Whether the next Record of this branch would pass the branch's half of the cap."""

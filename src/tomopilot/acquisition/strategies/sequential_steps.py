@@ -30,8 +30,9 @@ from tomopilot.instrument.types import Image, LowDoseArea
 # see a fraction of a nanometre per second over a couple of seconds.
 DRIFT_WINDOW_PX = 512
 DRIFT_BINNING = 2
-# A tracking peak weaker than this (standard deviations above the map's mean) is not believed.
-MIN_TRACKING_SIGNIFICANCE = 6.0
+# A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
+# true peaks of 0.8 µm fields stand 20–70 high up to 60°, false ones 4–9.
+MIN_TRACKING_SIGNIFICANCE = 12.0
 
 
 @dataclass(frozen=True)
