@@ -303,6 +303,17 @@ class AcquisitionEngine:
                 exposure_id=image.exposure_id,
                 step_index=step.index,
                 n_steps=n_steps,
+                branch=step.branch,
+                stage_x_um=image.stage.x_um,
+                stage_y_um=image.stage.y_um,
+                stage_z_um=image.stage.z_um,
+                target_defocus_um=request.target_defocus_um,
+                predicted_dz_um=request.predicted_dz_um,
+                measured_defocus_um=ctf,
+                prior_dose_e_a2=self.prior_dose.get(target, 0.0) - image.dose_e_a2,
+                exposure_s=image.exposure_s,
+                pixel_size_a=image.pixel_size_a,
+                stack=self.files[target].stack_path.name,
             )
         )
         if outcome.aborted:

@@ -53,6 +53,19 @@ class ExposureRecorded(Event):
     exposure_id: int
     step_index: int
     n_steps: int
+    branch: str = ""
+    stage_x_um: float | None = None
+    stage_y_um: float | None = None
+    stage_z_um: float | None = None
+    target_defocus_um: float | None = None
+    predicted_dz_um: float | None = None
+    measured_defocus_um: float | None = None
+    """The Record's own CTF fit, when the run fits one."""
+    prior_dose_e_a2: float | None = None
+    exposure_s: float | None = None
+    pixel_size_a: float | None = None
+    stack: str = ""
+    """The stack file's name in the run folder (``section`` counts from 0 in it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
