@@ -28,9 +28,12 @@ from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import attach_outputs, start_run
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
+from tomopilot.archive.live import record_run
+from tomopilot.archive.recorder import PENDING_FILE, Recorder
 from tomopilot.cli.common import console, err_console, user_errors
-from tomopilot.core.events import EventBus
+from tomopilot.core.events import EventBus, Message
 from tomopilot.instrument.twin_serialem.truth_report import is_script_run
+from tomopilot.store import Store, open_store
 
 
 def _dry_run(config_path: Path, strategy: str | None) -> None:
@@ -78,6 +81,17 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         f"exposures {estimate.exposures_s / 60:.1f}); "
         f"{estimate.minutes_per_tilt_series:.1f} min per tilt series"
     )
+
+
+def _close_archive(recorder: Recorder | None, store: Store | None, run_dir: Path) -> None:
+    if recorder is not None and not recorder.close():
+        err_console.print(
+            f"[yellow]the archive database stayed unreachable ({recorder.last_error}); the events "
+            f"not recorded are kept in {run_dir / PENDING_FILE}: "
+            f"`tomopilot archive import {run_dir}` records them later[/]"
+        )
+    if store is not None:
+        store.close()
 
 
 def quality_table(quality: RunQuality, title: str) -> Table:
@@ -148,6 +162,17 @@ def acquire_command(
     report: Annotated[
         bool, typer.Option(help="Print the ground-truth report at the end (twin).")
     ] = True,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Archive database URL (postgresql://user@host/db) or SQLite file; "
+            "default: tomopilot_archive.sqlite in the run folder.",
+        ),
+    ] = None,
+    archive: Annotated[
+        bool, typer.Option(help="Record the run in the session archive as it goes.")
+    ] = True,
 ) -> None:
     """Acquire the tilt series of an area (on the digital twin by default)."""
     with user_errors():
@@ -165,6 +190,11 @@ def acquire_command(
             settings_config, strategy=strategy, events=bus, control=control
         )
         handler = attach_outputs(engine, resolved)
+        store: Store | None = None
+        recorder: Recorder | None = None
+        if archive:
+            store = open_store(db if db is not None else engine.plan.run_dir)
+            recorder = record_run(engine, resolved, store)
         total = resolved.scheme.n_tilts * sum(not t.skip for t in resolved.targets)
         columns = (
             TextColumn("{task.description}"),
@@ -219,10 +249,17 @@ def acquire_command(
                 bus.subscribe(
                     RunFinished, lambda e: progress.update(task, description=f"run {e.status}")
                 )
+                bus.subscribe(
+                    Message,
+                    lambda e: progress.console.print(
+                        f"[{'yellow' if e.level == 'warning' else 'dim'}]{e.text}[/]"
+                    ),
+                )
                 summary = engine.run(resume=resume)
         finally:
             signal.signal(signal.SIGINT, previous)
             detach_run_log(handler)
+            _close_archive(recorder, store, engine.plan.run_dir)
         console.print(
             f"{summary.status}: {summary.n_exposures} exposures, {summary.lost} lost, "
             f"{summary.microscope_s / 60:.1f} min of microscope time; "

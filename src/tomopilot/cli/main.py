@@ -6,6 +6,7 @@ import typer
 
 from tomopilot import __version__
 from tomopilot.cli import acquire, demo, sem_run
+from tomopilot.cli.archive import archive_app
 from tomopilot.cli.common import show_library_warnings
 from tomopilot.cli.diffraction import diffraction_app
 from tomopilot.cli.geometry import geometry_app
@@ -25,6 +26,7 @@ app.add_typer(targets_app, name="targets")
 app.add_typer(geometry_app, name="geometry")
 app.add_typer(preprocess_app, name="preprocess")
 app.add_typer(twin_app, name="twin")
+app.add_typer(archive_app, name="archive")
 demo.register(app)
 acquire.register(app)
 sem_run.register(app)

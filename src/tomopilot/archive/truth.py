@@ -1,0 +1,45 @@
+"""The twin's ground truth of each Record, as the archive's ``ground_truth`` columns.
+
+The true position of a target is the specimen point at the centre of its map (the Preview taken
+when it was selected), as :mod:`tomopilot.acquisition.quality` judges a run; for each Record the
+twin knows where that point was relative to the beam centre and the true defocus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.archive.recorder import TruthSource
+from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
+
+
+def truth_columns(truth: GroundTruth, map_exposure: int, exposure: int) -> dict[str, float]:
+    """True tracking error (nm, x along the tilt axis), true defocus and tilt of a Record."""
+    point = truth.exposure(map_exposure).specimen_centre_um
+    record = truth.exposure(exposure)
+    dx_nm, dy_nm = record.offset_nm(point)
+    return {
+        "true_error_x_nm": float(dx_nm),
+        "true_error_y_nm": float(dy_nm),
+        "true_defocus_um": float(record.defocus_um),
+        "true_tilt_deg": float(record.tilt_deg),
+    }
+
+
+def live_truth_source(scope: Any, journal_path: Path) -> TruthSource | None:
+    """Ground truth from a running twin (``None`` for a real microscope)."""
+    if not isinstance(scope, TwinMicroscope):
+        return None
+    maps: dict[int, int] = {}
+
+    def lookup(event: dict[str, Any]) -> dict[str, float] | None:
+        target = int(event["target"])
+        if target not in maps:
+            maps.update(replay_journal(journal_path).maps)
+        if target not in maps:
+            return None
+        return truth_columns(scope.ground_truth, maps[target], int(event["exposure_id"]))
+
+    return lookup

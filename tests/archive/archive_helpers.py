@@ -1,0 +1,91 @@
+"""Shared pieces of the archive tests: a PostgreSQL server, small twin runs, table dumps."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tomopilot.store import Store
+from tomopilot.store.models import Base
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "acquisition"))
+
+from acq_helpers import write_config
+
+PG_URL = os.environ.get(
+    "TOMOPILOT_TEST_POSTGRES_URL",
+    "postgresql://tomopilot:tomopilot@127.0.0.1:5432/tomopilot_test",
+)
+"""A role that may create databases; each test gets a database of its own."""
+
+
+def _admin() -> Any:
+    import psycopg
+
+    url = make_url(PG_URL)
+    try:
+        return psycopg.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+            autocommit=True,
+            connect_timeout=3,
+        )
+    except psycopg.OperationalError as error:
+        message = f"no PostgreSQL server for the tests at {url.render_as_string()}: {error}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI must run these: .ci/run starts the server)")
+        pytest.skip(message)
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database (dropped afterwards)."""
+    admin = _admin()
+    name = f"tp_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def set_connections(url: str, allowed: bool) -> None:
+    """Let clients in, or throw every client out and keep them out (a server 'dying')."""
+    admin = _admin()
+    name = make_url(url).database
+    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+    if not allowed:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        )
+    admin.close()
+
+
+def dump(store: Store, skip: tuple[str, ...] = ("recorded_utc",)) -> dict[str, list[tuple]]:
+    """Every row of every archive table, ordered by id, without the wall-clock columns."""
+    out: dict[str, list[tuple]] = {}
+    with store.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            columns = [c.name for c in table.columns if c.name not in skip]
+            rows = connection.execute(
+                text(f"SELECT {', '.join(columns)} FROM {table.name} ORDER BY id")
+            )
+            out[table.name] = [tuple(row) for row in rows]
+    return out
+
+
+__all__ = ["PG_URL", "dump", "fresh_postgres", "set_connections", "write_config"]
