@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -18,7 +19,9 @@ from tomopilot.acquisition.events import (
     ExposureLost,
     ExposureRecorded,
     RunFinished,
+    RunStateChanged,
     SetupStep,
+    TargetSkipped,
 )
 from tomopilot.acquisition.output.side_files import detach_run_log
 from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
@@ -31,9 +34,12 @@ from tomopilot.acquisition.strategies import STRATEGIES
 from tomopilot.archive.live import record_run
 from tomopilot.archive.recorder import PENDING_FILE, Recorder
 from tomopilot.cli.common import console, err_console, user_errors
+from tomopilot.cli.serve import HostOption, PortOption, warn_if_exposed
 from tomopilot.core.events import EventBus, Message
 from tomopilot.instrument.twin_serialem.truth_report import is_script_run
 from tomopilot.store import Store, open_store
+from tomopilot.web.app import LiveRun
+from tomopilot.web.server import DEFAULT_HOST, DEFAULT_PORT, MonitorServer
 
 
 def _dry_run(config_path: Path, strategy: str | None) -> None:
@@ -81,6 +87,34 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         f"exposures {estimate.exposures_s / 60:.1f}); "
         f"{estimate.minutes_per_tilt_series:.1f} min per tilt series"
     )
+
+
+def _start_monitor(
+    now_s: Callable[[], float],
+    bus: EventBus,
+    control: EngineControl,
+    store: Store,
+    host: str,
+    port: int,
+) -> MonitorServer:
+    def notify(action: str, detail: dict[str, Any]) -> None:
+        if action == "skipped":
+            bus.emit(
+                TargetSkipped(
+                    time_s=now_s(), target=int(detail["target"]), reason="from the web monitor"
+                )
+            )
+        else:
+            bus.emit(RunStateChanged(time_s=now_s(), state=action))
+
+    live = LiveRun(control=control, notify=notify)
+    monitor = MonitorServer(store, host=host, port=port, live=live).start()
+    warn_if_exposed(host)
+    console.print(
+        f"web monitor: {monitor.url}/  control token: [bold]{live.token}[/] "
+        "(send as 'Authorization: Bearer TOKEN')"
+    )
+    return monitor
 
 
 def _close_archive(recorder: Recorder | None, store: Store | None, run_dir: Path) -> None:
@@ -173,6 +207,14 @@ def acquire_command(
     archive: Annotated[
         bool, typer.Option(help="Record the run in the session archive as it goes.")
     ] = True,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Run the web monitor beside the acquisition (prints a control token)."
+        ),
+    ] = False,
+    host: HostOption = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
 ) -> None:
     """Acquire the tilt series of an area (on the digital twin by default)."""
     with user_errors():
@@ -192,9 +234,14 @@ def acquire_command(
         handler = attach_outputs(engine, resolved)
         store: Store | None = None
         recorder: Recorder | None = None
-        if archive:
+        if archive or serve:
             store = open_store(db if db is not None else engine.plan.run_dir)
             recorder = record_run(engine, resolved, store)
+        monitor = (
+            _start_monitor(engine.scope.clock.now_s, bus, control, store, host, port)
+            if (serve and store is not None)
+            else None
+        )
         total = resolved.scheme.n_tilts * sum(not t.skip for t in resolved.targets)
         columns = (
             TextColumn("{task.description}"),
@@ -259,6 +306,8 @@ def acquire_command(
         finally:
             signal.signal(signal.SIGINT, previous)
             detach_run_log(handler)
+            if monitor is not None:
+                monitor.stop()
             _close_archive(recorder, store, engine.plan.run_dir)
         console.print(
             f"{summary.status}: {summary.n_exposures} exposures, {summary.lost} lost, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tomopilot import __version__
-from tomopilot.cli import acquire, demo, sem_run
+from tomopilot.cli import acquire, demo, sem_run, serve
 from tomopilot.cli.archive import archive_app
 from tomopilot.cli.common import show_library_warnings
 from tomopilot.cli.diffraction import diffraction_app
@@ -30,6 +30,7 @@ app.add_typer(archive_app, name="archive")
 demo.register(app)
 acquire.register(app)
 sem_run.register(app)
+serve.register(app)
 
 
 def _version(value: bool) -> None:
