@@ -44,6 +44,9 @@ def twin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_importing_a_twin_run_twice_changes_nothing(twin_run: Path, tmp_path: Path) -> None:
+    job = twin_run / "MotionCorr" / "job002"
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "RELION_JOB_EXIT_SUCCESS").touch()
     store = open_store(tmp_path / "facility.sqlite")
     first = import_run(store, twin_run)
     assert (first.kind, first.n_series, first.n_exposures, first.n_new_exposures) == (
@@ -54,6 +57,9 @@ def test_importing_a_twin_run_twice_changes_nothing(twin_run: Path, tmp_path: Pa
     )
     assert first.n_truth == 21
     rows = dump(store)
+    assert [r[3:6] for r in rows["processing_job"]] == [
+        ("MotionCorr", "MotionCorr/job002", "finished")
+    ]
     second = import_run(store, twin_run)
     assert second.n_new_exposures == 0
     assert dump(store) == rows

@@ -3,6 +3,8 @@
 Two kinds of folder are understood: tomopilot's (journal, resolved configuration, stacks and
 mdocs; on the twin also its command log, from which the ground truth is rebuilt) and
 SerialEM/PACEtomo's (stacks with their mdocs, and a PACEtomo targets file if there is one).
+RELION-style job folders inside (``MotionCorr/job002/``...) become processing jobs with the state
+their sentinel file tells.
 Every file is read and checked before anything is written, and the rows are written in one
 transaction: a torn mdoc or a stack shorter than its mdoc is an :class:`ArchiveImportError`
 naming the file, and the database is left as it was. Rows are found by natural keys and an
@@ -41,6 +43,7 @@ from tomopilot.store.writes import (
     tracking_values,
     upsert_area,
     upsert_exposure,
+    upsert_processing_job,
     upsert_session,
     upsert_target,
     upsert_tilt_series,
@@ -216,6 +219,24 @@ def _replay_pending(store: Store, run_dir: Path, info: SessionInfo) -> int:
     return n
 
 
+def _processing_jobs(run_dir: Path) -> list[tuple[str, str, str]]:
+    """RELION-style job folders (``Type/jobNNN/``) under the run folder, with their state."""
+    jobs = []
+    for job in sorted(run_dir.glob("*/job[0-9][0-9][0-9]")):
+        if not job.is_dir():
+            continue
+        if (job / "RELION_JOB_EXIT_SUCCESS").exists():
+            status = "finished"
+        elif (job / "RELION_JOB_EXIT_FAILURE").exists():
+            status = "failed"
+        elif (job / "RELION_JOB_EXIT_ABORTED").exists():
+            status = "aborted"
+        else:
+            status = "running"
+        jobs.append((job.parent.name, str(job.relative_to(run_dir)), status))
+    return jobs
+
+
 def _write(
     db: Session, run_dir: Path, kind: str, series: list[SeriesFiles], truth: Any, maps: Any
 ) -> tuple[int, int]:
@@ -263,6 +284,8 @@ def _write(
                 columns = truth_columns(truth, maps[files.target], exposure_id)
                 upsert_truth(db, exposure, **columns, fill_only=True)
                 n_truth += 1
+    for job_type, job_dir, status in _processing_jobs(run_dir):
+        upsert_processing_job(db, session, job_dir, job_type=job_type, status=status)
     return n_exposures, n_truth
 
 

@@ -20,6 +20,7 @@ from tomopilot.store.models import (
     ExposureRow,
     GroundTruthRow,
     HousekeepingRow,
+    ProcessingJobRow,
     SessionRow,
     TargetRow,
     TiltSeriesRow,
@@ -89,6 +90,15 @@ def upsert_housekeeping(
     """The ``ordinal``-th housekeeping duty of a session."""
     return _get_or_create(
         db, HousekeepingRow, {"session_id": session.id, "ordinal": ordinal}, values
+    )
+
+
+def upsert_processing_job(
+    db: Session, session: SessionRow, job_dir: str, **values: Any
+) -> ProcessingJobRow:
+    """A processing job of a session, by its folder (relative to the run folder)."""
+    return _get_or_create(
+        db, ProcessingJobRow, {"session_id": session.id, "job_dir": job_dir}, values
     )
 
 

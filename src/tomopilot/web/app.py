@@ -27,8 +27,9 @@ from starlette.responses import StreamingResponse
 from tomopilot import __version__
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.store import Store
-from tomopilot.store.models import ExposureRow, SessionRow, TiltSeriesRow
+from tomopilot.store.models import AreaRow, ExposureRow, SessionRow, TiltSeriesRow
 from tomopilot.web import queries
+from tomopilot.web.cache import RevisionCache
 from tomopilot.web.files import (
     OutsideSessionError,
     read_section,
@@ -107,66 +108,87 @@ def create_app(store: Store, live: LiveRun | None = None, *, poll_s: float = 0.5
     app.state.monitor = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
+    cache = RevisionCache(store, ttl_s=min(0.25, poll_s))
+    app.state.cache = cache
+    owners: dict[tuple[str, int], int] = {}  # (kind, id) → session id (never changes)
 
-    def page(request: Request, name: str, fragment: bool, **context: Any) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request,
-            name,
-            {
-                "fragment": fragment,
-                "version": __version__,
-                "live": state.live is not None,
-                **context,
-            },
+    def session_of(kind: str, ident: int) -> int:
+        if (kind, ident) not in owners:
+            with store.reader() as db:
+                row: TiltSeriesRow | AreaRow | None = (
+                    db.get(TiltSeriesRow, ident) if kind == "series" else db.get(AreaRow, ident)
+                )
+                if row is None:
+                    raise HTTPException(404, f"no {kind} {ident}")
+                owners[(kind, ident)] = row.session_id
+        return owners[(kind, ident)]
+
+    def render(name: str, fragment: bool, **context: Any) -> str:
+        return templates.env.get_template(name).render(
+            fragment=fragment, version=__version__, live=state.live is not None, **context
         )
 
     # -- JSON API -----------------------------------------------------------------------------
     @app.get("/api/sessions", response_model=list[SessionOut], tags=["archive"])
     def api_sessions() -> list[SessionOut]:
         """Every session in the archive, newest first."""
-        with store.reader() as db:
-            return queries.list_sessions(db)
+
+        def answer() -> list[SessionOut]:
+            with store.reader() as db:
+                return queries.list_sessions(db)
+
+        return cache.get(("api-sessions",), None, answer)
 
     @app.get("/api/sessions/{session_id}", response_model=SessionDetail, tags=["archive"])
     def api_session(session_id: int) -> SessionDetail:
         """A session: progress, ETA in microscope time, dose rate, housekeeping, timeline."""
-        with store.reader() as db:
-            detail = queries.session_detail(db, session_id)
-        if detail is None:
-            raise HTTPException(404, f"no session {session_id}")
-        return detail
+
+        def answer() -> SessionDetail:
+            with store.reader() as db:
+                detail = queries.session_detail(db, session_id)
+            if detail is None:
+                raise HTTPException(404, f"no session {session_id}")
+            return detail
+
+        return cache.get(("api-session", session_id), session_id, answer)
 
     @app.get("/api/tilt-series/{series_id}", response_model=TiltSeriesDetail, tags=["archive"])
     def api_series(series_id: int) -> TiltSeriesDetail:
         """A tilt series with every exposure (and the twin's truth when there is one)."""
-        with store.reader() as db:
-            detail = queries.series_detail(db, series_id)
-        if detail is None:
-            raise HTTPException(404, f"no tilt series {series_id}")
-        return detail
+
+        def answer() -> TiltSeriesDetail:
+            with store.reader() as db:
+                detail = queries.series_detail(db, series_id)
+            if detail is None:
+                raise HTTPException(404, f"no tilt series {series_id}")
+            return detail
+
+        return cache.get(("api-series", series_id), session_of("series", series_id), answer)
 
     @app.get("/api/areas/{area_id}", response_model=AreaOut, tags=["archive"])
     def api_area(area_id: int) -> AreaOut:
         """An area's targets and their status."""
-        with store.reader() as db:
-            detail = queries.area_detail(db, area_id)
-        if detail is None:
-            raise HTTPException(404, f"no area {area_id}")
-        return detail
+
+        def answer() -> AreaOut:
+            with store.reader() as db:
+                detail = queries.area_detail(db, area_id)
+            if detail is None:
+                raise HTTPException(404, f"no area {area_id}")
+            return detail
+
+        return cache.get(("api-area", area_id), session_of("area", area_id), answer)
 
     @app.get("/api/revision", tags=["archive"])
     def api_revision(session_id: int | None = None) -> dict[str, int]:
         """A number that grows whenever something is recorded (cheap polling)."""
-        with store.reader() as db:
-            return {"revision": queries.revision(db, session_id)}
+        return {"revision": cache.revision(session_id)}
 
     @app.get("/api/stream", tags=["live"])
     async def api_stream(request: Request, session_id: int | None = None) -> StreamingResponse:
         """Server-sent events: ``update`` with the new revision whenever something is recorded."""
 
         def current() -> int:
-            with store.reader() as db:
-                return queries.revision(db, session_id)
+            return cache.revision(session_id)
 
         async def events() -> AsyncIterator[str]:
             last = -1
@@ -287,67 +309,79 @@ def create_app(store: Store, live: LiveRun | None = None, *, poll_s: float = 0.5
 
     # -- pages --------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def sessions_page(request: Request, fragment: bool = False) -> HTMLResponse:
-        with store.reader() as db:
-            sessions = queries.list_sessions(db)
-        return page(request, "sessions.html", fragment, sessions=sessions, stream="/api/stream")
+    def sessions_page(fragment: bool = False) -> HTMLResponse:
+        def html() -> str:
+            with store.reader() as db:
+                sessions = queries.list_sessions(db)
+            return render("sessions.html", fragment, sessions=sessions, stream="/api/stream")
+
+        return HTMLResponse(cache.get(("sessions", fragment), None, html))
 
     @app.get("/sessions/{session_id}", response_class=HTMLResponse, include_in_schema=False)
-    def session_page(request: Request, session_id: int, fragment: bool = False) -> HTMLResponse:
-        with store.reader() as db:
-            detail = queries.session_detail(db, session_id)
-            if detail is None:
-                raise HTTPException(404, f"no session {session_id}")
-            row = db.get(SessionRow, session_id)
-            assert row is not None
-            plots = session_plots(queries.session_exposures(db, session_id), row.start_s)
-            timeline = timeline_svg(detail.timeline, row.start_s, row.last_s)
-        return page(
-            request,
-            "session.html",
-            fragment,
-            s=detail,
-            plots=plots,
-            timeline=timeline,
-            stream=f"/api/stream?session_id={session_id}",
-        )
+    def session_page(session_id: int, fragment: bool = False) -> HTMLResponse:
+        def html() -> str:
+            with store.reader() as db:
+                detail = queries.session_detail(db, session_id)
+                if detail is None:
+                    raise HTTPException(404, f"no session {session_id}")
+                row = db.get(SessionRow, session_id)
+                assert row is not None
+                plots = session_plots(queries.session_exposures(db, session_id), row.start_s)
+                timeline = timeline_svg(detail.timeline, row.start_s, row.last_s)
+            return render(
+                "session.html",
+                fragment,
+                s=detail,
+                plots=plots,
+                timeline=timeline,
+                stream=f"/api/stream?session_id={session_id}",
+            )
+
+        return HTMLResponse(cache.get(("session", session_id, fragment), session_id, html))
 
     @app.get("/series/{series_id}", response_class=HTMLResponse, include_in_schema=False)
-    def series_page(request: Request, series_id: int, fragment: bool = False) -> HTMLResponse:
-        with store.reader() as db:
-            detail = queries.series_detail(db, series_id)
-            if detail is None:
-                raise HTTPException(404, f"no tilt series {series_id}")
-            series = db.get(TiltSeriesRow, series_id)
-            assert series is not None
-            thumbs = [(e.ordinal, e.tilt_deg) for e in _thumb_ordinals(list(series.exposures))]
-        return page(
-            request,
-            "series.html",
-            fragment,
-            t=detail,
-            plots=series_plots(detail),
-            thumbs=thumbs,
-            stream=f"/api/stream?session_id={detail.session_id}",
-        )
+    def series_page(series_id: int, fragment: bool = False) -> HTMLResponse:
+        def html() -> str:
+            with store.reader() as db:
+                detail = queries.series_detail(db, series_id)
+                if detail is None:
+                    raise HTTPException(404, f"no tilt series {series_id}")
+                series = db.get(TiltSeriesRow, series_id)
+                assert series is not None
+                thumbs = [(e.ordinal, e.tilt_deg) for e in _thumb_ordinals(list(series.exposures))]
+            return render(
+                "series.html",
+                fragment,
+                t=detail,
+                plots=series_plots(detail),
+                thumbs=thumbs,
+                stream=f"/api/stream?session_id={detail.session_id}",
+            )
+
+        key = ("series", series_id, fragment)
+        return HTMLResponse(cache.get(key, session_of("series", series_id), html))
 
     @app.get("/areas/{area_id}", response_class=HTMLResponse, include_in_schema=False)
-    def area_page(request: Request, area_id: int, fragment: bool = False) -> HTMLResponse:
-        with store.reader() as db:
-            area = queries.area_detail(db, area_id)
-        if area is None:
-            raise HTTPException(404, f"no area {area_id}")
-        return page(
-            request,
-            "area.html",
-            fragment,
-            a=area,
-            map_svg=target_map_svg(area),
-            stream=f"/api/stream?session_id={area.session_id}",
+    def area_page(area_id: int, fragment: bool = False) -> HTMLResponse:
+        def html() -> str:
+            with store.reader() as db:
+                area = queries.area_detail(db, area_id)
+            if area is None:
+                raise HTTPException(404, f"no area {area_id}")
+            return render(
+                "area.html",
+                fragment,
+                a=area,
+                map_svg=target_map_svg(area),
+                stream=f"/api/stream?session_id={area.session_id}",
+            )
+
+        return HTMLResponse(
+            cache.get(("area", area_id, fragment), session_of("area", area_id), html)
         )
 
     @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
-    def api_docs(request: Request) -> HTMLResponse:
-        return page(request, "api.html", False, spec=app.openapi(), stream=None)
+    def api_docs() -> HTMLResponse:
+        return HTMLResponse(render("api.html", False, spec=app.openapi(), stream=None))
 
     return app
