@@ -308,6 +308,10 @@ def acquire_command(
             detach_run_log(handler)
             if monitor is not None:
                 monitor.stop()
+                console.print(
+                    f"web monitor stopped; `tomopilot serve --db {db or engine.plan.run_dir}` "
+                    "shows the run again"
+                )
             _close_archive(recorder, store, engine.plan.run_dir)
         console.print(
             f"{summary.status}: {summary.n_exposures} exposures, {summary.lost} lost, "
