@@ -308,9 +308,9 @@ def acquire_command(
             detach_run_log(handler)
             if monitor is not None:
                 monitor.stop()
+                shown = engine.plan.run_dir if db is None else "URL"
                 console.print(
-                    f"web monitor stopped; `tomopilot serve --db {db or engine.plan.run_dir}` "
-                    "shows the run again"
+                    f"web monitor stopped; `tomopilot serve --db {shown}` shows the run again"
                 )
             _close_archive(recorder, store, engine.plan.run_dir)
         console.print(
