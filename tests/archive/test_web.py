@@ -62,6 +62,7 @@ def test_pages_show_the_session_series_and_map(client) -> None:
     assert series.count('class="thumb"') == 7
     area = c.get("/areas/1").text
     assert area.count('class="footprint"') == 3 and "9.0°" in area  # the last tilt
+    assert area.count('data-status="done"') == 3  # a finished run's targets are done
     # nothing is loaded from another host: offline microscope networks
     for page in (home.text, session, series, area, c.get("/api/docs").text):
         assert not re.search(r'(src|href)="(https?:)?//', page)

@@ -179,6 +179,11 @@ def apply_event(db: Session, info: SessionInfo, key: str, event: dict[str, Any])
         session.microscope_minutes = float(event.get("microscope_minutes", 0.0))
         for series in db.scalars(select(TiltSeriesRow).filter_by(session_id=session.id)):
             series.status = session.status
+        if session.status == "finished":
+            for area in session.areas:
+                for target in area.targets:
+                    if target.status in ("pending", "acquiring"):
+                        target.status = "done"
     elif kind == "HousekeepingDone":
         _housekeeping(db, session, event)
     session.last_s = max(session.last_s or time_s, time_s)

@@ -201,14 +201,15 @@ def target_map_svg(area: AreaOut, size_px: int = 520) -> str:
     def px(x: float, y: float) -> tuple[float, float]:
         return (size_px / 2 + (x - cx) * scale, size_px / 2 - (y - cy) * scale)
 
+    axis_y = px(0.0, 0.0)[1]
     parts = [
         f'<svg class="map" id="target-map" xmlns="http://www.w3.org/2000/svg" width="{size_px}" '
         f'height="{size_px}" viewBox="0 0 {size_px} {size_px}" role="img" '
         f'aria-label="target map at {tilt:.0f}°"><title>targets and beam footprints at '
         f"{tilt:.1f}°</title>"
-        f'<line x1="10" x2="{size_px - 10}" y1="{size_px / 2}" y2="{size_px / 2}" '
+        f'<line x1="10" x2="{size_px - 10}" y1="{axis_y:.1f}" y2="{axis_y:.1f}" '
         'stroke="#ccc" stroke-dasharray="4 4"/>'
-        f'<text x="12" y="{size_px / 2 - 4}" class="tick">tilt axis (x)</text>'
+        f'<text x="12" y="{axis_y - 4:.1f}" class="tick">tilt axis (x) through target 1</text>'
     ]
     for target in area.targets:
         outline = ellipse_outline_um(
