@@ -344,3 +344,15 @@ def test_frames_are_saved_when_dose_fractionation_asks(sem: SerialEMModule, tmp_
     row = mdocfile.read(tmp_path / "ts.mrc.mdoc").iloc[0]
     assert str(row["SubFramePath"]).replace("\\", "/") == "frames/L1_tilt_001_0.0.tif"
     assert row["NumSubFrames"] == 10
+
+
+def test_axis_position_binning_and_tilt_limit(sem: SerialEMModule, scope: TwinMicroscope) -> None:
+    sem.SetAxisPosition("F", -2.5)
+    assert sem.ReportAxisPosition("F") == (-2.5, 0.0)
+    with pytest.raises(SEMerror, match="Focus or Trial"):
+        sem.SetAxisPosition("R", 1.0)
+    sem.RestoreLowDoseParams()
+    assert sem.ReportAxisPosition("F") == (3.0, 0.0)
+    sem.SetBinning("R", 8)
+    assert sem.ReportBinning("R") == 8.0
+    assert sem.ReportProperty("MaximumTiltAngle") == scope.stage.limits.tilt_deg

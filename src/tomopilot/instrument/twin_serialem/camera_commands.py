@@ -237,6 +237,12 @@ def restore_camera_set(session: Session, camera_set: int = -1) -> Reported:
     return None
 
 
+@command("ReportBinning", "C")
+def report_binning(session: Session, camera_set: int) -> Reported:
+    """The binning of a parameter set."""
+    return (session.scope.optics.preset(session.area_of_set(camera_set)).binning,)
+
+
 @command("ReportExposure", "C")
 def report_exposure(session: Session, camera_set: int) -> Reported:
     """(exposure s, drift settling s) of a parameter set."""

@@ -252,6 +252,25 @@ def report_axis_position(session: Session, area: str) -> Reported:
     return session.scope.optics.preset(ld_area(area)).offset_along_axis_um, 0.0
 
 
+@command("SetAxisPosition", "SF|F")
+def set_axis_position(
+    session: Session, area: str, distance_um: float, angle: float = 0.0
+) -> Reported:
+    """Move the Focus or Trial area along the tilt axis (µm from Record); no rotation here."""
+    target = ld_area(area)
+    if target not in (LowDoseArea.FOCUS, LowDoseArea.TRIAL):
+        raise ValueError(f"SetAxisPosition applies to the Focus or Trial area, not {area}")
+    if abs(distance_um) > 20 or angle:
+        raise ValueError(
+            f"Axis position {distance_um} um at {angle} deg: the twin takes 0 deg and up to 20 um"
+        )
+    optics = session.scope.optics
+    current = optics.preset(target)
+    session.saved_ld_params.setdefault(target, current)
+    optics.set_preset(target, current.model_copy(update={"offset_along_axis_um": distance_um}))
+    return None
+
+
 @command("UpdateLowDoseParams", "S|I")
 def update_low_dose_params(session: Session, area: str, option: int = 0) -> Reported:
     """Go to an area so that scope changes (SetMag) update its parameters; restorable."""

@@ -170,6 +170,7 @@ class Session:
         self.properties = Properties(
             {
                 "ImageShiftLimit": scope.optics.image_shift_limit_um,
+                "MaximumTiltAngle": scope.stage.limits.tilt_deg,
                 "StageRelaxation": 0.025,
                 "StageMontageBacklash": 5.0,
                 "TiltBacklash": 3.0,
