@@ -169,7 +169,11 @@ def test_a_bad_command_in_a_script_names_the_command_and_line(tmp_path: Path) ->
 def test_exit_ends_quietly_dialogs_use_the_answers_and_bad_files_are_named(tmp_path: Path) -> None:
     script = tmp_path / "ask.py"
     script.write_text(
+        "import time\n"
         "import serialem as sem\n"
+        "sem.ResetClock()\n"
+        "time.sleep(3600)  # waits on the microscope's clock, not ours\n"
+        "sem.Echo('waited', sem.ReportClock())\n"
         "n = sem.EnterDefaultedNumber(2, -1, 'How many targets?')\n"
         "sem.Echo('targets', n)\n"
         "if sem.YesNoBox('Stop now?'):\n"
@@ -183,6 +187,7 @@ def test_exit_ends_quietly_dialogs_use_the_answers_and_bad_files_are_named(tmp_p
     result = CliRunner().invoke(app, [*args, "--answers", str(answers)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "targets 4" in result.output and "not reached" not in result.output
+    assert "waited 3600" in result.output
     assert "ended by Exit" in result.output
     assert "'How many targets?' -> 4 (answers file)" in result.output
     assert "no dialog asked for the answer 'Never asked'" in result.output

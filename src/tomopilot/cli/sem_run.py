@@ -10,14 +10,17 @@ stay as they are.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import shutil
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, SupportsIndex
 
 import typer
 import yaml
@@ -27,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tomopilot.cli.common import console, err_console, user_errors
+from tomopilot.core.clock import Clock
 from tomopilot.core.config import load_config, write_resolved_config
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.events import ExposureTaken
@@ -89,14 +93,27 @@ def script_traceback(exc: BaseException, script: Path) -> str:
 
 
 @contextmanager
-def _script_environment(script: Path, run_dir: Path) -> Iterator[None]:
+def _script_environment(script: Path, run_dir: Path, clock: Clock) -> Iterator[None]:
+    """The script's working directory, argv and import path; its ``time.sleep`` waits on the
+    microscope's clock (other threads keep the real one)."""
     old_cwd, old_argv, old_path = Path.cwd(), sys.argv[:], sys.path[:]
+    real_sleep = time.sleep
+    main = threading.get_ident()
+
+    def sleep(seconds: float | SupportsIndex) -> None:
+        if threading.get_ident() == main:
+            clock.sleep(seconds if isinstance(seconds, float) else float(operator.index(seconds)))
+        else:
+            real_sleep(seconds)
+
     os.chdir(run_dir)
     sys.argv = [str(script)]
     sys.path.insert(0, str(script.parent))
+    time.sleep = sleep
     try:
         yield
     finally:
+        time.sleep = real_sleep
         os.chdir(old_cwd)
         sys.argv, sys.path[:] = old_argv, old_path
 
@@ -249,7 +266,7 @@ def sem_run_command(
         )
         namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script.resolve())}
         try:
-            with installed(module), _script_environment(script.resolve(), run_dir):
+            with installed(module), _script_environment(script.resolve(), run_dir, scope.clock):
                 exec(code, namespace)
         except SEMexited as exc:
             status = f"ended by {exc}"
