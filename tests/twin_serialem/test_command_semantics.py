@@ -356,3 +356,40 @@ def test_axis_position_binning_and_tilt_limit(sem: SerialEMModule, scope: TwinMi
     sem.SetBinning("R", 8)
     assert sem.ReportBinning("R") == 8.0
     assert sem.ReportProperty("MaximumTiltAngle") == scope.stage.limits.tilt_deg
+
+
+def test_parameter_sets_change_and_restore(sem: SerialEMModule, scope: TwinMicroscope) -> None:
+    sem.SetExposure("R", 0.5)
+    sem.SetBinning("R", 8)
+    sem.SetCameraArea("R", "H")  # the centred half: 512 unbinned px on this camera
+    assert sem.ReportExposure("R")[0] == 0.5
+    sem.R()
+    assert sem.ImageProperties()[:4] == (64.0, 64.0, 8.0, 0.5)
+    sem.Copy("A", "M")
+    sem.RestoreCameraSet("R")
+    sem.R()
+    assert sem.ImageProperties()[:4] == (256.0, 256.0, 4.0, 1.0)
+    sem.AcquireToMatchBuffer("M")  # the kept image's set, binning, exposure and size
+    assert sem.ImageProperties()[:4] == (64.0, 64.0, 8.0, 0.5)
+    assert sem.ReportExposure("R")[0] == 1.0  # the set itself is left as it was
+
+
+def test_tilt_with_restore_and_realign_ending_with_zero_image_shift(
+    sem: SerialEMModule, scope: TwinMicroscope
+) -> None:
+    sem.MoveStageTo(2.0, -1.0)
+    sem.TiltTo(20.0, 1)  # #R: the stage X, Y are put back after tilting
+    assert sem.ReportStageXYZ()[:2] == pytest.approx((2.0, -1.0))
+    sem.TiltBy(-20.0)
+    sem.Eucentricity(3)
+    sem.OpenNewFile("map.mrc")
+    sem.V()
+    sem.NewMap()
+    sem.CloseFile()
+    point = int(sem.AddImagePosAsNavPoint("A", 140.0, 120.0))
+    sem.RealignToOtherItem(point, 1, 0, 0.05, 2, 1)  # reset IS above 50 nm, end with zero IS
+    assert sem.ReportImageShift()[:2] == (0.0, 0.0)
+    x, y = sem.ReportOtherItem(point)[1:3]
+    assert sem.ReportStageXYZ()[:2] == pytest.approx((x, y), abs=0.3)
+    with pytest.raises(SEMerror, match="must be given together"):
+        sem.RealignToOtherItem(point, 1, 0, 0.05)
