@@ -393,3 +393,20 @@ def test_tilt_with_restore_and_realign_ending_with_zero_image_shift(
     assert sem.ReportStageXYZ()[:2] == pytest.approx((x, y), abs=0.3)
     with pytest.raises(SEMerror, match="must be given together"):
         sem.RealignToOtherItem(point, 1, 0, 0.05)
+
+
+def test_log_commands(scope: TwinMicroscope, tmp_path: Path) -> None:
+    lines: list[str] = []
+    sem = make_module(scope, directory=tmp_path, on_log=lines.append)
+    sem.Echo("tilt", 3, 2.5)
+    sem.EchoBreakLines("first\\nsecond")
+    sem.ReportTiltAngle()  # reports are printed ...
+    sem.SuppressReports()
+    sem.ReportTiltAngle()  # ... unless suppressed
+    assert lines == ["tilt 3 2.5", "first", "second", "Tilt angle 0.00"]
+    sem.SaveLog(0, "session")
+    assert (tmp_path / "session.log").read_text().splitlines() == lines
+    sem.SetStatusLine(2, "running")
+    assert sem.session.status_lines == {2: "running"}
+    sem.ClearStatusLine()
+    assert sem.session.status_lines == {}

@@ -124,7 +124,7 @@ def truth_table(result: ScriptTruth, title: str) -> Table:
         title=title,
         box=box.SIMPLE_HEAD,
         caption=(
-            "track: true distance of the intended point (Navigator point, or the first image's "
+            "track: true distance of the intended point (Navigator item, or the first image's "
             "centre) from the beam centre; defocus: true − target"
         ),
     )
