@@ -78,6 +78,7 @@ from tomopilot.instrument.errors import (
     ImageShiftLimitError,
     InstrumentError,
     NoBeamError,
+    OperatorStop,
 )
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image
@@ -154,7 +155,7 @@ class AcquisitionEngine:
             else:
                 self._fresh_setup(state)
                 status = self._loop(None, 1)
-        except RunAborted:
+        except (RunAborted, OperatorStop):  # a STOP at the microscope ends it resumably too
             status = "aborted"
         self._finish(status)
         return self._summary(status, replay_journal(self.journal_path))

@@ -10,6 +10,7 @@ from tomopilot.instrument.errors import (
     ImageShiftLimitError,
     InstrumentError,
     NoBeamError,
+    OperatorStop,
     StageError,
     StageLimitError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Microscope",
     "Movie",
     "NoBeamError",
+    "OperatorStop",
     "Optics",
     "Stage",
     "StageError",

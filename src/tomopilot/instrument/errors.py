@@ -54,3 +54,11 @@ class NoBeamError(InstrumentError):
 
 class CalibrationError(InstrumentError):
     """A calibration the operation needs is missing or unusable."""
+
+
+class OperatorStop(InstrumentError):
+    """The operator stopped the microscope software (SerialEM's STOP button or ``Exit``).
+
+    The run ends as a resumable abort: nothing more is sent to the microscope, the files hold
+    every committed exposure, and ``tomopilot acquire --resume`` continues from the journal.
+    """
