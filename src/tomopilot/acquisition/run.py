@@ -1,12 +1,16 @@
 """Wire a configuration into a running engine: microscope, plan, journal, files.
 
 ``start_run`` is what ``tomopilot acquire`` calls. On the twin, the microscope keeps a command log
-in the run folder, so ``--resume`` after a crash finds it exactly where it was.
+in the run folder, so ``--resume`` after a crash finds it exactly where it was. With
+``microscope: {backend: serialem}`` it drives SerialEM through its Python module; the run then
+ends with :func:`close_microscope`, which restores what tomopilot changed on the microscope.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.engine import AcquisitionEngine
@@ -18,8 +22,11 @@ from tomopilot.acquisition.output.side_files import (
 from tomopilot.acquisition.plan.run_config import AcquireConfig, ResolvedRun, resolve_run
 from tomopilot.acquisition.plan.run_plan import RunPlan
 from tomopilot.core.config import write_resolved_config
+from tomopilot.core.errors import ConfigError
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.protocol import Microscope
+from tomopilot.instrument.serialem import SerialEMOptions, open_serialem, resolve_address
+from tomopilot.instrument.serialem.microscope import as_microscope as serialem_as_microscope
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.microscope import as_microscope
 from tomopilot.targeting.targets import TargetSet, save_targets
@@ -33,14 +40,73 @@ def run_folder(config: AcquireConfig) -> Path:
 
 
 def open_microscope(
-    config: AcquireConfig, run_dir: Path, events: EventBus | None = None
+    config: AcquireConfig,
+    run_dir: Path,
+    events: EventBus | None = None,
+    *,
+    serialem_module: Any | None = None,
 ) -> Microscope:
-    """The configured microscope; the twin logs its commands in the run folder."""
+    """The configured microscope; the twin logs its commands in the run folder.
+
+    ``backend: serialem`` connects to SerialEM (``serialem_module`` overrides the module the
+    configuration names, e.g. a test double with the module's interface).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
+    if config.microscope.backend == "serialem":
+        return open_serialem_microscope(config, run_dir, events, module=serialem_module)
     twin = TwinMicroscope(
         config.microscope.twin, events=events, command_log=run_dir / "twin_commands.jsonl"
     )
     return as_microscope(twin)
+
+
+def open_serialem_microscope(
+    config: AcquireConfig,
+    run_dir: Path,
+    events: EventBus | None = None,
+    *,
+    module: Any | None = None,
+) -> Microscope:
+    """SerialEM as the run's microscope (its Python module, or the twin serving its interface)."""
+    micro = config.microscope
+    settings = micro.serialem
+    options = SerialEMOptions(
+        xy_limit_um=settings.stage_xy_limit_um,
+        z_limit_um=settings.stage_z_limit_um,
+        xy_backlash_um=settings.xy_backlash_um,
+        tilt_backlash_deg=settings.tilt_backlash_deg,
+        beam_diameter_um=settings.beam_diameter_um,
+        dewar_poll_s=settings.dewar_poll_s,
+    )
+    exposure_ids = None
+    if module is None and settings.module == "twin":
+        module, exposure_ids = twin_serialem_module(config, run_dir, events)
+    scope = open_serialem(
+        resolve_address(micro.host, micro.port), module=module, options=options, events=events
+    )
+    if exposure_ids is not None:
+        scope.set_exposure_ids(exposure_ids)
+    return serialem_as_microscope(scope)
+
+
+def twin_serialem_module(
+    config: AcquireConfig, run_dir: Path, events: EventBus | None
+) -> tuple[Any, Callable[[], int]]:
+    """SerialEM's interface served by the twin, in this process; and the twin's exposure ids."""
+    raise ConfigError(
+        "microscope.serialem.module: 'twin' needs the twin-backed serialem module "
+        "(tomopilot.instrument.twin_serialem), which this installation does not have",
+        field="microscope.serialem.module",
+    )
+
+
+def close_microscope(scope: Microscope) -> list[str]:
+    """Give the microscope back: a real one restores what tomopilot changed (see its docs)."""
+    close = getattr(scope, "close", None)
+    if callable(close):
+        result = close()
+        return list(result) if isinstance(result, list) else []
+    return []
 
 
 def make_plan(config: AcquireConfig, resolved: ResolvedRun, run_dir: Path) -> RunPlan:
@@ -66,14 +132,28 @@ def start_run(
     strategy: str | None = None,
     events: EventBus | None = None,
     control: EngineControl | None = None,
+    serialem_module: Any | None = None,
 ) -> tuple[AcquisitionEngine, ResolvedRun]:
-    """Resolve, check and set up a run (nothing is exposed until ``engine.run()``)."""
+    """Resolve, check and set up a run (nothing is exposed until ``engine.run()``).
+
+    With ``backend: serialem`` the microscope is connected first and the plan is checked against
+    its limits; call :func:`close_microscope` on ``engine.scope`` when the run is over.
+    """
     if strategy is not None:
         config = config.model_copy(update={"strategy": strategy})
-    resolved = resolve_run(config)
     run_dir = run_folder(config)
     bus = events or EventBus()
-    scope = open_microscope(config, run_dir, bus)
+    if config.microscope.backend == "twin":
+        resolved = resolve_run(config)
+        scope = open_microscope(config, run_dir, bus)
+    else:  # check the plan against the connected microscope's own limits
+        scope = open_microscope(config, run_dir, bus, serialem_module=serialem_module)
+        try:
+            limits = (scope.stage.limits.tilt_deg, scope.optics.image_shift_limit_um)
+            resolved = resolve_run(config, limits=limits)
+        except BaseException:
+            close_microscope(scope)
+            raise
     plan = make_plan(config, resolved, run_dir)
     write_resolved_config(config, run_dir / f"{plan.root}_config.resolved.yaml")
     engine = AcquisitionEngine(scope, plan, events=bus, control=control)

@@ -28,7 +28,7 @@ from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
 from tomopilot.acquisition.plan.run_config import load_acquire_config, resolve_run
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
-from tomopilot.acquisition.run import attach_outputs, start_run
+from tomopilot.acquisition.run import attach_outputs, close_microscope, start_run
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
 from tomopilot.archive.live import record_run
@@ -306,6 +306,8 @@ def acquire_command(
         finally:
             signal.signal(signal.SIGINT, previous)
             detach_run_log(handler)
+            for restored in close_microscope(engine.scope):
+                console.print(f"microscope: {restored}")
             if monitor is not None:
                 monitor.stop()
                 shown = engine.plan.run_dir if db is None else "URL"
@@ -318,7 +320,11 @@ def acquire_command(
             f"{summary.microscope_s / 60:.1f} min of microscope time; "
             f"files in {engine.plan.run_dir}"
         )
-        if report and summary.status == "finished":
+        if summary.status == "aborted":
+            console.print(f"continue with: tomopilot acquire {config} --resume")
+        micro = settings_config.microscope
+        on_twin = micro.backend == "twin" or micro.serialem.module == "twin"
+        if report and summary.status == "finished" and on_twin:
             console.print(quality_table(assess_run_dir(engine.plan.run_dir), "ground truth"))
 
 

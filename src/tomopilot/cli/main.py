@@ -11,6 +11,7 @@ from tomopilot.cli.common import show_library_warnings
 from tomopilot.cli.diffraction import diffraction_app
 from tomopilot.cli.geometry import geometry_app
 from tomopilot.cli.preprocess import preprocess_app
+from tomopilot.cli.serialem import serialem_app
 from tomopilot.cli.targets import targets_app
 from tomopilot.cli.twin import twin_app
 
@@ -27,6 +28,7 @@ app.add_typer(geometry_app, name="geometry")
 app.add_typer(preprocess_app, name="preprocess")
 app.add_typer(twin_app, name="twin")
 app.add_typer(archive_app, name="archive")
+app.add_typer(serialem_app, name="serialem")
 demo.register(app)
 acquire.register(app)
 sem_run.register(app)

@@ -14,7 +14,8 @@ and, optionally, ``stageX``/``stageY`` and the selection's map images ``tgtfile`
 and ``viewfile`` (View; target 1's is used to realign to it), named relative to the output
 folder as PACEtomo keeps them beside the targets file. The other sections are
 ``microscope`` (``backend: twin`` with a :class:`~tomopilot.instrument.twin.TwinConfig` under
-``twin:``), ``area`` (stage position of target 1), ``strategy`` (``pace``, ``fused`` or
+``twin:``, or ``backend: serialem`` with ``host``, ``port`` and facility settings under
+``serialem:``), ``area`` (stage position of target 1), ``strategy`` (``pace``, ``fused`` or
 ``none``), ``output`` (``dir``, ``root``), ``save_frames`` and ``frames_format``. Relative
 paths are resolved against the YAML's folder. A targets file's ``_set``/``_bset`` lines override
 ``settings``.
@@ -45,11 +46,43 @@ from tomopilot.io.pacetomo_targets import parse_targets_text
 from tomopilot.targeting.targets import Target, from_file_data
 
 
-class MicroscopeConfig(ConfigModel):
-    """Which microscope to drive; the digital twin by default."""
+class SerialEMSettings(ConfigModel):
+    """What SerialEM cannot report about a microscope, and how to reach its Python module.
 
-    backend: Literal["twin"] = "twin"
+    ``module``: ``serialem`` is SerialEM's own Python module (on the microscope PC's
+    PYTHONPATH); ``twin`` serves SerialEM's interface from the digital twin of ``twin:`` in this
+    process (the loop that tests tomopilot's SerialEM backend end to end).
+    """
+
+    module: Literal["serialem", "twin"] = "serialem"
+    stage_xy_limit_um: float = Field(990.0, gt=0)
+    stage_z_limit_um: float = Field(300.0, gt=0)
+    xy_backlash_um: float = Field(5.0, ge=0, le=50)
+    tilt_backlash_deg: float = Field(3.0, ge=0, le=10)
+    beam_diameter_um: float = Field(1.5, gt=0)
+    dewar_poll_s: float = Field(30.0, gt=0, le=600)
+    busy_retries: int = Field(8, ge=0, le=50)
+
+
+class MicroscopeConfig(ConfigModel):
+    """Which microscope to drive: the digital twin by default, or SerialEM.
+
+    ``backend: serialem`` drives SerialEM through its Python module at ``host``:``port``
+    (default: ``PY_SERIALEM_IP``/``PY_SERIALEM_PORT``, else 127.0.0.1:48888); facility settings
+    go under ``serialem:``. ``twin:`` configures the twin (also the twin behind
+    ``serialem: {module: twin}``).
+    """
+
+    backend: Literal["twin", "serialem"] = "twin"
+    host: str | None = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, gt=0, lt=65536)
+    serialem: SerialEMSettings = Field(default_factory=SerialEMSettings)
     twin: TwinConfig = Field(default_factory=TwinConfig)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
 class InlineTarget(ConfigModel):
@@ -303,18 +336,25 @@ class ResolvedRun:
 
 
 def microscope_limits(config: AcquireConfig) -> tuple[float, float]:
-    """(stage tilt limit in degrees, image-shift limit in µm) of the configured microscope."""
+    """(stage tilt limit in degrees, image-shift limit in µm) of the configured twin.
+
+    A real microscope's limits are read from it when the run starts (``limits=`` of
+    :func:`resolve_run`); offline (``--dry-run``) the twin's stand in.
+    """
     twin = config.microscope.twin
     return twin.stage.tilt_limit_deg, twin.optics.image_shift_limit_um
 
 
 def resolve_run(
-    config: AcquireConfig, *, stage_to_specimen: NDArray[np.float64] | None = None
+    config: AcquireConfig,
+    *,
+    stage_to_specimen: NDArray[np.float64] | None = None,
+    limits: tuple[float, float] | None = None,
 ) -> ResolvedRun:
     """Read the targets, apply their overrides to the settings, and check feasibility.
 
     The stage position of target 1 is ``area`` if given, else target 1's ``stageX/stageY``,
-    else (0, 0).
+    else (0, 0). ``limits`` (tilt °, image shift µm) are the microscope's, when it is connected.
 
     Raises
     ------
@@ -325,7 +365,7 @@ def resolve_run(
     """
     read = _read_targets(config, stage_to_specimen)
     settings = apply_overrides(config.settings, read.overrides, source=read.sources)
-    tilt_limit_deg, is_limit_um = microscope_limits(config)
+    tilt_limit_deg, is_limit_um = limits if limits is not None else microscope_limits(config)
     warnings = check_feasible(
         settings,
         stage_tilt_limit_deg=tilt_limit_deg,

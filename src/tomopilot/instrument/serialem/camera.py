@@ -1,0 +1,132 @@
+"""The camera through SerialEM: ``R``/``V``/``F``/``T``/``L``/``Search`` into buffer A.
+
+After the exposure the image is taken from buffer A with ``bufferImage('A')`` (an object with
+the buffer protocol, read by :func:`numpy.asarray`), and described from what tomopilot already
+knows (the area's preset, the focus and image shift it set, the stage readout after its last
+move) plus ``ReportClock``: a Record costs the exposure command, the buffer transfer and one
+clock reading. The dose is SerialEM's counts-based estimate: mean counts per unbinned pixel per
+second over ``CountsPerElectron``, times the exposure, over the pixel area.
+
+Movies: SerialEM saves the frames itself (frame saving set up in its Record parameters);
+:meth:`SerialEMCamera.acquire_movie` records, asks ``ReportLastFrameFile`` where they went and
+reads them with tomopilot's frame reader, so the folder must be reachable from tomopilot's
+computer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tomopilot.instrument.errors import CameraTimeoutError
+from tomopilot.instrument.events import ExposureTaken
+from tomopilot.instrument.serialem.core import ACQUIRE_COMMAND, AREA_LETTER, SerialEMCore
+from tomopilot.instrument.serialem.session import SerialEMCommandError
+from tomopilot.instrument.types import Image, LowDoseArea, Movie
+from tomopilot.io.errors import FormatError
+from tomopilot.io.frames import read_frames
+
+
+class SerialEMCamera:
+    """The detector (implements :class:`~tomopilot.instrument.Camera`).
+
+    ``exposure_ids``, if given, names each exposure (the twin-backed loop passes the twin's
+    exposure index so the ground truth can be found); otherwise exposures are counted.
+    """
+
+    def __init__(self, core: SerialEMCore) -> None:
+        self._core = core
+        self._size: tuple[int, int] | None = None
+        self.exposure_ids: object | None = None
+
+    @property
+    def size_px(self) -> tuple[int, int]:
+        if self._size is None:
+            width, height = self._core.session.floats("CameraProperties", n=2)
+            self._size = (round(width), round(height))
+        return self._size
+
+    def specimen_to_camera_matrix(self, area: LowDoseArea) -> NDArray[np.float64]:
+        area = LowDoseArea(area)
+        binning = self._core.preset(area).binning
+        return self._core.camera_matrix(AREA_LETTER[area]) / binning
+
+    def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
+        area = LowDoseArea(area)
+        core = self._core
+        preset = core.preset(area)
+        focus = core.focus_um()
+        stage = core.stage_position()
+        image_shift = core.image_shift_um()
+        start = core.clock.now_s()
+        core.session.call(ACQUIRE_COMMAND[area])
+        core.area = AREA_LETTER[area]
+        data = np.asarray(core.session.call("bufferImage", "A"), dtype=np.float32)
+        if data.ndim != 2 or data.size == 0:
+            raise CameraTimeoutError(f"SerialEM returned no {area} image (shape {data.shape})")
+        end = core.clock.now_s()
+        binning = preset.binning
+        per_px_s = float(np.mean(data, dtype=np.float64)) / (binning**2 * preset.exposure_s)
+        rate = per_px_s * core.electrons_per_count()
+        dose = rate * preset.exposure_s / preset.unbinned_pixel_size_a**2
+        core.presets[area] = preset.model_copy(update={"dose_rate_e_px_s": max(0.0, rate)})
+        exposure_id = self._next_id()
+        core.events.emit(
+            ExposureTaken(
+                time_s=end,
+                exposure_id=exposure_id,
+                area=area.value,
+                dose_e_a2=dose,
+                duration_s=end - start,
+                mean_counts=float(np.mean(data, dtype=np.float64)),
+            )
+        )
+        return Image(
+            data=np.ascontiguousarray(data),
+            area=area,
+            pixel_size_a=preset.pixel_size_a,
+            binning=binning,
+            magnification=preset.magnification,
+            exposure_s=preset.exposure_s,
+            dose_e_a2=dose,
+            defocus_um=focus + preset.defocus_offset_um,
+            stage=stage,
+            image_shift_um=image_shift,
+            time_s=start,
+            datetime=core.clock.datetime(),
+            exposure_id=exposure_id,
+            counts_per_electron=1.0 / core.electrons_per_count(),
+        )
+
+    def _next_id(self) -> int:
+        core = self._core
+        core.n_exposures += 1
+        provider = self.exposure_ids
+        if callable(provider):
+            return int(provider())
+        return core.n_exposures - 1
+
+    def acquire_movie(
+        self, area: LowDoseArea = LowDoseArea.RECORD, n_frames: int | None = None
+    ) -> Movie:
+        image = self.acquire(area)
+        path = str(self._core.session.call("ReportLastFrameFile") or "")
+        if not path:
+            raise SerialEMCommandError(
+                "ReportLastFrameFile", f"no frames were saved: turn frame saving on for {area}"
+            )
+        try:
+            frames = np.asarray(read_frames(Path(path)), dtype=np.float32)
+        except (OSError, FormatError) as exc:
+            raise SerialEMCommandError(
+                "ReportLastFrameFile", f"cannot read the frames SerialEM saved at {path}: {exc}"
+            ) from exc
+        n = frames.shape[0]
+        return Movie(
+            frames=frames,
+            frame_dose_e_a2=image.dose_e_a2 / max(1, n),
+            frame_time_s=image.exposure_s / max(1, n),
+            image=image,
+        )
