@@ -8,6 +8,7 @@ ends with :func:`close_microscope`, which restores what tomopilot changed on the
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,32 @@ def open_serialem_microscope(
 def twin_serialem_module(
     config: AcquireConfig, run_dir: Path, events: EventBus | None
 ) -> tuple[Any, Callable[[], int]]:
-    """SerialEM's interface served by the twin, in this process; and the twin's exposure ids."""
-    raise ConfigError(
-        "microscope.serialem.module: 'twin' needs the twin-backed serialem module "
-        "(tomopilot.instrument.twin_serialem), which this installation does not have",
-        field="microscope.serialem.module",
+    """SerialEM's interface served by the twin, in this process; and the twin's exposure ids.
+
+    The twin keeps its command log in the run folder, as on the direct backend, so ``--resume``
+    finds it where it was and ``tomopilot report`` judges the run against its ground truth.
+    """
+    try:
+        served = importlib.import_module("tomopilot.instrument.twin_serialem")
+    except ImportError as exc:
+        raise ConfigError(
+            "microscope.serialem.module: 'twin' needs the twin-backed serialem module "
+            f"(tomopilot.instrument.twin_serialem): {exc}",
+            field="microscope.serialem.module",
+        ) from exc
+    # the twin reports on its own bus: the backend reports the run's events
+    twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
+    module = served.make_module(
+        twin,
+        directory=run_dir,
+        properties={"MaximumTiltAngle": twin.stage.limits.tilt_deg},
     )
+    truth = twin.ground_truth
+
+    def last_exposure_id() -> int:
+        return next((t.exposure_id for t in reversed(truth.exposures) if t.rendered), -1)
+
+    return module, last_exposure_id
 
 
 def close_microscope(scope: Microscope) -> list[str]:

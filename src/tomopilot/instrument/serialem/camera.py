@@ -24,7 +24,7 @@ from tomopilot.instrument.errors import CameraTimeoutError
 from tomopilot.instrument.events import ExposureTaken
 from tomopilot.instrument.serialem.core import ACQUIRE_COMMAND, AREA_LETTER, SerialEMCore
 from tomopilot.instrument.serialem.session import SerialEMCommandError
-from tomopilot.instrument.types import Image, LowDoseArea, Movie
+from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
 from tomopilot.io.errors import FormatError
 from tomopilot.io.frames import read_frames
 
@@ -66,6 +66,8 @@ class SerialEMCamera:
         data = np.asarray(core.session.call("bufferImage", "A"), dtype=np.float32)
         if data.ndim != 2 or data.size == 0:
             raise CameraTimeoutError(f"SerialEM returned no {area} image (shape {data.shape})")
+        if area in core.binning_unknown:
+            preset = self._learn_binning(area, preset)
         end = core.clock.now_s()
         binning = preset.binning
         per_px_s = float(np.mean(data, dtype=np.float64)) / (binning**2 * preset.exposure_s)
@@ -99,6 +101,15 @@ class SerialEMCamera:
             exposure_id=exposure_id,
             counts_per_electron=1.0 / core.electrons_per_count(),
         )
+
+    def _learn_binning(self, area: LowDoseArea, preset: AreaPreset) -> AreaPreset:
+        """The binning of ``area`` from ``ImageProperties A`` (width, height, binning, ...)."""
+        core = self._core
+        values = core.session.floats("ImageProperties", "A", n=3)
+        learned = preset.model_copy(update={"binning": max(1, round(values[2]))})
+        core.presets[area] = learned
+        core.binning_unknown.discard(area)
+        return learned
 
     def _next_id(self) -> int:
         core = self._core

@@ -15,7 +15,8 @@ Preview      ``R``            ``L``            ``P``
 
 A preset is read from SerialEM the first time it is needed (the area is visited with
 ``GoToLowDoseArea``, which exposes nothing): ``ReportMag``, ``SpecimenToCameraMatrix 0`` (the
-pixel on the specimen), ``ReportBinning``, ``ReportExposure``, ``ReportLDDefocusOffset`` (View
+pixel on the specimen), ``ReportBinning`` (or, where the module lacks it, ``ImageProperties`` of
+the area's first image), ``ReportExposure``, ``ReportLDDefocusOffset`` (View
 and Search) and ``ReportAxisPosition`` (Focus and Trial). The dose rate is learned from the
 counts of each image (``counts / CountsPerElectron`` per unbinned pixel per second).
 """
@@ -117,6 +118,7 @@ class SerialEMCore:
         self.stage_cache: StagePosition | None = None
         self.originals = Originals()
         self.counts_per_electron: float | None = None
+        self.binning_unknown: set[LowDoseArea] = set()
         self.n_exposures = 0
 
     # -- low-dose areas -----------------------------------------------------------------------
@@ -171,7 +173,13 @@ class SerialEMCore:
             raise SerialEMCommandError(
                 "SpecimenToCameraMatrix", f"no pixel-size calibration for the {area} area"
             )
-        binning = session.number("ReportBinning", camera_set)
+        try:
+            binning = session.number("ReportBinning", camera_set)
+        except SerialEMCommandError as exc:
+            if "no such command" not in str(exc):
+                raise
+            binning = 1.0  # a module without ReportBinning: learned from the first image
+            self.binning_unknown.add(area)
         exposure = session.number("ReportExposure", camera_set)
         offset = session.number("ReportLDDefocusOffset", letter) if letter in OFFSET_AREAS else 0.0
         axis = session.number("ReportAxisPosition", letter) if letter in ("F", "T") else 0.0
@@ -190,10 +198,13 @@ class SerialEMCore:
     def electrons_per_count(self) -> float:
         """1 / CountsPerElectron of the current camera (1 if SerialEM does not know it)."""
         if self.counts_per_electron is None:
-            try:
-                value = self.session.number("ReportCameraProperty", 0, "CountsPerElectron")
-            except SerialEMCommandError:
-                value = 1.0
+            value = 1.0
+            for camera in (0, 1):  # 0 = the current camera; some builds count from 1 only
+                try:
+                    value = self.session.number("ReportCameraProperty", camera, "CountsPerElectron")
+                    break
+                except SerialEMCommandError:
+                    continue
             self.counts_per_electron = value if value > 0 else 1.0
         return 1.0 / self.counts_per_electron
 

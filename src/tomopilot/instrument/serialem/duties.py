@@ -6,7 +6,8 @@ error code (1 inconsistent, 2 absolute limit, 3 change limit, -1 other), which i
 :class:`AutofocusFailed`. Eucentricity: ``Eucentricity 1`` (rough) or ``2`` (refine), the z
 change read from ``ReportStageXYZ`` before and after.
 
-Housekeeping: ``AreDewarsFilling`` and ``DewarsRemainingTime``; ``LongOperation Re 0`` refills
+Housekeeping: ``AreDewarsFilling`` before each exposure, ``DewarsRemainingTime`` counted down
+between occasional reads; ``LongOperation Re 0`` refills
 the refrigerant; ``IsFEGFlashingAdvised 1`` / ``0`` (high / low temperature) with
 ``NextFEGFlashHighTemp`` choosing the kind, then ``LongOperation FF 0`` flashes; ``RefineZLP``
 re-centres the slit. Waits go through SerialEM's ``Delay``.
@@ -20,6 +21,11 @@ from tomopilot.instrument.events import HousekeepingDone
 from tomopilot.instrument.serialem.core import SerialEMCore, reported_int
 from tomopilot.instrument.serialem.session import SerialEMCommandError
 from tomopilot.instrument.types import DewarStatus
+
+REFRESH_S = 600.0
+"""Ask ``DewarsRemainingTime`` again after this long."""
+REFRESH_MARGIN_S = 60.0
+"""... or when the countdown comes within twice this of a fill."""
 
 AUTOFOCUS_FAILURES = {
     1: "inconsistent focus measurements",
@@ -80,21 +86,40 @@ class SerialEMHousekeeping:
     def __init__(self, core: SerialEMCore) -> None:
         self._core = core
         self._high_temperature = False
+        self._remaining: tuple[float, float] | None = None
 
     def _filling(self) -> bool:
         return reported_int(self._core.session.number("AreDewarsFilling")) != 0
 
     def dewar_status(self) -> DewarStatus:
         filling = self._filling()
-        try:
-            remaining = self._core.session.number("DewarsRemainingTime")
-        except SerialEMCommandError:
-            remaining = -1.0
         return DewarStatus(
             filling=filling,
-            seconds_until_next_fill=remaining if remaining >= 0 else math.inf,
+            seconds_until_next_fill=0.0 if filling else self._until_next_fill(),
             seconds_left_in_fill=0.0,
         )
+
+    def _until_next_fill(self) -> float:
+        """Seconds to the next scheduled fill (inf if none).
+
+        ``DewarsRemainingTime`` is asked once and then counted down on the clock; it is asked
+        again when the countdown nears a fill, after a fill, or every ``REFRESH_S`` seconds, so
+        the check before each exposure costs SerialEM one command (``AreDewarsFilling``).
+        """
+        core = self._core
+        now = core.clock.now_s()
+        if self._remaining is not None:
+            asked_at, remaining = self._remaining
+            left = remaining - (now - asked_at)
+            if now - asked_at < REFRESH_S and left > 2 * REFRESH_MARGIN_S:
+                return left
+        try:
+            remaining = core.session.number("DewarsRemainingTime")
+        except SerialEMCommandError:
+            remaining = -1.0
+        remaining = remaining if remaining >= 0 else math.inf
+        self._remaining = (now, remaining)
+        return remaining
 
     def _done(self, task: str, duration_s: float) -> None:
         core = self._core
@@ -110,6 +135,7 @@ class SerialEMHousekeeping:
         while self._filling():
             core.clock.sleep(core.options.dewar_poll_s)
         waited = core.clock.now_s() - start
+        self._remaining = None
         core.forget_position()  # a fill moves the stage: read it again
         self._done("dewar_wait", waited)
         return waited
