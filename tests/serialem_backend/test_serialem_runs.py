@@ -129,3 +129,17 @@ def test_user_stop_mid_series_resumes_to_the_same_outcome(
         stack = Path(config.output.dir) / f"L1_ts_{target:03d}.mrc"
         with mrcfile.open(stack, permissive=False) as mrc:
             assert mrc.data.shape[0] == len(mdocfile.read(f"{stack}.mdoc"))
+
+
+@pytest.mark.parametrize("strategy", ["fused", "none"])
+def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strategy: str) -> None:
+    path = write_serialem_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data.update(strategy=strategy, targets=data["targets"][:2])
+    data["settings"].update(minTilt=-3, maxTilt=3)
+    path.write_text(yaml.safe_dump(data))
+    config = load_acquire_config(path)
+    fake = FakeSerialEM(small_twin())
+    assert run_on(fake, config) == "finished"
+    assert taken(config) == {(t, a) for t in (1, 2) for a in (-3.0, 0.0, 3.0)}
+    assert quality(fake, config).pooled()["tracking_rms_nm"] < 500
