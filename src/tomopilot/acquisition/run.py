@@ -8,7 +8,6 @@ ends with :func:`close_microscope`, which restores what tomopilot changed on the
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ from tomopilot.acquisition.output.side_files import (
 from tomopilot.acquisition.plan.run_config import AcquireConfig, ResolvedRun, resolve_run
 from tomopilot.acquisition.plan.run_plan import RunPlan
 from tomopilot.core.config import write_resolved_config
-from tomopilot.core.errors import ConfigError
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.serialem import SerialEMOptions, open_serialem, resolve_address
 from tomopilot.instrument.serialem.microscope import as_microscope as serialem_as_microscope
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.microscope import as_microscope
+from tomopilot.instrument.twin_serialem import make_module
 from tomopilot.targeting.targets import TargetSet, save_targets
 
 FRAME_SUFFIXES = {"tiff": ".tif", "mrc": ".mrc", "eer": ".eer"}
@@ -98,17 +97,9 @@ def twin_serialem_module(
     The twin keeps its command log in the run folder, as on the direct backend, so ``--resume``
     finds it where it was and ``tomopilot report`` judges the run against its ground truth.
     """
-    try:
-        served = importlib.import_module("tomopilot.instrument.twin_serialem")
-    except ImportError as exc:
-        raise ConfigError(
-            "microscope.serialem.module: 'twin' needs the twin-backed serialem module "
-            f"(tomopilot.instrument.twin_serialem): {exc}",
-            field="microscope.serialem.module",
-        ) from exc
     # the twin reports on its own bus: the backend reports the run's events
     twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
-    module = served.make_module(
+    module = make_module(
         twin,
         directory=run_dir,
         properties={"MaximumTiltAngle": twin.stage.limits.tilt_deg},

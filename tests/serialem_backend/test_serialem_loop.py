@@ -1,0 +1,83 @@
+"""The loop: tomopilot's SerialEM backend driving the twin-backed ``serialem`` module.
+
+The same acquisition configuration runs direct on the twin and through the SerialEM backend
+over SerialEM's interface served by the same twin, in this process
+(``microscope: {backend: serialem, serialem: {module: twin}}``). The backend is then a full
+microscope: the same tilts are taken and the tracking and focus figures agree within 10 %.
+``tomopilot report`` judges the loop run from its folder like any twin run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.quality import RunQuality, assess_run_dir
+from tomopilot.acquisition.run import close_microscope, start_run
+from tomopilot.cli.main import app
+
+
+def write(folder: Path, name: str, *, loop: bool) -> Path:
+    microscope: dict[str, object] = {
+        "twin": {
+            "seed": 3,
+            "presets": {
+                "record": {"camera_area_px": [2048, 2048], "binning": 8},
+                "preview": {"camera_area_px": [2048, 2048], "binning": 8, "exposure_s": 0.5},
+            },
+        }
+    }
+    if loop:
+        microscope.update({"backend": "serialem", "serialem": {"module": "twin"}})
+    data = {
+        "microscope": microscope,
+        "targets": [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.2, "SSY": 0.8}, {"SSX": -1.0, "SSY": 1.4}],
+        "settings": {
+            "minTilt": -6,
+            "maxTilt": 6,
+            "step": 3,
+            "groupSize": 2,
+            "pretilt": 10,
+            "maxDefocus": -4,
+            "minDefocus": -3,
+            "delayIS": 0.1,
+            "delayTilt": 0.1,
+        },
+        "output": {"dir": str(folder / name), "root": "L1"},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run(path: Path) -> tuple[RunQuality, set[tuple[int, float]]]:
+    config = load_acquire_config(path)
+    engine, _ = start_run(config)
+    try:
+        assert engine.run().status == "finished"
+    finally:
+        close_microscope(engine.scope)
+    run_dir = Path(config.output.dir)
+    journal = replay_journal(run_dir / "L1.journal.jsonl")
+    tilts = {(int(c["target"]), float(c["tilt_deg"])) for c in journal.committed}
+    return assess_run_dir(run_dir), tilts
+
+
+def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Path) -> None:
+    direct, direct_tilts = run(write(tmp_path, "direct", loop=False))
+    loop, loop_tilts = run(write(tmp_path, "loop", loop=True))
+    assert loop_tilts == direct_tilts and len(loop_tilts) == 15
+    a, b = loop.pooled(), direct.pooled()
+    assert a["tracking_rms_nm"] == pytest.approx(b["tracking_rms_nm"], rel=0.10)
+    assert a["defocus_rms_um"] == pytest.approx(b["defocus_rms_um"], rel=0.10)
+    assert a["defocus_rms_um"] < 0.3  # and both are good runs, not equally broken ones
+    assert b["tracking_rms_nm"] < 400
+    # the loop's folder is a twin run like any other: tomopilot report reads its ground truth
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "loop")])
+    assert result.exit_code == 0, result.output
+    assert "stray dose" in result.output
