@@ -17,7 +17,11 @@ from typer.testing import CliRunner
 
 import tomopilot.examples
 from tomopilot.cli.main import app
-from tomopilot.instrument.twin_serialem.truth_report import ScriptTruth, assess_script_run
+from tomopilot.instrument.twin_serialem.truth_report import (
+    ScriptTruth,
+    assess_script_run,
+    read_run_summary,
+)
 from tomopilot.io.navigator import read_nav
 
 EXAMPLES = Path(tomopilot.examples.__file__).parent
@@ -140,6 +144,12 @@ def test_a_failing_script_shows_its_own_traceback_and_keeps_its_files(tmp_path: 
     assert "twin_serialem" not in text and "sem_run.py" not in text  # none of our frames
     with mrcfile.open(out / "partial.mrc", permissive=False) as mrc:
         assert mrc.data.shape[0] == 2
+    summary = read_run_summary(out)
+    assert summary is not None and summary["status"] == "failed"
+    assert summary["commands"] == {"CloseFile": 1, "OpenNewFile": 1, "R": 2, "S": 2}
+    assert (
+        "ZeroDivisionError" in summary["traceback"] and "twin_serialem" not in summary["traceback"]
+    )
     assert len(mdocfile.read(out / "partial.mrc.mdoc")) == 2
 
 

@@ -47,6 +47,8 @@ from tomopilot.instrument.twin_serialem.truth_report import (
     TWIN_CONFIG_FILE,
     ScriptTruth,
     assess_script_run,
+    read_run_summary,
+    write_run_summary,
 )
 
 MODULE_DIR = Path(__file__).resolve().parents[1]
@@ -154,6 +156,12 @@ def truth_table(result: ScriptTruth, title: str) -> Table:
 def print_script_report(run_dir: Path, *, per_image: bool = False) -> None:
     """Print the ground-truth report of a sem-run folder."""
     result = assess_script_run(run_dir)
+    summary = read_run_summary(run_dir)
+    if summary is not None:
+        console.print(
+            f"{Path(str(summary['script'])).name}: {summary['status']} "
+            f"({sum(summary['commands'].values())} commands)"
+        )
     console.print(truth_table(result, f"{run_dir}: ground truth of the script's images"))
     if per_image:
         for one in result.series:
@@ -295,6 +303,19 @@ def sem_run_command(
         )
     for key in session.answers.unused():
         err_console.print(f"[yellow]warning:[/] no dialog asked for the answer {key!r}")
+    write_run_summary(
+        run_dir,
+        {
+            "script": str(script.resolve()),
+            "status": status,
+            "commands": dict(sorted(session.command_count.items())),
+            "exposures": counts["exposures"],
+            "microscope_s": scope.clock.now_s(),
+            "dialogs": session.answers.asked,
+            "unused_answers": session.answers.unused(),
+            "traceback": None if failure is None else script_traceback(failure, script.resolve()),
+        },
+    )
     if failure is not None:
         err_console.print()
         err_console.print(

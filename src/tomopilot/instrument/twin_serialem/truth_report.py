@@ -22,6 +22,7 @@ then judges every image the script saved:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from tomopilot.core.config import load_config
 from tomopilot.core.errors import TomopilotError
-from tomopilot.core.files import AppendOnlyJournal
+from tomopilot.core.files import AppendOnlyJournal, atomic_write_text
 from tomopilot.instrument.twin import ExposureTruth, TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.field import FieldOfView
 from tomopilot.instrument.twin.surface import trace_rays
@@ -40,6 +41,7 @@ from tomopilot.io.mdoc_writer import parse_mdoc
 
 TWIN_CONFIG_FILE = "semrun_twin.yaml"
 COMMAND_LOG_FILE = "twin_commands.jsonl"
+SUMMARY_FILE = "semrun_summary.json"
 MATCH_RADIUS_UM = 0.5  # a series belongs to a Navigator point within this of its first image
 RECORD_AREAS = ("Record", "Preview")
 
@@ -199,6 +201,20 @@ def _judge_file(
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
     return list(AppendOnlyJournal(run_dir / RECORD_FILE).records())
+
+
+def write_run_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """Keep how a script run ended (status, commands used, dialogs, the script's traceback)."""
+    return atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=1, default=str))
+
+
+def read_run_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a script run, or None (a run still going, or killed)."""
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else None
 
 
 def is_script_run(run_dir: Path) -> bool:
