@@ -1,6 +1,9 @@
 """Shared fixtures: paths to the real third-party files in ../shared/testdata/real.
 
 ``TOMOPILOT_REAL_DATA`` points elsewhere (a clone outside the workspace, say).
+
+Hypothesis runs without its per-example deadline: the suite asserts numbers, never time, and a
+loaded 2-core machine made examples of a journal property exceed 200 ms.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("tomopilot", deadline=None)
+settings.load_profile("tomopilot")
 
 REAL_DATA = Path(
     os.environ.get(
