@@ -12,7 +12,7 @@ import starfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomopilot.io.errors import FormatError, MissingFieldError
+from tomopilot.io.errors import FormatError
 from tomopilot.io.mdoc import parse_mdoc_datetime, read_mdoc, tilt_series_from_mdoc
 from tomopilot.io.star import (
     CTF_LABELS,
@@ -164,8 +164,8 @@ def test_mdoc_dose_per_tilt_overrides(real_data: Path) -> None:
     assert imported.tilts["rlnMicrographPreExposure"].tolist()[:4] == [0.0, 3.0, 6.0, 9.0]
 
 
-def test_mdoc_without_movies_is_refused(real_data: Path) -> None:
-    with pytest.raises(MissingFieldError, match="SubFramePath"):
+def test_montage_mdoc_is_refused_as_a_montage(real_data: Path) -> None:
+    with pytest.raises(FormatError, match="montage"):
         tilt_series_from_mdoc(real_data / "mdoc" / "pasteur-krios_montage_section.mdoc")
 
 

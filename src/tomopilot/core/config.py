@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tomopilot.core.errors import ConfigError
 from tomopilot.core.files import atomic_write_text
+from tomopilot.core.input_files import UNTYPED_INPUT_ERRORS, describe_exception, read_input_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,6 +97,13 @@ def parse_config(text: str, model: type[M], *, path: Path | None = None) -> M:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"not valid YAML: {exc}", path=path, line=line) from exc
+    except UNTYPED_INPUT_ERRORS as exc:
+        # PyYAML's constructors raise plain errors, e.g. ValueError for an integer of more
+        # digits than Python converts (4,300): find the scalar at fault for its line.
+        line = _bad_scalar_line(text)
+        raise ConfigError(
+            f"not valid YAML: {describe_exception(exc)}", path=path, line=line
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -123,11 +131,33 @@ def load_config(path: Path | str, model: type[M]) -> M:
         file, the line and the field.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the configuration: {exc.strerror}", path=path) from exc
+    text = read_input_text(path, what="configuration", error=ConfigError)
     return parse_config(text, model, path=path)
+
+
+_YAML_OR_UNTYPED: tuple[type[BaseException], ...] = (yaml.YAMLError, *UNTYPED_INPUT_ERRORS)
+
+
+def _bad_scalar_line(text: str) -> int | None:
+    """The line of the first scalar PyYAML cannot construct on its own, if any."""
+    try:
+        root = yaml.compose(text)
+    except _YAML_OR_UNTYPED:
+        return None
+    stack: list[yaml.Node] = [root] if root is not None else []
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.safe_load(yaml.serialize(node))
+            except _YAML_OR_UNTYPED:
+                return int(node.start_mark.line) + 1
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += list(node.value)
+    return None
 
 
 def dump_config(config: BaseModel) -> str:

@@ -31,6 +31,14 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from tomopilot.io.errors import FormatError, MissingFieldError
+from tomopilot.io.mdoc_sections import (
+    MdocDocument,
+    MdocSectionBlock,
+    file_name,
+    integer,
+    number,
+    read_mdoc_sections,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -140,23 +148,55 @@ class MdocImport:
     doses_e_a2: dict[str, float] = field(default_factory=dict)
 
 
-def _column(table: pd.DataFrame, key: str) -> pd.Series | None:
-    if key not in table:
-        return None
-    series = table[key]
-    return None if series.isna().all() else series
-
-
-def _movie_path(raw: Any, frames_dir: Path | None, mdoc_dir: Path) -> Path:
-    text = str(raw)
-    pure: PurePath = PureWindowsPath(text) if "\\" in text or ":" in text else PurePath(text)
+def _movie_path(raw: str, frames_dir: Path | None, mdoc_dir: Path) -> Path:
+    pure: PurePath = PureWindowsPath(raw) if "\\" in raw or ":" in raw else PurePath(raw)
     name = pure.name
     if frames_dir is not None:
         return frames_dir / name
     for candidate in (mdoc_dir / "frames" / name, mdoc_dir / name):
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except (OSError, ValueError):
+            break
     return mdoc_dir / "frames" / name
+
+
+def _refuse_kind(doc: MdocDocument, path: Path) -> None:
+    """Refuse an mdoc that is not a tilt series, saying what it is."""
+    kind = doc.kind
+    if kind == "tilt series":
+        return
+    if kind == "frame stack":
+        frame = doc.frame_sets[0]
+        movie = frame.get("SubFramePath")
+        tilt = frame.get("TiltAngle")
+        what = f" of the movie {movie.text!r}" if movie is not None else ""
+        at = f" at tilt {tilt.text}°" if tilt is not None else ""
+        raise FormatError(
+            f"this is a SerialEM frame-stack mdoc: its [FrameSet] section describes one movie"
+            f"{what}{at}, not a tilt series. Import the tilt series' own mdoc (written beside "
+            "its stack as <name>.mrc.mdoc) instead",
+            path=path,
+            line=frame.line,
+        )
+    if kind == "frame tilt series":
+        raise FormatError(
+            f"this is a SerialEM frame tilt series: one [FrameSet] movie recorded in a single "
+            f"exposure while the stage tilted through {len(doc.sections)} [ZValue] steps. RELION "
+            "imports one movie per tilt, so this cannot be imported as a tilt series",
+            path=path,
+            line=doc.frame_sets[0].line,
+        )
+    if kind == "montage":
+        raise FormatError(
+            "this is a SerialEM montage (map) mdoc, not a tilt series", path=path, line=1
+        )
+    raise FormatError("the mdoc has no [ZValue] sections", path=path)
+
+
+def _all_have(doc: MdocDocument, sections: list[MdocSectionBlock], key: str) -> bool:
+    return all(key in s and s[key].text for s in sections)
 
 
 def tilt_series_from_mdoc(
@@ -183,43 +223,52 @@ def tilt_series_from_mdoc(
         Write movie paths relative to this folder (the project directory) when below it.
     """
     path = Path(path)
-    table = read_mdoc(path)
+    doc = read_mdoc_sections(path)
+    _refuse_kind(doc, path)
+    sections = doc.sections
     notes: list[str] = []
-    if "SubFramePath" not in table or table["SubFramePath"].isna().all():
-        raise MissingFieldError(
-            "the mdoc names no movie for its tilts", path=path, field="SubFramePath"
-        )
-    if "TiltAngle" not in table:
-        raise MissingFieldError("the mdoc has no tilt angles", path=path, field="TiltAngle")
-    titles = table["titles"].iloc[0] if "titles" in table else []
-    axis = tilt_axis_deg if tilt_axis_deg is not None else tilt_axis_from_titles(list(titles))
+    for section in sections:
+        if "SubFramePath" not in section or not section["SubFramePath"].text:
+            raise MissingFieldError(
+                f"[ZValue = {section.index}] names no movie",
+                path=path,
+                line=section.line,
+                field="SubFramePath",
+            )
+        if "TiltAngle" not in section:
+            raise MissingFieldError(
+                f"[ZValue = {section.index}] has no tilt angle",
+                path=path,
+                line=section.line,
+                field="TiltAngle",
+            )
+    axis = tilt_axis_deg if tilt_axis_deg is not None else tilt_axis_from_titles(doc.titles)
     if axis is None:
         notes.append(f"{path}: no tilt-axis angle in the title lines; using 0°")
         axis = 0.0
-    times = [parse_mdoc_datetime(t) for t in table.get("DateTime", pd.Series([None] * len(table)))]
-    order = np.arange(len(table))
-    if all(t is not None for t in times):
-        order = np.argsort(np.array([t.timestamp() for t in times if t is not None]), kind="stable")
-    ordered = table.iloc[order].reset_index(drop=True)
-    n = len(ordered)
-    prior = _column(ordered, "PriorRecordDose")
-    exposure = _column(ordered, "ExposureDose")
+    times = [parse_mdoc_datetime(s["DateTime"].text) if "DateTime" in s else None for s in sections]
+    stamps = [t.timestamp() for t in times if t is not None]
+    if len(stamps) == len(sections):
+        sections = [sections[i] for i in np.argsort(np.array(stamps), kind="stable")]
+    n = len(sections)
+    tilt_deg = np.array([number(s, "TiltAngle", doc) for s in sections])
     doses: NDArray[np.floating] = np.full(n, np.nan)
-    if exposure is not None:
-        doses = exposure.astype(float).to_numpy()
+    has_exposure = _all_have(doc, sections, "ExposureDose")
+    if has_exposure:
+        doses = np.array([number(s, "ExposureDose", doc) for s in sections])
     pre: NDArray[np.floating]
     if dose_per_tilt_e_a2 is not None:
         doses = np.full(n, float(dose_per_tilt_e_a2))
         pre = dose_per_tilt_e_a2 * np.arange(n, dtype=float)
-    elif prior is not None:
-        pre = prior.astype(float).to_numpy()
-    elif exposure is not None and float(exposure.astype(float).sum()) > 0:
+    elif any("PriorRecordDose" in s for s in sections):
+        pre = np.array([number(s, "PriorRecordDose", doc) for s in sections])
+    elif has_exposure and float(doses.sum()) > 0:
         pre = np.concatenate([[0.0], np.cumsum(doses)[:-1]])
     else:
         notes.append(f"{path}: the mdoc records no dose; pre-exposure set to 0 for every tilt")
         pre = np.zeros(n)
     frames = Path(frames_dir) if frames_dir is not None else None
-    movies = [_movie_path(p, frames, path.parent) for p in ordered["SubFramePath"]]
+    movies = [_movie_path(file_name(s, "SubFramePath", doc), frames, path.parent) for s in sections]
     base = Path(relative_to).resolve() if relative_to is not None else None
     names = []
     for movie in movies:
@@ -228,32 +277,49 @@ def tilt_series_from_mdoc(
             names.append(str(resolved.relative_to(base)))
         else:
             names.append(str(movie))
-    counts = _column(ordered, "NumSubFrames")
-    defocus = _column(ordered, "TargetDefocus")
+    counts = [integer(s, "NumSubFrames", doc) if "NumSubFrames" in s else 0 for s in sections]
+    has_defocus = any("TargetDefocus" in s for s in sections)
     tilts = pd.DataFrame(
         {
             "rlnMicrographMovieName": names,
-            "rlnTomoTiltMovieFrameCount": (
-                counts.fillna(0).astype(int).to_numpy() if counts is not None else np.zeros(n, int)
-            ),
-            "rlnTomoNominalStageTiltAngle": ordered["TiltAngle"].astype(float).to_numpy(),
+            "rlnTomoTiltMovieFrameCount": np.array(counts, dtype=int),
+            "rlnTomoNominalStageTiltAngle": tilt_deg,
             "rlnTomoNominalTiltAxisAngle": np.full(n, float(axis)),
             "rlnMicrographPreExposure": pre,
             "rlnTomoNominalDefocus": (
-                defocus.astype(float).to_numpy() if defocus is not None else np.full(n, np.nan)
+                np.array([number(s, "TargetDefocus", doc) for s in sections])
+                if has_defocus
+                else np.full(n, np.nan)
             ),
             "rlnTomoTiltMovieIndex": np.arange(n),
         }
     )
-    if defocus is None:
+    if not has_defocus:
         tilts = tilts.drop(columns="rlnTomoNominalDefocus")
     pixel = None
-    if "PixelSpacing" in ordered and not ordered["PixelSpacing"].isna().all():
-        binning = float(ordered["Binning"].iloc[0]) if "Binning" in ordered else 1.0
-        pixel = float(ordered["PixelSpacing"].iloc[0]) / max(binning, 1.0)
+    spacing_block = next((s for s in sections if "PixelSpacing" in s), None)
+    if spacing_block is not None:
+        binning = number(spacing_block, "Binning", doc) if "Binning" in spacing_block else 1.0
+        spacing = number(spacing_block, "PixelSpacing", doc)
+        if spacing <= 0 or binning <= 0:
+            raise FormatError(
+                f"PixelSpacing {spacing} and Binning {binning} must be positive",
+                path=path,
+                line=spacing_block["PixelSpacing"].line,
+                field="PixelSpacing",
+            )
+        pixel = spacing / max(binning, 1.0)
+    elif "PixelSpacing" in doc.globals:
+        pixel = number(doc.globals, "PixelSpacing", doc)
     voltage = None
-    if "Voltage" in ordered and not ordered["Voltage"].isna().all():
-        voltage = float(ordered["Voltage"].dropna().iloc[0])
+    voltage_value = doc.first("Voltage")
+    if voltage_value is not None:
+        holder = (
+            doc.globals
+            if doc.globals.get("Voltage") is voltage_value
+            else next(s for s in doc.blocks if s.get("Voltage") is voltage_value)
+        )
+        voltage = number(holder, "Voltage", doc)
     for note in notes:
         _log.warning(note)
     known = {name: float(dose) for name, dose in zip(names, doses, strict=True) if dose > 0}

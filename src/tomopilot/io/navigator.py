@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomopilot.core.files import atomic_write_text
+from tomopilot.core.input_files import input_boundary, read_input_bytes
 from tomopilot.io.errors import FormatError
 
 ADOC_VERSION = "2.00"
@@ -222,11 +223,14 @@ def parse_nav_text(text: str, path: Path | str | None = None) -> NavDocument:
     return doc
 
 
+_INT32_MAX = 2**31 - 1
+
 _NUMBER_KEYS: dict[str, tuple[int, type[int] | type[float]]] = {
     "Type": (1, int),
     "NumPts": (1, int),
     "MapID": (1, int),
     "GroupID": (1, int),
+    "DrawnID": (1, int),
     "StageXYZ": (3, float),
     "Regis": (1, int),
     "Acquire": (1, int),
@@ -237,13 +241,20 @@ def _numbers(
     entry: NavEntry, count: int | None, kind: type[int] | type[float], path: Path | None
 ) -> list[float]:
     parts = entry.value.split()
+    noun = "integer" if kind is int else "number"
     try:
         values = [float(kind(p)) for p in parts]
-    except ValueError:
-        noun = "integer" if kind is int else "number"
+    except (ValueError, OverflowError):
+        shown = entry.value if len(entry.value) <= 40 else entry.value[:37] + "..."
         raise NavigatorFormatError(
-            f"{entry.key} must be {noun}s, not {entry.value!r}", path=path, line=entry.line
+            f"{entry.key} must be {noun}s, not {shown!r}", path=path, line=entry.line
         ) from None
+    if kind is int and any(abs(v) > _INT32_MAX for v in values):
+        raise NavigatorFormatError(
+            f"{entry.key} must be a 32-bit integer as SerialEM writes it, not {entry.value[:40]!r}",
+            path=path,
+            line=entry.line,
+        )
     if count is not None and len(values) != count:
         raise NavigatorFormatError(
             f"{entry.key} needs {count} value(s), got {len(values)}", path=path, line=entry.line
@@ -313,24 +324,24 @@ def read_nav(path: Path | str, *, validate: bool = True) -> NavDocument:
     Raises
     ------
     NavigatorFormatError
-        If the file is malformed (the message names the file and line).
-    OSError
-        If it cannot be read.
+        If the file is missing, a directory, unreadable or malformed (the message names the
+        file and line).
     """
     path = Path(path)
-    raw = path.read_bytes()
+    raw = read_input_bytes(path, what="Navigator", error=NavigatorFormatError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")  # SerialEM writes the Windows code page
-    if _looks_like_xml(text):
-        from tomopilot.io.navigator_xml import parse_nav_xml
+    with input_boundary(path, what="Navigator", error=NavigatorFormatError):
+        if _looks_like_xml(text):
+            from tomopilot.io.navigator_xml import parse_nav_xml
 
-        doc = parse_nav_xml(text, path)
-    else:
-        doc = parse_nav_text(text, path)
-    if validate:
-        validate_nav(doc, path)
+            doc = parse_nav_xml(text, path)
+        else:
+            doc = parse_nav_text(text, path)
+        if validate:
+            validate_nav(doc, path)
     return doc
 
 

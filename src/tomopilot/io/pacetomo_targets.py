@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomopilot.core.files import atomic_write_text
+from tomopilot.core.input_files import input_boundary, read_input_text
 from tomopilot.io.errors import FormatError
 
 FLOAT_KEYS = frozenset({"SSX", "SSY", "stageX", "stageY", "SPACEscore"})
@@ -202,7 +203,9 @@ def parse_targets_text(text: str, path: Path | str | None = None) -> TargetsFile
 def read_targets_file(path: Path | str) -> TargetsFileData:
     """Read a targets or run file (see :func:`parse_targets_text`)."""
     path = Path(path)
-    return parse_targets_text(path.read_text(encoding="utf-8"), path)
+    text = read_input_text(path, what="targets", error=TargetsFormatError)
+    with input_boundary(path, what="targets", error=TargetsFormatError):
+        return parse_targets_text(text, path)
 
 
 def format_targets(data: TargetsFileData) -> str:

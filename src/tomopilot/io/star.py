@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from tomopilot.core.files import atomic_write_text
+from tomopilot.core.input_files import decode_text, input_boundary, read_input_bytes
 from tomopilot.io.errors import FormatError, MissingFieldError
 
 RELION_VERSION_LINE = "# version 50001"
@@ -174,17 +176,96 @@ def write_star(path: Path | str, blocks: dict[str, pd.DataFrame | dict[str, Any]
     return atomic_write_text(path, star_text(blocks))
 
 
+MAX_STAR_BYTES = 2 * 1024**3
+"""STAR files larger than this (2 GiB) are refused before reading."""
+
+
+def check_star_text(text: str, path: Path | None = None) -> None:
+    """Check the loop rows of STAR text before any table is built.
+
+    Every row of a ``loop_`` must hold exactly as many fields as the loop has labels; a row
+    of 100,000 fields is refused here, at its line, before pandas allocates for it.
+
+    Raises
+    ------
+    FormatError
+        Naming the file, line and the number of fields found and expected.
+    """
+    n_labels: int | None = None
+    in_header = False
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("data_"):
+            n_labels, in_header = None, False
+            continue
+        if line.startswith("loop_"):
+            n_labels, in_header = 0, True
+            continue
+        if line.startswith("_"):
+            if in_header and n_labels is not None:
+                n_labels += 1
+            continue
+        in_header = False
+        if not n_labels:
+            continue
+        if "'" in line or '"' in line:
+            continue  # quoted values may hold spaces: left to the parser
+        n_fields = line.count(" ") + line.count("\t") + 1
+        if n_fields > n_labels:  # cheap upper bound first, exact count only when needed
+            n_fields = len(line.split())
+        if n_fields != n_labels:
+            raise FormatError(
+                f"a row of {n_fields} fields in a loop of {n_labels} labels",
+                path=path,
+                line=number,
+            )
+
+
 def read_star(path: Path | str) -> dict[str, Any]:
-    """Read every block of a STAR file (name → DataFrame or dict), naming the file on error."""
+    """Read every block of a STAR file (name → DataFrame or dict), naming the file on error.
+
+    Text that is not UTF-8 (a latin-1 ``µ`` in a comment or a file name) is read as latin-1;
+    rows are checked against their loop's labels before parsing (:func:`check_star_text`).
+    starfile keeps a line cache (:mod:`linecache`) that it clears only after a successful
+    parse, so it is cleared here before and after every read: a file fixed after a failed
+    read is read afresh.
+    """
+    path = Path(path)
+    raw = read_input_bytes(path, what="STAR", error=FormatError, max_bytes=MAX_STAR_BYTES)
+    try:
+        raw.decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError:
+        utf8 = False
+    text = decode_text(raw)
+    check_star_text(text, path)
+    if "data_" not in text:
+        raise FormatError("no data block (data_...) in STAR file", path=path)
+    return _parse_star(path if utf8 else None, text, path)
+
+
+def _parse_star(source: Path | None, text: str, path: Path) -> dict[str, Any]:
+    """Parse with starfile, from ``source`` or (None) from a UTF-8 copy of ``text``."""
+    import linecache
+    import tempfile
+
     import starfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError("STAR file not found", path=path)
+    linecache.clearcache()
     try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:
-        raise FormatError(f"cannot parse STAR file: {exc}", path=path) from exc
+        with input_boundary(path, what="STAR", error=FormatError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if source is not None:
+                blocks = starfile.read(source, always_dict=True)
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    copy = Path(folder) / "utf8.star"
+                    copy.write_text(text, encoding="utf-8")
+                    blocks = starfile.read(copy, always_dict=True)
+    finally:
+        linecache.clearcache()
     if not blocks:
         raise FormatError("no data block in STAR file", path=path)
     return dict(blocks)
@@ -204,19 +285,11 @@ def read_tilt_series_star(path: Path | str, name: str | None = None) -> pd.DataF
     tables = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
     if not tables:
         raise FormatError("no table (loop_) in per-tilt-series STAR file", path=path)
-    if name is not None and name in tables:
-        table = tables[name]
-    elif "tilt_images" in tables:
-        table = tables["tilt_images"]
-    else:
-        table = next(iter(tables.values()))
+    table = _tilt_table(tables, name, path)
+    if "rlnTomoTiltMovieFile" in table and "rlnMicrographMovieName" in table:
+        # Both RELION 4's and RELION 5's movie labels: RELION 5 reads rlnMicrographMovieName.
+        table = table.drop(columns="rlnTomoTiltMovieFile")
     table = table.rename(columns=_RELION4_RENAMES).copy()
-    if "rlnMicrographMovieName" not in table and "rlnMicrographName" not in table:
-        raise MissingFieldError(
-            "a tilt-series table needs rlnMicrographMovieName or rlnMicrographName",
-            path=path,
-            field="rlnMicrographMovieName",
-        )
     for label in _FILE_NAME_LABELS:
         if label in table:
             names = table[label]
@@ -230,6 +303,27 @@ def read_tilt_series_star(path: Path | str, name: str | None = None) -> pd.DataF
                     field=label,
                 )
     return table
+
+
+_MOVIE_OR_IMAGE_LABELS = ("rlnMicrographMovieName", "rlnTomoTiltMovieFile", "rlnMicrographName")
+
+
+def _tilt_table(tables: dict[str, pd.DataFrame], name: str | None, path: Path) -> pd.DataFrame:
+    """The per-tilt table: the block named ``name``, else RELION 4's ``tilt_images`` or
+    ``micrographs``, else the first block that names movies or images (never ``optics``)."""
+    for key in (name, "tilt_images", "micrographs"):
+        if key is not None and key in tables:
+            return tables[key]
+    for key, table in tables.items():
+        if key != "optics" and any(label in table for label in _MOVIE_OR_IMAGE_LABELS):
+            return table
+    found = ", ".join(f"data_{key}" for key in tables)
+    raise MissingFieldError(
+        f"a tilt-series table needs rlnMicrographMovieName or rlnMicrographName; none of the "
+        f"blocks ({found}) has either",
+        path=path,
+        field="rlnMicrographMovieName",
+    )
 
 
 def _project_dir_for(path: Path, relative: str, project_dir: Path | None) -> Path:
@@ -266,16 +360,13 @@ def read_tilt_series_set(
     """
     path = Path(path)
     blocks = read_star(path)
-    table = blocks.get("global")
-    if not isinstance(table, pd.DataFrame):
-        first = next(iter(blocks.values()))
-        table = pd.DataFrame([first]) if isinstance(first, dict) else first
-    assert isinstance(table, pd.DataFrame)
+    table = _global_table(blocks)
     for label in GLOBAL_REQUIRED:
         if label not in table:
             raise MissingFieldError("required label missing", path=path, field=label)
     if table.empty:
         raise FormatError("the tilt-series table is empty", path=path)
+    table = apply_optics_groups(table, blocks.get("optics"), path)
     base = Path(project_dir) if project_dir is not None else None
     resolved = _project_dir_for(path, str(table["rlnTomoTiltSeriesStarFile"].iloc[0]), base)
     series: list[TiltSeries] = []
@@ -287,6 +378,78 @@ def read_tilt_series_set(
             TiltSeries(name=name, globals={str(k): v for k, v in row.items()}, tilts=tilts)
         )
     return TiltSeriesSet(series), resolved
+
+
+def _global_table(blocks: dict[str, Any]) -> pd.DataFrame:
+    """``data_global``, else the first block that is not ``data_optics``, as a table."""
+    block = blocks.get("global")
+    if block is None:
+        block = next((v for k, v in blocks.items() if k != "optics"), next(iter(blocks.values())))
+    return pd.DataFrame([block]) if isinstance(block, dict) else block
+
+
+def apply_optics_groups(
+    table: pd.DataFrame, optics: pd.DataFrame | dict[str, Any] | None, path: Path
+) -> pd.DataFrame:
+    """Fill each row's optics from its group in a ``data_optics`` block, as RELION does.
+
+    RELION 4 and 5 keep voltage, Cs, amplitude contrast and pixel size per optics group: a row
+    names its group by ``rlnOpticsGroup`` (the 1-based number) or ``rlnOpticsGroupName``, and
+    the group's values are the ones that count. A table without a group label takes the only
+    group there is. Without an optics block, the optics must be in the table itself.
+
+    Raises
+    ------
+    MissingFieldError
+        If a row's group is not in the optics block, or an optics label is in neither.
+    """
+    table = table.copy()
+    if optics is not None:
+        groups = pd.DataFrame([optics]) if isinstance(optics, dict) else optics
+        keys = [k for k in ("rlnOpticsGroup", "rlnOpticsGroupName") if k in table and k in groups]
+        if not keys and len(groups) != 1:
+            raise MissingFieldError(
+                f"data_optics holds {len(groups)} optics groups but the tilt series name none "
+                "(rlnOpticsGroup or rlnOpticsGroupName)",
+                path=path,
+                field="rlnOpticsGroup",
+            )
+        for index in range(len(table)):
+            if keys:
+                key = keys[0]
+                wanted = str(table[key].iloc[index])
+                match = groups[groups[key].astype(str) == wanted]
+                if match.empty:
+                    raise MissingFieldError(
+                        f"optics group {wanted!r} of row {index + 1} is not in data_optics",
+                        path=path,
+                        field=key,
+                    )
+                group = match.iloc[0]
+            else:
+                group = groups.iloc[0]
+            for label in (*OPTICS_LABELS, "rlnOpticsGroupName"):
+                if label in group.index:
+                    if label not in table:
+                        table[label] = pd.Series([None] * len(table), dtype=object)
+                    table.loc[table.index[index], label] = group[label]
+        if "rlnMicrographOriginalPixelSize" not in table:
+            for alternative in ("rlnMicrographPixelSize", "rlnTomoTiltSeriesPixelSize"):
+                if alternative in groups:
+                    table["rlnMicrographOriginalPixelSize"] = groups[alternative].iloc[0]
+                    break
+    for label in OPTICS_LABELS:
+        if label not in table:
+            raise MissingFieldError(
+                "optics label missing from the tilt-series table and its data_optics block",
+                path=path,
+                field=label,
+            )
+        try:
+            table[label] = table[label].astype(float)
+        except (ValueError, TypeError) as exc:
+            raise FormatError(f"{label} must be numbers", path=path, field=label) from exc
+    return table
 
 
 def tilt_series_set_table(tilt_series: TiltSeriesSet) -> pd.DataFrame:

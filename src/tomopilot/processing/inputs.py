@@ -14,12 +14,16 @@ Examples
 from __future__ import annotations
 
 import glob
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from tomopilot.core.errors import ConfigError
 from tomopilot.io.mdoc import tilt_series_from_mdoc
+from tomopilot.io.mdoc_sections import read_mdoc_sections
 from tomopilot.io.star import TiltSeries, TiltSeriesSet, read_tilt_series_set
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,16 @@ def load_tilt_series(
     if not paths:
         raise ConfigError(f"no tilt-series STAR file or mdoc file matches {text!r}", field="input")
     optics = optics or ImportOptics()
+    if len(paths) > 1:
+        # SerialEM writes a frame-stack mdoc beside each movie; in a folder or a pattern they
+        # sit beside the tilt-series mdocs and are not tilt series themselves.
+        kinds = {path: read_mdoc_sections(path).kind for path in paths}
+        series_paths = [p for p in paths if kinds[p] != "frame stack"]
+        if series_paths:
+            skipped = len(paths) - len(series_paths)
+            if skipped:
+                _log.info("%s: skipped %d frame-stack mdoc(s) (one per movie)", text, skipped)
+            paths = series_paths
     series: list[TiltSeries] = []
     for path in paths:
         imported = tilt_series_from_mdoc(

@@ -40,9 +40,10 @@ from tomopilot.acquisition.plan.settings import AcquisitionSettings, apply_overr
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.core.config import ConfigModel, load_config
 from tomopilot.core.errors import ConfigError
+from tomopilot.core.input_files import decode_text
 from tomopilot.instrument.twin import TwinConfig
 from tomopilot.io.frames import FrameFormat
-from tomopilot.io.pacetomo_targets import parse_targets_text
+from tomopilot.io.pacetomo_targets import read_targets_file
 from tomopilot.targeting.targets import Target, from_file_data
 
 
@@ -171,7 +172,7 @@ class AcquireConfig(ConfigModel):
 def _yaml_line(path: Path, keys: tuple[str, ...]) -> int | None:
     """The 1-based line of the value at ``keys`` in a YAML file (best effort)."""
     try:
-        node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
+        node: yaml.Node | None = yaml.compose(decode_text(path.read_bytes()))
     except (OSError, yaml.YAMLError):
         return None
     line = None
@@ -201,8 +202,9 @@ def load_acquire_config(path: Path | str) -> AcquireConfig:
     if targets.file is not None:
         file = targets.file if targets.file.is_absolute() else base / targets.file
         if not file.is_file():
+            problem = "is a directory, not a file" if file.is_dir() else "does not exist"
             raise ConfigError(
-                f"the targets file {file} does not exist",
+                f"the targets file {file} {problem}",
                 path=path,
                 field="targets.file",
                 line=_yaml_line(path, ("targets", "file")),
@@ -277,8 +279,8 @@ def _read_targets(config: AcquireConfig, matrix: NDArray[np.float64] | None) -> 
         assert spec.inline is not None
         targets = _inline_targets(spec.inline, np.eye(2) if matrix is None else matrix)
         return _TargetsRead(targets, [], {}, {})
-    text = spec.file.read_text(encoding="utf-8")
-    data = parse_targets_text(text, spec.file)
+    data = read_targets_file(spec.file)
+    text = decode_text(spec.file.read_bytes())
     target_set = from_file_data(data, path=spec.file, stage_to_specimen=matrix)
     if not target_set.targets:
         raise ConfigError("the targets file holds no target (_tgt block)", path=spec.file)
