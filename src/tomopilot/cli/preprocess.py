@@ -194,6 +194,16 @@ def _run_job(
     return job, summary
 
 
+def _dry_run_exit(n_missing: int, noun: str) -> None:
+    """A dry run whose inputs are missing fails (exit status 1), saying so."""
+    if n_missing:
+        err_console.print(
+            f"[bold red]error:[/] {n_missing} input {noun}(s) missing: the job would fail",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
 def _finish(status: JobStatus | None, failures: int, job: RelionJob, what: str) -> None:
     if status is JobStatus.SUCCESS:
         console.print(f"[green]done[/]: {job.directory}")
@@ -307,6 +317,7 @@ def motioncorr(
             run_motioncorr, "MotionCorr", source, tilt_series, project, options, where
         )
     if dry_run:
+        _dry_run_exit(summary.n_missing, "movie")
         return
     console.print(
         f"{summary.n_movies} movies: {summary.n_processed} corrected, "
@@ -358,6 +369,7 @@ def ctf(
         where = _Placement(output, pipeline_control, only, dry_run, scheduler, workers)
         job, summary = _run_job(run_ctf, "CtfFind", source, tilt_series, project, options, where)
     if dry_run:
+        _dry_run_exit(summary.n_missing, "image")
         return
     console.print(
         f"{summary.n_tilts} tilts: {summary.n_processed} fitted, {summary.n_skipped} already "

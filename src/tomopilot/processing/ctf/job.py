@@ -42,6 +42,7 @@ class CtfSummary:
     n_tilts: int
     n_processed: int = 0
     n_skipped: int = 0
+    n_missing: int = 0
     failures: list[CtfResult] = field(default_factory=list)
     status: JobStatus | None = None
     results: dict[tuple[str, int], CtfResult] = field(default_factory=dict)
@@ -187,8 +188,12 @@ def run_ctf(
         bus.emit(Message(text=f"{len(tasks)} tilts, {summary.n_skipped} already fitted"))
         missing = [t for t in todo if t.image_path is None or not t.image_path.is_file()]
         for task in missing:
-            bus.emit(Message(text=f"missing image: {task.image_path}"))
-        bus.emit(Message(text=f"would fit {len(todo)} tilts"))
+            bus.emit(Message(level="error", text=f"missing image: {task.image_path}"))
+        summary.n_missing = len(missing)
+        line = f"would fit {len(todo) - len(missing)} tilts"
+        if missing:
+            line += f"; {len(missing)} input image(s) missing: the job cannot run as it is"
+        bus.emit(Message(level="error" if missing else "info", text=line))
         return summary
     job.begin(argv or ["tomopilot", "preprocess", "ctf"])
     results = dict(previous)

@@ -55,6 +55,7 @@ class MotionCorrSummary:
     n_movies: int
     n_processed: int = 0
     n_skipped: int = 0
+    n_missing: int = 0
     failures: list[MovieResult] = field(default_factory=list)
     status: JobStatus | None = None
     plan: list[str] = field(default_factory=list)
@@ -173,7 +174,10 @@ def _describe_plan(tasks: list[MovieTask], done: list[MovieTask], job: RelionJob
             f"first movie: {info.n_frames} {info.fmt.upper()} frames of "
             f"{info.shape[1]}×{info.shape[0]} px ({todo[0].movie_path.name})"
         )
-    lines.append(f"would process {len(todo)} movies")
+    line = f"would process {len(todo)} movies"
+    if missing:
+        line += f"; {len(missing)} movie(s) missing: the job cannot run as it is"
+    lines.append(line)
     return lines
 
 
@@ -263,6 +267,7 @@ def run_motioncorr(
     if dry_run:
         summary.plan = _describe_plan(provisional, done, job)
         summary.n_skipped = len(done)
+        summary.n_missing = sum(1 for t in provisional if not t.movie_path.is_file())
         for line in summary.plan:
             bus.emit(Message(text=line))
         return summary
