@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from tomopilot.io.eer import eer_info, read_eer, split_counts_into_events, write_eer
 from tomopilot.io.errors import FormatError
+from tomopilot.io.mrc_header import looks_like_mrc, mrc_header_info
 
 FrameFormat = Literal["mrc", "tiff", "eer"]
 
@@ -35,6 +36,9 @@ _SUFFIXES: dict[str, FrameFormat] = {
     ".mrc": "mrc",
     ".mrcs": "mrc",
     ".st": "mrc",
+    ".map": "mrc",
+    ".ali": "mrc",
+    ".rec": "mrc",
     ".tif": "tiff",
     ".tiff": "tiff",
     ".eer": "eer",
@@ -72,19 +76,39 @@ class FrameStackInfo:
 
 
 def frame_format(path: Path | str, fmt: FrameFormat | None = None) -> FrameFormat:
-    """The stack format from an explicit ``fmt`` or the file's suffix."""
+    """The stack format from an explicit ``fmt``, the file's suffix, or (for another suffix)
+    the file's first bytes: MRC's ``MAP`` stamp or a TIFF byte-order mark."""
     if fmt is not None:
         return fmt
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    sniffed = _sniff(Path(path))
+    if sniffed is None:
         raise FormatError(
-            f"unknown frame-stack suffix {suffix!r} (use .mrc, .mrcs, .tif, .tiff or .eer)",
+            f"unknown frame-stack suffix {suffix!r} and the file is neither MRC nor TIFF "
+            "(use .mrc, .mrcs, .map, .st, .tif, .tiff or .eer)",
             path=path,
         )
-    return _SUFFIXES[suffix]
+    return sniffed
+
+
+def _sniff(path: Path) -> FrameFormat | None:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except (OSError, ValueError):
+        return None
+    if looks_like_mrc(head):
+        return "mrc"
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "tiff"
+    return None
 
 
 def _require(path: Path) -> None:
+    if path.is_dir():
+        raise FormatError("is a directory, not a movie file", path=path)
     if not path.is_file():
         raise MissingFrameFileError("movie file not found", path=path)
 
@@ -98,20 +122,9 @@ def frame_stack_info(path: Path | str, *, fmt: FrameFormat | None = None) -> Fra
         info = eer_info(path)
         return FrameStackInfo(info.n_hardware_frames, info.shape, info.pixel_size_a, "eer")
     if kind == "mrc":
-        import mrcfile
-
-        try:
-            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-                if mrc.data is None:
-                    raise FormatError("MRC file holds no data", path=path)
-                shape = mrc.data.shape
-                voxel = float(mrc.voxel_size.x)
-        except FormatError:
-            raise
-        except Exception as exc:
-            raise FormatError(f"cannot read MRC header: {exc}", path=path) from exc
-        n = 1 if len(shape) == 2 else int(shape[0])
-        return FrameStackInfo(n, (int(shape[-2]), int(shape[-1])), voxel or None, "mrc")
+        header = mrc_header_info(path)
+        n, height, width = header.shape
+        return FrameStackInfo(n, (height, width), header.pixel_size_a, "mrc")
     import tifffile
 
     try:
@@ -164,6 +177,7 @@ def read_frames(
 def _read_mrc(path: Path) -> NDArray[Any]:
     import mrcfile
 
+    mrc_header_info(path)  # the true reason for a refusal, before mrcfile allocates
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.core.input_files import check_input_path
 from tomopilot.io.errors import FormatError
+from tomopilot.io.mrc_header import looks_like_mrc, mrc_header_info
 
 _SERIALEM_DEFECT_KEYS = re.compile(r"^\s*(CameraSize|RotationAndFlip|K2Type|Bad\w*)\b", re.M)
 
@@ -61,11 +63,13 @@ def unorient_gain(gain: NDArray[Any], *, rotation: int = 0, flip: int = 0) -> ND
     return np.ascontiguousarray(np.rot90(out, k=rotation))
 
 
+_MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".st")
+
+
 def read_image(path: Path | str) -> NDArray[np.float32]:
     """Read a single 2D image (gain or defect map) from MRC or TIFF as float32."""
     path = Path(path)
-    if not path.is_file():
-        raise FormatError("file not found", path=path)
+    check_input_path(path, what="image", error=FormatError)
     suffix = path.suffix.lower()
     if suffix == ".dm4":
         raise FormatError(
@@ -73,9 +77,20 @@ def read_image(path: Path | str) -> NDArray[np.float32]:
             "(and check the orientation: DM4 gains are usually upside down)",
             path=path,
         )
+    with path.open("rb") as handle:
+        head = handle.read(1024)
+    is_mrc = looks_like_mrc(head) or suffix in _MRC_SUFFIXES
+    if not is_mrc and head[:4] not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        raise FormatError(
+            f"neither MRC (no 'MAP ' stamp at byte 208) nor TIFF (first bytes "
+            f"{head[:4].hex(' ') or 'none'}): not a gain reference or defect map",
+            path=path,
+        )
     try:
-        if suffix in (".mrc", ".mrcs"):
+        if is_mrc:
             import mrcfile
+
+            mrc_header_info(path)
 
             with mrcfile.open(path, mode="r", permissive=True) as mrc:
                 if mrc.data is None:
@@ -111,13 +126,18 @@ def read_gain(
         raise FormatError("the gain reference holds NaN or infinite values", path=path)
     if np.any(data < 0):
         raise FormatError("the gain reference holds negative values", path=path)
-    if for_eer and path.suffix.lower() in (".mrc", ".mrcs"):
+    if for_eer and _is_mrc_file(path):
         good = data > 0
         if not good.any():
             raise FormatError("the gain reference is zero everywhere", path=path)
         mean = float(data[good].mean())
         data = np.where(good, mean / np.where(good, data, 1.0), 0.0).astype(np.float32)
     return orient_gain(data, rotation=rotation, flip=flip).astype(np.float32)
+
+
+def _is_mrc_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return looks_like_mrc(handle.read(1024)) or path.suffix.lower() in _MRC_SUFFIXES
 
 
 def resample_gain_for_eer(gain: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[Any]:

@@ -37,6 +37,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from tomopilot.core.files import atomic_write_bytes
+from tomopilot.core.input_files import check_input_path
 from tomopilot.io.errors import FormatError, TruncatedFileError
 from tomopilot.io.stack_pixels import (
     MODES,
@@ -301,8 +302,7 @@ def read_stack_header(path: Path | str) -> NDArray[Any]:
         extended header or is not an image stack.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CorruptStackError("stack file not found", path=path)
+    check_input_path(path, what="stack", error=CorruptStackError)
     with path.open("rb") as handle:
         raw = handle.read(HEADER_BYTES)
     if len(raw) < HEADER_BYTES:
@@ -310,16 +310,31 @@ def read_stack_header(path: Path | str) -> NDArray[Any]:
     header = np.frombuffer(raw, dtype=_HEADER).reshape(()).copy()
     if bytes(header["map"]) != b"MAP ":
         raise CorruptStackError("not an MRC file (no 'MAP ' stamp)", path=path, field="map")
-    if tuple(int(b) for b in header["machst"][:2]) != (0x44, 0x44):
-        raise CorruptStackError("only little-endian stacks can be continued", path=path)
+    stamp = tuple(int(b) for b in header["machst"][:2])
+    if stamp not in ((0x44, 0x44), (0x44, 0x41)):  # both mean little-endian (EMDB: 44 41)
+        kind = "a big-endian file" if stamp[0] == 0x11 else f"machine stamp {bytes(stamp).hex(' ')}"
+        raise CorruptStackError(
+            f"{kind}: only little-endian stacks (stamp 44 44 or 44 41) can be continued",
+            path=path,
+            field="machst",
+        )
     if int(header["mode"]) not in MODES:
         raise CorruptStackError(
             f"mode {int(header['mode'])} is not 1, 2 or 6", path=path, field="mode"
         )
     if int(header["nsymbt"]) != 0:
         raise CorruptStackError("stacks with an extended header cannot be continued", path=path)
-    if int(header["ispg"]) != 0 or int(header["nx"]) <= 0 or int(header["ny"]) <= 0:
-        raise CorruptStackError("not an image stack (ispg 0, nx, ny > 0)", path=path)
+    if int(header["nx"]) <= 0 or int(header["ny"]) <= 0:
+        raise CorruptStackError(
+            f"image size {int(header['nx'])}×{int(header['ny'])} is not positive", path=path
+        )
+    if int(header["ispg"]) != 0:
+        raise CorruptStackError(
+            f"space group {int(header['ispg'])}: a volume or crystal map, not an image stack "
+            "(ispg 0) that tomopilot wrote",
+            path=path,
+            field="ispg",
+        )
     if int(header["nz"]) < 0:
         raise CorruptStackError("negative section count", path=path, field="nz")
     return header
