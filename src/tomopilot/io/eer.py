@@ -34,13 +34,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.io.errors import FormatError
+from tomopilot.core.input_files import check_input_path, describe_exception
+from tomopilot.io.errors import FormatError, TruncatedFileError
 
 _RUN_BITS = 7
 _MAX_RUN = (1 << _RUN_BITS) - 1
 _CODE_BITS = _RUN_BITS + 4
 _COMPRESSION_EER_7BIT = 65001
 _METADATA_TAG = 65001
+_EER_COMPRESSIONS = (65000, 65001, 65002)
+MAX_SENSOR_PIXELS = 8192
+"""Largest EER sensor side accepted (Falcon 4 and 4i are 4096 pixels)."""
+MAX_RENDER_BYTES = 8 * 2**30
+"""Largest rendered output of one :func:`read_eer` call (8 GiB)."""
 
 
 @dataclass(frozen=True)
@@ -74,19 +80,19 @@ def _tifffile() -> Any:
 def eer_info(path: Path | str) -> EerInfo:
     """Read the header of an EER file (no frames are decoded)."""
     path = Path(path)
+    size = check_input_path(path, what="EER", error=FormatError)
     tifffile = _tifffile()
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.is_eer:
                 raise FormatError("not an EER file (no EER metadata in tag 65001)", path=path)
             metadata = dict(tif.eer_metadata or {})
-            first = tif.pages.first
-            shape = (int(first.imagelength), int(first.imagewidth))
+            shape = _check_pages(tif, path, size)
             n_pages = len(tif.pages)
     except FormatError:
         raise
     except Exception as exc:
-        raise FormatError(f"cannot read EER file: {exc}", path=path) from exc
+        raise FormatError(f"cannot read EER file: {describe_exception(exc)}", path=path) from exc
     size_m = metadata.get("sensorPixelSize.width")
     pixel_a = float(size_m) * 1e10 if isinstance(size_m, int | float) and size_m > 0 else None
     return EerInfo(n_pages, shape, pixel_a, metadata)
@@ -128,11 +134,13 @@ def read_eer(
     if upsampling not in (1, 2, 4):
         raise FormatError(f"EER upsampling must be 1, 2 or 4, got {upsampling}", path=path)
     superres = {1: 0, 2: 1, 4: 2}[upsampling]
+    size = check_input_path(path, what="EER", error=FormatError)
     tifffile = _tifffile()
     try:
         with tifffile.TiffFile(path, superres=superres) as tif:
             if not tif.is_eer:
                 raise FormatError("not an EER file (no EER metadata in tag 65001)", path=path)
+            shape = _check_pages(tif, path, size, upsampling)
             n_raw = len(tif.pages)
             n_out = n_raw // fractionation
             if n_out == 0:
@@ -142,19 +150,78 @@ def read_eer(
                 )
             first, stop = frame_range if frame_range is not None else (0, n_out)
             first, stop = max(0, first), min(n_out, stop)
-            page0 = tif.pages.first
-            shape = (int(page0.imagelength), int(page0.imagewidth))
+            n_bytes = max(0, stop - first) * shape[0] * shape[1] * 2
+            if n_bytes > MAX_RENDER_BYTES:
+                raise FormatError(
+                    f"rendering {stop - first} fractions of {shape[1]}×{shape[0]} needs "
+                    f"{n_bytes / 2**30:.1f} GiB; read fewer fractions at a time (frame_range) "
+                    "or group more hardware frames",
+                    path=path,
+                )
             out = np.zeros((max(0, stop - first), *shape), np.uint16)
             for index in range(first, stop):
-                start = index * fractionation
-                block = tif.asarray(key=slice(start, start + fractionation))
-                block = block.reshape(-1, *shape)
-                out[index - first] = block.sum(axis=0, dtype=np.uint16)
+                for page_index in range(index * fractionation, (index + 1) * fractionation):
+                    frame = tif.pages[page_index].asarray()
+                    if frame.shape != shape:  # never add a frame not decoded whole
+                        raise FormatError(
+                            f"hardware frame {page_index} decodes to {frame.shape}, not {shape}",
+                            path=path,
+                        )
+                    out[index - first] += frame.astype(np.uint16)
     except FormatError:
         raise
     except Exception as exc:
-        raise FormatError(f"cannot decode EER file: {exc}", path=path) from exc
+        raise FormatError(f"cannot decode EER file: {describe_exception(exc)}", path=path) from exc
     return out
+
+
+def _check_pages(tif: Any, path: Path, file_bytes: int, upsampling: int = 1) -> tuple[int, int]:
+    """Check every page against the first and the file's size before anything is decoded.
+
+    Every hardware frame must have the first one's size, an EER compression, and strips that
+    lie inside the file; the sensor may be at most :data:`MAX_SENSOR_PIXELS` on a side.
+    Returns the (height, width) of a rendered frame (tifffile gives pages the size of the
+    ``upsampling`` the file was opened with).
+    """
+    limit = MAX_SENSOR_PIXELS * upsampling
+    pages = tif.pages
+    n_pages = len(pages)
+    # A page (IFD) of a BigTIFF takes at least 8 + 8 + 8 bytes: more pages than that cannot fit.
+    if n_pages * 24 > file_bytes:
+        raise FormatError(f"{n_pages} pages cannot fit in {file_bytes} bytes", path=path)
+    shape: tuple[int, int] | None = None
+    for index in range(n_pages):
+        page = pages[index]
+        page_shape = (int(page.imagelength), int(page.imagewidth))
+        if shape is None:
+            shape = page_shape
+            if min(shape) < 1 or max(shape) > limit:
+                raise FormatError(
+                    f"hardware frame 0 is {shape[1]}×{shape[0]} pixels; an EER sensor is "
+                    f"1 to {MAX_SENSOR_PIXELS} pixels on a side (× {upsampling} upsampled)",
+                    path=path,
+                )
+        elif page_shape != shape:
+            raise FormatError(
+                f"hardware frame {index} is {page_shape[1]}×{page_shape[0]} pixels but frame 0 "
+                f"is {shape[1]}×{shape[0]}",
+                path=path,
+            )
+        if int(page.compression) not in _EER_COMPRESSIONS:
+            raise FormatError(
+                f"hardware frame {index} has compression {int(page.compression)}, not an EER "
+                "scheme (65000, 65001, 65002)",
+                path=path,
+            )
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if int(offset) < 0 or int(count) < 0 or int(offset) + int(count) > file_bytes:
+                raise TruncatedFileError(
+                    f"hardware frame {index} has {int(count)} bytes at offset {int(offset)}, "
+                    f"beyond the end of the {file_bytes}-byte file",
+                    path=path,
+                )
+    assert shape is not None
+    return shape
 
 
 def _encode_page(
