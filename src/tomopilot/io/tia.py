@@ -138,6 +138,13 @@ def parse_tia_header(head: bytes, *, path: Path | str | None = None) -> TiaHeade
             "header",
             path=path,
         )
+    if head[:4] == b"II\x97\x01":
+        raise UnknownTypeCodeError(
+            "this is a TIA .ser series (byte order 'II', series id 0x0197), not a raw .bin "
+            "image: read it with tomopilot.io.tia_ser (tia2mrc and convert accept it as is)",
+            path=path,
+            field="data type code",
+        )
     code, nx, ny = _HEADER.unpack_from(head)
     if code not in TIA_DTYPES:
         raise UnknownTypeCodeError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tomopilot.core.units import electron_wavelength_a
 from tomopilot.io.errors import FormatError
 from tomopilot.io.smv import write_smv
 from tomopilot.io.tia import read_tia, read_tia_header
+from tomopilot.io.tia_ser import is_ser, read_ser_frame, read_ser_header
 from tomopilot.processing.microed.errors import ConversionError
 from tomopilot.processing.microed.levels import SeriesLevels, series_levels, to_uint16
 from tomopilot.processing.microed.metadata import FrameMetadata, SeriesMetadata
@@ -43,11 +44,43 @@ __all__ = ["convert_tia_series", "mrc_to_smv", "tia_to_mrc"]
 EventHandler = Callable[[Event], None]
 
 
+@dataclass(frozen=True)
+class _TiaFrame:
+    """One frame of the series: a raw ``.bin`` file, or frame ``index`` of a ``.ser`` file."""
+
+    path: Path
+    index: int | None
+    stem: str
+
+
+def _tia_frames(paths: list[Path]) -> list[_TiaFrame]:
+    """The frames of the inputs in series order; a ``.ser`` file gives each of its frames
+    (named ``<stem>_0001`` ...), told apart from ``.bin`` files by its first bytes."""
+    frames: list[_TiaFrame] = []
+    for path in paths:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+        if not is_ser(head):
+            frames.append(_TiaFrame(path, None, path.stem))
+            continue
+        header = read_ser_header(path)
+        frames += [_TiaFrame(path, i, f"{path.stem}_{i + 1:04d}") for i in range(header.n_frames)]
+    return frames
+
+
+def _read_tia_frame(frame: _TiaFrame) -> NDArray[Any]:
+    if frame.index is None:
+        return read_tia(frame.path)
+    return read_ser_frame(frame.path, frame.index)
+
+
 def _inputs(paths: Sequence[Path | str]) -> list[Path]:
     if not paths:
         raise ConversionError("no input files were given")
     resolved = [Path(p) for p in paths]
     for path in resolved:
+        if path.is_dir():
+            raise ConversionError(f"{path}: is a directory, not a TIA or MRC file")
         if not path.is_file():
             raise ConversionError(f"{path}: no such file")
     return resolved
@@ -71,21 +104,23 @@ def _mtime(path: Path) -> datetime:
 
 
 def _stage_tia(
-    paths: list[Path],
+    frames: list[_TiaFrame],
     stage: StagedOutputs,
     metadata: SeriesMetadata,
     on_event: EventHandler | None,
 ) -> list[FrameReport]:
     """Convert TIA frames to MRC in the staging folder; every header is checked first."""
-    total = len(paths)
-    for done, path in enumerate(paths, start=1):
-        read_tia_header(path)
-        _emit(on_event, "check", done, total, path)
+    total = len(frames)
+    for done, item in enumerate(frames, start=1):
+        if item.index is None:
+            read_tia_header(item.path)
+        _emit(on_event, "check", done, total, item.path)
     reports = []
-    for index, path in enumerate(paths):
-        data = read_tia(path)
+    for index, item in enumerate(frames):
+        path = item.path
+        data = _read_tia_frame(item)
         minimum, maximum, mean = _statistics(data, path)
-        name = f"{path.stem}.mrc"
+        name = f"{item.stem}.mrc"
         frame = metadata.frame(index, acquired=_mtime(path))
         mode = write_diffraction_mrc(stage.path(name), data, metadata=frame, source=path)
         reports.append(
@@ -165,7 +200,7 @@ def _stage_smv(
             options=options,
             path=report.source,
         )
-        name = f"{report.source.stem}.img"
+        name = f"{path.stem}.img"  # the MRC frame's name: one per frame of a .ser too
         write_smv(stage.path(name), converted.data, header)
         reports[index] = replace(
             report,
@@ -222,7 +257,9 @@ def _smv_series(
     return _finish(stage, report, summary_name, dry_run)
 
 
-def _names(paths: list[Path], suffixes: Sequence[str], summary_name: str | None) -> list[str]:
+def _names(
+    paths: Sequence[Path | _TiaFrame], suffixes: Sequence[str], summary_name: str | None
+) -> list[str]:
     names = [f"{p.stem}{suffix}" for suffix in suffixes for p in paths]
     return names + ([summary_name] if summary_name else [])
 
@@ -264,11 +301,11 @@ def tia_to_mrc(
     ConversionError
         For missing inputs or outputs that exist (unless ``overwrite``).
     """
-    paths = _inputs(tia_paths)
+    frames = _tia_frames(_inputs(tia_paths))
     with StagedOutputs(
-        out_dir, _names(paths, [".mrc"], summary_name), overwrite=overwrite
+        out_dir, _names(frames, [".mrc"], summary_name), overwrite=overwrite
     ) as stage:
-        reports = _stage_tia(paths, stage, metadata or SeriesMetadata(), on_event)
+        reports = _stage_tia(frames, stage, metadata or SeriesMetadata(), on_event)
         report = ConversionReport(
             step="tia2mrc", out_dir=stage.out_dir, frames=tuple(reports), dry_run=dry_run
         )
@@ -334,13 +371,13 @@ def convert_tia_series(
     The SMV frames are made from the MRC files just written, so the MRC is exactly what DIALS
     gets. See :func:`tia_to_mrc` and :func:`mrc_to_smv` for the parameters and errors.
     """
-    paths = _inputs(tia_paths)
+    frames = _tia_frames(_inputs(tia_paths))
     options = options or SmvOptions()
     metadata = metadata or SeriesMetadata()
-    names = _names(paths, [".mrc", ".img"], summary_name)
+    names = _names(frames, [".mrc", ".img"], summary_name)
     with StagedOutputs(out_dir, names, overwrite=overwrite) as stage:
-        reports = _stage_tia(paths, stage, metadata, on_event)
-        staged = [stage.path(f"{p.stem}.mrc") for p in paths]
+        reports = _stage_tia(frames, stage, metadata, on_event)
+        staged = [stage.path(f"{f.stem}.mrc") for f in frames]
         return _smv_series(
             "convert",
             stage,
