@@ -200,6 +200,25 @@ def _read_section(
     return None
 
 
+def written_by_tomopilot(parsed: ParsedMdoc) -> bool:
+    """True when the file's ``Version`` key is the one :class:`MdocWriter` writes."""
+    return parsed.header_items.get("Version", "").startswith("tomopilot")
+
+
+def _refuse_foreign(parsed: ParsedMdoc) -> None:
+    """Only our own files can be torn: another program's file is not blamed on a crash."""
+    if written_by_tomopilot(parsed):
+        return
+    version = parsed.header_items.get("Version")
+    writer = f"Version = {version}" if version else "no tomopilot Version key"
+    raise CorruptMdocError(
+        f"this mdoc was not written by tomopilot ({writer}): its last section ends without the "
+        "blank line tomopilot writes after every section (SerialEM writes files that way). "
+        "tomopilot continues and repairs only mdocs it wrote itself",
+        path=parsed.path,
+    )
+
+
 class MdocWriter:
     """Append ``[ZValue]`` sections to a tilt-series mdoc, each durable before returning.
 
@@ -244,6 +263,7 @@ class MdocWriter:
         """
         parsed = parse_mdoc(path)
         if parsed.torn_tail:
+            _refuse_foreign(parsed)
             raise TornMdocError(
                 f"the file ends in an incomplete section after {len(parsed.sections)} complete "
                 "ones (an append cut short by a crash); repair it first",
@@ -301,6 +321,8 @@ def repair_mdoc(path: Path | str, n_sections: int) -> MdocWriter:
     """
     path = Path(path)
     parsed = parse_mdoc(path)
+    if parsed.torn_tail:
+        _refuse_foreign(parsed)
     if len(parsed.sections) < n_sections:
         raise TruncatedFileError(
             f"{n_sections} sections were committed but only {len(parsed.sections)} are complete",
