@@ -190,3 +190,36 @@ def test_real_relion4_and_5_tilt_tables(
     table = read_tilt_series_star(real_data / "star" / name, block)
     assert len(table) == n_tilts
     assert all(isinstance(v, str) for v in table["rlnMicrographMovieName"])
+
+
+def test_real_relion5_and_relion4_tilt_series_import_through_a_global_table(
+    real_data: Path, tmp_path: Path
+) -> None:
+    """RELION 5 (optics in data_global) and RELION 4 (optics in data_optics) sets, each pointing
+    at the real per-tilt-series file in place."""
+    r5 = real_data / "star" / "relion5_tutorial_TS_01_tilt.star"
+    r4 = real_data / "star" / "relion4_import_my_prefix_TS_01.star"
+    real_global = read_star(real_data / "star" / "relion5_tutorial_tomograms.star")["global"]
+    row = real_global.iloc[0]
+    (tmp_path / "r5.star").write_text(
+        "data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTiltSeriesStarFile #2\n_rlnVoltage #3\n"
+        "_rlnSphericalAberration #4\n_rlnAmplitudeContrast #5\n"
+        "_rlnMicrographOriginalPixelSize #6\n_rlnTomoHand #7\n_rlnOpticsGroupName #8\n"
+        f"TS_01 {r5} {row['rlnVoltage']} {row['rlnSphericalAberration']} "
+        f"{row['rlnAmplitudeContrast']} {row['rlnMicrographOriginalPixelSize']} "
+        f"{row['rlnTomoHand']} {row['rlnOpticsGroupName']}\n"
+    )
+    five, _ = read_tilt_series_set(tmp_path / "r5.star", project_dir=tmp_path)
+    ts = five.series[0]
+    assert (ts.pixel_size_a, ts.globals["rlnVoltage"]) == (pytest.approx(0.675), 300.0)
+    assert len(ts.tilts) == 40
+    (tmp_path / "r4.star").write_text(
+        _RELION4_GLOBAL_WITH_OPTICS.split("# version 30001\n\ndata_global")[0]
+        + "data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTiltSeriesStarFile #2\n"
+        f"_rlnOpticsGroup #3\n_rlnTomoHand #4\nmy_prefix_TS_01 {r4} 1 -1\n"
+    )
+    four, _ = read_tilt_series_set(tmp_path / "r4.star", project_dir=tmp_path)
+    ts = four.series[0]
+    assert ts.pixel_size_a == pytest.approx(0.675) and ts.globals["rlnVoltage"] == 300.0
+    assert len(ts.tilts) == 41
+    assert ts.tilts["rlnMicrographMovieName"].iloc[0] == "test_data/TS_01_039_-60.0.mrc"
