@@ -317,6 +317,13 @@ class Worker:
         self.process.join(5)
 
 
+def _dump(folder: Path, files: Files, outcome: dict[str, Any]) -> None:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    (folder / "outcome.json").write_text(json.dumps(outcome))
+
+
 def _run_share(worker: Worker, name: str, inputs: list[Files]) -> list[dict[str, Any]]:
     return [worker.run(name, files) for files in inputs]
 
@@ -327,6 +334,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--show", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="fuzz only these parsers (a partial run)")
+    parser.add_argument("--dump", type=Path, help="write failing inputs below this folder")
     args = parser.parse_args()
     all_targets = [t for t in targets() if not args.only or t.name in args.only]
     names = [t.name for t in all_targets]
@@ -352,7 +360,15 @@ def main() -> None:
                     [inputs[share::WORKERS] for share in range(WORKERS)],
                 )
             )
-        for outcome in (o for share in shares for o in share):
+        ordered = [None] * count
+        for share, results_of_share in enumerate(shares):
+            ordered[share::WORKERS] = results_of_share
+        for index, outcome in enumerate(ordered):
+            assert outcome is not None
+            if args.dump and (
+                outcome["outcome"] in ("untyped", "timeout") or outcome["over_memory"]
+            ):
+                _dump(args.dump / target.name / f"{index:05d}", inputs[index], outcome)
             counts[outcome["outcome"]] += 1
             peak = max(peak, outcome["peak"])
             limit = 10 * outcome["size"] + MEMORY_SLACK_BYTES

@@ -223,3 +223,13 @@ def test_real_relion5_and_relion4_tilt_series_import_through_a_global_table(
     assert ts.pixel_size_a == pytest.approx(0.675) and ts.globals["rlnVoltage"] == 300.0
     assert len(ts.tilts) == 41
     assert ts.tilts["rlnMicrographMovieName"].iloc[0] == "test_data/TS_01_039_-60.0.mrc"
+
+
+def test_a_label_given_twice_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "TS_01.star"
+    text = _TILTS.format(block="TS_01").replace(
+        "_rlnMicrographPreExposure #4", "_rlnTomoNominalStageTiltAngle #4"
+    )
+    path.write_text(text)
+    with pytest.raises(FormatError, match="rlnTomoNominalStageTiltAngle appears twice"):
+        read_tilt_series_star(path, "TS_01")

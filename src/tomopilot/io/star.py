@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +181,9 @@ MAX_STAR_BYTES = 2 * 1024**3
 """STAR files larger than this (2 GiB) are refused before reading."""
 
 
+_QUOTED_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+
+
 def check_star_text(text: str, path: Path | None = None) -> None:
     """Check the loop rows of STAR text before any table is built.
 
@@ -210,11 +214,12 @@ def check_star_text(text: str, path: Path | None = None) -> None:
         in_header = False
         if not n_labels:
             continue
-        if "'" in line or '"' in line:
-            continue  # quoted values may hold spaces: left to the parser
-        n_fields = line.count(" ") + line.count("\t") + 1
-        if n_fields > n_labels:  # cheap upper bound first, exact count only when needed
-            n_fields = len(line.split())
+        if "'" in line or '"' in line:  # quoted values may hold spaces
+            n_fields = len(_QUOTED_TOKEN.findall(line))
+        else:
+            n_fields = line.count(" ") + line.count("\t") + 1
+            if n_fields > n_labels:  # cheap upper bound first, exact count only when needed
+                n_fields = len(line.split())
         if n_fields != n_labels:
             raise FormatError(
                 f"a row of {n_fields} fields in a loop of {n_labels} labels",
@@ -268,6 +273,10 @@ def _parse_star(source: Path | None, text: str, path: Path) -> dict[str, Any]:
         linecache.clearcache()
     if not blocks:
         raise FormatError("no data block in STAR file", path=path)
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame) and block.columns.duplicated().any():
+            label = block.columns[block.columns.duplicated()][0]
+            raise FormatError(f"the label {label} appears twice in data_{name}", path=path)
     return dict(blocks)
 
 
@@ -281,6 +290,11 @@ def read_tilt_series_star(path: Path | str, name: str | None = None) -> pd.DataF
     must be present.
     """
     path = Path(path)
+    with input_boundary(path, what="per-tilt-series STAR", error=FormatError):
+        return _read_tilt_series_star(path, name)
+
+
+def _read_tilt_series_star(path: Path, name: str | None) -> pd.DataFrame:
     blocks = read_star(path)
     tables = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
     if not tables:
@@ -359,6 +373,11 @@ def read_tilt_series_set(
         The tilt series and the project directory the paths resolved against.
     """
     path = Path(path)
+    with input_boundary(path, what="tilt-series STAR", error=FormatError):
+        return _read_tilt_series_set(path, project_dir)
+
+
+def _read_tilt_series_set(path: Path, project_dir: Path | str | None) -> tuple[TiltSeriesSet, Path]:
     blocks = read_star(path)
     table = _global_table(blocks)
     for label in GLOBAL_REQUIRED:
