@@ -233,3 +233,19 @@ def test_a_label_given_twice_is_named(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(FormatError, match="rlnTomoNominalStageTiltAngle appears twice"):
         read_tilt_series_star(path, "TS_01")
+
+
+def test_a_tilt_series_listed_twice_is_refused_before_reading_its_files(tmp_path: Path) -> None:
+    text = _RELION4_GLOBAL_WITH_OPTICS.replace(
+        "TS_02 tilt_series/TS_02.star", "TS_01 tilt_series/TS_02.star"
+    )
+    with pytest.raises(FormatError, match="'TS_01' is listed twice"):
+        read_tilt_series_set(_project(tmp_path, text), project_dir=tmp_path)
+
+
+def test_a_huge_row_before_any_label_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.star"
+    path.write_text("data_global\n\nloop_\n" + " ".join(["1"] * 100_000) + "\n_rlnTomoName #1\n")
+    with pytest.raises(FormatError, match="before any _label") as caught:
+        read_star(path)
+    assert caught.value.line == 4

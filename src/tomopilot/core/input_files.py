@@ -99,15 +99,17 @@ def describe_exception(exc: BaseException) -> str:
 def check_input_path(path: Path, *, what: str, error: ErrorFactory) -> int:
     """Check that ``path`` is a readable regular file; return its size in bytes."""
     try:
-        if path.is_dir():
-            raise error(f"is a directory, not a {what} file", path=path)
-        if not path.exists():
-            raise error(f"no such {what} file", path=path)
-        if not path.is_file():
-            raise error(f"is not a regular file (a {what} file was expected)", path=path)
-        return path.stat().st_size
+        is_dir, exists, is_file = path.is_dir(), path.exists(), path.is_file()
+        size = path.stat().st_size if is_file else 0
     except (OSError, ValueError) as exc:  # a NUL byte or an over-long name
         raise error(f"cannot open the {what} file: {describe_exception(exc)}", path=path) from exc
+    if is_dir:
+        raise error(f"is a directory, not a {what} file", path=path)
+    if not exists:
+        raise error(f"cannot read the {what} file: not found", path=path)
+    if not is_file:
+        raise error(f"is not a regular file (a {what} file was expected)", path=path)
+    return size
 
 
 def read_input_bytes(

@@ -211,6 +211,8 @@ def check_star_text(text: str, path: Path | None = None) -> None:
             if in_header and n_labels is not None:
                 n_labels += 1
             continue
+        if in_header and n_labels == 0:
+            raise FormatError("a row in a loop_ before any _label", path=path, line=number)
         in_header = False
         if not n_labels:
             continue
@@ -386,6 +388,16 @@ def _read_tilt_series_set(path: Path, project_dir: Path | str | None) -> tuple[T
     if table.empty:
         raise FormatError("the tilt-series table is empty", path=path)
     table = apply_optics_groups(table, blocks.get("optics"), path)
+    names = [str(name) for name in table["rlnTomoName"]]
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        if name in seen:
+            raise FormatError(
+                f"the tilt series {name!r} is listed twice (rows {seen[name]} and {number})",
+                path=path,
+                field="rlnTomoName",
+            )
+        seen[name] = number
     base = Path(project_dir) if project_dir is not None else None
     resolved = _project_dir_for(path, str(table["rlnTomoTiltSeriesStarFile"].iloc[0]), base)
     series: list[TiltSeries] = []
@@ -433,29 +445,31 @@ def apply_optics_groups(
                 path=path,
                 field="rlnOpticsGroup",
             )
-        for index in range(len(table)):
-            if keys:
-                key = keys[0]
-                wanted = str(table[key].iloc[index])
-                match = groups[groups[key].astype(str) == wanted]
-                if match.empty:
-                    raise MissingFieldError(
-                        f"optics group {wanted!r} of row {index + 1} is not in data_optics",
-                        path=path,
-                        field=key,
-                    )
-                group = match.iloc[0]
-            else:
-                group = groups.iloc[0]
-            for label in (*OPTICS_LABELS, "rlnOpticsGroupName"):
-                if label in group.index:
-                    if label not in table:
-                        table[label] = pd.Series([None] * len(table), dtype=object)
-                    table.loc[table.index[index], label] = group[label]
+        if keys:
+            key = keys[0]
+            lookup: dict[str, int] = {}
+            for position, value in enumerate(groups[key].astype(str)):
+                lookup.setdefault(value, position)
+            wanted = table[key].astype(str).tolist()
+            missing = next((i for i, w in enumerate(wanted) if w not in lookup), None)
+            if missing is not None:
+                raise MissingFieldError(
+                    f"optics group {wanted[missing]!r} of row {missing + 1} is not in data_optics",
+                    path=path,
+                    field=key,
+                )
+            rows = [lookup[w] for w in wanted]
+        else:
+            rows = [0] * len(table)
+        for label in (*OPTICS_LABELS, "rlnOpticsGroupName"):
+            if label in groups:
+                values = groups[label].tolist()
+                table[label] = [values[row] for row in rows]
         if "rlnMicrographOriginalPixelSize" not in table:
             for alternative in ("rlnMicrographPixelSize", "rlnTomoTiltSeriesPixelSize"):
                 if alternative in groups:
-                    table["rlnMicrographOriginalPixelSize"] = groups[alternative].iloc[0]
+                    pixels = groups[alternative].tolist()
+                    table["rlnMicrographOriginalPixelSize"] = [pixels[row] for row in rows]
                     break
     for label in OPTICS_LABELS:
         if label not in table:
