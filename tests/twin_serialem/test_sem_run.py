@@ -207,3 +207,49 @@ def test_exit_ends_quietly_dialogs_use_the_answers_and_bad_files_are_named(tmp_p
     bad_args = ["sem-run", str(script), "--config", str(CONFIG), "--out", str(tmp_path / "r2")]
     bad = CliRunner().invoke(app, [*bad_args, "--answers", str(answers)], env={"COLUMNS": "300"})
     assert bad.exit_code == 1 and "answers.yaml" in bad.output and "Traceback" not in bad.output
+
+
+AT_ITEMS = """\
+import serialem as sem
+acquiring, index = sem.ReportIfNavAcquiring()
+sem.ReportNavItem()
+x = sem.ReportStageXYZ()[0]
+sem.Echo("item", sem.GetVariable("navLabel"), "acquiring", int(acquiring), "x", round(x, 1))
+sem.V()
+if sem.GetVariable("navLabel") == "T5":
+    sem.EndAcquireAtItems()
+"""
+
+
+def test_acquire_at_items_runs_the_script_at_each_marked_item(tmp_path: Path) -> None:
+    from tomopilot.core.config import load_config
+    from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
+    from tomopilot.instrument.twin_serialem import make_module
+
+    maker = make_module(TwinMicroscope(load_config(CONFIG, TwinConfig)), directory=tmp_path)
+    for x in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        index = int(maker.AddStagePosAsNavPoint(x, 0.0, 0.0))
+        maker.ChangeItemLabel(index, f"T{index}")
+        maker.SetItemAcquire(index, 0 if x == 2.0 else 1)
+    maker.SaveNavigator("targets.nav")
+    script = tmp_path / "per_item.py"
+    script.write_text(AT_ITEMS)
+    out = tmp_path / "run"
+    args = ["sem-run", str(script), "--config", str(CONFIG), "--out", str(out), "--no-report"]
+    result = CliRunner().invoke(
+        app,
+        [*args, "--nav", str(tmp_path / "targets.nav"), "--acquire-at-items"],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("item ")]
+    assert lines == [
+        "item T1 acquiring 1 x 1",
+        "item T3 acquiring 1 x 3",
+        "item T4 acquiring 1 x 4",
+        "item T5 acquiring 1 x 5",  # ends the acquisition: T6 is not visited
+    ]
+    assert "finished at 4 items" in result.output
+    no_nav = ["sem-run", str(script), "--config", str(CONFIG), "--out", str(tmp_path / "r2")]
+    refused = CliRunner().invoke(app, [*no_nav, "--acquire-at-items"], env={"COLUMNS": "160"})
+    assert refused.exit_code == 2 and "needs a Navigator file (--nav)" in refused.output

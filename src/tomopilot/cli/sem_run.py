@@ -42,6 +42,8 @@ from tomopilot.instrument.twin_serialem import (
     installed,
     make_module,
 )
+from tomopilot.instrument.twin_serialem.acquire_at_items import acquire_at_items as run_at_items
+from tomopilot.instrument.twin_serialem.navigator import Navigator
 from tomopilot.instrument.twin_serialem.truth_report import (
     COMMAND_LOG_FILE,
     TWIN_CONFIG_FILE,
@@ -219,10 +221,31 @@ def sem_run_command(
         Path | None,
         typer.Option("--out", help="Run folder (default: semrun_<script name>)."),
     ] = None,
+    nav: Annotated[
+        Path | None,
+        typer.Option(
+            "--nav",
+            help="A Navigator file to open first (saved into the run folder).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    acquire_at_items: Annotated[
+        bool,
+        typer.Option(
+            "--acquire-at-items",
+            help="Run the script once at every Navigator item marked Acquire (needs --nav).",
+        ),
+    ] = False,
     report: Annotated[bool, typer.Option(help="Print the ground-truth report at the end.")] = True,
 ) -> None:
     """Run a SerialEM Python script unchanged against the twin (`import serialem` is the twin)."""
+    if acquire_at_items and nav is None:
+        raise typer.BadParameter("needs a Navigator file (--nav)", param_hint="--acquire-at-items")
     with user_errors():
+        navigator = Navigator()
+        if nav is not None:
+            navigator.load(nav.resolve())  # map files are found where the .nav says
         twin_config = load_twin_config(config)
         replies = load_answers(answers)
         run_dir = (out or Path(f"semrun_{script.stem}")).resolve()
@@ -272,10 +295,23 @@ def sem_run_command(
                 "AmplitudeContrast": twin_config.optics.amplitude_contrast,
             },
         )
-        namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script.resolve())}
+        if nav is not None:
+            navigator.path = run_dir / nav.name  # SaveNavigator writes the run folder's copy
+            module.session.extensions["navigator"] = navigator
+
+        def run_once() -> None:
+            namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script.resolve())}
+            exec(code, namespace)
+
         try:
             with installed(module), _script_environment(script.resolve(), run_dir, scope.clock):
-                exec(code, namespace)
+                if acquire_at_items:
+                    done = run_at_items(module, run_once)
+                    status = f"finished at {len(done.acquired)} items" + (
+                        f", {len(done.failed)} failed" if done.failed else ""
+                    )
+                else:
+                    run_once()
         except SEMexited as exc:
             status = f"ended by {exc}"
         except KeyboardInterrupt:

@@ -431,7 +431,7 @@ def report_if_nav_open(session: Session) -> Reported:
 
 @command("ReportIfNavAcquiring")
 def report_if_nav_acquiring(session: Session) -> Reported:
-    """(1 if acquiring at items, the acquire index); sem-run runs scripts outside acquisition."""
+    """(1 while Acquire at Items runs the script, the item's index; else 0, 0)."""
     nav = nav_of(session)
     return (1 if nav.acquiring else 0, nav.current if nav.acquiring else 0)
 
@@ -439,13 +439,14 @@ def report_if_nav_acquiring(session: Session) -> Reported:
 @command("EndAcquireAtItems")
 def end_acquire_at_items(session: Session) -> Reported:
     """Stop Acquire at Items after the current item."""
-    nav_of(session).acquiring = False
+    session.extensions["end_acquire"] = True
     return None
 
 
 @command("SkipAcquiringNavItem", "|I")
 def skip_acquiring_nav_item(session: Session, skip: int = 1) -> Reported:
-    """Skip the current item in Acquire at Items (recorded; no effect outside acquisition)."""
+    """Skip the current item (it has an effect only in a preliminary script, which sem-run does
+    not run: recorded)."""
     session.extensions["skip_item"] = bool(skip)
     return None
 
