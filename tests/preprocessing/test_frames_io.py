@@ -32,7 +32,8 @@ def test_tiff_written_is_read_by_tifffile_page_per_frame(tmp_path: Path) -> None
     path = write_frames(tmp_path / "movie.tif", frames)
     with tifffile.TiffFile(path) as tif:
         assert len(tif.pages) == 3
-        assert np.array_equal(tif.pages[2].asarray(), frames[2])
+        # TIFF rows are top-down: the page holds the frame upside down (as RELION reads it)
+        assert np.array_equal(tif.pages[2].asarray(), frames[2, ::-1])
 
 
 def test_eer_decodes_with_tifffile_and_eerfile(tmp_path: Path) -> None:

@@ -6,6 +6,13 @@
 ``.tif``/``.tiff``, ``.eer``). Every failure names the file in a
 :class:`~tomopilot.io.errors.FormatError`.
 
+Orientation: arrays are in MRC order (row 0 is the first row of an MRC section). TIFF stores
+rows top-down, so a TIFF's rows are reversed on reading and on writing, as IMOD (``tif2mrc``)
+and RELION do (checked against ``relion_run_motioncorr``: the micrograph of a TIFF movie is the
+TIFF's frames upside down, that of the same frames in an MRC stack is not). SerialEM writes TIFF
+frames the same way, so a TIFF movie, its MRC gain reference and the MRC tilt stack line up.
+EER frames keep the order the file's events give (RELION renders them without a flip).
+
 Examples
 --------
 >>> import numpy as np, tempfile, pathlib
@@ -207,7 +214,7 @@ def _read_tiff(path: Path) -> NDArray[Any]:
         array = array[None]
     if array.ndim != 3:
         raise FormatError(f"expected a stack of 2D frames, got shape {array.shape}", path=path)
-    return array
+    return array[:, ::-1]  # TIFF rows are top-down: MRC order (see the module docstring)
 
 
 def write_frames(
@@ -268,5 +275,5 @@ def write_frames(
     import tifffile
 
     compression = "zlib" if data.dtype.kind in "iub" else None
-    tifffile.imwrite(path, data, compression=compression, photometric="minisblack")
+    tifffile.imwrite(path, data[:, ::-1], compression=compression, photometric="minisblack")
     return path
