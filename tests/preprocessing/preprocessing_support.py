@@ -68,7 +68,7 @@ def twin_movie(
         movie = scope.camera.acquire_movie(LowDoseArea.RECORD, n_frames=10)  # type: ignore[attr-defined]
         truth = scope.ground_truth.exposure(movie.image.exposure_id)  # type: ignore[attr-defined]
         defects = scope.camera.defect_map()  # type: ignore[attr-defined]
-        gain = np.where(defects, 0.0, 1.0 / scope.camera.gain_reference()).astype(np.float32)  # type: ignore[attr-defined]
+        gain = scope.camera.gain_reference()  # type: ignore[attr-defined]
         result = TwinMovie(
             movie.frames,
             gain,

@@ -260,7 +260,13 @@ def movie_command(
     profile: ProfileOpt = None,
     specimen: SpecimenOpt = None,
 ) -> None:
-    """Record a movie: raw frames to OUT, the gain reference, the sum and the true motion."""
+    """Record a movie: raw frames to OUT, the gain reference, the sum and the true motion.
+
+    The gain reference (``<stem>_gain.mrc``) multiplies the raw frames, as RELION, MotionCor2
+    and SerialEM apply one; it is 0 on defective pixels. A ``.tif`` movie is written with its
+    rows top-down, as SerialEM writes TIFF frames, so that RELION and IMOD read it in the
+    orientation of the gain and the MRC files.
+    """
     from tomopilot.io.frames import write_frames
 
     with user_errors():

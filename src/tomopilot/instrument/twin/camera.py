@@ -65,9 +65,22 @@ class TwinCamera:
         )
 
     def gain_reference(self, area: LowDoseArea = LowDoseArea.RECORD) -> NDArray[np.float32]:
-        """The gain reference for raw frames of ``area`` (what to divide them by)."""
+        """The gain reference for raw frames of ``area``, in the field's convention.
+
+        Raw frames are *multiplied* by it, as RELION (``--gainref``), MotionCor2 (``-Gain``) and
+        SerialEM apply a gain reference: the inverse of each pixel's relative sensitivity,
+        mean 1, and 0 on defective pixels (hot pixels and dead columns), which RELION treats
+        as bad pixels to fill.
+        """
         preset = self._optics.preset(area)
-        return self._core.detector.gain(preset.binning, self.readout_area(preset)).copy()
+        readout = self.readout_area(preset)
+        sensitivity = self._core.detector.gain(preset.binning, readout)
+        bad = self._core.detector.defect_map(preset.binning, readout)
+        reference = np.where(bad, 0.0, 1.0 / sensitivity)
+        good = reference[~bad]
+        if good.size:
+            reference /= good.mean()
+        return reference.astype(np.float32)
 
     def defect_map(self, area: LowDoseArea = LowDoseArea.RECORD) -> NDArray[np.bool_]:
         """Defective (hot or dead) pixels of ``area``'s readout."""

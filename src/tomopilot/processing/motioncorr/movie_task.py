@@ -6,6 +6,11 @@
 other movies. Outputs are written to temporary names and renamed, and the per-movie metadata
 STAR is written last, so its presence marks a finished movie (reruns skip it).
 
+Shifts in the STAR files follow RELION: ``rlnMicrographShiftX/Y`` (and the local model and
+local shifts) are the shift that *aligns* a frame, the negative of the content's movement, in the
+orientation of the micrograph (a TIFF movie's rows reversed, see :mod:`tomopilot.io.frames`);
+checked against ``relion_run_motioncorr --use_own``.
+
 Output names follow RELION: the movie path relative to the project, without its extension and
 with every '.' turned into '_', below the job folder: ``frames/TS_01_000_0.0.mrc`` becomes
 ``MotionCorr/job002/frames/TS_01_000_0_0{.mrc,_PS.mrc,_EVN.mrc,_ODD.mrc,.star}``.
@@ -116,8 +121,8 @@ class MovieTask:
 class MovieResult:
     """What became of one movie.
 
-    ``shifts_px`` are RELION's global shifts (original pixels, frame 0 = 0); ``error`` is set
-    when the movie failed, and names the file.
+    ``shifts_px`` are RELION's global shifts (original pixels, frame 0 = 0, the negative of the
+    content's movement); ``error`` is set when the movie failed, and names the file.
     """
 
     tilt_series: str
@@ -173,6 +178,14 @@ def _dose_per_frame(task: MovieTask, n_frames: int) -> float | None:
     return task.dose_per_tilt_e_a2 / n_frames
 
 
+def relion_shifts(movement_px: NDArray[np.float64]) -> NDArray[np.float64]:
+    """RELION's ``rlnMicrographShiftX/Y`` from the content's movement: the aligning shift.
+
+    ``0.0 - x`` rather than ``-x`` so that frame 0 is written as 0, not -0.
+    """
+    return np.asarray(0.0 - np.asarray(movement_px, dtype=np.float64))
+
+
 def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str, Any]:
     """RELION's per-movie metadata STAR (``rlnMicrographMetadata``) as STAR blocks."""
     options = task.options
@@ -200,7 +213,7 @@ def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str,
         general["rlnEERGrouping"] = options.eer_fractionation
     general["rlnMotionModelVersion"] = 1 if result.local_model is not None else 0
     blocks: dict[str, Any] = {"general": general}
-    shifts = result.shifts_px
+    shifts = relion_shifts(result.shifts_px)
     blocks["global_shift"] = pd.DataFrame(
         {
             "rlnMicrographFrameNumber": np.arange(1, len(shifts) + 1),
@@ -210,7 +223,7 @@ def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str,
     )
     model = result.local_model
     if model is not None:
-        coefficients = np.concatenate([model.coefficients_x, model.coefficients_y])
+        coefficients = relion_shifts(np.concatenate([model.coefficients_x, model.coefficients_y]))
         blocks["local_motion_model"] = pd.DataFrame(
             {
                 "rlnMotionModelCoeffsIdx": np.arange(coefficients.size),
@@ -228,8 +241,8 @@ def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str,
                 "rlnMicrographFrameNumber": observations.z + 1.0,
                 "rlnCoordinateX": observations.x_px,
                 "rlnCoordinateY": observations.y_px,
-                "rlnMicrographShiftX": observations.shift_px[:, 0],
-                "rlnMicrographShiftY": observations.shift_px[:, 1],
+                "rlnMicrographShiftX": relion_shifts(observations.shift_px[:, 0]),
+                "rlnMicrographShiftY": relion_shifts(observations.shift_px[:, 1]),
             }
         )
     return blocks
@@ -304,7 +317,7 @@ def run_movie_task(task: MovieTask) -> MovieResult:
         base.error = _with_file(f"{type(exc).__name__}: {exc}", task.movie_path)
     else:
         base.ok = True
-        base.shifts_px = [(float(x), float(y)) for x, y in result.shifts_px]
+        base.shifts_px = [(float(x), float(y)) for x, y in relion_shifts(result.shifts_px)]
         base.n_hot_pixels = len(result.hot_pixels)
         base.local_model = result.local_model is not None
     base.seconds = time.perf_counter() - start

@@ -1,0 +1,176 @@
+"""RELION's orientation, sign and gain conventions, as ``relion_run_motioncorr`` shows them.
+
+Facts measured with RELION 3.1.3 (``relion_run_motioncorr --use_own``, Debian's package) on
+twin and synthetic movies, which these tests pin down without needing RELION:
+
+- an MRC or EER movie's micrograph has the file's row order; a TIFF movie's micrograph is the
+  TIFF's pages upside down (RELION, like IMOD, reads TIFF rows top-down); the ``_PS`` spectrum
+  and the even/odd sums follow the micrograph;
+- ``rlnMicrographShiftX/Y`` is the shift that aligns a frame, the negative of the content's
+  movement in the micrograph's orientation: content moving +1 px/frame in x and +2 rows/frame in
+  the file gives X = −1·i and Y = −2·i for MRC, Y = +2·i for TIFF;
+- the gain reference multiplies the raw frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+from preprocessing_support import PIXEL_A, synthetic_movie
+
+from tomopilot.imaging.fourier import fourier_shift
+from tomopilot.io.frames import read_frames, write_frames
+from tomopilot.io.star import read_star
+from tomopilot.processing.motioncorr.correct_frames import correct_frames
+from tomopilot.processing.motioncorr.movie_task import MovieTask, output_root, run_movie_task
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+SIZE = 256
+N_FRAMES = 8
+STEP_PX = (1.0, 2.0)  # content movement per frame (x, y) in the file's row order
+WAVE = (20, 12)  # (rows, columns) cycles over the frame: a spectrum peak off both axes
+EER_GROUP = 40
+
+
+def _file_frames() -> np.ndarray:
+    """Frames as stored in the file: a bright block near row 0 and a tilted wave, moving."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(5)
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    wave = np.cos(2 * np.pi * (WAVE[0] * rows + WAVE[1] * cols) / SIZE)
+    texture = gaussian_filter(rng.normal(size=(SIZE, SIZE)), 2.0)
+    base = 6.0 * (1.0 + 0.4 * texture / texture.std()) + 0.8 * wave
+    base[20:60, 30:110] += 4.0
+    frames = []
+    for i in range(N_FRAMES):
+        moved = fourier_shift(base, STEP_PX[0] * i, STEP_PX[1] * i)
+        frames.append(rng.poisson(np.clip(moved, 0, None)))
+    return np.stack(frames).astype(np.uint16)
+
+
+def _write_as_stored(path: Path, frames: np.ndarray) -> None:
+    """Write ``frames`` so that the file's own rows are ``frames``' rows (no convention)."""
+    if path.suffix == ".mrc":
+        with mrcfile.new(path, overwrite=True) as mrc:
+            mrc.set_data(frames)
+            mrc.voxel_size = PIXEL_A
+    elif path.suffix == ".tif":
+        tifffile.imwrite(path, frames, photometric="minisblack")
+    else:  # EER has no reversal in any reader: our writer stores the rows as given
+        write_frames(path, frames, pixel_size_a=PIXEL_A, eer_hardware_frames=EER_GROUP)
+
+
+def _run(tmp_path: Path, suffix: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run the movie task on one stored movie; the images it wrote and its STAR shifts."""
+    movie = tmp_path / f"frames/movie{suffix}"
+    movie.parent.mkdir(parents=True)
+    _write_as_stored(movie, _file_frames())
+    options = MotionCorrOptions(
+        float16=False,
+        even_odd=True,
+        ps_size_px=SIZE,
+        ps_every_n_frames=2,
+        eer_fractionation=EER_GROUP,
+        smooth_trajectory=False,
+        remove_hot_pixels=False,
+        bfactor_px2=50.0,
+    )
+    task = MovieTask(
+        movie_path=movie,
+        movie_name=f"frames/movie{suffix}",
+        root=output_root(tmp_path / "MotionCorr/job002", f"frames/movie{suffix}"),
+        options=options,
+        pixel_size_a=PIXEL_A,
+        voltage_kv=300.0,
+        pre_exposure_e_a2=0.0,
+        dose_per_tilt_e_a2=3.0,
+        gain_path=None,
+        tilt_series="TS_01",
+        index=0,
+    )
+    result = run_movie_task(task)
+    assert result.ok, result.error
+    files = task.outputs()
+    images = {
+        label: np.asarray(mrcfile.read(files[label]), dtype=np.float64)
+        for label in (
+            "rlnMicrographName",
+            "rlnMicrographNameEven",
+            "rlnMicrographNameOdd",
+            "rlnCtfPowerSpectrum",
+        )
+    }
+    table = read_star(files["rlnMicrographMetadata"])["global_shift"]
+    shifts = np.stack([table["rlnMicrographShiftX"], table["rlnMicrographShiftY"]], axis=1)
+    np.testing.assert_allclose(result.shifts_px, shifts, atol=1e-5)
+    return images, shifts
+
+
+@pytest.mark.parametrize(("suffix", "flipped"), [(".mrc", False), (".tif", True), (".eer", False)])
+def test_orientation_and_shift_signs_are_relions(
+    tmp_path: Path, suffix: str, flipped: bool
+) -> None:
+    images, shifts = _run(tmp_path, suffix)
+    for label in ("rlnMicrographName", "rlnMicrographNameEven", "rlnMicrographNameOdd"):
+        image = images[label]
+        top, bottom = image[20:60, 30:110].mean(), image[-60:-20, 30:110].mean()
+        # the block sits near row 0 of the file; in a TIFF's micrograph near the last row
+        assert (bottom > top + 2.0) if flipped else (top > bottom + 2.0), label
+    spectrum = images["rlnCtfPowerSpectrum"]
+    centre = SIZE // 2
+    sign = -1 if flipped else 1
+    peak = spectrum[centre + sign * WAVE[0], centre + WAVE[1]]
+    mirror = spectrum[centre - sign * WAVE[0], centre + WAVE[1]]
+    assert peak > 5 * mirror  # the wave's spectrum peak is where the micrograph puts it
+    frame = np.arange(N_FRAMES)
+    expected_y = (1.0 if flipped else -1.0) * STEP_PX[1] * frame
+    np.testing.assert_allclose(shifts[:, 0], -STEP_PX[0] * frame, atol=0.1)
+    np.testing.assert_allclose(shifts[:, 1], expected_y, atol=0.1)
+
+
+def test_tiff_frames_are_read_and_written_top_down(tmp_path: Path) -> None:
+    frames = synthetic_movie(np.zeros((3, 2)), size=64)
+    tifffile.imwrite(tmp_path / "a.tif", frames, photometric="minisblack")
+    np.testing.assert_array_equal(read_frames(tmp_path / "a.tif"), frames[:, ::-1])
+    write_frames(tmp_path / "b.tif", frames)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif"), frames[:, ::-1])
+    np.testing.assert_array_equal(read_frames(tmp_path / "b.tif"), frames)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_twin_gain_reference_multiplies_the_pattern_away() -> None:
+    from tomopilot.instrument import LowDoseArea
+    from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
+
+    config = TwinConfig.model_validate(
+        {
+            "seed": 3,
+            "camera": {"gain_nonuniformity": 0.2, "frames_gain_normalized": False},
+            "presets": {
+                "record": {"camera_area_px": [SIZE, SIZE], "binning": 1, "dose_rate_e_px_s": 40.0}
+            },
+            "movie": {"global_motion_a": 0.0, "local_motion_a": 0.0},
+        }
+    )
+    scope = TwinMicroscope(config)
+    scope.optics.set_focus_um(-3.0)
+    movie = scope.camera.acquire_movie(LowDoseArea.RECORD, n_frames=6)
+    gain = scope.camera.gain_reference()
+    good = gain > 0
+    sensitivity = np.where(good, 1.0 / np.where(good, gain, 1.0), 1.0)
+    options = MotionCorrOptions(float16=False, power_spectra=False, bfactor_px2=50.0)
+    raw = correct_frames(movie.frames, pixel_size_a=PIXEL_A, options=options)
+    fixed = correct_frames(movie.frames, pixel_size_a=PIXEL_A, options=options, gain=gain)
+    raw_pattern = _correlation(raw.image[good], sensitivity[good])
+    assert raw_pattern > 0.4  # the raw frames carry the detector's pattern
+    assert abs(_correlation(fixed.image[good], sensitivity[good])) < 0.05 * raw_pattern
