@@ -1,8 +1,9 @@
 """``tomopilot preprocess``: RELION 5-style motion correction and CTF estimation of tilt movies.
 
 Both commands write RELION job folders (``MotionCorr/jobNNN``, ``CtfFind/jobNNN``) in the project
-directory, run one task per tilt on Dask (a LocalCluster sized to the machine, or
-``--scheduler tcp://host:8786``, or ``--scheduler serial``), skip what a previous run finished,
+directory, run one task per tilt (on threads of this process by default; ``--scheduler dask``
+for a Dask LocalCluster, ``--scheduler tcp://host:8786`` for a running Dask scheduler, or
+``--scheduler serial``), skip what a previous run finished,
 and honour RELION's ``--pipeline_control`` contract so they can run as External jobs.
 """
 
@@ -34,7 +35,12 @@ from tomopilot.core.events import EventBus, Message
 from tomopilot.core.events import Progress as ProgressEvent
 from tomopilot.io.star import TiltSeriesSet
 from tomopilot.processing.ctf import CtfOptions, run_ctf
-from tomopilot.processing.executor import DaskExecutor, Executor, SerialExecutor
+from tomopilot.processing.executor import (
+    DaskExecutor,
+    Executor,
+    SerialExecutor,
+    ThreadExecutor,
+)
 from tomopilot.processing.inputs import ImportOptics, load_tilt_series
 from tomopilot.processing.motioncorr import MotionCorrOptions, run_motioncorr
 from tomopilot.processing.relion_job import JobStatus, RelionJob
@@ -69,11 +75,14 @@ Scheduler = Annotated[
     str,
     typer.Option(
         "--scheduler",
-        help="'local' (a Dask LocalCluster sized to this machine), 'serial', or the address of a "
-        "running Dask scheduler (tcp://host:8786; see docs/preprocessing.md for Slurm).",
+        help="'local' (threads of this process, one movie per core; a lone movie gets every "
+        "core), 'dask' (a Dask LocalCluster of worker processes), 'serial', or the address of "
+        "a running Dask scheduler (tcp://host:8786; see docs/preprocessing.md for Slurm).",
     ),
 ]
-Workers = Annotated[int | None, typer.Option("--workers", help="LocalCluster workers.")]
+Workers = Annotated[
+    int | None, typer.Option("--workers", help="Movies at once ('local') or LocalCluster workers.")
+]
 
 
 @contextmanager
@@ -82,7 +91,11 @@ def _executor(scheduler: str, workers: int | None) -> Iterator[Executor]:
         with SerialExecutor() as serial:
             yield serial
         return
-    address = None if scheduler == "local" else scheduler
+    if scheduler == "local":
+        with ThreadExecutor(workers, memory_per_task_bytes=_MOVIE_BYTES) as threads:
+            yield threads
+        return
+    address = None if scheduler == "dask" else scheduler
     with DaskExecutor(address, n_workers=workers, memory_per_task_bytes=_MOVIE_BYTES) as dask:
         yield dask
 

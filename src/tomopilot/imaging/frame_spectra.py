@@ -70,16 +70,28 @@ class SpectrumWorkspace:
 
     def frame(self, shape: tuple[int, int]) -> NDArray[np.float32]:
         """A float32 frame buffer of ``shape``."""
-        if self._frame is None or self._frame.shape != shape:
-            self._frame = np.empty(shape, np.float32)
-        return self._frame
+        frame: NDArray[np.float32] = self.frames(1, shape)[0]
+        return frame
+
+    def frames(self, count: int, shape: tuple[int, int]) -> NDArray[np.float32]:
+        """``count`` float32 frame buffers of ``shape`` (one per thread)."""
+        frame = self._frame
+        if frame is None or frame.shape[1:] != shape or frame.shape[0] < count:
+            self._frame = frame = np.empty((count, *shape), np.float32)
+        return frame[:count]
 
     def scratch(self, shape: tuple[int, int]) -> NDArray[np.complex64]:
         """One full-size half-spectrum, for frames that are Fourier-cropped afterwards."""
+        scratch: NDArray[np.complex64] = self.scratches(1, shape)[0]
+        return scratch
+
+    def scratches(self, count: int, shape: tuple[int, int]) -> NDArray[np.complex64]:
+        """``count`` full-size half-spectra (one per thread)."""
         wanted = (shape[0], shape[1] // 2 + 1)
-        if self._scratch is None or self._scratch.shape != wanted:
-            self._scratch = np.empty(wanted, np.complex64)
-        return self._scratch
+        scratch = self._scratch
+        if scratch is None or scratch.shape[1:] != wanted or scratch.shape[0] < count:
+            self._scratch = scratch = np.empty((count, *wanted), np.complex64)
+        return scratch[:count]
 
     def release(self) -> None:
         """Drop the memory (the next movie allocates afresh)."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -137,6 +138,8 @@ def align_spectra(
     box: int | None = None,
     optimal_box: int = 1024,
     weight_profile: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> GlobalMotion:
     """Estimate each frame's displacement from the rfft2 spectra of a movie.
 
@@ -172,6 +175,8 @@ def align_spectra(
         A known radial weight (cycles per pixel, weight), for instance a whole movie's for its
         patches: only fine passes with this weight are run, from ``initial_shifts_px`` (zeros
         by default) over the whole grid.
+    pool, threads
+        Run the fine passes on ``threads`` threads of ``pool`` (same result as one thread).
     """
     data = spectra if isinstance(spectra, np.ndarray) else list(spectra)
     n = len(data)
@@ -222,16 +227,34 @@ def align_spectra(
         step = 0.5 * max(1.0, scale_x, scale_y)
         rounds = ((max(tolerance_px, 0.05), max_iterations), (tolerance_px, min(max_iterations, 4)))
         for round_tolerance, round_iterations in rounds:
-            weight, profile = ssnr_weight(cropped, shifts, fy, fx)
+            weight, profile = ssnr_weight(cropped, shifts, fy, fx, pool, threads)
             shifts, more, converged = fine_passes(
-                cropped, weight, fy, fx, shifts, step, round_iterations, round_tolerance
+                cropped,
+                weight,
+                fy,
+                fx,
+                shifts,
+                step,
+                round_iterations,
+                round_tolerance,
+                pool=pool,
+                threads=threads,
             )
             iterations += more
     else:
         step = float(np.clip(math.sqrt(max(bfactor_px2, 1.0)) / math.pi, 0.5, 4.0))
         step = max(step, 0.5 * max(scale_x, scale_y))
         shifts, iterations, converged = fine_passes(
-            cropped, weight, fy, fx, shifts, step, max_iterations, tolerance_px
+            cropped,
+            weight,
+            fy,
+            fx,
+            shifts,
+            step,
+            max_iterations,
+            tolerance_px,
+            pool=pool,
+            threads=threads,
         )
         radius = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
         frequencies = np.linspace(0.0, float(radius.max()), 64)

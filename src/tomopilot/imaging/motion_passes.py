@@ -14,7 +14,9 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.fft as sfft
@@ -23,6 +25,7 @@ from numpy.typing import NDArray
 from tomopilot.imaging.correlation_peak import local_ccf, locate_peak, refine_axis
 
 ComplexStack = NDArray[np.complex64]
+T = TypeVar("T")
 
 
 def crop_spectra(
@@ -119,19 +122,48 @@ def coarse_shifts(
     return best
 
 
+def map_row_blocks(
+    height: int,
+    block: int,
+    work: Callable[[int], T],
+    pool: Executor | None = None,
+    threads: int = 1,
+) -> list[T]:
+    """``[work(top) for top in range(0, height, block)]``, on ``threads`` threads of ``pool``.
+
+    Each thread takes a contiguous band of blocks; the list is in block order whatever the
+    threads, so sums over it do not depend on them.
+    """
+    tops = list(range(0, height, block))
+    if pool is None or threads <= 1 or len(tops) < 2:
+        return [work(top) for top in tops]
+    bounds = np.linspace(0, len(tops), min(threads, len(tops)) + 1).astype(int)
+
+    def band(k: int) -> list[T]:
+        return [work(top) for top in tops[bounds[k] : bounds[k + 1]]]
+
+    futures = [pool.submit(band, k) for k in range(len(bounds) - 1)]
+    return [value for future in futures for value in future.result()]
+
+
 def aligned_total(
     cropped: ComplexStack,
     rows: NDArray[np.complex64],
     cols: NDArray[np.complex64],
     block: int = 64,
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> NDArray[np.complex64]:
     """Σ_i C_i · row_i · col_i, a block of rows at a time (the temporaries stay in cache)."""
     height = cropped.shape[1]
     total = np.empty(cropped.shape[1:], np.complex64)
-    for top in range(0, height, block):
+
+    def rows_from(top: int) -> None:
         part = cropped[:, top : top + block] * cols
         part *= rows[:, top : top + block]
         total[top : top + block] = part.sum(axis=0)
+
+    map_row_blocks(height, block, rows_from, pool, threads)
     return total
 
 
@@ -145,6 +177,8 @@ def fine_passes(
     max_iterations: int,
     tolerance_px: float,
     block: int = 64,
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> tuple[NDArray[np.float64], int, bool]:
     """Leave-one-out refinement by three-point fits of the exactly evaluated correlation.
 
@@ -161,16 +195,19 @@ def fine_passes(
     fold[0] = 1.0
     if fx.size > 1 and fx[-1] > 0 and np.isclose(fx[-1], -np.min(fy)):
         fold[-1] = 1.0
-    constant = np.zeros((n, 3, 3))
     height = cropped.shape[1]
-    for top in range(0, height, block):
+
+    def own_from(top: int) -> NDArray[np.float64]:
         own = cropped[:, top : top + block].real ** 2 + cropped[:, top : top + block].imag ** 2
         own *= weight[top : top + block]
-        constant += local_ccf(own.astype(np.complex64), fy[top : top + block], fx, step)
+        return local_ccf(own.astype(np.complex64), fy[top : top + block], fx, step)
+
+    constant = np.sum(map_row_blocks(height, block, own_from, pool, threads), axis=0)
     iteration = 0
     for iteration in range(1, max_iterations + 1):
         rows, cols = phase_ramps(fy, fx, shifts)
-        weighted_total = np.conj(aligned_total(cropped, rows, cols, block)) * weight
+        total = aligned_total(cropped, rows, cols, block, pool, threads)
+        weighted_total = np.conj(total) * weight
         # Kernels that evaluate at t_i + δ: (n, 3, height) and (n, width, 3).
         ky = np.exp(
             2j * np.pi * (shifts[:, 1:2, None] + offsets[None, :, None]) * fy[None, None, :]
@@ -179,10 +216,17 @@ def fine_passes(
             2j * np.pi * fx[None, :, None] * (shifts[:, 0:1, None] + offsets[None, None, :])
         ).astype(np.complex64)
         kx *= fold[None, :, None]
-        partial = np.zeros((n, 3, fx.size), np.complex64)
-        for top in range(0, height, block):
+
+        def partial_from(
+            top: int,
+            weighted_total: NDArray[Any] = weighted_total,
+            ky: NDArray[Any] = ky,
+        ) -> NDArray[np.complex64]:
             products = cropped[:, top : top + block] * weighted_total[top : top + block]
-            partial += np.matmul(ky[:, :, top : top + block], products)
+            return np.asarray(np.matmul(ky[:, :, top : top + block], products), np.complex64)
+
+        partials = map_row_blocks(height, block, partial_from, pool, threads)
+        partial = np.sum(partials, axis=0, dtype=np.complex64)
         values = np.matmul(partial, kx).real.astype(np.float64) - constant
         increments = np.zeros((n, 2))
         for i in range(n):
@@ -202,6 +246,8 @@ def ssnr_weight(
     shifts: NDArray[np.float64],
     fy: NDArray[np.float64],
     fx: NDArray[np.float64],
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> tuple[NDArray[np.float32], tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """The variance-minimising correlation weight from the aligned frames' spectral SNR.
 
@@ -213,11 +259,14 @@ def ssnr_weight(
     """
     n = cropped.shape[0]
     rows, cols = phase_ramps(fy, fx, shifts)
-    total = aligned_total(cropped, rows, cols)
+    total = aligned_total(cropped, rows, cols, 64, pool, threads)
     auto = np.zeros(cropped.shape[1:], np.float32)  # |A_i|² = |C_i|²: no shift needed
-    for top in range(0, cropped.shape[1], 64):
+
+    def auto_from(top: int) -> None:
         block = cropped[:, top : top + 64]
         auto[top : top + 64] = np.sum(block.real**2 + block.imag**2, axis=0)
+
+    map_row_blocks(cropped.shape[1], 64, auto_from, pool, threads)
     cross = (total.real**2 + total.imag**2 - auto) / (n * (n - 1))
     auto /= n
     radius = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)

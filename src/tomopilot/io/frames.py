@@ -192,7 +192,7 @@ def _read_mrc(path: Path) -> NDArray[Any]:
                 data = mrc.data
                 if data is None:
                     raise FormatError("MRC file holds no data (truncated?)", path=path)
-                array = np.array(data)
+                array = np.asarray(data)  # read-only, kept alive by the array
     except FormatError:
         raise
     except Exception as exc:

@@ -8,6 +8,8 @@ the cubic model is fitted and every frame is resampled before summing.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
@@ -54,8 +56,14 @@ def sum_global(
     pixel_size_a: float,
     doses: NDArray[np.float64] | None,
     voltage_kv: float,
+    pool: ThreadPoolExecutor | None = None,
+    threads: int = 1,
 ) -> Sums:
-    """Aligned sums in Fourier space: each spectrum is shifted and added, a row block at a time."""
+    """Aligned sums in Fourier space: each spectrum is shifted and added, a row block at a time.
+
+    With a ``pool``, ``threads`` bands of rows are summed in parallel and the inverse
+    transforms use as many threads; the sums do not depend on it.
+    """
     n = len(spectra)
     rows, cols = _ramps(shape, shifts)
     even_sum = np.zeros(spectra[0].shape, np.complex64)
@@ -70,32 +78,46 @@ def sum_global(
         )
         weighted = np.zeros(spectra[0].shape, np.complex64)
     block = BLOCK_ROWS
-    shifted = np.empty((block, spectra[0].shape[1]), np.complex64)
-    for i in range(n):
-        spectrum = spectra[i]
-        accumulator = even_sum if i % 2 == 0 else odd_sum
-        decay = None if doses is None else np.float32(doses[i])
-        # Row blocks keep the shifted spectrum in cache: one read of the frame, one update of
-        # the sum, instead of three full passes.
-        for top in range(0, spectrum.shape[0], block):
-            part = shifted[: min(block, spectrum.shape[0] - top)]
-            np.multiply(spectrum[top : top + block], cols[i], out=part)
-            np.multiply(part, rows[i][top : top + block], out=part)
-            target = accumulator[top : top + block]
-            np.add(target, part, out=target)
-            if weighted is not None and q is not None and decay is not None:
-                weighted[top : top + block] += part * np.exp(-decay * q[top : top + block])
+    height = spectra[0].shape[0]
+    bands = np.linspace(0, height, threads + 1).astype(int)
+
+    def add_band(k: int) -> None:
+        shifted = np.empty((block, spectra[0].shape[1]), np.complex64)
+        for i in range(n):
+            spectrum = spectra[i]
+            accumulator = even_sum if i % 2 == 0 else odd_sum
+            decay = None if doses is None else np.float32(doses[i])
+            # Row blocks keep the shifted spectrum in cache: one read of the frame, one update
+            # of the sum, instead of three full passes.
+            for top in range(bands[k], bands[k + 1], block):
+                end = min(top + block, bands[k + 1])
+                part = shifted[: end - top]
+                np.multiply(spectrum[top:end], cols[i], out=part)
+                np.multiply(part, rows[i][top:end], out=part)
+                target = accumulator[top:end]
+                np.add(target, part, out=target)
+                if weighted is not None and q is not None and decay is not None:
+                    weighted[top:end] += part * np.exp(-decay * q[top:end])
+
+    if pool is None:
+        for k in range(threads):
+            add_band(k)
+    else:
+        for future in [pool.submit(add_band, k) for k in range(threads)]:
+            future.result()
     unweighted = even_sum + odd_sum if options.even_odd else even_sum
     even = odd = None
     if options.even_odd:
-        even = np.asarray(sfft.irfft2(even_sum, s=shape), np.float32)
-    plain = np.asarray(sfft.irfft2(unweighted, s=shape, overwrite_x=True), np.float32)
+        even = np.asarray(sfft.irfft2(even_sum, s=shape, workers=threads), np.float32)
+    plain = np.asarray(
+        sfft.irfft2(unweighted, s=shape, overwrite_x=True, workers=threads), np.float32
+    )
     if even is not None:
         odd = plain - even
     if weighted is not None and norm is not None:
         weighted /= np.maximum(norm, 1e-30)
         weighted *= np.float32(np.sqrt(n))  # keep the mean level of a plain sum
-        image = np.asarray(sfft.irfft2(weighted, s=shape), np.float32)
+        image = np.asarray(sfft.irfft2(weighted, s=shape, workers=threads), np.float32)
         return image, even, odd, plain if options.save_no_dw else None, None, None
     return plain, even, odd, None, None, None
 

@@ -24,6 +24,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +108,8 @@ def _prepare(
     gain: NDArray[np.float32] | None,
     defects: NDArray[np.bool_] | None,
     options: MotionCorrOptions,
+    pool: ThreadPoolExecutor | None = None,
+    threads: int = 1,
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y)."""
     shape = frames.shape[1:]
@@ -123,9 +127,16 @@ def _prepare(
             raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
         bad |= defects
     if options.remove_hot_pixels:
-        total = frames.sum(axis=0, dtype=np.float32)
-        if gain is not None:
-            total *= gain
+        total = np.empty(shape, np.float32)
+        bounds = np.linspace(0, shape[0], threads + 1).astype(int)
+
+        def add_rows(k: int) -> None:
+            rows = slice(bounds[k], bounds[k + 1])
+            np.sum(frames[:, rows], axis=0, dtype=np.float32, out=total[rows])
+            if gain is not None:
+                total[rows] *= gain[rows]
+
+        _run_split(pool, threads, add_rows)
         candidates = ~bad
         hot = np.zeros(shape, bool)
         values = total[candidates]
@@ -150,6 +161,7 @@ def correct_frames(
     voltage_kv: float = 300.0,
     seed: int = 0,
     workspace: SpectrumWorkspace | None = None,
+    threads: int = 1,
 ) -> MovieCorrection:
     """Motion-correct one movie (see the module docstring for the steps).
 
@@ -171,14 +183,64 @@ def correct_frames(
         Seed of the bad-pixel replacement.
     workspace
         Reusable memory for the spectra (keep one per process for many movies).
+    threads
+        Threads this movie may use: frames are prepared and transformed in parallel, and the
+        sums and their inverse transforms are split by rows. The result does not depend on it.
     """
     if frames.ndim != 3:
         raise ImagingError(f"a movie must be (n, h, w), got shape {frames.shape}")
     n = frames.shape[0]
     if n < 3:
         raise ImagingError(f"a movie needs at least 3 frames to align, this one has {n}")
+    threads = max(1, min(int(threads), n))
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        return _correct(
+            frames,
+            pixel_size_a,
+            options,
+            gain,
+            defects,
+            pre_exposure_e_a2,
+            dose_per_frame_e_a2,
+            voltage_kv,
+            seed,
+            workspace,
+            pool,
+            threads,
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _run_split(pool: ThreadPoolExecutor | None, parts: int, work: Callable[[int], None]) -> None:
+    """``work(k)`` for k in range(parts), on the pool's threads when there is a pool."""
+    if pool is None:
+        for k in range(parts):
+            work(k)
+        return
+    for future in [pool.submit(work, k) for k in range(parts)]:
+        future.result()
+
+
+def _correct(
+    frames: NDArray[np.generic],
+    pixel_size_a: float,
+    options: MotionCorrOptions,
+    gain: NDArray[np.float32] | None,
+    defects: NDArray[np.bool_] | None,
+    pre_exposure_e_a2: float,
+    dose_per_frame_e_a2: float | None,
+    voltage_kv: float,
+    seed: int,
+    workspace: SpectrumWorkspace | None,
+    pool: ThreadPoolExecutor | None,
+    threads: int,
+) -> MovieCorrection:
+    n = frames.shape[0]
     shape = (int(frames.shape[1]), int(frames.shape[2]))
-    bad, hot_xy = _prepare(frames, gain, defects, options)
+    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads)
     out_shape = binned_shape(shape, options.bin_factor)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
@@ -191,8 +253,8 @@ def correct_frames(
     work = workspace or SpectrumWorkspace()
     stack = work.spectra(n, out_shape)
     spectra = list(stack)
-    buffer = work.frame(shape)
-    full = work.scratch(shape) if out_shape != shape else None
+    buffers = work.frames(threads, shape)
+    fulls = work.scratches(threads, shape) if out_shape != shape else None
     accumulator = (
         AmplitudeAccumulator(geometry, options.ps_every_n_frames) if geometry is not None else None
     )
@@ -200,23 +262,29 @@ def correct_frames(
     any_bad = bool(bad.any())
     filler = BadPixelFill(bad) if any_bad else None
     as_is = frames.dtype == np.float32 and gain is None and not any_bad
-    for i in range(n):
-        if as_is:  # nothing to change: transform the frame where it lies
-            frame = np.ascontiguousarray(frames[i])
-        else:
-            frame = buffer
-            np.copyto(buffer, frames[i], casting="unsafe")
-            if gain is not None:
-                buffer *= gain
-            if filler is not None:
-                filler.apply(buffer, seed + i)
-        edges.set_frame(i, frame)
-        if full is None:
-            rfft2_into(frame, stack[i])
-        else:
-            stack[i] = crop_spectra(rfft2_into(frame, full), shape, out_shape)
-            stack[i] *= scale
-        if accumulator is not None:
+
+    def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers
+        buffer = buffers[k]
+        for i in range(k, n, threads):
+            if as_is:  # nothing to change: transform the frame where it lies
+                frame = np.ascontiguousarray(frames[i])
+            else:
+                frame = buffer
+                np.copyto(buffer, frames[i], casting="unsafe")
+                if gain is not None:
+                    buffer *= gain
+                if filler is not None:
+                    filler.apply(buffer, seed + i)
+            edges.set_frame(i, frame)
+            if fulls is None:
+                rfft2_into(frame, stack[i])
+            else:
+                stack[i] = crop_spectra(rfft2_into(frame, fulls[k]), shape, out_shape)
+                stack[i] *= scale
+
+    _run_split(pool, threads, transform)
+    if accumulator is not None:
+        for i in range(n):
             accumulator.add(stack[i])
     power, ps_pixel = None, 0.0
     if accumulator is not None and geometry is not None:
@@ -232,6 +300,8 @@ def correct_frames(
         max_shift_px=options.max_shift_px / max(bin_y, bin_x),
         max_iterations=options.max_iterations,
         tolerance_px=options.tolerance_px,
+        pool=pool,
+        threads=threads,
     )
     shifts = motion.shifts_px
     if options.smooth_trajectory:
@@ -246,7 +316,9 @@ def correct_frames(
             spectra, out_shape, shifts, options, motion, out_pixel, doses, voltage_kv
         )
     else:
-        result = sum_global(spectra, out_shape, shifts, options, out_pixel, doses, voltage_kv)
+        result = sum_global(
+            spectra, out_shape, shifts, options, out_pixel, doses, voltage_kv, pool, threads
+        )
     image, even, odd, no_dw, model, observations = result
     original = np.array([bin_x, bin_y])
     return MovieCorrection(

@@ -15,7 +15,7 @@ files; the job then ends with ``RELION_JOB_EXIT_FAILURE`` after every other movi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from tomopilot.core.events import EventBus, Message
 from tomopilot.io.frames import MRC_LABEL, frame_format, frame_stack_info
 from tomopilot.io.gain import read_gain
 from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet
-from tomopilot.processing.executor import Executor, TaskOutcome
+from tomopilot.processing.executor import Executor, TaskOutcome, threads_per_task
 from tomopilot.processing.job_tasks import end_status, run_job_tasks
 from tomopilot.processing.motioncorr.movie_task import (
     MovieResult,
@@ -283,6 +283,8 @@ def run_motioncorr(
         raise
     tasks = plan_tasks(selected, job, options, gain_path)
     todo = [t for t in tasks if not t.is_done()]
+    threads = threads_per_task(executor, len(todo))
+    todo = [replace(t, threads=threads) for t in todo]
     results: dict[tuple[str, int], MovieResult] = {}
     for task in tasks:
         if task.is_done():

@@ -85,6 +85,8 @@ class MovieTask:
         The job's oriented, multiplicative gain (``<job>/gain.mrc``), or None.
     tilt_series, index
         Name of the tilt series and position of the tilt in it.
+    threads
+        Threads the correction of this movie may use (the outputs do not depend on it).
     """
 
     movie_path: Path
@@ -98,6 +100,7 @@ class MovieTask:
     gain_path: Path | None
     tilt_series: str
     index: int
+    threads: int = 1
 
     def outputs(self) -> dict[str, Path]:
         """The files this task writes (label → path), per the options."""
@@ -161,14 +164,28 @@ def _load_defects(path: str, shape: tuple[int, int], mtime: float) -> NDArray[np
 
 
 def _write_mrc(path: Path, image: NDArray[np.float32], pixel_size_a: float, half: bool) -> None:
+    """Write one image (float16 = mode 12, else float32) to a temporary name, then rename.
+
+    The header statistics are computed once, in float32, on the image itself (mrcfile would
+    compute them on the float16 copy, which numpy does slowly).
+    """
     import mrcfile
 
-    data = image.astype(np.float16) if half else image.astype(np.float32, copy=False)
+    image = np.asarray(image, np.float32)
     temporary = path.with_name(f".{path.name}.tmp")
-    with mrcfile.new(temporary, overwrite=True) as mrc:
-        mrc.set_data(data)
+    with mrcfile.new_mmap(
+        temporary, shape=image.shape, mrc_mode=12 if half else 2, overwrite=True
+    ) as mrc:
+        mrc.data[...] = image
         mrc.voxel_size = pixel_size_a
-        mrc.header.label[0] = MRC_LABEL  # mrcfile's default label holds the time
+        header = mrc.header
+        stored = np.float16 if half else np.float32  # rounding keeps the order of values
+        header.dmin = np.float32(stored(image.min()))
+        header.dmax = np.float32(stored(image.max()))
+        header.dmean = np.float32(image.mean(dtype=np.float64))
+        header.rms = np.float32(image.std(dtype=np.float64))
+        header.label[0] = MRC_LABEL  # mrcfile's default label holds the time
+        header.nlabl = 1
     os.replace(temporary, path)
 
 
@@ -283,6 +300,7 @@ def correct_movie_file(task: MovieTask) -> MovieCorrection:
         voltage_kv=task.voltage_kv,
         seed=task.index,
         workspace=_workspace(),
+        threads=task.threads,
     )
 
 
