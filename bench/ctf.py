@@ -1,8 +1,21 @@
 """Benchmark: CTF defocus estimation, tomopilot against teamtomo's torch-ctf-estimation.
 
-Both estimators fit the same 2048² twin images taken at tilt-series dose (3 e/Å² per tilt) with
-true defocus −2 … −5 µm, on this machine's cores (the peer on CPU). The last line printed is the
-JSON of DESIGN.md §8; timings decide goals only as ratios measured in this run.
+Like with like: the peer's 1-D exhaustive search alone (``n_iterations_2d=0``, its search and
+1-D refinement) and its full estimate (plus the 2-D Adam refinement, 100 steps) are both timed
+and scored; the speed goal compares our fit with the peer's *search*. Both get the same images,
+the same defocus window (±2 µm around the nominal), the same fit band (40–5 Å), 512² patches,
+and the same threads (ours one thread by design: the ratio is per core with the peer given all
+cores, said so in the JSON); each image: 1 warm-up on the first image, then every image timed
+once per repeat, ``REPEATS`` repeats, median.
+
+Test images come from a second image model that is not our fitter's: an independent
+implementation of the CTF formula (written here, sharing no code with ``tomopilot.imaging``)
+with a different envelope (partial spatial and temporal coherence instead of a B-factor, plus
+the detector's sinc MTF), a different astigmatism convention (angle from the y axis, defocus
+given as the two principal values), a specimen with a power-law spectrum and ice-thickness
+background, and Poisson counting noise at tilt-series dose (3 e/Å²). The twin's images (whose
+model our fitter shares) are scored too, as a metric. The error goals can fail: our RMS error
+on the second model ≤ 50 nm, and no worse than the peer's search.
 
 Run: ``.venv/bin/python bench/ctf.py`` (the peer needs ``pip install -e '.[bench-peers]'``).
 """
@@ -10,7 +23,9 @@ Run: ``.venv/bin/python bench/ctf.py`` (the peer needs ``pip install -e '.[bench
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 import sys
 import time
 import types
@@ -29,13 +44,64 @@ from tomopilot.imaging.ctf import CtfOptics
 from tomopilot.imaging.fit_ctf import fit_ctf_spectrum, tile_power_spectra
 
 SIZE = 2048
+PIXEL_A = 2.0
+DOSE_E_A2 = 3.0
 TARGETS_UM = (-2.0, -2.75, -3.5, -4.25, -5.0)
+ASTIGMATISM_UM = (0.1, 0.25, 0.05, 0.3, 0.15)  # |ΔU − ΔV| of the second model's images
+AXES_FROM_Y_DEG = (20.0, 75.0, 130.0, 160.0, 45.0)
+REPEATS = 3
 OPTICS = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def ours(image: np.ndarray, pixel_a: float, target: float) -> tuple[float, float]:
-    """Defocus (µm) and seconds for tomopilot's fit of one image (tiles + astigmatic fit)."""
+def independent_image(
+    seed: int, mean_defocus_um: float, astigmatism_um: float, axis_from_y_deg: float
+) -> np.ndarray:
+    """A counting-camera image from an image model independent of our fitter's.
+
+    Weak phase-and-amplitude object with a k^-1 power spectrum plus a smooth ice-thickness
+    background; CTF sin(χ + φ_amp) with χ from the relativistic wavelength, Cs and an
+    astigmatic defocus whose axis is measured from the y axis; envelope = spatial coherence
+    (illumination semi-angle 0.02 mrad) × temporal coherence (Cc 2.7 mm, ΔE 0.8 eV) × the
+    detector's sinc MTF; Poisson counts at ``DOSE_E_A2``.
+    """
+    rng = np.random.default_rng(seed)
+    volts = 300e3
+    wavelength = 12.2643 / math.sqrt(volts * (1.0 + 0.97845e-6 * volts))  # Å
+    cs = 2.7e7  # Å
+    ky = np.fft.fftfreq(SIZE, PIXEL_A)[:, None]
+    kx = np.fft.rfftfreq(SIZE, PIXEL_A)[None, :]
+    k2 = kx * kx + ky * ky
+    k = np.sqrt(k2)
+    azimuth_from_y = np.arctan2(kx, ky)
+    df_mean = -mean_defocus_um * 1e4  # underfocus positive, Å
+    df = df_mean + 0.5 * astigmatism_um * 1e4 * np.cos(
+        2.0 * (azimuth_from_y - math.radians(axis_from_y_deg))
+    )
+    chi = math.pi * wavelength * df * k2 - 0.5 * math.pi * cs * wavelength**3 * k2 * k2
+    amplitude_phase = math.asin(0.1)
+    ctf = np.sin(chi + amplitude_phase)
+    alpha = 2e-5  # rad
+    gradient = 2.0 * math.pi * (wavelength * df * k - cs * wavelength**3 * k2 * k)
+    spatial = np.exp(-((alpha / (2.0 * wavelength)) ** 2) * gradient**2)
+    spread = 2.7e7 * 0.8 / volts  # Cc ΔE/E in Å
+    temporal = np.exp(-0.5 * (math.pi * wavelength * spread) ** 2 * k2 * k2)
+    mtf = np.sinc(kx * PIXEL_A) * np.sinc(ky * PIXEL_A)
+    noise = rng.standard_normal((SIZE, SIZE // 2 + 1)) + 1j * rng.standard_normal(
+        (SIZE, SIZE // 2 + 1)
+    )
+    specimen = noise / np.maximum(k, 1.0 / (SIZE * PIXEL_A)) ** 0.5
+    specimen[0, 0] = 0.0
+    contrast = np.fft.irfft2(specimen * ctf * spatial * temporal * mtf, s=(SIZE, SIZE))
+    contrast *= 0.08 / contrast.std()  # weak: a lamella's phase contrast, below the shot noise
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    thickness = 1.0 - 0.15 * (xx - 0.5) + 0.08 * np.sin(2.0 * math.pi * yy)
+    expected = DOSE_E_A2 * PIXEL_A**2 * thickness * np.clip(1.0 + contrast, 0.0, None)
+    return rng.poisson(expected).astype(np.float32)
+
+
+def ours(image: np.ndarray, pixel_a: float, target: float) -> tuple[float, float, float]:
+    """Mean defocus (µm), astigmatism (µm) and seconds of tomopilot's fit of one image."""
     start = time.perf_counter()
     spectra, _ = tile_power_spectra(image, 512)
     fit = fit_ctf_spectrum(
@@ -44,7 +110,8 @@ def ours(image: np.ndarray, pixel_a: float, target: float) -> tuple[float, float
         OPTICS,
         defocus_range_um=(target - 2.0, min(target + 2.0, -0.3)),
     )
-    return fit.defocus_um, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return fit.defocus_um, abs(fit.defocus_u_um - fit.defocus_v_um), seconds
 
 
 def _torchvision_shim() -> bool:
@@ -104,7 +171,7 @@ def _torchvision_shim() -> bool:
 
 
 def peer_runner() -> tuple[Any, str | None, bool]:
-    """The peer's fit function, or the reason it is missing."""
+    """The peer's fit function (search only, or search + 2-D refinement), or why it is missing."""
     try:
         import torch
     except ImportError as exc:
@@ -116,7 +183,7 @@ def peer_runner() -> tuple[Any, str | None, bool]:
         return None, f"torch-ctf-estimation not importable ({type(exc).__name__}: {exc})", shim
     torch.set_num_threads(CORES)
 
-    def run(image: np.ndarray, pixel_a: float, target: float) -> tuple[float, float]:
+    def run(image: np.ndarray, pixel_a: float, target: float, refine: bool) -> tuple[float, float]:
         start = time.perf_counter()
         _, result1d, result2d = estimate_ctf(
             torch.as_tensor(image, dtype=torch.float32),
@@ -126,11 +193,12 @@ def peer_runner() -> tuple[Any, str | None, bool]:
                 frequency_fit_range_angstroms=(40.0, 5.0),
                 defocus_range_microns=(max(0.3, -target - 2.0), -target + 2.0),
                 patch_sidelength=512,
+                n_iterations_2d=100 if refine else 0,
             ),
             device=torch.device("cpu"),
         )
         seconds = time.perf_counter() - start
-        if result2d.defocus_u is not None and result2d.defocus_v is not None:
+        if refine and result2d.defocus_u is not None and result2d.defocus_v is not None:
             defocus = 0.5 * (float(result2d.defocus_u) + float(result2d.defocus_v))
         else:
             defocus = float(result1d.ctf_model.defocus)
@@ -139,66 +207,120 @@ def peer_runner() -> tuple[Any, str | None, bool]:
     return run, None, shim
 
 
+def _score(errors_nm: list[float]) -> float:
+    return float(np.sqrt(np.mean(np.square(errors_nm))))
+
+
+def evaluate(
+    fit: Any, images: list[tuple[np.ndarray, float, float, float]]
+) -> tuple[list[float], float]:
+    """Errors (nm) of ``fit`` on (image, pixel, nominal, truth) and its median seconds/image.
+
+    1 warm-up on the first image, then ``REPEATS`` passes over all images; per image the
+    median of its repeats; the mean over images is returned.
+    """
+    first = images[0]
+    fit(first[0], first[1], first[2])
+    times: list[list[float]] = [[] for _ in images]
+    errors: list[float] = [0.0] * len(images)
+    for _ in range(REPEATS):
+        for i, (image, pixel, nominal, truth) in enumerate(images):
+            defocus, seconds = fit(image, pixel, nominal)
+            times[i].append(seconds)
+            errors[i] = (defocus - truth) * 1e3
+    return errors, float(np.mean([statistics.median(t) for t in times]))
+
+
 def main() -> dict[str, Any]:
-    images = [twin_image(500 + 11 * i, SIZE, 0.0, t) for i, t in enumerate(TARGETS_UM)]
-    truths = [float(truth.defocus_um) for _, _, truth in images]
-    ours(images[0][0], images[0][1], TARGETS_UM[0])  # warm-up (imports, caches)
-    our_errors, our_seconds = [], []
-    for (image, pixel, _), target, true in zip(images, TARGETS_UM, truths, strict=True):
-        defocus, seconds = ours(image, pixel, target)
-        our_errors.append((defocus - true) * 1e3)
-        our_seconds.append(seconds)
+    settings = zip(TARGETS_UM, ASTIGMATISM_UM, AXES_FROM_Y_DEG, strict=True)
+    second = [
+        (independent_image(700 + i, t, a, axis), PIXEL_A, t, t)
+        for i, (t, a, axis) in enumerate(settings)
+    ]
+    twin = []
+    for i, t in enumerate(TARGETS_UM):
+        image, pixel, truth = twin_image(500 + 11 * i, SIZE, 0.0, t)
+        twin.append((image, pixel, t, float(truth.defocus_um)))
+    how = (
+        f"1 warm-up, {REPEATS} repeats over the images, per-image median, mean over images; "
+        f"ours 1 thread, the peer torch.set_num_threads({CORES}); same images, window, band"
+    )
     metrics: dict[str, Any] = {
         "image_px": SIZE,
-        "pixel_size_a": images[0][1],
-        "dose_e_a2": 3.0,
-        "true_defocus_um": [round(t, 3) for t in truths],
+        "pixel_size_a": PIXEL_A,
+        "dose_e_a2": DOSE_E_A2,
         "cores": CORES,
-        "ours_defocus_error_nm": [round(e, 1) for e in our_errors],
-        "ours_rms_error_nm": round(float(np.sqrt(np.mean(np.square(our_errors)))), 1),
-        "ours_seconds_per_image": round(float(np.mean(our_seconds)), 3),
+        "how": how,
+        "second_model": "independent CTF formula: coherence envelopes + sinc MTF, astigmatism "
+        "axis from y, k^-1 specimen, ice gradient, Poisson counts",
     }
+    astig_errors = []
+    for (image, pixel, nominal, _), true_astig in zip(second, ASTIGMATISM_UM, strict=True):
+        _, astig, _ = ours(image, pixel, nominal)
+        astig_errors.append(round((astig - true_astig) * 1e3, 1))
+    metrics["ours_astigmatism_error_nm_second_model"] = astig_errors
+
+    def mine(image: np.ndarray, pixel: float, nominal: float) -> tuple[float, float]:
+        defocus, _, seconds = ours(image, pixel, nominal)
+        return defocus, seconds
+
+    results: dict[str, dict[str, Any]] = {}
+    for model, images in (("second_model", second), ("twin", twin)):
+        errors, seconds = evaluate(mine, images)
+        results[model] = {
+            "true_defocus_um": [round(i[3], 3) for i in images],
+            "ours_error_nm": [round(e, 1) for e in errors],
+            "ours_rms_error_nm": round(_score(errors), 1),
+            "ours_seconds_per_image": round(seconds, 3),
+        }
     run, missing, shim = peer_runner()
     goals: dict[str, Any] = {}
+    ours_rms = results["second_model"]["ours_rms_error_nm"]
+    goals["defocus_error_nm_second_model"] = {
+        "value": ours_rms,
+        "goal": "<= 50",
+        "met": bool(ours_rms <= 50.0),
+        "note": "RMS over the second model's images (not our fitter's image model)",
+    }
     if run is None:
         metrics["peer"] = f"missing: {missing}"
-        goals["defocus_error_vs_peer"] = {
-            "value": None,
-            "goal": "<= 1",
-            "met": None,
-            "note": missing,
-        }
-        goals["speedup_vs_peer"] = {"value": None, "goal": ">= 5", "met": None, "note": missing}
+        for name, goal in (("speedup_vs_peer_search", ">= 5"), ("error_vs_peer_search", "<= 1")):
+            goals[name] = {"value": None, "goal": goal, "met": None, "note": missing}
     else:
         metrics["peer"] = "torch-ctf-estimation (CPU)"
         metrics["peer_torchvision_shim"] = shim
-        peer_errors, peer_seconds = [], []
-        for (image, pixel, _), target, true in zip(images, TARGETS_UM, truths, strict=True):
-            defocus, seconds = run(image, pixel, target)
-            peer_errors.append((defocus - true) * 1e3)
-            peer_seconds.append(seconds)
-        peer_rms = float(np.sqrt(np.mean(np.square(peer_errors))))
-        metrics["peer_defocus_error_nm"] = [round(e, 1) for e in peer_errors]
-        metrics["peer_rms_error_nm"] = round(peer_rms, 1)
-        metrics["peer_seconds_per_image"] = round(float(np.mean(peer_seconds)), 3)
-        # Both ran on all cores of this machine (ours single-threaded by design, the peer's
-        # torch with one thread per core), so the per-core ratio counts our idle cores too.
-        speedup = float(np.mean(peer_seconds) / np.mean(our_seconds))
-        error_ratio = float(metrics["ours_rms_error_nm"]) / max(peer_rms, 1e-9)
-        goals["defocus_error_vs_peer"] = {
-            "value": round(error_ratio, 3),
-            "goal": "<= 1",
-            "met": bool(error_ratio <= 1.0 or metrics["ours_rms_error_nm"] <= 10.0),
-            "note": "our RMS defocus error / the peer's (met also when ours ≤ 10 nm)",
-        }
-        goals["speedup_vs_peer"] = {
+        for model, images in (("second_model", second), ("twin", twin)):
+            for label, refine in (("search", False), ("search_and_refine", True)):
+
+                def theirs(
+                    image: np.ndarray, pixel: float, nominal: float, refine: bool = refine
+                ) -> tuple[float, float]:
+                    return run(image, pixel, nominal, refine)
+
+                errors, seconds = evaluate(theirs, images)
+                results[model][f"peer_{label}_error_nm"] = [round(e, 1) for e in errors]
+                results[model][f"peer_{label}_rms_error_nm"] = round(_score(errors), 1)
+                results[model][f"peer_{label}_seconds_per_image"] = round(seconds, 3)
+        entry = results["second_model"]
+        speedup = entry["peer_search_seconds_per_image"] / entry["ours_seconds_per_image"]
+        refined = (
+            entry["peer_search_and_refine_seconds_per_image"] / entry["ours_seconds_per_image"]
+        )
+        metrics["speedup_vs_peer_search_and_refine"] = round(refined, 2)
+        peer_rms = max(entry["peer_search_rms_error_nm"], 1e-9)
+        goals["speedup_vs_peer_search"] = {
             "value": round(speedup, 2),
             "goal": ">= 5",
             "met": bool(speedup >= 5.0),
-            "note": "peer seconds per image / ours, same images, same run",
+            "note": f"second model; peer search seconds / ours; {how}",
         }
-    rms = float(metrics["ours_rms_error_nm"])
-    goals["defocus_error_nm"] = {"value": round(rms, 1), "goal": "<= 50", "met": bool(rms <= 50.0)}
+        goals["error_vs_peer_search"] = {
+            "value": round(ours_rms / peer_rms, 3),
+            "goal": "<= 1",
+            "met": bool(ours_rms <= peer_rms),
+            "note": "our RMS defocus error / the peer search's, second model",
+        }
+    metrics["results"] = results
     return {"bench": "ctf", "metrics": metrics, "goals": goals}
 
 

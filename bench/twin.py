@@ -1,20 +1,23 @@
 """Benchmark: what a twin exposure costs, in units of one 2048×2048 complex FFT.
 
-Prints one JSON object (DESIGN.md §8). Every timing is a ratio to a 2048² complex64 FFT
-(scipy.fft, same worker count as the twin) timed in the same run, so the figures survive a
-loaded machine. The goal: an image costs ≤ 15 FFTs, averaged over a tilt series' angles.
+Prints one JSON object (DESIGN.md §8). Every timing is a ratio to a 2048² complex64 FFT into a
+reused output buffer (:mod:`fft_reference`, the yardstick every bench shares; same worker count
+as the twin), timed beside each tilt in the same run, so the figures survive a loaded machine.
+The goal: the *worst* tilt's image costs ≤ 15 FFTs (the mean over the tilts is reported too).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
-import scipy.fft as sfft
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import fft_reference
 from tomopilot.imaging.fourier import WORKERS
 from tomopilot.instrument import LowDoseArea
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
@@ -22,9 +25,11 @@ from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 SIZE = 2048
 TILTS_DEG = (0.0, 30.0, -30.0, 60.0, -60.0)
 REPEATS = 3
+FFT_REPEATS = 5
 
 
 def _median_time(action: Callable[[], object], repeats: int) -> float:
+    action()  # warm-up, as for the FFT yardstick
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -33,12 +38,11 @@ def _median_time(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _fft_seconds() -> float:
+    return fft_reference.complex_fft_seconds((SIZE, SIZE), threads=WORKERS, repeats=FFT_REPEATS)
+
+
 def main() -> dict[str, object]:
-    rng = np.random.default_rng(0)
-    data = (rng.standard_normal((SIZE, SIZE)) + 1j * rng.standard_normal((SIZE, SIZE))).astype(
-        np.complex64
-    )
-    sfft.fft2(data, workers=WORKERS)  # plan and warm up
     config = TwinConfig.model_validate(
         {"seed": 1, "presets": {"record": {"camera_area_px": [SIZE, SIZE], "binning": 1}}}
     )
@@ -51,15 +55,18 @@ def main() -> dict[str, object]:
     image_ratios: dict[str, float] = {}
     for tilt in TILTS_DEG:
         scope.stage.tilt_to(tilt, backlash_compensate=True)
-        fft = _median_time(lambda: sfft.fft2(data, workers=WORKERS), 5)
+        fft = _fft_seconds()
         image = _median_time(lambda: scope.camera.acquire(LowDoseArea.RECORD), REPEATS)
         fft_s.append(fft)
         image_ratios[f"{tilt:+.0f}"] = image / fft
     fft_ref = statistics.median(fft_s)
     scope.stage.tilt_to(0.0, backlash_compensate=True)
     movie_s = _median_time(lambda: scope.camera.acquire_movie(LowDoseArea.RECORD, n_frames=10), 2)
-    movie_fft = _median_time(lambda: sfft.fft2(data, workers=WORKERS), 5)
+    movie_fft = _fft_seconds()
     mean_ratio = statistics.fmean(image_ratios.values())
+    worst_ratio = max(image_ratios.values())
+    yardstick = fft_reference.describe(WORKERS, FFT_REPEATS)
+    how = f"image: 1 warm-up, median of {REPEATS}; over {yardstick}, timed beside each tilt"
     return {
         "bench": "twin",
         "metrics": {
@@ -68,17 +75,19 @@ def main() -> dict[str, object]:
             "fft_2048_complex64_s": round(fft_ref, 5),
             "image_cost_ffts_by_tilt": {k: round(v, 2) for k, v in image_ratios.items()},
             "image_cost_ffts_mean": round(mean_ratio, 2),
-            "image_cost_ffts_worst": round(max(image_ratios.values()), 2),
+            "image_cost_ffts_worst": round(worst_ratio, 2),
             "movie_10_frames_cost_ffts": round(movie_s / movie_fft, 2),
             "movie_cost_ffts_per_frame": round(movie_s / movie_fft / 10, 2),
             "image_s_mean": round(mean_ratio * fft_ref, 4),
             "movie_s": round(movie_s, 4),
+            "how": how,
         },
         "goals": {
-            "image_cost_ffts": {
-                "value": round(mean_ratio, 2),
+            "image_cost_ffts_worst_tilt": {
+                "value": round(worst_ratio, 2),
                 "goal": "<= 15",
-                "met": mean_ratio <= 15,
+                "met": worst_ratio <= 15,
+                "note": f"worst of {len(TILTS_DEG)} tilts; {how}",
             }
         },
     }
