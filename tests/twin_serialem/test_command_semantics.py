@@ -410,3 +410,28 @@ def test_log_commands(scope: TwinMicroscope, tmp_path: Path) -> None:
     assert sem.session.status_lines == {2: "running"}
     sem.ClearStatusLine()
     assert sem.session.status_lines == {}
+
+
+def test_align_between_mags_puts_the_field_on_the_view_centre(tmp_path: Path) -> None:
+    from serialem_helpers import SMALL
+
+    from tomopilot.instrument.twin import TwinConfig
+    from tomopilot.instrument.twin_serialem.truth_report import _centre_point
+
+    presets = {**SMALL["presets"], "view": {"binning": 2}}  # View 28 Å/px, Preview 8 Å/px
+    scope = TwinMicroscope(TwinConfig.model_validate({**SMALL, "presets": presets}))
+    sem = make_module(scope, directory=tmp_path)
+    sem.SetDefocus(-4.0)
+    sem.V()
+    sem.Copy("A", "P")
+    sem.L()
+    point = _centre_point(scope, scope.ground_truth.exposures[-1])
+    sem.ImageShiftByMicrons(0.05, -0.03)
+    sem.L()
+    applied = sem.AlignBetweenMags("P")
+    assert applied == pytest.approx((-0.05, 0.03), abs=0.006)
+    sem.L()
+    assert np.hypot(*scope.ground_truth.exposures[-1].offset_nm(point)) < 6.0
+    with pytest.raises(SEMerror, match="lower magnification"):
+        sem.Copy("A", "Q")
+        sem.AlignBetweenMags("Q")
