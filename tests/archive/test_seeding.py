@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tomopilot.store import open_store
-from tomopilot.store.seeding import model_positions, seed_model
+from tomopilot.store.models import TiltSeriesRow
+from tomopilot.store.seeding import fit_series, model_positions, seed_model
 from tomopilot.store.writes import (
     tracking_values,
     upsert_exposure,
@@ -66,6 +67,11 @@ def test_seeds_recover_the_model_of_past_series(tmp_path: Path) -> None:
         assert g.offset_um == pytest.approx(0.4, abs=0.02)
         assert g.z0_um == pytest.approx(1.1, abs=0.02)
         assert g.rms_um < 0.004
+    with store.reader() as db:  # one series alone, as the tilt-series page shows it
+        newest = db.query(TiltSeriesRow).filter_by(name="ts_3").one()
+        alone = fit_series(newest.exposures)
+    assert alone["+"].z0_um == pytest.approx(1.1, abs=0.03)
+    assert alone["-"].phi_deg == pytest.approx(20.0, abs=1.0)
     with store.reader() as db:  # another magnification: nothing to seed from
         assert seed_model(db, pixel_size_a=5.0).groups == {}
     store.close()

@@ -15,6 +15,7 @@ Lengths are µm; φ is in degrees, x along the image-shift x axis, as the exposu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,6 +83,42 @@ def _group_of(exposure: ExposureRow, start_deg: float) -> str:
     if exposure.branch in GROUPS:
         return exposure.branch
     return "+" if exposure.tilt_deg >= start_deg else "-"
+
+
+def group_positions(
+    exposures: Sequence[ExposureRow],
+) -> dict[str, list[tuple[float, float, float]]] | None:
+    """Measured positions (tilt °, x µm, y µm) of one series per tilt group, in order."""
+    measured = [e for e in exposures if e.measured_x_um is not None and e.measured_y_um is not None]
+    if not measured:
+        return None
+    start = measured[0]
+    groups: dict[str, list[tuple[float, float, float]]] = {g: [] for g in GROUPS}
+    for exposure in measured:
+        point = (
+            exposure.tilt_deg,
+            float(exposure.measured_x_um or 0.0),
+            float(exposure.measured_y_um or 0.0),
+        )
+        if exposure is start:
+            for group in GROUPS:  # the start image opens both groups
+                groups[group].append(point)
+        else:
+            groups[_group_of(exposure, start.tilt_deg)].append(point)
+    return groups
+
+
+def fit_series(exposures: Sequence[ExposureRow], *, min_points: int = 3) -> dict[str, GroupSeed]:
+    """The model fitted to one series alone, per group (Leginon's viewer shows φ, offset, z0)."""
+    groups = group_positions(exposures)
+    out: dict[str, GroupSeed] = {}
+    for group, points in (groups or {}).items():
+        if len(points) < min_points:
+            continue
+        free = any(abs(p[0]) >= 30.0 for p in points)
+        phi, offset, heights, rms = _fit([points], 0.0, 0.0, free)
+        out[group] = GroupSeed(group, phi, offset, heights[0], 1, len(points), rms, not free)
+    return out
 
 
 def _fit(
@@ -152,26 +189,9 @@ def seed_model(
             or abs(series.pixel_size_a - pixel_size_a) > 0.01 * pixel_size_a
         ):
             continue
-        exposures = [
-            e
-            for e in series.exposures
-            if e.measured_x_um is not None and e.measured_y_um is not None
-        ]
-        if not exposures:
+        groups = group_positions(series.exposures)
+        if groups is None:
             continue
-        start = exposures[0]
-        groups: dict[str, list[tuple[float, float, float]]] = {g: [] for g in GROUPS}
-        for exposure in exposures:
-            point = (
-                exposure.tilt_deg,
-                float(exposure.measured_x_um or 0.0),
-                float(exposure.measured_y_um or 0.0),
-            )
-            if exposure is start:
-                for group in GROUPS:  # the start image opens both groups
-                    groups[group].append(point)
-            else:
-                groups[_group_of(exposure, start.tilt_deg)].append(point)
         seed.history[series.id] = groups
         for group in GROUPS:
             if len(groups[group]) >= min_points and len(per_group[group]) < max_series:

@@ -28,6 +28,7 @@ from tomopilot import __version__
 from tomopilot.acquisition.control import EngineControl
 from tomopilot.store import Store
 from tomopilot.store.models import AreaRow, ExposureRow, SessionRow, TiltSeriesRow
+from tomopilot.store.seeding import fit_series
 from tomopilot.web import queries
 from tomopilot.web.cache import RevisionCache
 from tomopilot.web.files import (
@@ -349,12 +350,14 @@ def create_app(store: Store, live: LiveRun | None = None, *, poll_s: float = 0.5
                 series = db.get(TiltSeriesRow, series_id)
                 assert series is not None
                 thumbs = [(e.ordinal, e.tilt_deg) for e in _thumb_ordinals(list(series.exposures))]
+                model = fit_series(series.exposures)
             return render(
                 "series.html",
                 fragment,
                 t=detail,
                 plots=series_plots(detail),
                 thumbs=thumbs,
+                model=model,
                 stream=f"/api/stream?session_id={detail.session_id}",
             )
 
