@@ -38,8 +38,8 @@ from tomopilot.cli.serve import HostOption, PortOption, warn_if_exposed
 from tomopilot.core.events import EventBus, Message
 from tomopilot.instrument.twin_serialem.truth_report import is_script_run
 from tomopilot.store import Store, open_store
-from tomopilot.web.app import LiveRun
-from tomopilot.web.server import DEFAULT_HOST, DEFAULT_PORT, MonitorServer
+from tomopilot.web.monitor_process import MonitorProcess
+from tomopilot.web.server import DEFAULT_HOST, DEFAULT_PORT
 
 
 def _dry_run(config_path: Path, strategy: str | None) -> None:
@@ -96,7 +96,7 @@ def _start_monitor(
     store: Store,
     host: str,
     port: int,
-) -> MonitorServer:
+) -> MonitorProcess:
     def notify(action: str, detail: dict[str, Any]) -> None:
         if action == "skipped":
             bus.emit(
@@ -107,11 +107,10 @@ def _start_monitor(
         else:
             bus.emit(RunStateChanged(time_s=now_s(), state=action))
 
-    live = LiveRun(control=control, notify=notify)
-    monitor = MonitorServer(store, host=host, port=port, live=live).start()
+    monitor = MonitorProcess(store.url, control, host=host, port=port, notify=notify).start()
     warn_if_exposed(host)
     console.print(
-        f"web monitor: {monitor.url}/  control token: [bold]{live.token}[/] "
+        f"web monitor: {monitor.url}/  control token: [bold]{monitor.token}[/] "
         "(send as 'Authorization: Bearer TOKEN')"
     )
     return monitor

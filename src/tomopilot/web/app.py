@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +25,6 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import StreamingResponse
 
 from tomopilot import __version__
-from tomopilot.acquisition.control import EngineControl
 from tomopilot.store import Store
 from tomopilot.store.models import AreaRow, ExposureRow, SessionRow, TiltSeriesRow
 from tomopilot.store.seeding import fit_series
@@ -45,11 +44,23 @@ HERE = Path(__file__).parent
 N_THUMBNAILS = 16
 
 
+class RunControl(Protocol):
+    """What the control endpoints act on: an :class:`EngineControl` or a proxy of one."""
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def abort(self) -> None: ...
+    def skip_target(self, target: int) -> None: ...
+    def skipped_targets(self) -> set[int]: ...
+    @property
+    def paused(self) -> bool: ...
+
+
 @dataclass
 class LiveRun:
     """An acquisition the server may control (``acquire --serve``)."""
 
-    control: EngineControl
+    control: RunControl
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     notify: Callable[[str, dict[str, Any]], None] | None = None
     """Told of every control action (the CLI emits it as an event)."""
@@ -95,8 +106,19 @@ def authorised(
 Controller = Annotated[LiveRun, Depends(authorised)]
 
 
-def create_app(store: Store, live: LiveRun | None = None, *, poll_s: float = 0.5) -> FastAPI:
-    """The monitor's ASGI application on ``store``."""
+def create_app(
+    store: Store,
+    live: LiveRun | None = None,
+    *,
+    poll_s: float = 0.5,
+    refresh_s: float = 1.0,
+) -> FastAPI:
+    """The monitor's ASGI application on ``store``.
+
+    ``poll_s`` is how often a live stream looks for news; ``refresh_s`` how often at most the
+    archive is asked whether anything changed (pages and answers are rendered at most that often,
+    however many viewers ask).
+    """
     state = MonitorState(store=store, live=live, poll_s=poll_s)
     app = FastAPI(
         title="tomopilot monitor",
@@ -109,7 +131,7 @@ def create_app(store: Store, live: LiveRun | None = None, *, poll_s: float = 0.5
     app.state.monitor = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    cache = RevisionCache(store, ttl_s=min(0.25, poll_s))
+    cache = RevisionCache(store, ttl_s=refresh_s)
     app.state.cache = cache
     owners: dict[tuple[str, int], int] = {}  # (kind, id) → session id (never changes)
 

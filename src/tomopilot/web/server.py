@@ -31,8 +31,9 @@ class MonitorServer:
         port: int = DEFAULT_PORT,
         live: LiveRun | None = None,
         poll_s: float = 0.5,
+        refresh_s: float = 1.0,
     ) -> None:
-        self.app = create_app(store, live, poll_s=poll_s)
+        self.app = create_app(store, live, poll_s=poll_s, refresh_s=refresh_s)
         self.config = uvicorn.Config(
             self.app,
             host=host,
