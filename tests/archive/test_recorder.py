@@ -160,3 +160,31 @@ def test_events_still_queued_when_the_run_ends_are_saved_and_imported_later(
             assert kinds.count("ExposureRecorded") == summary.n_exposures
             assert "RunFinished" in kinds
         store.close()
+
+
+def test_a_dewar_refill_is_recorded_as_housekeeping(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tomopilot.store.models import HousekeepingRow
+    from tomopilot.web.app import create_app
+
+    config = write_config(
+        tmp_path,
+        twin={"housekeeping": {"dewar_first_fill_s": 130.0, "dewar_refill_duration_s": 300.0}},
+    )
+    engine, resolved = start_run(load_acquire_config(config))
+    store = open_store(engine.plan.run_dir)
+    recorder = _recorder(store, engine, resolved)
+    engine.run()
+    assert recorder.close()
+    truth = engine.scope.ground_truth  # type: ignore[attr-defined]
+    with store.reader() as db:
+        waits = db.query(HousekeepingRow).filter_by(task="dewar_wait").all()
+    assert waits, "the refill the engine waited out is in the archive"
+    assert sum(w.duration_s for w in waits) == pytest.approx(
+        truth.time_by_activity_s["dewar_wait"], rel=1e-9
+    )
+    with TestClient(create_app(store)) as client:
+        page = client.get("/sessions/1").text
+        assert "dewar_wait" in page and 'id="housekeeping"' in page
+    store.close()
