@@ -12,12 +12,14 @@ next n times a command is sent.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tomopilot.instrument import ImageShiftLimitError, InstrumentError, LowDoseArea
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
+from tomopilot.io.frames import write_frames
 
 LETTER_AREA = {
     "V": LowDoseArea.VIEW,
@@ -65,6 +67,10 @@ class FakeSerialEM:
         self.autofocus_result: tuple[float, float] | None = None
         self.buffers: dict[str, Any] = {}
         self.last_exposure_id = -1
+        self.saving_frames: dict[str, bool] = {}
+        self.frames_dir: Path | None = None
+        self.n_frame_files = 0
+        self.last_frame_file = ""
         self._stops: dict[str, int] = {}
         self._busy: dict[str, int] = {}
         self._counts: dict[str, int] = {}
@@ -299,8 +305,22 @@ class FakeSerialEM:
         return self.autofocus_result
 
     # -- camera ---------------------------------------------------------------------------------
+    def SetDoseFracParams(self, camera_set: str, dose_frac: int, save: int = 0, *rest: int) -> None:
+        self.saving_frames[camera_set] = bool(save)
+
     def _acquire(self, area: LowDoseArea, letter: str) -> None:
-        image = self.twin.camera.acquire(area)
+        camera_set = {"R": "R", "V": "V", "F": "F", "T": "T", "S": "V"}[letter]
+        if area is LowDoseArea.PREVIEW:
+            camera_set = "P"
+        if self.saving_frames.get(camera_set) and self.frames_dir is not None:
+            movie = self.twin.camera.acquire_movie(area)
+            image = movie.image
+            self.n_frame_files += 1
+            self.last_frame_file = str(
+                write_frames(self.frames_dir / f"frames_{self.n_frame_files:03d}.mrc", movie.frames)
+            )
+        else:
+            image = self.twin.camera.acquire(area)
         self.area = letter
         self.last_exposure_id = image.exposure_id
         self.buffers = {
@@ -332,7 +352,7 @@ class FakeSerialEM:
         return np.asarray(self.buffers[buffer])
 
     def ReportLastFrameFile(self) -> str:
-        return ""
+        return self.last_frame_file
 
     # -- housekeeping ---------------------------------------------------------------------------
     def ReportColumnOrGunValve(self) -> float:

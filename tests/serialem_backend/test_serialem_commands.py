@@ -8,6 +8,7 @@ where the twin underneath then really is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -259,3 +260,21 @@ def test_housekeeping_maps_to_dewar_feg_and_slit_commands(
         ("LongOperation", ("FF", "0")),
         ("RefineZLP", ()),
     ]
+
+
+def test_a_movie_turns_frame_saving_on_and_reads_the_frames_serialem_saved(
+    fake: FakeSerialEM, make_scope: Build, tmp_path: Path
+) -> None:
+    scope = make_scope()
+    with pytest.raises(SerialEMCommandError, match="no frames were saved"):
+        scope.camera.acquire_movie(LowDoseArea.RECORD)  # SerialEM saved none
+    fake.frames_dir = tmp_path
+    mark = len(fake.calls)
+    movie = scope.camera.acquire_movie(LowDoseArea.RECORD)
+    names = [n for n, _ in sent_since(fake, mark)]
+    assert names == ["R", "bufferImage", "ReportLastFrameFile"]  # saving was turned on once
+    assert ("SetDoseFracParams", ("R", 1, 1)) in fake.calls
+    preset = fake.twin.optics.preset(LowDoseArea.RECORD)
+    assert movie.n_frames == preset.n_frames
+    assert movie.frames.shape[1:] == movie.image.data.shape
+    np.testing.assert_allclose(movie.frames.sum(axis=0).mean(), movie.image.data.mean(), rtol=0.05)

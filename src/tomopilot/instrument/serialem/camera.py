@@ -7,10 +7,11 @@ move) plus ``ReportClock``: a Record costs the exposure command, the buffer tran
 clock reading. The dose is SerialEM's counts-based estimate: mean counts per unbinned pixel per
 second over ``CountsPerElectron``, times the exposure, over the pixel area.
 
-Movies: SerialEM saves the frames itself (frame saving set up in its Record parameters);
-:meth:`SerialEMCamera.acquire_movie` records, asks ``ReportLastFrameFile`` where they went and
-reads them with tomopilot's frame reader, so the folder must be reachable from tomopilot's
-computer.
+Movies: SerialEM saves the frames itself; :meth:`SerialEMCamera.acquire_movie` turns frame
+saving on for the area's parameter set (``SetDoseFracParams set 1 1``, restored with the other
+camera parameters at the end), records, asks ``ReportLastFrameFile`` where the frames went and
+reads them with tomopilot's frame reader, so SerialEM's frame folder must be reachable from
+tomopilot's computer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from numpy.typing import NDArray
 
 from tomopilot.instrument.errors import CameraTimeoutError
 from tomopilot.instrument.events import ExposureTaken
-from tomopilot.instrument.serialem.core import ACQUIRE_COMMAND, AREA_LETTER, SerialEMCore
+from tomopilot.instrument.serialem.core import (
+    ACQUIRE_COMMAND,
+    AREA_LETTER,
+    CAMERA_SET,
+    SerialEMCore,
+)
 from tomopilot.instrument.serialem.session import SerialEMCommandError
 from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
 from tomopilot.io.errors import FormatError
@@ -40,6 +46,7 @@ class SerialEMCamera:
         self._core = core
         self._size: tuple[int, int] | None = None
         self.exposure_ids: object | None = None
+        self._saving_frames: set[str] = set()
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -122,6 +129,13 @@ class SerialEMCamera:
     def acquire_movie(
         self, area: LowDoseArea = LowDoseArea.RECORD, n_frames: int | None = None
     ) -> Movie:
+        area = LowDoseArea(area)
+        core = self._core
+        camera_set = CAMERA_SET[area]
+        if camera_set not in self._saving_frames:  # dose fractionation with frame saving on
+            core.session.call("SetDoseFracParams", camera_set, 1, 1)
+            core.originals.camera_sets_changed = True
+            self._saving_frames.add(camera_set)
         image = self.acquire(area)
         path = str(self._core.session.call("ReportLastFrameFile") or "")
         if not path:
