@@ -5,8 +5,9 @@ file, STAR + RELION import, YAML config; TIA .bin and .ser, SMV, MRC stack resum
 EER) gets mutated copies of its seed files: text mutations (a value replaced by a hostile one:
 empty, NaN, 400 or 5,000 digits, a NUL, a latin-1 byte, a 5,000-character path; lines deleted,
 duplicated, swapped or repeated 2,000 times; a STAR row of 100,000 fields) and binary ones (bit
-flips, header words set to 0, -1, 2^31-1 ..., truncation, splices). 1 to 4 mutations per input,
-from ``random.Random(seed)``: the same seed gives the same inputs.
+flips, header words set to 0, -1, 2^31-1 ..., truncation, splices). 1 to 4 mutations per input
+(a mutation that would make the input larger than 4 MiB is skipped), from
+``random.Random(seed)``: the same seed gives the same inputs.
 
 Every input runs in a worker process (two workers, one per core) under a CPU-time cap and an
 address-space cap (``resource.setrlimit``); a worker is reused for many inputs and restarted
@@ -61,6 +62,7 @@ CPU_CAP_S = 5
 WALL_CAP_S = 20.0
 MEMORY_SLACK_BYTES = 200 * 2**20
 WORKERS = 2
+MAX_INPUT_BYTES = 4 * 2**20
 
 HOSTILE = [
     "",
@@ -178,7 +180,9 @@ def make_input(target: Target, rnd: random.Random) -> Files:
     data = seed[name]
     mutate = _mutate_text if target.kind == "text" else _mutate_bytes
     for _ in range(rnd.randint(1, 4)):
-        data = mutate(data, rnd, other)
+        mutated = mutate(data, rnd, other)
+        if len(mutated) <= MAX_INPUT_BYTES:  # a repeat of a repeat would make gigabytes
+            data = mutated
     seed[name] = data
     return seed
 

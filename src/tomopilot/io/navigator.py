@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tomopilot.core.files import atomic_write_text
-from tomopilot.core.input_files import input_boundary, read_input_bytes
+from tomopilot.core.input_files import DEFAULT_MAX_TEXT_BYTES, input_boundary, read_input_bytes
 from tomopilot.io.errors import FormatError
 
 ADOC_VERSION = "2.00"
@@ -328,7 +328,9 @@ def read_nav(path: Path | str, *, validate: bool = True) -> NavDocument:
         file and line).
     """
     path = Path(path)
-    raw = read_input_bytes(path, what="Navigator", error=NavigatorFormatError)
+    raw = read_input_bytes(
+        path, what="Navigator", error=NavigatorFormatError, max_bytes=DEFAULT_MAX_TEXT_BYTES
+    )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
