@@ -403,6 +403,7 @@ class AcquisitionEngine:
             section=index,
             exposure_id=image.exposure_id,
             image_shift_um=list(request.image_shift_um),
+            focus_um=request.focus_um,
             prior_dose={str(k): v for k, v in self.prior_dose.items()},
             state=self.strategy.state(),
             views=self._save_held_images(),

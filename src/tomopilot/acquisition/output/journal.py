@@ -49,7 +49,7 @@ class JournalState:
 
 
 # What :attr:`JournalState.committed` keeps of each commit: the branch is needed to pick a
-# target's tracking reference on resume, the applied image shift to re-find it.
+# target's tracking reference on resume, the applied image shift and focus to re-find it.
 _COMMIT_KEYS = (
     "target",
     "step_index",
@@ -58,6 +58,7 @@ _COMMIT_KEYS = (
     "section",
     "exposure_id",
     "image_shift_um",
+    "focus_um",
 )
 
 

@@ -8,6 +8,7 @@ Record before the first new exposure.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -22,6 +23,8 @@ from tomopilot.acquisition.strategies.base import Strategy, Toolkit
 from tomopilot.core.errors import TomopilotError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import LowDoseArea
+
+_log = logging.getLogger(__name__)
 
 # A Preview after a resume that finds the reference further than this is not believed (a
 # correlation that locked onto something else); the strategy tracks on from its own state.
@@ -73,8 +76,8 @@ def realign_after_resume(
     handed to the strategy.
 
     The reference is the Record of the first target committed at this step (target 1 unless
-    its branch ended); the Preview is taken at the image shift that Record was taken at, so
-    what the alignment finds is what moved while the run was down (drift, a stage that
+    its branch ended); the Preview is taken at the image shift and focus that Record was taken
+    at, so what the alignment finds is what moved while the run was down (drift, a stage that
     settled), not where the strategy would put the next target.
     """
     commit = reference_commit(state, step)
@@ -87,10 +90,19 @@ def realign_after_resume(
         return
     shift_x, shift_y = (float(v) for v in commit["image_shift_um"])
     scope.optics.set_image_shift_um(shift_x, shift_y)
+    if commit.get("focus_um") is not None:  # the same focus: a change of defocus moves features
+        scope.optics.set_focus_um(float(commit["focus_um"]))
     preview = scope.camera.acquire(LowDoseArea.PREVIEW)
     found = toolkit.shift_um(reference, preview)
     if found is not None and math.hypot(*found[0]) < RECOVERY_LIMIT_UM:
-        strategy.recover(step, (float(found[0][0]), float(found[0][1])))
+        shift = (float(found[0][0]), float(found[0][1]))
+        _log.info(
+            "resume: target %d re-found %.3f, %.3f µm from its Record at %g°",
+            int(commit["target"]),
+            *shift,
+            step.tilt_deg,
+        )
+        strategy.recover(step, shift)
 
 
 def reference_commit(state: JournalState, step: TiltStep) -> dict[str, Any] | None:
