@@ -70,6 +70,8 @@ def test_a_run_writes_stacks_and_mdocs_with_the_applied_values(tmp_path: Path) -
             frame["PriorRecordDose"], np.concatenate([[0], np.cumsum(doses)[:-1]]), atol=1e-3
         )
         assert all(isinstance(v, str) for v in frame["DateTime"])
+        rawtlt = np.loadtxt(engine.plan.run_dir / f"L1_ts_{target:03d}.rawtlt")
+        np.testing.assert_allclose(rawtlt, [r.tilt_deg for r in mine], atol=0.006)  # stack order
 
 
 def test_sort_by_tilt_keeps_the_unsorted_mdoc(tmp_path: Path) -> None:
@@ -77,7 +79,7 @@ def test_sort_by_tilt_keeps_the_unsorted_mdoc(tmp_path: Path) -> None:
     mdoc = engine.plan.run_dir / "L1_ts_002.mrc.mdoc"
     tilts = _read_mdoc(mdoc)["TiltAngle"].to_numpy()
     assert np.all(np.diff(tilts) > 0)
-    unsorted = _read_mdoc(engine.plan.run_dir / "L1_ts_002_unsorted.mrc.mdoc")["TiltAngle"]
+    unsorted = _read_mdoc(engine.plan.run_dir / "unsorted" / "L1_ts_002.mrc.mdoc")["TiltAngle"]
     np.testing.assert_allclose(unsorted, [r.tilt_deg for r in records if r.target == 2], atol=0.01)
 
 

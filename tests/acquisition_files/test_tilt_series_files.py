@@ -110,7 +110,8 @@ def test_sort_by_tilt_moves_stack_sections_with_their_mdoc_sections(tmp_path: Pa
     tilts = [t for t, _, _ in written]
     assert list(result.order) == sorted(range(9), key=lambda i: tilts[i])
     unsorted = unsorted_mdoc_path(files.stack_path)
-    assert unsorted.name == "L1_ts_001_unsorted.mrc.mdoc" and unsorted.read_bytes() == before
+    assert unsorted == tmp_path / "unsorted" / "L1_ts_001.mrc.mdoc"
+    assert unsorted.read_bytes() == before
     table = read_with_mdocfile(files.mdoc_path)
     assert table["ZValue"].tolist() == list(range(9))
     assert table["TiltAngle"].tolist() == pytest.approx(sorted(tilts), abs=1e-5)
@@ -125,11 +126,18 @@ def test_sort_by_tilt_moves_stack_sections_with_their_mdoc_sections(tmp_path: Pa
     again = files.finish(sort_by_tilt=True)
     assert again is not None and not again.changed
     assert unsorted.read_bytes() == before and files.mdoc_path.read_bytes() == sorted_bytes
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "L1_ts_001.mrc",
         "L1_ts_001.mrc.mdoc",
-        "L1_ts_001_unsorted.mrc.mdoc",
+        "L1_ts_001.rawtlt",
+        "unsorted",
+        "unsorted/L1_ts_001.mrc.mdoc",
     ]
+    # IMOD's and AreTomo's angle file: one per line, in the (sorted) stack's order.
+    rawtlt = [float(line) for line in files.rawtlt_path.read_text().splitlines()]
+    assert rawtlt == pytest.approx(sorted(tilts), abs=0.005)
+    # A RELION 5 import of <run>/*.mdoc finds each series once.
+    assert [p.name for p in tmp_path.glob("*.mdoc")] == ["L1_ts_001.mrc.mdoc"]
 
 
 def test_a_crash_during_the_sort_leaves_one_consistent_pair(

@@ -17,11 +17,31 @@ from tomopilot.instrument.types import Image
 CTF_MIN_SCORE = 0.3
 CTF_CROP_PX = 512
 SEARCH_UM = 3.0
-OPTICS = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+# Used only when a backend does not report the microscope's state (a Krios's values).
+DEFAULT_VOLTAGE_KV = 300.0
+DEFAULT_CS_MM = 2.7
+AMPLITUDE_CONTRAST = 0.1
 
 
-def record_defocus_um(image: Image, focus_um: float, optics: CtfOptics = OPTICS) -> float | None:
-    """The Record's defocus (µm, negative = underfocus) fitted near ``focus_um``; None if weak."""
+def voltage_kv(image: Image) -> float:
+    """The accelerating voltage the image was taken at (kV)."""
+    return image.state.voltage_kv if image.state is not None else DEFAULT_VOLTAGE_KV
+
+
+def image_optics(image: Image) -> CtfOptics:
+    """The CTF optics of the microscope that took ``image`` (its voltage and Cs)."""
+    state = image.state
+    cs = state.cs_mm if state is not None and state.cs_mm is not None else DEFAULT_CS_MM
+    return CtfOptics(voltage_kv=voltage_kv(image), cs_mm=cs, amplitude_contrast=AMPLITUDE_CONTRAST)
+
+
+def record_defocus_um(
+    image: Image, focus_um: float, optics: CtfOptics | None = None
+) -> float | None:
+    """The Record's defocus (µm, negative = underfocus) fitted near ``focus_um``; None if weak.
+
+    The fit uses the image's own voltage and Cs unless ``optics`` is given."""
+    optics = optics or image_optics(image)
     data = image.data
     ny, nx = data.shape
     crop = min(CTF_CROP_PX, ny, nx)

@@ -28,6 +28,7 @@ from tomopilot.instrument.types import (
     Image,
     LowDoseArea,
     Movie,
+    ScopeState,
     StageLimits,
     StagePosition,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "NoBeamError",
     "OperatorStop",
     "Optics",
+    "ScopeState",
     "Stage",
     "StageError",
     "StageLimitError",

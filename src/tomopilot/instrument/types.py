@@ -49,6 +49,7 @@ class AreaPreset(ConfigModel):
         description="shift of this area from Record along the tilt axis (Focus/Trial in LD)",
     )
     beam_diameter_um: float = Field(default=1.5, gt=0)
+    spot_size: int = Field(default=7, ge=1, le=11)
 
     @property
     def pixel_size_a(self) -> float:
@@ -104,6 +105,44 @@ class DewarStatus:
     seconds_left_in_fill: float
 
 
+@dataclass(frozen=True)
+class ScopeState:
+    """The microscope and camera state of one exposure, as SerialEM reads it back.
+
+    What a backend reports; the mdoc section and the Record's CTF fit take their values from
+    here (a 200 kV microscope writes 200 kV). ``None`` = the backend does not know it.
+
+    Attributes
+    ----------
+    voltage_kv, cs_mm
+        Accelerating voltage (kV) and spherical aberration (mm).
+    spot_size, intensity, mag_index
+        Spot size, illumination (C2) value as SerialEM reports it, magnification index.
+    camera_index, operating_mode, using_cds, divided_by_2, rotation_and_flip
+        SerialEM's camera number, read mode (0 linear, 1 counting, 2 super-resolution),
+        correlated double sampling, whether counts were halved to fit 16 bits, and the
+        rotation/flip operation applied to the image (0 = none).
+    slit_width_ev, energy_loss_ev
+        Energy-filter slit width and loss (0, 0 = slit out or no filter).
+    uncropped_size_px
+        SerialEM's ``UncroppedSize`` (negative when the image is not cropped, as it writes).
+    """
+
+    voltage_kv: float
+    cs_mm: float | None = None
+    spot_size: int | None = None
+    intensity: float | None = None
+    mag_index: int | None = None
+    camera_index: int | None = None
+    operating_mode: int | None = None
+    using_cds: bool | None = None
+    divided_by_2: bool | None = None
+    rotation_and_flip: int | None = None
+    slit_width_ev: float | None = None
+    energy_loss_ev: float = 0.0
+    uncropped_size_px: tuple[int, int] | None = None
+
+
 @dataclass
 class Image:
     """One exposure as the camera delivered it, with the conditions a mdoc would record.
@@ -129,6 +168,7 @@ class Image:
     exposure_id: int
     counts_per_electron: float = 1.0
     extra: dict[str, float] = field(default_factory=dict)
+    state: ScopeState | None = None
 
     @property
     def tilt_deg(self) -> float:

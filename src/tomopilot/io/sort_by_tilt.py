@@ -3,7 +3,9 @@
 The stack's sections and the mdoc's sections are put in increasing ``TiltAngle`` (ties keep
 acquisition order) and the ZValues renumbered 0 … N−1; each section's keys (``DateTime``,
 ``PriorRecordDose``, ``SubFramePath`` …) travel with its image. The acquisition-order mdoc
-is kept as ``<ts stem>_unsorted.mrc.mdoc`` for dose weighting.
+is kept as ``unsorted/<ts stem>.mrc.mdoc`` for dose weighting: in a subfolder, so that an
+import of ``<run>/*.mdoc`` (RELION 5, Warp, AreTomo) takes every series once (PACEtomo's
+``<ts stem>_unsorted.mrc.mdoc`` beside it matches that glob and doubles every series).
 
 Crash safety: the unsorted copy is written first; the sorted stack and mdoc are written in
 full to hidden files next to the originals, and the sorted mdoc's rename to its ``.sorted``
@@ -15,8 +17,8 @@ unsorted one or the sorted one, never a mixture.
 Examples
 --------
 >>> from pathlib import Path
->>> unsorted_mdoc_path(Path("run/L03_ts_001.mrc")).name
-'L03_ts_001_unsorted.mrc.mdoc'
+>>> unsorted_mdoc_path(Path("run/L03_ts_001.mrc")).as_posix()
+'run/unsorted/L03_ts_001.mrc.mdoc'
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def _stem(stack_path: Path) -> str:
     return name[: -len(".mrc")] if name.lower().endswith(".mrc") else stack_path.stem
 
 
+UNSORTED_DIR = "unsorted"
+
+
 def unsorted_mdoc_path(stack_path: Path | str) -> Path:
-    """``<ts stem>_unsorted.mrc.mdoc`` next to the stack, as PACEtomo names it."""
+    """``unsorted/<ts stem>.mrc.mdoc`` beside the stack: out of reach of a ``*.mdoc`` glob."""
     stack_path = Path(stack_path)
-    return stack_path.with_name(f"{_stem(stack_path)}_unsorted.mrc.mdoc")
+    return stack_path.parent / UNSORTED_DIR / f"{_stem(stack_path)}.mrc.mdoc"
 
 
 def _pending(path: Path, state: str) -> Path:

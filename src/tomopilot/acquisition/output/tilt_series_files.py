@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from tomopilot.core.files import atomic_write_text
 from tomopilot.instrument.types import Image, LowDoseArea
 from tomopilot.io.errors import FormatError
 from tomopilot.io.frame_names import (
@@ -40,7 +41,7 @@ from tomopilot.io.mdoc_format import (
     serialem_title,
     tilt_axis_title,
 )
-from tomopilot.io.mdoc_writer import MdocWriter, mdoc_section_count, repair_mdoc
+from tomopilot.io.mdoc_writer import MdocWriter, mdoc_section_count, parse_mdoc, repair_mdoc
 from tomopilot.io.mrc_stack import (
     ImageShapeError,
     MrcStackWriter,
@@ -67,7 +68,10 @@ def section_from_image(image: Image, **fields: Any) -> MdocSection:
     """An mdoc section with what an :class:`~tomopilot.instrument.Image` records.
 
     Tilt, stage position, magnification, dose, pixel size, defocus, image shift, exposure
-    time, binning, counts per electron, low-dose area and time come from the image;
+    time, binning, counts per electron, low-dose area and time come from the image; the
+    microscope and camera state (illumination, spot size, mag index, camera, energy filter…)
+    from its :class:`~tomopilot.instrument.types.ScopeState`; ``DoseRate`` is measured from
+    the pixels, as SerialEM does (electrons per unbinned pixel per second at the camera).
     ``fields`` (any :class:`MdocSection` field, e.g. ``prior_record_dose_e_a2``,
     ``target_defocus_um``, ``specimen_shift_um``) add to or override them.
     """
@@ -77,6 +81,7 @@ def section_from_image(image: Image, **fields: Any) -> MdocSection:
         stage_z_um=image.stage.z_um,
         magnification=image.magnification,
         exposure_dose_e_a2=image.dose_e_a2,
+        dose_rate_e_px_s=image.mean_counts_per_s / image.counts_per_electron,
         pixel_spacing_a=image.pixel_size_a,
         defocus_um=image.defocus_um,
         image_shift_um=image.image_shift_um,
@@ -87,6 +92,24 @@ def section_from_image(image: Image, **fields: Any) -> MdocSection:
         date_time=image.datetime,
         time_stamp_s=serialem_time_stamp_s(image.datetime),
     )
+    state = image.state
+    if state is not None:
+        slit = None
+        if state.slit_width_ev is not None:
+            slit = (state.slit_width_ev, state.energy_loss_ev if state.slit_width_ev else 0.0)
+        base = replace(
+            base,
+            intensity=state.intensity,
+            spot_size=state.spot_size,
+            camera_index=state.camera_index,
+            divided_by_2=state.divided_by_2,
+            operating_mode=state.operating_mode,
+            using_cds=state.using_cds,
+            mag_index=state.mag_index,
+            filter_slit_and_loss_ev=slit,
+            uncropped_size=state.uncropped_size_px,
+            rotation_and_flip=state.rotation_and_flip,
+        )
     return replace(base, **fields)
 
 
@@ -321,17 +344,27 @@ class TiltSeriesFiles:
             frame_doses_and_number=section.frame_doses_and_number or ((frame_dose, n_frames),),
         )
 
+    @property
+    def rawtlt_path(self) -> Path:
+        """``<ts stem>.rawtlt``: the tilt angles in stack order (IMOD, AreTomo)."""
+        return self.run_dir / f"{self.ts_stem}.rawtlt"
+
     def finish(self, *, sort_by_tilt: bool) -> SortResult | None:
         """Close the series; with ``sort_by_tilt``, reorder it by tilt (PACEtomo's sortByTilt).
 
-        Safe to call again after a crash during the sort.
+        Then writes :attr:`rawtlt_path`, one angle per line in the stack's order, as IMOD's
+        ``extracttilts`` would from the mdoc (etomo and AreTomo's ``-AngFile`` read it; no
+        ``.tlt`` is written, that name is tiltalign's output). Safe to call again after a
+        crash during the sort.
         """
+        result = None
         if sort_by_tilt:
             result = sort_tilt_series(self.stack_path, self.mdoc_path)
             self.stack = MrcStackWriter.open(self.stack_path)
             self.mdoc = MdocWriter.open(self.mdoc_path)
-            return result
-        return None
+        angles = [float(s.items["TiltAngle"]) for s in parse_mdoc(self.mdoc_path).sections]
+        atomic_write_text(self.rawtlt_path, "".join(f"{a:.2f}\n" for a in angles))
+        return result
 
 
 def _holds_sections(path: Path) -> bool:

@@ -22,10 +22,10 @@ from tomopilot.instrument.twin.core import (
 from tomopilot.instrument.twin.field import FieldOfView
 from tomopilot.instrument.twin.ground_truth import ExposureTruth
 from tomopilot.instrument.twin.motion import MotionModel, make_motion
-from tomopilot.instrument.twin.optics import TwinOptics
+from tomopilot.instrument.twin.optics import TwinOptics, intensity, mag_index
 from tomopilot.instrument.twin.render import Rendered, centre_truth, render
 from tomopilot.instrument.twin.stage import TwinStage
-from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
+from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie, ScopeState
 
 CAMERA_TIMEOUT_S = 30.0  # how long a hung acquisition takes to fail (est.)
 DARK_FRACTION = 0.002  # signal left when the beam is blocked (est.)
@@ -53,6 +53,26 @@ class TwinCamera:
         w -= w % preset.binning
         h -= h % preset.binning
         return (width - w) // 2, (height - h) // 2, w, h
+
+    def _state(self, preset: AreaPreset, shape: tuple[int, ...]) -> ScopeState:
+        """What SerialEM would read back from this microscope for an exposure of ``preset``."""
+        config = self._core.config
+        cam, optics = config.camera, config.optics
+        return ScopeState(
+            voltage_kv=optics.voltage_kv,
+            cs_mm=optics.cs_mm,
+            spot_size=preset.spot_size,
+            intensity=intensity(preset),
+            mag_index=mag_index(preset.magnification),
+            camera_index=cam.index,
+            operating_mode=cam.operating_mode,
+            using_cds=cam.correlated_double_sampling,
+            divided_by_2=False,
+            rotation_and_flip=0,  # the twin's images are neither rotated nor flipped
+            slit_width_ev=optics.slit_width_ev,
+            energy_loss_ev=0.0,
+            uncropped_size_px=(-int(shape[-1]), -int(shape[-2])),
+        )
 
     def field(self, area: LowDoseArea) -> FieldOfView:
         """The field of view an exposure in ``area`` would have now."""
@@ -272,6 +292,7 @@ class TwinCamera:
             datetime=core.clock.datetime(),
             exposure_id=index,
             counts_per_electron=cam.counts_per_electron,
+            state=self._state(preset, data.shape),
         )
         core.events.emit(
             ExposureTaken(

@@ -111,6 +111,11 @@ class CameraConfig(ConfigModel):
 
     name: str = "twin counting camera"
     size_px: tuple[int, int] = (4096, 4096)
+    index: int = Field(default=0, ge=0, description="SerialEM's camera number (CameraIndex)")
+    operating_mode: int = Field(
+        default=1, ge=0, le=2, description="0 linear, 1 counting, 2 super-resolution"
+    )
+    correlated_double_sampling: bool = Field(default=False, description="UsingCDS (K3)")
     counts_per_electron: float = Field(default=1.0, gt=0)
     gain_nonuniformity: float = Field(default=0.005, ge=0, le=0.5)
     hot_pixel_fraction: float = Field(default=2e-6, ge=0, le=0.01)

@@ -11,6 +11,33 @@ from tomopilot.instrument.errors import ImageShiftLimitError
 from tomopilot.instrument.twin.core import TwinCore, logged
 from tomopilot.instrument.types import AreaPreset, LowDoseArea
 
+# The twin's magnification table (nominal ×, a Krios-like EFTEM: LM then SA), whose 1-based
+# position SerialEM reports as MagIndex (33 000× is 26, as on a Krios with an energy filter);
+# a preset between two entries takes the nearer one.
+# fmt: off
+MAGNIFICATIONS = (
+    34, 46, 62, 84, 115, 155, 210, 280, 380, 510, 700, 940, 1300,  # LM
+    1750, 2250, 2850, 3600, 4800, 6500, 8700, 11000, 14000, 18000, 22500, 29000, 33000,
+    37000, 47000, 53000, 64000, 81000, 105000, 130000, 165000, 215000, 285000, 380000,
+)
+# fmt: on
+# The illumination value SerialEM reports on a three-condenser Thermo microscope in parallel
+# illumination follows the illuminated area: this per µm of beam diameter (a 1.5 µm beam
+# reads 0.115, as in a Krios mdoc at 33 000×).
+INTENSITY_PER_UM = 0.0768
+
+
+def mag_index(magnification: int) -> int:
+    """SerialEM's MagIndex of a nominal magnification in the twin's table (1-based)."""
+    ratios = [abs(math.log(magnification / m)) for m in MAGNIFICATIONS]
+    return ratios.index(min(ratios)) + 1
+
+
+def intensity(preset: AreaPreset) -> float:
+    """The illumination (C2) value SerialEM would read for this preset's beam."""
+    return round(INTENSITY_PER_UM * preset.beam_diameter_um, 6)
+
+
 # Settling after an image shift, Thermo's newer table (SEM-P): (µm moved, seconds).
 _IS_SETTLE_TABLE = ((0.0, 0.0), (0.1, 0.0), (0.3, 0.4), (0.5, 0.5), (100.0, 0.5))
 
