@@ -29,7 +29,15 @@ from tomopilot.cli.main import app
 
 TARGETS = [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 2.0, "SSY": 0.0}, {"SSX": -2.0, "SSY": 1.8}]
 SETTINGS = {"minTilt": -15, "maxTilt": 15, "maxDefocus": -5, "minDefocus": -3}
-TWIN = {"specimen": {"kind": "lamella", "thickness_nm": 200, "pretilt_deg": 10}}
+# Records of the whole camera binned to 256² (32 Å pixels, an 0.8 µm field): tracking works
+# (pace ~75 nm RMS); in a smaller field it is chaotic and any perturbation changes the outcome.
+TWIN = {
+    "specimen": {"kind": "lamella", "thickness_nm": 200, "pretilt_deg": 10},
+    "presets": {
+        "record": {"camera_area_px": None, "binning": 16},
+        "preview": {"camera_area_px": None, "binning": 16, "exposure_s": 0.5},
+    },
+}
 
 
 class _Crash(BaseException):
@@ -137,14 +145,14 @@ def test_a_resumed_run_takes_every_image_and_tracks_as_well(
     for key, data in held.items():
         assert (restored[key].data == data).all()
 
-    # The resume went back to the interrupted tilt once (approach, tilt) and did not tilt again
-    # before the next Record.
+    # The stage was left at the interrupted tilt: the resume did not tilt there again (at most
+    # the loop's own approach and tilt to the next step before the next Record).
     resumed = _commands(run_dir)[before:]
     first_record = next(
         i for i, c in enumerate(resumed) if c["method"] == "acquire" and c["args"] == ["Record"]
     )
     tilts = [c["args"][0] for c in resumed[:first_record] if c["method"] == "tilt_to"]
-    assert len(tilts) == 2, tilts
+    assert len(tilts) <= 2 and len(set(tilts)) == len(tilts), tilts
 
     # The realignment Preview was taken at the image shift of the Record it is compared with.
     journal = replay_journal(journal_path)

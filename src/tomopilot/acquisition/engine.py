@@ -495,8 +495,14 @@ class AcquisitionEngine:
         return last_step, last_target + 1
 
     def _recover(self, step: TiltStep, state: JournalState) -> None:
-        """Back to the last tilt with a commit; a Preview aligned to the Record taken there."""
-        self._tilt(step, recovering=True)
+        """Back to the last tilt with a commit; a Preview aligned to the Record taken there.
+
+        The stage is tilted back (approaching from below, as PACEtomo does) only when it is not
+        at that tilt any more: after a crash of the software alone the microscope kept its
+        state, and a needless tilt would only add a settling error.
+        """
+        if not math.isclose(self.scope.stage.position().tilt_deg, step.tilt_deg, abs_tol=0.05):
+            self._tilt(step, recovering=True)
         self._recovered_at = step.index
         realign_after_resume(self.scope, self.toolkit, self.strategy, self.plan, step, state)
 

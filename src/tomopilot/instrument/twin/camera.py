@@ -251,6 +251,9 @@ class TwinCamera:
             if not cam.frames_gain_normalized:
                 data = self.correct(data, preset)
             core.spend("frame_saving", FRAME_SAVE_S * n_frames)
+        # A counting camera delivers whole counts (gain-normalised and rounded, as SerialEM
+        # keeps a K3's or Falcon's Record); the stack then holds exactly what was aligned.
+        data = np.rint(data).astype(np.float32, copy=False)
         core.spend("readout", cam.readout_s)
         stage = self._stage.position()
         truth = ExposureTruth(
