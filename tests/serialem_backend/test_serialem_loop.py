@@ -10,6 +10,7 @@ microscope: the same tilts are taken and the tracking and focus figures agree wi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -81,3 +82,41 @@ def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Pat
     result = CliRunner().invoke(app, ["report", str(tmp_path / "loop")])
     assert result.exit_code == 0, result.output
     assert "stray dose" in result.output
+
+
+def test_stop_in_serialem_then_acquire_resume_finishes_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator presses STOP during the 5th Record of a loop run; ``tomopilot acquire
+    --resume`` (a new process in effect: the twin is rebuilt from its command log) finishes it."""
+    import tomopilot.acquisition.run as run_module
+
+    real = run_module.make_module
+    records = [0]
+
+    def stopping_module(twin: Any, **kwargs: Any) -> Any:
+        module = real(twin, **kwargs)
+        record = module.R
+
+        def stop_on_fifth(*args: Any) -> Any:
+            records[0] += 1
+            if records[0] == 5:
+                raise module.SEMexited("User STOP")
+            return record(*args)
+
+        module.R = stop_on_fifth
+        return module
+
+    monkeypatch.setattr(run_module, "make_module", stopping_module)
+    path = write(tmp_path, "loop", loop=True)
+    runner = CliRunner()
+    first = runner.invoke(app, ["acquire", str(path), "--no-report"])
+    assert first.exit_code == 0, first.output
+    assert "aborted" in first.output and "--resume" in first.output
+    assert "restored the" not in first.output  # nothing is sent after a STOP
+    second = runner.invoke(app, ["acquire", str(path), "--resume"])
+    assert second.exit_code == 0, second.output
+    assert "finished" in second.output and "restored the image shift" in second.output
+    journal = replay_journal(tmp_path / "loop" / "L1.journal.jsonl")
+    assert len(journal.committed) == 15 and len(journal.lost) == 1
+    assert assess_run_dir(tmp_path / "loop").pooled()["tracking_rms_nm"] < 400

@@ -113,7 +113,7 @@ class SerialEMMicroscope:
             return []
         self.closed = True
         if self.session.stopped:
-            _log.warning("SerialEM was stopped by the operator: tomopilot restored nothing")
+            _log.info("SerialEM was stopped by the operator: tomopilot restored nothing")
             return ["nothing restored: SerialEM was stopped by the operator"]
         core, session = self._core, self.session
         o = core.originals
