@@ -109,3 +109,22 @@ def test_emi_metadata_items(tmp_path: Path) -> None:
     items = read_emi_metadata(path)
     assert items["Magnification"] == "730"
     assert items["Accelerating Voltage"] == "200000"
+
+
+def test_cli_convert_takes_a_ser_series(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tomopilot.cli.main import app
+
+    frames = _frames()
+    path = write_ser(tmp_path / "tia" / "run_1.ser", frames, pixel_size_m=2.8e-5)
+    out = tmp_path / "out"
+    args = ["diffraction", "convert", str(path), "--out", str(out), "--voltage-kv", "200"]
+    args += ["--camera-length-mm", "730", "--pixel-size-mm", "0.028"]
+    args += ["--osc-range-deg", "0.3", "--start-angle-deg", "-45"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for index in range(3):
+        image = read_smv(out / f"run_1_{index + 1:04d}.img")
+        assert image.number("OSC_START") == pytest.approx(-45 + index * 0.3, abs=1e-9)
+        assert (out / f"run_1_{index + 1:04d}.mrc").is_file()

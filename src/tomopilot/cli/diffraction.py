@@ -38,7 +38,10 @@ from tomopilot.processing.microed import (
 
 diffraction_app = typer.Typer(
     name="diffraction",
-    help="MicroED diffraction series: TIA raw (.bin) → lossless MRC → SMV that DIALS reads.",
+    help=(
+        "MicroED diffraction series: TIA raw (.bin) or TIA series (.ser) → lossless MRC → SMV "
+        "that DIALS reads."
+    ),
     no_args_is_help=True,
 )
 
@@ -66,8 +69,8 @@ _FLAGS = {
 Files = Annotated[
     list[str],
     typer.Argument(
-        help="Input files in series order; quoted glob patterns ('run/*.bin') are expanded "
-        "and sorted numerically.",
+        help="Input files in series order (a .ser series gives all its frames); quoted glob "
+        "patterns ('run/*.bin') are expanded and sorted numerically.",
         show_default=False,
     ),
 ]
