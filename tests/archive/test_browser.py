@@ -1,11 +1,12 @@
 """A real headless Chromium watches a twin acquisition live (Debian's chromium via Playwright).
 
-The run pauses after a few Records; the browser opens the session and tilt-series pages; the run
-resumes through the token-protected control API, and the pages must show the new tilts without a
-reload, with plots drawn and thumbnails decoded. Screenshots go to ``test-artifacts/browser/``
-(or ``$TOMOPILOT_TEST_ARTIFACTS/browser``). No browser is downloaded: the system's Chromium is
-driven through ``executable_path``; CI (``CI=true``) fails when it is missing, a developer's
-machine without it skips.
+The monitor runs as ``acquire --serve`` runs it (a child process reading the archive). The run
+pauses after a few Records; the browser opens the session and tilt-series pages; the run resumes
+through the token-protected control API (the child forwards it to this process), and the pages
+must show the new tilts without a reload, with plots drawn and thumbnails decoded. Screenshots
+go to ``test-artifacts/browser/`` (or ``$TOMOPILOT_TEST_ARTIFACTS/browser``). No browser is
+downloaded: the system's Chromium is driven through ``executable_path``; CI (``CI=true``) fails
+when it is missing, a developer's machine without it skips.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.run import attach_outputs, start_run
 from tomopilot.archive.live import record_run
 from tomopilot.store import open_store
-from tomopilot.web.app import LiveRun
-from tomopilot.web.server import MonitorServer
+from tomopilot.web.monitor_process import MonitorProcess
 
 CHROMIUM = Path(os.environ.get("TOMOPILOT_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = (
@@ -82,7 +82,6 @@ def test_a_browser_sees_tilts_arrive_without_reloading(tmp_path: Path) -> None:
     handler = attach_outputs(engine, resolved)
     store = open_store(engine.plan.run_dir)
     recorder = record_run(engine, resolved, store)
-    live = LiveRun(control=control)
     n_recorded = [0]
 
     def pause_early(event: ExposureRecorded) -> None:
@@ -91,7 +90,8 @@ def test_a_browser_sees_tilts_arrive_without_reloading(tmp_path: Path) -> None:
             control.pause()
 
     engine.events.subscribe(ExposureRecorded, pause_early)
-    server = MonitorServer(store, port=0, live=live, poll_s=0.2).start()
+    # as `acquire --serve`: the monitor in a child process, control sent back to this one
+    server = MonitorProcess(store.url, control, host="127.0.0.1", port=0).start()
     assert server.url.startswith("http://127.0.0.1:")
     worker = threading.Thread(target=engine.run, name="acquisition")
     worker.start()
@@ -138,7 +138,7 @@ def test_a_browser_sees_tilts_arrive_without_reloading(tmp_path: Path) -> None:
                 # control without the token is refused; with it the run goes on
                 assert _post(f"{server.url}/api/control/resume", None) == 401
                 assert control.paused
-                assert _post(f"{server.url}/api/control/resume", live.token) == 200
+                assert _post(f"{server.url}/api/control/resume", server.token) == 200
 
                 series_page.wait_for_function(
                     f"document.querySelectorAll('.exposure-row').length > {n_rows}"
