@@ -11,7 +11,9 @@ from typing import Any
 import mrcfile
 import numpy as np
 import pytest
+import yaml
 from acq_helpers import write_config
+from typer.testing import CliRunner
 
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import load_acquire_config
@@ -19,6 +21,7 @@ from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.quality import assess
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.session import load_history, run_session, sequential_plans
+from tomopilot.cli.main import app
 from tomopilot.core.errors import ConfigError
 
 # One target, −24…+24° in 3° steps: 17 Records of 256² at 32 Å (a 0.8 µm field, as the
@@ -207,3 +210,41 @@ def test_a_session_runs_one_area_per_target_with_shared_history_and_a_cap(
     for plan in plans:
         journal = replay_journal(plan.run_dir / f"{plan.root}.journal.jsonl")
         assert journal.finished is not None and len(journal.committed) == 5
+
+
+def test_tomopilot_acquire_runs_an_unattended_sequential_session(tmp_path: Path) -> None:
+    """``tomopilot acquire`` with ``strategy: sequential``: ten targets become ten tilt series,
+    one after the other, through a dewar refill and a stage jump, with nothing lost."""
+    targets = [{"SSX": 2.5 * (k % 5), "SSY": 3.0 * (k // 5)} for k in range(10)]
+    path = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=11,
+        targets=targets,
+        settings={"minTilt": -6, "maxTilt": 6, "tiltScheme": "bidirectional"},
+        twin={
+            "presets": PRESETS,
+            "camera": {"render": False},  # the mechanics of a session, not its tracking
+            "faults": [
+                {"kind": "dewar_refill", "at_time_s": 900.0},
+                {"kind": "stage_jump", "at_move": 120, "magnitude_um": 0.3},
+            ],
+        },
+    )
+    data = yaml.safe_load(path.read_text())
+    data["sequential"] = {"relocate_with_view": False}  # flat images: nothing to relocate
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["acquire", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "finished: 50 exposures, 0 lost" in result.output
+    assert "one area per target" in result.output  # the ground-truth table of the session
+    run_dir = tmp_path / "run"
+    for k in range(1, 11):
+        journal = replay_journal(run_dir / f"L1_t{k:03d}.journal.jsonl")
+        assert journal.finished is not None and journal.finished["status"] == "finished"
+        assert sorted(float(c["tilt_deg"]) for c in journal.committed) == [-6, -3, 0, 3, 6]
+        with mrcfile.open(run_dir / f"L1_t{k:03d}_ts_001.mrc") as mrc:
+            assert mrc.data.shape[0] == 5
+    commands = (run_dir / "twin_commands.jsonl").read_text()
+    assert "refill" in commands or "dewar" in commands
+    assert len(load_history(run_dir / "L1_predictions.json").series) == 10

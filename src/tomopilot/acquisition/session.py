@@ -19,9 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.engine import AcquisitionEngine
+from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.quality import RunQuality, assess
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
 from tomopilot.core.events import EventBus
 from tomopilot.core.files import atomic_write_text
@@ -95,6 +98,7 @@ def run_session(
     max_hours: float | None = None,
     slit_interval_min: float = 0.0,
     on_engine: Callable[[AcquisitionEngine], None] | None = None,
+    control: EngineControl | None = None,
 ) -> SessionSummary:
     """Run ``plans`` in order on ``scope`` (see module docstring).
 
@@ -131,7 +135,7 @@ def run_session(
             ):
                 scope.housekeeping.refine_zlp()
                 last_slit_s = scope.clock.now_s()
-        engine = AcquisitionEngine(scope, plan, events=events)
+        engine = AcquisitionEngine(scope, plan, events=events, control=control)
         if isinstance(engine.strategy, SequentialStrategy):
             engine.strategy.history = history
         if on_engine is not None:
@@ -158,3 +162,67 @@ def run_session(
 
 def _areas_done(run_dir: Path, root: str) -> Path:
     return run_dir / f"{root}_predictions_areas.json"
+
+
+def run_configured_session(
+    engine: AcquisitionEngine,
+    resolved: ResolvedRun,
+    *,
+    events: EventBus | None = None,
+    control: EngineControl | None = None,
+    resume: bool = False,
+) -> RunSummary:
+    """``tomopilot acquire`` with the ``sequential`` strategy: the run's targets as a session of
+    one area each, with the configured session cap; one summary for the whole session."""
+    config = resolved.config
+    plans = sequential_plans(resolved, engine.plan)
+    session = run_session(
+        engine.scope,
+        plans,
+        root=config.output.root,
+        events=events,
+        resume=resume,
+        max_hours=config.sequential.session_hours,
+        slit_interval_min=resolved.settings.slit_interval_min,
+        control=control,
+    )
+    status = "aborted" if session.stopped == "aborted" else "finished"
+    return RunSummary(
+        status=status,
+        n_exposures=session.n_exposures,
+        lost=sum(s.lost for _, s in session.areas),
+        microscope_s=session.microscope_s,
+    )
+
+
+def assess_session(
+    scope: Microscope, plans: Sequence[RunPlan], resolved: ResolvedRun
+) -> RunQuality:
+    """The twin's ground-truth judgement of every area of a session, areas numbered 1, 2, …"""
+    truth = scope.ground_truth  # type: ignore[attr-defined]
+    targets = []
+    n_exposures = n_lost = 0
+    start = end = None
+    for number, plan in enumerate(plans, start=1):
+        path = plan.run_dir / f"{plan.root}.journal.jsonl"
+        if not path.exists():
+            continue
+        journal = replay_journal(path)
+        if not journal.maps:
+            continue
+        if journal.run is not None:
+            start = float(journal.run["start_s"]) if start is None else start
+        if journal.finished is not None:
+            end = float(journal.finished.get("time_s", 0.0))
+        quality = assess(truth, journal, resolved.config, microscope_s=1.0)
+        n_exposures += quality.n_exposures
+        n_lost += quality.n_lost
+        targets += [replace(t, target=number) for t in quality.targets]
+    minutes = ((end or 0.0) - (start or 0.0)) / 60.0
+    per_series = minutes / max(1, len(targets))
+    return RunQuality(
+        targets=[replace(t, minutes=per_series) for t in targets],
+        microscope_minutes=minutes,
+        n_exposures=n_exposures,
+        n_lost=n_lost,
+    )

@@ -29,6 +29,11 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config, resolve_r
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import attach_outputs, close_microscope, start_run
+from tomopilot.acquisition.session import (
+    assess_session,
+    run_configured_session,
+    sequential_plans,
+)
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
 from tomopilot.archive.live import record_run
@@ -301,7 +306,12 @@ def acquire_command(
                         f"[{'yellow' if e.level == 'warning' else 'dim'}]{e.text}[/]"
                     ),
                 )
-                summary = engine.run(resume=resume)
+                if engine.plan.strategy == "sequential":  # one area per target (Leginon)
+                    summary = run_configured_session(
+                        engine, resolved, events=bus, control=control, resume=resume
+                    )
+                else:
+                    summary = engine.run(resume=resume)
         finally:
             signal.signal(signal.SIGINT, previous)
             detach_run_log(handler)
@@ -323,7 +333,16 @@ def acquire_command(
             console.print(f"continue with: tomopilot acquire {config} --resume")
         micro = settings_config.microscope
         on_twin = micro.backend == "twin" or micro.serialem.module == "twin"
-        if report and summary.status == "finished" and on_twin:
+        if (
+            report
+            and summary.status == "finished"
+            and on_twin
+            and engine.plan.strategy == "sequential"
+        ):
+            plans = sequential_plans(resolved, engine.plan)
+            quality = assess_session(engine.scope, plans, resolved)
+            console.print(quality_table(quality, "ground truth, one area per target"))
+        elif report and summary.status == "finished" and on_twin:
             console.print(quality_table(assess_run_dir(engine.plan.run_dir), "ground truth"))
 
 

@@ -84,6 +84,8 @@ class SequentialSettings(ConfigModel):
     """Longest exposure allowed."""
     dose_cap_e_a2: float | None = Field(None, gt=0, le=10000)
     """A target's series stops before its dose would pass this (None = no cap)."""
+    session_hours: float | None = Field(None, gt=0, le=1000)
+    """No new target is started after this much microscope time (None = no cap)."""
 
     @model_validator(mode="after")
     def _limits(self) -> SequentialSettings:

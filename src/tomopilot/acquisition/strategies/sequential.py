@@ -52,7 +52,7 @@ from tomopilot.instrument.types import Image, LowDoseArea
 _log = logging.getLogger(__name__)
 
 # A View relocation is believed above this significance (standard deviations of the map).
-MIN_VIEW_SIGNIFICANCE = 8.0
+MIN_VIEW_SIGNIFICANCE = 10.0
 
 
 @dataclass

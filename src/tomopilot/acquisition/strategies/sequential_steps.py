@@ -69,7 +69,9 @@ def wait_for_drift(
             dt = max(1e-6, current.time_s - previous.time_s)
             rate = math.inf if found is None else float(np.hypot(*found[0])) * 1e3 / dt
             waited = clock.now_s() - start
-            if rate <= threshold_nm_s or waited >= timeout_s:
+            # Images that do not correlate (an empty area, no beam) cannot tell the drift, and
+            # waiting will not change that: report it unmeasured and go on.
+            if found is None or rate <= threshold_nm_s or waited >= timeout_s:
                 return DriftReading(rate, waited, pairs, rate <= threshold_nm_s)
             previous = current
 
