@@ -278,3 +278,13 @@ def test_a_movie_turns_frame_saving_on_and_reads_the_frames_serialem_saved(
     assert movie.n_frames == preset.n_frames
     assert movie.frames.shape[1:] == movie.image.data.shape
     np.testing.assert_allclose(movie.frames.sum(axis=0).mean(), movie.image.data.mean(), rtol=0.05)
+
+
+def test_images_carry_the_facility_voltage_and_cs(fake: FakeSerialEM) -> None:
+    from tomopilot.instrument.serialem import SerialEMOptions, SerialEMSession
+
+    options = SerialEMOptions(voltage_kv=200.0, cs_mm=2.2)
+    scope = SerialEMMicroscope(SerialEMSession(fake), options=options)
+    image = scope.camera.acquire(LowDoseArea.RECORD)
+    assert image.state is not None
+    assert (image.state.voltage_kv, image.state.cs_mm) == (200.0, 2.2)

@@ -77,10 +77,14 @@ def open_serialem_microscope(
         tilt_backlash_deg=settings.tilt_backlash_deg,
         beam_diameter_um=settings.beam_diameter_um,
         dewar_poll_s=settings.dewar_poll_s,
+        voltage_kv=settings.voltage_kv,
+        cs_mm=settings.cs_mm,
     )
     exposure_ids = None
     if module is None and settings.module == "twin":
         module, exposure_ids = twin_serialem_module(config, run_dir, events)
+        optics = micro.twin.optics  # the twin behind the module is the microscope
+        options.voltage_kv, options.cs_mm = optics.voltage_kv, optics.cs_mm
     scope = open_serialem(
         resolve_address(micro.host, micro.port), module=module, options=options, events=events
     )

@@ -63,6 +63,8 @@ class SerialEMSettings(ConfigModel):
     beam_diameter_um: float = Field(1.5, gt=0)
     dewar_poll_s: float = Field(30.0, gt=0, le=600)
     busy_retries: int = Field(8, ge=0, le=50)
+    voltage_kv: float = Field(300.0, gt=0, le=1000)
+    cs_mm: float = Field(2.7, ge=0, le=10)
 
 
 class MicroscopeConfig(ConfigModel):

@@ -30,7 +30,7 @@ from tomopilot.instrument.serialem.core import (
     SerialEMCore,
 )
 from tomopilot.instrument.serialem.session import SerialEMCommandError
-from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie
+from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie, ScopeState
 from tomopilot.io.errors import FormatError
 from tomopilot.io.frames import read_frames
 
@@ -107,6 +107,12 @@ class SerialEMCamera:
             datetime=core.clock.datetime(),
             exposure_id=exposure_id,
             counts_per_electron=1.0 / core.electrons_per_count(),
+            state=ScopeState(
+                voltage_kv=core.options.voltage_kv,
+                cs_mm=core.options.cs_mm,
+                mag_index=None,
+                camera_index=None,
+            ),
         )
 
     def _learn_binning(self, area: LowDoseArea, preset: AreaPreset) -> AreaPreset:

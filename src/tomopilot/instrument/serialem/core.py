@@ -71,7 +71,8 @@ class SerialEMOptions:
     and ``tilt_backlash_deg``: the overshoot of a backlash-compensated approach (SerialEM's
     stage backlash and PACEtomo's tilt backlash); ``beam_diameter_um``: the illuminated area
     on the specimen; ``dewar_poll_s``: how often a fill is polled; ``frame_time_s``: the
-    frame time of Record movies.
+    frame time of Record movies; ``voltage_kv``/``cs_mm``: the microscope's, for the mdoc
+    and the Records' CTF fits.
     """
 
     xy_limit_um: float = 990.0
@@ -81,6 +82,8 @@ class SerialEMOptions:
     beam_diameter_um: float = 1.5
     dewar_poll_s: float = 30.0
     frame_time_s: float = 0.1
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
 
 
 @dataclass
