@@ -138,7 +138,17 @@ def test_a_browser_sees_tilts_arrive_without_reloading(tmp_path: Path) -> None:
                 # control without the token is refused; with it the run goes on
                 assert _post(f"{server.url}/api/control/resume", None) == 401
                 assert control.paused
-                assert _post(f"{server.url}/api/control/resume", server.token) == 200
+                # the session page's Resume button, with the token typed in
+                session_page.fill("#control-token", server.token)
+                session_page.click("button[data-control=resume]")
+                session_page.wait_for_function(
+                    "document.getElementById('control-result') === null"
+                    " || document.getElementById('control-result').textContent === 'running'"
+                )
+                deadline = time.monotonic() + 30
+                while control.paused and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not control.paused
 
                 series_page.wait_for_function(
                     f"document.querySelectorAll('.exposure-row').length > {n_rows}"

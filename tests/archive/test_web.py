@@ -139,6 +139,10 @@ def test_a_tampered_database_path_cannot_reach_outside(client, run_dir: Path) ->
 
 def test_control_needs_the_token(client) -> None:
     c, live = client
+    page = c.get("/sessions/1").text
+    assert 'id="control"' in page and 'src="/static/control.js"' in page  # buttons, no token
+    assert live.token not in page
+    assert c.get("/static/control.js").status_code == 200
     assert c.post("/api/control/pause").status_code == 401
     assert c.post("/api/control/pause", headers={"Authorization": "Bearer nope"}).status_code == 403
     assert c.post("/api/control/skip/2", headers={"X-Tomopilot-Token": "s3cret"}).status_code == 403
@@ -160,7 +164,9 @@ def test_a_read_only_server_has_no_control(run_dir: Path) -> None:
     store = open_store(run_dir)
     with TestClient(create_app(store)) as c:
         assert c.post("/api/control/pause", headers={"X-Tomopilot-Token": "x"}).status_code == 404
-        assert c.get("/sessions/1").status_code == 200
+        page = c.get("/sessions/1")
+        assert page.status_code == 200
+        assert 'id="control"' not in page.text and "control.js" not in page.text
     store.close()
 
 
