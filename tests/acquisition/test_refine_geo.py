@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import mdocfile
+import pytest
 from acq_helpers import write_config
 
 from tomopilot.acquisition.output.journal import replay_journal
@@ -29,22 +30,24 @@ TARGETS = [
 ]
 
 
+SETTINGS = {
+    "refineGeo": True,
+    "doCtfFind": True,
+    "pretilt": 0.0,  # the lamella's 12° pretilt is unknown to the run: every z₀ = 0
+    "maxDefocus": -3.5,
+    "minDefocus": -3.5,
+    "minTilt": -3,
+    "maxTilt": 3,
+}
+TWIN = {
+    "specimen": {"kind": "lamella", "pretilt_deg": 12.0, "rotation_deg": 0.0},
+    # 4 Å pixels: the Thon rings of a −3.5 µm Record lie below Nyquist
+    "presets": {"record": {"camera_area_px": [1024, 1024], "binning": 2}},
+}
+
+
 def test_refine_geo_recovers_the_heights_an_unknown_pretilt_gave(tmp_path: Path) -> None:
-    settings = {
-        "refineGeo": True,
-        "doCtfFind": True,
-        "pretilt": 0.0,  # the lamella's 12° pretilt is unknown to the run: every z₀ = 0
-        "maxDefocus": -3.5,
-        "minDefocus": -3.5,
-        "minTilt": -3,
-        "maxTilt": 3,
-    }
-    twin = {
-        "specimen": {"kind": "lamella", "pretilt_deg": 12.0, "rotation_deg": 0.0},
-        # 4 Å pixels: the Thon rings of a −3.5 µm Record lie below Nyquist
-        "presets": {"record": {"camera_area_px": [1024, 1024], "binning": 2}},
-    }
-    config = write_config(tmp_path, targets=TARGETS, settings=settings, twin=twin)
+    config = write_config(tmp_path, targets=TARGETS, settings=SETTINGS, twin=TWIN)
     engine, _ = start_run(load_acquire_config(config), strategy="pace")
     engine.run()
     records = list(AppendOnlyJournal(engine.journal_path).records())
@@ -68,3 +71,36 @@ def test_refine_geo_recovers_the_heights_an_unknown_pretilt_gave(tmp_path: Path)
         assert "CtfFind" not in mdoc and mdoc["Ctfplotter"].notna().all()
         at_start = float(mdoc[mdoc["TiltAngle"] == 0.0].iloc[0]["Ctfplotter"])
         assert abs(at_start - exposure.defocus_um) < 0.05
+
+
+class _Crash(BaseException):
+    """The process dies."""
+
+
+def test_refine_geo_runs_on_resume_when_the_run_stopped_before_it(tmp_path: Path) -> None:
+    """Killed after the start round's last Record was saved and before refineGeo: the resumed
+    run fits the heights from the journalled CTF fits, as the uninterrupted run would have."""
+    config = write_config(tmp_path, targets=TARGETS, settings=SETTINGS, twin=TWIN)
+    first, _ = start_run(load_acquire_config(config), strategy="pace")
+
+    def die(*args: object) -> None:
+        raise _Crash
+
+    first._refine_heights = die  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        first.run()
+    assert not any(r["kind"] == "heights" for r in AppendOnlyJournal(first.journal_path).records())
+    engine, _ = start_run(load_acquire_config(config), strategy="pace")
+    assert engine.run(resume=True).status == "finished"
+    records = list(AppendOnlyJournal(engine.journal_path).records())
+    heights = [r["corrections_um"] for r in records if r["kind"] == "heights"]
+    assert len(heights) == 1
+    truth = engine.scope.ground_truth
+    start = {
+        int(c["target"]): truth.exposure(int(c["exposure_id"]))
+        for c in replay_journal(engine.journal_path).committed
+        if c["step_index"] == 0
+    }
+    depth = {k: e.defocus_um - e.focus_um for k, e in start.items()}
+    for target in range(2, len(TARGETS) + 1):
+        assert abs(heights[0][str(target)] - (depth[target] - depth[1])) < 0.05

@@ -47,6 +47,7 @@ from tomopilot.acquisition.output.resume_run import (
     realign_after_resume,
     reopen_series_files,
     restore_strategy,
+    start_round_of,
     step_of,
 )
 from tomopilot.acquisition.output.saved_images import save_held_images
@@ -404,6 +405,8 @@ class AcquisitionEngine:
             exposure_id=image.exposure_id,
             image_shift_um=list(request.image_shift_um),
             focus_um=request.focus_um,
+            target_defocus_um=request.target_defocus_um,
+            ctf_um=ctf_um,
             prior_dose={str(k): v for k, v in self.prior_dose.items()},
             state=self.strategy.state(),
             views=self._save_held_images(),
@@ -488,6 +491,10 @@ class AcquisitionEngine:
             return None, 1
         last_step = step_of(plan.scheme, int(state.last_commit["step_index"]))
         last_target = int(state.last_commit["target"])
+        if plan.settings.refine_geometry and not state.heights_done:
+            self._start_round = start_round_of(state)
+            if last_step.branch == "start" and last_target >= len(self.targets):
+                self._refine_heights(last_step)  # the run stopped between the round and refineGeo
         self._recover(last_step, state)
         if last_target >= len(self.targets):
             following = following_step(plan.scheme, last_step.index, state.ended_branches)

@@ -46,6 +46,7 @@ class JournalState:
     finished: dict[str, Any] | None = None
     committed: list[dict[str, Any]] = field(default_factory=list)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    heights_done: bool = False
 
 
 # What :attr:`JournalState.committed` keeps of each commit: the branch is needed to pick a
@@ -59,6 +60,8 @@ _COMMIT_KEYS = (
     "exposure_id",
     "image_shift_um",
     "focus_um",
+    "target_defocus_um",
+    "ctf_um",
 )
 
 
@@ -80,6 +83,7 @@ def replay_journal(path: Path) -> JournalState:
             state.pattern = record
         elif kind == "heights":  # refineGeo; the next commit's strategy state includes it
             state.heights_pending = record
+            state.heights_done = True
         elif kind == "started":
             state.in_flight = record
         elif kind == "committed":

@@ -19,7 +19,7 @@ from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
 from tomopilot.acquisition.plan.run_plan import RunPlan
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme, TiltStep
 from tomopilot.acquisition.setup.adjustments import reapply_adjustments
-from tomopilot.acquisition.strategies.base import Strategy, Toolkit
+from tomopilot.acquisition.strategies.base import ExposureRequest, Strategy, Toolkit
 from tomopilot.core.errors import TomopilotError
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import LowDoseArea
@@ -110,6 +110,23 @@ def reference_commit(state: JournalState, step: TiltStep) -> dict[str, Any] | No
     ``step`` (None when none was)."""
     here = [c for c in state.committed if int(c["step_index"]) == step.index]
     return min(here, key=lambda c: int(c["target"])) if here else None
+
+
+def start_round_of(state: JournalState) -> dict[int, tuple[float | None, ExposureRequest]]:
+    """refineGeo's input from the journal: each start Record's fitted defocus and request."""
+    out: dict[int, tuple[float | None, ExposureRequest]] = {}
+    for commit in state.committed:
+        if commit.get("branch") != "start" or commit.get("target_defocus_um") is None:
+            continue
+        shift_x, shift_y = (float(v) for v in commit["image_shift_um"])
+        request = ExposureRequest(
+            image_shift_um=(shift_x, shift_y),
+            focus_um=float(commit["focus_um"]),
+            target_defocus_um=float(commit["target_defocus_um"]),
+        )
+        ctf = commit.get("ctf_um")
+        out[int(commit["target"])] = (None if ctf is None else float(ctf), request)
+    return out
 
 
 def restore_strategy(
