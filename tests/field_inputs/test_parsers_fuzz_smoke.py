@@ -95,7 +95,7 @@ def _check(parse: Callable[[Path], object], path: Path, data: bytes) -> None:
 
 
 _SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
