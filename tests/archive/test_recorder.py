@@ -188,3 +188,32 @@ def test_a_dewar_refill_is_recorded_as_housekeeping(tmp_path: Path) -> None:
         page = client.get("/sessions/1").text
         assert "dewar_wait" in page and 'id="housekeeping"' in page
     store.close()
+
+
+def test_an_event_the_database_refuses_is_set_aside_not_retried_forever(tmp_path: Path) -> None:
+    import json
+
+    from tomopilot.archive.apply_events import SessionInfo
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    store = open_store(run_dir)
+    recorder = Recorder(store, SessionInfo(run_dir=str(run_dir), name="R"), token="k")
+    recorder.submit({"kind": "RunStarted", "time_s": 0.0, "strategy": "pace", "n_tilts": 3})
+    recorder.submit({"kind": "ExposureRecorded", "time_s": 1.0, "target": 1})  # no tilt: refused
+    recorder.submit({"kind": "RunFinished", "time_s": 2.0, "status": "finished"})
+    assert recorder.close(timeout_s=30)
+    assert recorder.n_rejected == 1 and recorder.n_written == 2 and recorder.n_failures == 0
+    kept = [json.loads(line) for line in (run_dir / PENDING_FILE).read_text().splitlines()]
+    assert [k["event"]["kind"] for k in kept] == ["ExposureRecorded"]
+    with store.reader() as db:
+        assert db.scalars(select(EventLogRow.kind).order_by(EventLogRow.id)).all() == [
+            "RunStarted",
+            "RunFinished",
+        ]
+    store.close()
+    from tomopilot.archive.import_run import _replay_pending
+
+    store = open_store(run_dir)  # replaying the pending file skips what stays unrecordable
+    assert _replay_pending(store, run_dir, SessionInfo(run_dir=str(run_dir), name="R")) == 0
+    store.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import mrcfile
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tomopilot.acquisition.output.journal import replay_journal
@@ -215,7 +216,11 @@ def _replay_pending(store: Store, run_dir: Path, info: SessionInfo) -> int:
             except json.JSONDecodeError:
                 _log.warning("%s: a torn last line skipped", path)
                 continue
-            n += apply_event(db, info, str(item["key"]), item["event"])
+            try:
+                with db.begin_nested():  # one refused event leaves the others to be recorded
+                    n += apply_event(db, info, str(item["key"]), item["event"])
+            except (KeyError, TypeError, ValueError, IntegrityError) as error:
+                _log.warning("%s: an unrecordable %s event skipped (%s)", path, item, error)
     return n
 
 

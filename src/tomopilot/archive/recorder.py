@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from tomopilot.archive.apply_events import SessionInfo, apply_event
 from tomopilot.archive.sections import resync_sections
 from tomopilot.core.events import Event, EventBus, Message
@@ -30,6 +32,13 @@ from tomopilot.store import Store
 _log = logging.getLogger(__name__)
 
 PENDING_FILE = "archive_pending.jsonl"
+TRANSIENT_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+"""Failures that mean the database is away (retried); any other failure sets the event aside."""
 RECORDED_KINDS = {
     "RunStarted",
     "SetupStep",
@@ -88,6 +97,7 @@ class Recorder:
         self._idle = threading.Condition(self._lock)
         self.n_written = 0
         self.n_failures = 0
+        self.n_rejected = 0
         self.last_error: str | None = None
         self._failing = False
         self._reported_failing = False
@@ -160,7 +170,7 @@ class Recorder:
             while True:
                 try:
                     self._apply(key, payload)
-                except Exception as error:
+                except TRANSIENT_ERRORS as error:
                     self.n_failures += 1
                     self.last_error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
                     if not self._failing:
@@ -172,6 +182,17 @@ class Recorder:
                     time.sleep(pause)
                     pause = min(self.max_retry_s, pause * 2)
                     continue
+                except Exception:
+                    # not the database being away but an event it refuses: retrying would
+                    # block every later event, so it is set aside (kept in the pending file)
+                    _log.exception(
+                        "archive: a %s event could not be recorded; kept in %s",
+                        payload.get("kind"),
+                        PENDING_FILE,
+                    )
+                    self.n_rejected += 1
+                    self._spill(key, payload)
+                    break
                 if self._failing:
                     _log.warning("archive database back after %d failures", self.n_failures)
                 self._failing = False
