@@ -344,6 +344,7 @@ def main() -> None:
     names = [t.name for t in all_targets]
     workers = [Worker(names) for _ in range(WORKERS)]
     results: dict[str, Any] = {}
+    load_start = os.getloadavg()[0]  # other work on the machine slows the run, not the goals
     started = time.perf_counter()
     for number, target in enumerate(all_targets):
         goal = TEXT_INPUTS if target.kind == "text" else BINARY_INPUTS
@@ -441,6 +442,11 @@ def main() -> None:
                     "seed": args.seed,
                     "total_seconds": round(total_s, 1),
                     "worker_restarts": sum(w.restarts for w in workers),
+                    "load_average_1min_at_start_and_end": [
+                        round(load_start, 1),
+                        round(os.getloadavg()[0], 1),
+                    ],
+                    "max_input_bytes": MAX_INPUT_BYTES,
                     "method": (
                         f"seeded mutation fuzzing, {WORKERS} worker processes; per input "
                         f"RLIMIT_CPU {CPU_CAP_S} s, wall cap {WALL_CAP_S} s, RLIMIT_AS of "
