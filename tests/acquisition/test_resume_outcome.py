@@ -184,3 +184,19 @@ def test_the_resumed_reference_is_the_last_record_on_the_branch(tmp_path: Path) 
     state = replay_journal(tmp_path / "j.jsonl")
     assert last_section_on_branch(state, 1, "-") == 2
     assert last_section_on_branch(state, 1, "+") == 3
+
+
+def test_a_resume_tilts_back_when_the_stage_was_moved(tmp_path: Path) -> None:
+    """Someone tilted the stage while the run was down: the resume approaches the interrupted
+    tilt from below and goes there before its realignment Preview."""
+    config = write_config(tmp_path, settings={"minTilt": -6, "maxTilt": 6})
+    _crash_after(_engine(config), 4)
+    engine = _engine(config)
+    engine.scope.stage.tilt_to(20.0)
+    before = len(_commands(tmp_path / "run"))
+    assert engine.run(resume=True).status == "finished"
+    resumed = _commands(tmp_path / "run")[before:]
+    preview = next(i for i, c in enumerate(resumed) if c["args"] == ["Preview"])
+    tilts = [c["args"][0] for c in resumed[:preview] if c["method"] == "tilt_to"]
+    step = replay_journal(tmp_path / "run" / "L1.journal.jsonl").committed[3]["tilt_deg"]
+    assert tilts[-1] == pytest.approx(step) and tilts[-2] < step  # approached from below
