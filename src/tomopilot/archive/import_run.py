@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.output.journal import JournalState, replay_journal
 from tomopilot.archive.apply_events import AREA_NAME, SessionInfo, apply_event
 from tomopilot.archive.mdoc_sections import (
     ArchiveImportError,
@@ -68,6 +68,8 @@ class SeriesFiles:
     """Section indices in acquisition order."""
     exposure_ids: list[int | None] = field(default_factory=list)
     target: int | None = None
+    map_exposure: int | None = None
+    """The target's map (its true position on the twin), from the series' journal."""
 
 
 @dataclass
@@ -130,12 +132,23 @@ def _read_series(run_dir: Path) -> list[SeriesFiles]:
     return series
 
 
-def _tomopilot_run(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
-    journals = sorted(run_dir.glob("*.journal.jsonl"))
-    if not journals:
-        return None
-    state = replay_journal(journals[0])
-    return {"run": state.run or {}, "committed": state.committed, "maps": state.maps}, journals[0]
+def _link_journals(run_dir: Path, series: list[SeriesFiles]) -> bool:
+    """Link each series ``<root>_ts_NNN`` to the journal ``<root>.journal.jsonl`` (one per area
+    in a sequential session); ``False`` if the folder holds no journal at all."""
+    states: dict[str, JournalState | None] = {}
+    for files in series:
+        root, sep, _ = files.name.rpartition("_ts_")
+        if not sep:
+            continue
+        if root not in states:
+            path = run_dir / f"{root}.journal.jsonl"
+            states[root] = replay_journal(path) if path.is_file() else None
+        state = states[root]
+        if state is not None:
+            _link_journal(files, state)
+    return any(state is not None for state in states.values()) or any(
+        run_dir.glob("*.journal.jsonl")
+    )
 
 
 def _twin_truth(run_dir: Path) -> Any:
@@ -151,19 +164,15 @@ def _twin_truth(run_dir: Path) -> Any:
     return TwinMicroscope(config.microscope.twin, command_log=log).ground_truth
 
 
-def _link_journal(series: list[SeriesFiles], journal: dict[str, Any]) -> None:
-    by_target: dict[int, list[dict[str, Any]]] = {}
-    for record in journal["committed"]:
-        by_target.setdefault(int(record["target"]), []).append(record)
-    for files in series:
-        try:
-            target = int(files.name.rsplit("_", 1)[1])
-        except (IndexError, ValueError):
-            continue
-        records = by_target.get(target, [])
-        if not records:
-            continue
+def _link_journal(files: SeriesFiles, state: JournalState) -> None:
+    try:
+        target = int(files.name.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        return
+    records = [r for r in state.committed if int(r["target"]) == target]
+    if records:
         files.target = target
+        files.map_exposure = state.maps.get(target)
         tilts = [float(items["TiltAngle"]) for items in files.mdoc.sections]
         order = match_sections([float(r["tilt_deg"]) for r in records], tilts)
         if len(records) != len(files.mdoc.sections) or min(order, default=0) < 0:
@@ -243,7 +252,7 @@ def _processing_jobs(run_dir: Path) -> list[tuple[str, str, str]]:
 
 
 def _write(
-    db: Session, run_dir: Path, kind: str, series: list[SeriesFiles], truth: Any, maps: Any
+    db: Session, run_dir: Path, kind: str, series: list[SeriesFiles], truth: Any
 ) -> tuple[int, int]:
     session = upsert_session(
         db, str(run_dir), name=run_dir.name, source=kind, is_twin=truth is not None, fill_only=True
@@ -283,10 +292,10 @@ def _write(
             values["backend_exposure_id"] = exposure_id
             exposure = upsert_exposure(db, row, ordinal, **values)
             n_exposures += 1
-            if truth is not None and exposure_id is not None and files.target in maps:
+            if truth is not None and exposure_id is not None and files.map_exposure is not None:
                 from tomopilot.archive.truth import truth_columns
 
-                columns = truth_columns(truth, maps[files.target], exposure_id)
+                columns = truth_columns(truth, files.map_exposure, exposure_id)
                 upsert_truth(db, exposure, **columns, fill_only=True)
                 n_truth += 1
     for job_type, job_dir, status in _processing_jobs(run_dir):
@@ -306,21 +315,16 @@ def import_run(store: Store, run_dir: Path | str) -> ImportResult:
     if not run_dir.is_dir():
         raise ArchiveImportError(f"{run_dir}: not a folder")
     series = _read_series(run_dir)
-    tomopilot = _tomopilot_run(run_dir)
     kind = "serialem"
     truth = None
-    maps: dict[int, int] = {}
-    if tomopilot is not None:
+    if _link_journals(run_dir, series):
         kind = "tomopilot"
-        journal, _ = tomopilot
-        _link_journal(series, journal)
-        maps = journal["maps"]
         truth = _twin_truth(run_dir)
     info = SessionInfo(run_dir=str(run_dir), name=run_dir.name, is_twin=truth is not None)
     replayed = _replay_pending(store, run_dir, info)
     with store.session() as db:
         before = db.scalar(select(func.count()).select_from(ExposureRow)) or 0
-        n_exposures, n_truth = _write(db, run_dir, kind, series, truth, maps)
+        n_exposures, n_truth = _write(db, run_dir, kind, series, truth)
         after = db.scalar(select(func.count()).select_from(ExposureRow)) or 0
     return ImportResult(
         run_dir=run_dir,
