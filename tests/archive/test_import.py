@@ -164,3 +164,39 @@ def test_a_folder_without_a_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArchiveImportError, match="no mdoc"):
         import_run(store, tmp_path)
     store.close()
+
+
+def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
+    from tomopilot.acquisition.session import (
+        assess_session,
+        run_configured_session,
+        sequential_plans,
+    )
+
+    presets = {
+        "record": {"camera_area_px": [4096, 4096], "binning": 16},
+        "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
+    }
+    config = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=5,
+        targets=[{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.5, "SSY": 0.5}],
+        settings={"minTilt": -6, "maxTilt": 6, "tiltScheme": "bidirectional", "pretilt": 0},
+        twin={"presets": presets},
+    )
+    engine, resolved = start_run(load_acquire_config(config))
+    run_configured_session(engine, resolved)
+    quality = assess_session(engine.scope, sequential_plans(resolved, engine.plan), resolved)
+    store = open_store(tmp_path / "a.sqlite")
+    result = import_run(store, engine.plan.run_dir)
+    assert (result.n_series, result.n_truth) == (2, result.n_exposures)
+    with store.reader() as db:
+        for area, judged in zip(("L1_t001_ts_001", "L1_t002_ts_001"), quality.targets, strict=True):
+            series = db.query(TiltSeriesRow).filter_by(name=area).one()
+            true_nm = [
+                math.hypot(e.truth.true_error_x_nm, e.truth.true_error_y_nm)
+                for e in series.exposures
+            ]
+            assert true_nm == pytest.approx(judged.tracking_nm, abs=1e-6)  # its own map
+    store.close()
