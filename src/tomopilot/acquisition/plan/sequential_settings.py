@@ -52,6 +52,9 @@ class SequentialSettings(ConfigModel):
     # Motions and waits (leginon.md §3)
     tilt_pause_s: float = Field(1.0, ge=0, le=60)
     """``tilt pause time``: wait after each tilt before the Record."""
+    pause_after_record_s: float = Field(3.0, ge=0, le=60)
+    """Leginon's sleep after each Record's correlation (it starts the next tilt first, so the
+    move overlaps it; here the move follows it)."""
     backlash_release: bool = True
     """Off = Leginon's ``disable backlash correction`` (autoloader stages)."""
     backlash_steps: int = Field(5, ge=1, le=20)

@@ -293,6 +293,8 @@ class SequentialStrategy:
         else:  # nothing correlates: no position, and the next image is compared with the last
             # one that did (Leginon takes whatever peak there is, and a false one runs away)
             offset = (0.0, 0.0)
+        if self.options.pause_after_record_s > 0 and self._toolkit is not None:
+            self._toolkit.scope.clock.sleep(self.options.pause_after_record_s)
         if s.min_counts_per_s > 0 and image.mean_counts_per_s < s.min_counts_per_s:
             self.abort(target, step.branch, "too dark")
             return Outcome(alignment_um=offset, aborted="too dark")
