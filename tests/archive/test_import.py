@@ -186,7 +186,12 @@ def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
         twin={"presets": presets},
     )
     engine, resolved = start_run(load_acquire_config(config))
+    live = open_store(engine.plan.run_dir)
+    recorder = record_run(engine, resolved, live)
     run_configured_session(engine, resolved)
+    assert recorder.close()
+    live_rows = dump(live)
+    live.close()
     quality = assess_session(engine.scope, sequential_plans(resolved, engine.plan), resolved)
     store = open_store(tmp_path / "a.sqlite")
     result = import_run(store, engine.plan.run_dir)
@@ -200,3 +205,8 @@ def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
             ]
             assert true_nm == pytest.approx(judged.tracking_nm, abs=1e-6)  # its own map
     store.close()
+    # the live recorder looked up each area's own map too
+    assert len(live_rows["ground_truth"]) == result.n_exposures
+    assert [r[1:] for r in live_rows["ground_truth"]] == [
+        r[1:] for r in dump(store)["ground_truth"]
+    ]

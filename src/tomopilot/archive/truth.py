@@ -32,14 +32,21 @@ def live_truth_source(scope: Any, journal_path: Path) -> TruthSource | None:
     """Ground truth from a running twin (``None`` for a real microscope)."""
     if not isinstance(scope, TwinMicroscope):
         return None
-    maps: dict[int, int] = {}
+    maps: dict[Path, dict[int, int]] = {}
 
     def lookup(event: dict[str, Any]) -> dict[str, float] | None:
+        # a stack <root>_ts_NNN.mrc belongs to the journal <root>.journal.jsonl (a sequential
+        # session keeps one per area); the run's own journal otherwise
+        root, sep, _ = str(event.get("stack") or "").rpartition("_ts_")
+        journal = journal_path.with_name(f"{root}.journal.jsonl") if sep else journal_path
+        if not journal.is_file():
+            journal = journal_path
         target = int(event["target"])
-        if target not in maps:
-            maps.update(replay_journal(journal_path).maps)
-        if target not in maps:
+        known = maps.setdefault(journal, {})
+        if target not in known and journal.is_file():
+            known.update(replay_journal(journal).maps)
+        if target not in known:
             return None
-        return truth_columns(scope.ground_truth, maps[target], int(event["exposure_id"]))
+        return truth_columns(scope.ground_truth, known[target], int(event["exposure_id"]))
 
     return lookup
