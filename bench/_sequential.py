@@ -1,0 +1,170 @@
+"""Helpers of bench/acquisition.py for the ``sequential`` strategy (not a benchmark itself).
+
+A scenario's targets become a session of areas of one target each on one twin (Leginon's way);
+each area is judged against the twin's ground truth like the parallel runs. The same range,
+step and dose are used; the order is Leginon's (start, + branch, − branch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import AcquireConfig
+from tomopilot.acquisition.plan.scenarios import scenario_config
+from tomopilot.acquisition.quality import assess
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.session import run_session, sequential_plans
+
+UCSF_TOMO_XY_NM = 15.0
+UCSF_TOMO_FOCUS_NM = 100.0
+
+
+def sequential_config(config: AcquireConfig) -> AcquireConfig:
+    """The scenario's configuration with Leginon's order and the sequential strategy."""
+    data = config.model_dump(mode="json", by_alias=True)
+    data["strategy"] = "sequential"
+    data["settings"]["tiltScheme"] = "bidirectional"
+    return AcquireConfig.model_validate(data)
+
+
+def run_sequential(name: str, twin_seed: int, out: Path, *, render: bool = True) -> dict[str, Any]:
+    """One scenario as a sequential session; the same row keys as the parallel runs."""
+    config = sequential_config(scenario_config(name, twin_seed, "sequential", out, render=render))
+    engine, resolved = start_run(config)
+    scope: Any = engine.scope
+    plans = sequential_plans(resolved, engine.plan)
+    strategy_s = [0.0]
+
+    def timed(original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                strategy_s[0] += time.perf_counter() - start
+
+        return call
+
+    def instrument(area_engine: Any) -> None:
+        area_engine.strategy.observe = timed(area_engine.strategy.observe)
+
+    start_s = scope.clock.now_s()
+    session = run_session(scope, plans, root=config.output.root, on_engine=instrument)
+    truth = scope.ground_truth
+    track, drift_free, focus, tilts = [], [], [], []
+    dose = 0.0
+    series = 0
+    for plan in plans:
+        journal = replay_journal(plan.run_dir / f"{plan.root}.journal.jsonl")
+        if not journal.maps:
+            continue
+        quality = assess(truth, journal, config, microscope_s=1.0)
+        for t in quality.targets:
+            series += 1
+            dose += t.dose_e_a2
+            track += list(t.tracking_nm)
+            focus += list(t.defocus_error_um)
+            tilts += list(t.tilts_deg)
+            # UCSF Tomo's figure: the miss of each prediction, the start image (which defines
+            # the feature) taken as the reference.
+            point = truth.exposure(journal.maps[t.target]).specimen_centre_um
+            offsets = np.array(
+                [truth.exposure(int(c["exposure_id"])).offset_nm(point) for c in journal.committed]
+            )
+            if offsets.size:
+                drift_free += list(np.hypot(*(offsets - offsets[0]).T)[1:])
+    track_a, focus_a, tilt_a = np.asarray(track), np.asarray(focus), np.asarray(tilts)
+    microscope_s = scope.clock.now_s() - start_s
+    stage = config.microscope.twin.stage
+    steps = resolved.scheme.steps()
+    travel = sum(abs(b.tilt_deg - a.tilt_deg) for a, b in itertools.pairwise(steps))
+    tilt_s = travel / stage.tilt_speed_deg_s + len(steps) * stage.tilt_settle_s
+    record_s = config.microscope.twin.presets.record.exposure_s
+    return {
+        "scenario": name,
+        "strategy": "sequential",
+        "n_exposures": session.n_exposures,
+        "tracking_sq_nm2": float(np.sum(track_a**2)),
+        "tracking_max_nm": float(track_a.max()) if track_a.size else 0.0,
+        "within_50": int(np.sum(track_a <= 50.0)),
+        "within_50_others": 0,
+        "n_others": 0,
+        "n": int(track_a.size),
+        "prediction_sq_nm2": float(np.sum(np.square(drift_free))),
+        "n_prediction": len(drift_free),
+        "defocus_sq_um2": float(np.sum(focus_a**2)),
+        "defocus_high_sq_um2": float(np.sum(focus_a[np.abs(tilt_a) > 40] ** 2)),
+        "n_high": int(np.sum(np.abs(tilt_a) > 40)),
+        "dose_e_a2": dose,
+        "dose_spent_e_a2": float(sum(e.dose_e_a2 for e in truth.exposures)),
+        "records": session.n_exposures,
+        "views": sum(1 for e in truth.exposures if str(e.area).lower().endswith("view")),
+        "microscope_s": microscope_s,
+        "physical_s": session.n_exposures * record_s + series * tilt_s,
+        "series": series,
+        "compute_s": strategy_s[0],
+    }
+
+
+def nine_target_hours(strategy: str, out: Path) -> dict[str, float]:
+    """Microscope hours for 9 targets on the quiet lamella, ±60° in 3° steps, one strategy.
+
+    Records of 256² at 32 Å (the same 0.8 µm field as the scenarios, a quarter of the pixels):
+    the twin's clock depends on what the strategy does, not on the pixel count, and strategies
+    that track need real images (with flat ones they end their targets early).
+    """
+    grid = [(2.0 * i, 1.5 * j) for j in (-1, 0, 1) for i in (-1, 0, 1)]
+    grid.sort(key=lambda p: (p != (0.0, 0.0), p))
+    base = scenario_config("lamella_autoloader", 1, strategy, out)
+    data = base.model_dump(mode="json", by_alias=True)
+    data["targets"] = {"inline": [{"SSX": x, "SSY": y} for x, y in grid]}
+    for area in ("record", "preview"):
+        data["microscope"]["twin"]["presets"][area]["binning"] = 16
+    config = AcquireConfig.model_validate(data)
+    if strategy == "sequential":
+        config = sequential_config(config)
+        engine, resolved = start_run(config)
+        session = run_session(
+            engine.scope, sequential_plans(resolved, engine.plan), root=config.output.root
+        )
+        seconds, records = session.microscope_s, session.n_exposures
+    else:
+        engine, resolved = start_run(config)
+        summary = engine.run()
+        seconds, records = summary.microscope_s, summary.n_exposures
+    full = 9 * resolved.scheme.n_tilts
+    return {
+        "hours": seconds / 3600.0,
+        "records": records,
+        "records_planned": full,
+        "series_per_hour": 9 * 3600 / seconds,
+    }
+
+
+def sequential_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Pooled figures of the sequential rows, with UCSF Tomo's published accuracy beside them."""
+    n = sum(r["n"] for r in rows)
+    n_high = sum(r["n_high"] for r in rows)
+    hours = sum(r["microscope_s"] for r in rows) / 3600.0
+    n_pred = sum(r["n_prediction"] for r in rows)
+    return {
+        "tracking_rms_nm": math.sqrt(sum(r["tracking_sq_nm2"] for r in rows) / max(1, n)),
+        "prediction_rms_nm": math.sqrt(sum(r["prediction_sq_nm2"] for r in rows) / max(1, n_pred)),
+        "ucsf_tomo_xy_nm": UCSF_TOMO_XY_NM,
+        "within_50nm": sum(r["within_50"] for r in rows) / max(1, n),
+        "defocus_rms_um": math.sqrt(sum(r["defocus_sq_um2"] for r in rows) / max(1, n)),
+        "ucsf_tomo_focus_um": UCSF_TOMO_FOCUS_NM / 1e3,
+        "defocus_rms_above_40_um": math.sqrt(
+            sum(r["defocus_high_sq_um2"] for r in rows) / max(1, n_high)
+        ),
+        "tilt_series_per_hour": sum(r["series"] for r in rows) / hours,
+        "records": sum(r["records"] for r in rows),
+        "compute_ms_per_record": 1e3 * sum(r["compute_s"] for r in rows) / max(1, n),
+    }
