@@ -202,7 +202,7 @@ def peer_runner() -> tuple[Any, str | None, bool]:
         if refine and result2d.defocus_u is not None and result2d.defocus_v is not None:
             defocus = 0.5 * (float(result2d.defocus_u) + float(result2d.defocus_v))
         else:
-            defocus = float(result1d.ctf_model.defocus)
+            defocus = float(result1d.ctf_model.defocus_um)
         return -abs(defocus), seconds  # the peer reports underfocus positive, in µm
 
     return run, None, shim
