@@ -164,7 +164,7 @@ def sequential_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         "defocus_rms_above_40_um": math.sqrt(
             sum(r["defocus_high_sq_um2"] for r in rows) / max(1, n_high)
         ),
-        "tilt_series_per_hour": sum(r["series"] for r in rows) / hours,
+        "tilt_series_per_hour": sum(r["series"] for r in rows) / hours if hours > 0 else 0.0,
         "records": sum(r["records"] for r in rows),
         "compute_ms_per_record": 1e3 * sum(r["compute_s"] for r in rows) / max(1, n),
     }
