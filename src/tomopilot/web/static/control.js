@@ -4,9 +4,19 @@
   "use strict";
   function field() { return document.getElementById("control-token"); }
   function say(text) {
+    sessionStorage.setItem("tomopilot-control-result", text);
     var out = document.getElementById("control-result");
     if (out) { out.textContent = text; }
   }
+  // The page is redrawn live (live.js swaps the content in): put back what the user typed and
+  // the answer to the last control request, which the redraw would otherwise wipe.
+  document.addEventListener("tomopilot:updated", function () {
+    var token = sessionStorage.getItem("tomopilot-token");
+    if (token && field() && !field().value) { field().value = token; }
+    var out = document.getElementById("control-result");
+    var last = sessionStorage.getItem("tomopilot-control-result");
+    if (out && last !== null) { out.textContent = last; }
+  });
   document.addEventListener("input", function (event) {  // the page is redrawn live: keep it
     if (event.target.id === "control-token") {
       sessionStorage.setItem("tomopilot-token", event.target.value.trim());
