@@ -27,13 +27,14 @@ from tomopilot.instrument.twin.config import (
 )
 from tomopilot.instrument.twin.ground_truth import DoseReceived, ExposureTruth, GroundTruth
 from tomopilot.instrument.twin.microscope import TwinMicroscope
-from tomopilot.instrument.twin.specimen import HoleyFilmConfig, LamellaConfig
+from tomopilot.instrument.twin.specimen import GridConfig, HoleyFilmConfig, LamellaConfig
 
 __all__ = [
     "CameraConfig",
     "DoseReceived",
     "ExposureTruth",
     "FaultSpec",
+    "GridConfig",
     "GroundTruth",
     "HoleyFilmConfig",
     "HousekeepingConfig",

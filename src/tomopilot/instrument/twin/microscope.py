@@ -17,7 +17,7 @@ from tomopilot.instrument.twin.housekeeping import TwinHousekeeping
 from tomopilot.instrument.twin.measurements import TwinMeasurements
 from tomopilot.instrument.twin.optics import TwinOptics
 from tomopilot.instrument.twin.pose import StagePose
-from tomopilot.instrument.twin.specimen import HoleyFilm, Lamella
+from tomopilot.instrument.twin.specimen import GridSpecimen, HoleyFilm, Lamella
 from tomopilot.instrument.twin.stage import TwinStage
 
 
@@ -107,7 +107,7 @@ class TwinMicroscope:
         return self._core.truth
 
     @property
-    def specimen(self) -> Lamella | HoleyFilm:
+    def specimen(self) -> Lamella | HoleyFilm | GridSpecimen:
         """The specimen model."""
         return self._core.specimen
 
