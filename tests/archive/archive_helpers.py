@@ -75,6 +75,29 @@ def set_connections(url: str, allowed: bool) -> None:
     admin.close()
 
 
+def recorded_twin_run(folder: Path, **settings: Any) -> Path:
+    """A finished twin run in ``folder``, recorded live into its own SQLite archive.
+
+    The run folder is returned; the archive is ``tomopilot.sqlite`` inside it, closed.
+    """
+    from tomopilot.acquisition.output.side_files import detach_run_log
+    from tomopilot.acquisition.plan.run_config import load_acquire_config
+    from tomopilot.acquisition.run import attach_outputs, start_run
+    from tomopilot.archive.live import record_run
+    from tomopilot.store import open_store
+
+    config = load_acquire_config(write_config(folder, settings=settings))
+    engine, resolved = start_run(config)
+    handler = attach_outputs(engine, resolved)
+    store = open_store(engine.plan.run_dir)
+    recorder = record_run(engine, resolved, store)
+    engine.run()
+    assert recorder.close()
+    detach_run_log(handler)
+    store.close()
+    return Path(engine.plan.run_dir)
+
+
 def dump(store: Store, skip: tuple[str, ...] = ("recorded_utc",)) -> dict[str, list[tuple]]:
     """Every row of every archive table, ordered by id, without the wall-clock columns."""
     out: dict[str, list[tuple]] = {}
@@ -88,4 +111,11 @@ def dump(store: Store, skip: tuple[str, ...] = ("recorded_utc",)) -> dict[str, l
     return out
 
 
-__all__ = ["PG_URL", "dump", "fresh_postgres", "set_connections", "write_config"]
+__all__ = [
+    "PG_URL",
+    "dump",
+    "fresh_postgres",
+    "recorded_twin_run",
+    "set_connections",
+    "write_config",
+]

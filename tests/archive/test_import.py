@@ -9,13 +9,12 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-from archive_helpers import dump, write_config
+from archive_helpers import dump, recorded_twin_run, write_config
 from typer.testing import CliRunner
 
-from tomopilot.acquisition.output.side_files import detach_run_log
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.quality import assess_run_dir
-from tomopilot.acquisition.run import attach_outputs, start_run
+from tomopilot.acquisition.run import start_run
 from tomopilot.archive.import_run import import_run
 from tomopilot.archive.live import record_run
 from tomopilot.archive.mdoc_sections import ArchiveImportError, TornRunFileError
@@ -30,17 +29,7 @@ EMBL_MDOC = "embl-krios-2015_TS_01.mrc.mdoc"
 @pytest.fixture(scope="module")
 def twin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished twin run folder, recorded live into its own SQLite archive."""
-    folder = tmp_path_factory.mktemp("twin_run")
-    config = load_acquire_config(write_config(folder, settings={"sortByTilt": True}))
-    engine, resolved = start_run(config)
-    handler = attach_outputs(engine, resolved)
-    store = open_store(engine.plan.run_dir)
-    recorder = record_run(engine, resolved, store)
-    engine.run()
-    assert recorder.close()
-    detach_run_log(handler)
-    store.close()
-    return engine.plan.run_dir
+    return recorded_twin_run(tmp_path_factory.mktemp("twin_run"), sortByTilt=True)
 
 
 def test_importing_a_twin_run_twice_changes_nothing(twin_run: Path, tmp_path: Path) -> None:

@@ -8,14 +8,10 @@ from pathlib import Path
 import mdocfile
 import numpy as np
 import pytest
-from archive_helpers import write_config
+from archive_helpers import recorded_twin_run
 from fastapi.testclient import TestClient
 
 from tomopilot.acquisition.control import EngineControl
-from tomopilot.acquisition.output.side_files import detach_run_log
-from tomopilot.acquisition.plan.run_config import load_acquire_config
-from tomopilot.acquisition.run import attach_outputs, start_run
-from tomopilot.archive.live import record_run
 from tomopilot.store import open_store
 from tomopilot.store.models import TiltSeriesRow
 from tomopilot.web.app import LiveRun, create_app
@@ -23,17 +19,7 @@ from tomopilot.web.app import LiveRun, create_app
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("web_run")
-    config = load_acquire_config(write_config(folder, settings={"sortByTilt": True}))
-    engine, resolved = start_run(config)
-    handler = attach_outputs(engine, resolved)
-    store = open_store(engine.plan.run_dir)
-    recorder = record_run(engine, resolved, store)
-    engine.run()
-    assert recorder.close()
-    detach_run_log(handler)
-    store.close()
-    return engine.plan.run_dir
+    return recorded_twin_run(tmp_path_factory.mktemp("web_run"), sortByTilt=True)
 
 
 @pytest.fixture
