@@ -406,3 +406,27 @@ def small_twin(seed: int = 5) -> TwinMicroscope:
         }
     )
     return TwinMicroscope(config)
+
+
+def short_run_config(path: Path, run_dir: Path, microscope: dict[str, Any]) -> Path:
+    """Write a short run config (3 targets at 0, ±3, ±6°, groups of 2) to ``path``."""
+    import yaml
+
+    data = {
+        "microscope": microscope,
+        "targets": [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.2, "SSY": 0.8}, {"SSX": -1.0, "SSY": 1.4}],
+        "settings": {
+            "minTilt": -6,
+            "maxTilt": 6,
+            "step": 3,
+            "groupSize": 2,
+            "pretilt": 10,
+            "maxDefocus": -4,
+            "minDefocus": -3,
+            "delayIS": 0.1,
+            "delayTilt": 0.1,
+        },
+        "output": {"dir": str(run_dir), "root": "L1"},
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from fake_serialem import short_run_config
 from typer.testing import CliRunner
 
 from tomopilot.acquisition.output.journal import replay_journal
@@ -35,25 +35,7 @@ def write(folder: Path, name: str, *, loop: bool) -> Path:
     }
     if loop:
         microscope.update({"backend": "serialem", "serialem": {"module": "twin"}})
-    data = {
-        "microscope": microscope,
-        "targets": [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.2, "SSY": 0.8}, {"SSX": -1.0, "SSY": 1.4}],
-        "settings": {
-            "minTilt": -6,
-            "maxTilt": 6,
-            "step": 3,
-            "groupSize": 2,
-            "pretilt": 10,
-            "maxDefocus": -4,
-            "minDefocus": -3,
-            "delayIS": 0.1,
-            "delayTilt": 0.1,
-        },
-        "output": {"dir": str(folder / name), "root": "L1"},
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return short_run_config(folder / f"{name}.yaml", folder / name, microscope)
 
 
 def run(path: Path) -> tuple[RunQuality, set[tuple[int, float]]]:

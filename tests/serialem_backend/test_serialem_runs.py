@@ -15,7 +15,7 @@ import mrcfile
 import numpy as np
 import pytest
 import yaml
-from fake_serialem import FakeSerialEM, small_twin
+from fake_serialem import FakeSerialEM, short_run_config, small_twin
 
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import AcquireConfig, load_acquire_config
@@ -26,25 +26,8 @@ from tomopilot.core.errors import ConfigError
 
 def write_serialem_config(folder: Path, **microscope: Any) -> Path:
     """A short run (3 targets, 0, ±3, ±6°) with ``backend: serialem``."""
-    data = {
-        "microscope": {"backend": "serialem", "host": "127.0.0.1", "port": 48888, **microscope},
-        "targets": [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.2, "SSY": 0.8}, {"SSX": -1.0, "SSY": 1.4}],
-        "settings": {
-            "minTilt": -6,
-            "maxTilt": 6,
-            "step": 3,
-            "groupSize": 2,
-            "pretilt": 10,
-            "maxDefocus": -4,
-            "minDefocus": -3,
-            "delayIS": 0.1,
-            "delayTilt": 0.1,
-        },
-        "output": {"dir": str(folder / "run"), "root": "L1"},
-    }
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    scope = {"backend": "serialem", "host": "127.0.0.1", "port": 48888, **microscope}
+    return short_run_config(folder / "run.yaml", folder / "run", scope)
 
 
 def run_on(fake: FakeSerialEM, config: AcquireConfig, *, resume: bool = False) -> str:
