@@ -26,6 +26,12 @@ from tomopilot.instrument.errors import ImageShiftLimitError, StageLimitError
 from tomopilot.instrument.events import StageMoved
 from tomopilot.instrument.serialem.core import AREA_LETTER, CAMERA_SET, SerialEMCore
 from tomopilot.instrument.serialem.session import SerialEMCommandError
+from tomopilot.instrument.stage_moves import (
+    check_stage_xyz,
+    check_tilt,
+    tilt_approach_deg,
+    xy_approach_um,
+)
 from tomopilot.instrument.types import AreaPreset, LowDoseArea, StageLimits, StagePosition
 
 
@@ -48,12 +54,6 @@ class SerialEMStage:
     def position(self) -> StagePosition:
         self._core.stage_cache = None
         return self._core.stage_position()
-
-    def _check(self, x: float, y: float, z: float) -> None:
-        lim = self.limits
-        for axis, value, bound in (("x", x, lim.xy_um), ("y", y, lim.xy_um), ("z", z, lim.z_um)):
-            if not (math.isfinite(value) and -bound <= value <= bound):
-                raise StageLimitError(axis, value, -bound, bound, "µm")
 
     def _move(self, x: float, y: float, z: float | None) -> None:
         core = self._core
@@ -78,11 +78,11 @@ class SerialEMStage:
         x = cur.x_um if x_um is None else float(x_um)
         y = cur.y_um if y_um is None else float(y_um)
         z = cur.z_um if z_um is None else float(z_um)
-        self._check(x, y, z)
+        check_stage_xyz(self.limits, x, y, z)
         new_z = None if z_um is None or math.isclose(z, cur.z_um, abs_tol=1e-4) else z
-        if backlash_compensate and (x < cur.x_um or y < cur.y_um):
-            back = self._core.options.xy_backlash_um
-            self._move(x - back if x < cur.x_um else x, y - back if y < cur.y_um else y, new_z)
+        via = xy_approach_um((cur.x_um, cur.y_um), (x, y), self._core.options.xy_backlash_um)
+        if backlash_compensate and via is not None:
+            self._move(*via, new_z)
         self._move(x, y, new_z)
 
     def move_by(
@@ -103,13 +103,13 @@ class SerialEMStage:
 
     def tilt_to(self, tilt_deg: float, *, backlash_compensate: bool = False) -> None:
         limit = self.limits.tilt_deg
-        if not (math.isfinite(tilt_deg) and -limit <= tilt_deg <= limit):
-            raise StageLimitError("tilt", tilt_deg, -limit, limit, "°")
+        check_tilt(self.limits, tilt_deg)
         core = self._core
         current = core.stage_position().tilt_deg
         start = core.clock.now_s()
-        if backlash_compensate and tilt_deg < current:
-            core.session.call("TiltTo", max(-limit, tilt_deg - core.options.tilt_backlash_deg))
+        via = tilt_approach_deg(current, tilt_deg, core.options.tilt_backlash_deg, limit)
+        if backlash_compensate and via is not None:
+            core.session.call("TiltTo", via)
         core.session.call("TiltTo", float(tilt_deg))
         core.stage_cache = None
         core.image_shift_cache = None

@@ -6,6 +6,12 @@ import math
 
 from tomopilot.instrument.errors import StageError, StageLimitError
 from tomopilot.instrument.events import FaultTriggered, StageMoved
+from tomopilot.instrument.stage_moves import (
+    check_stage_xyz,
+    check_tilt,
+    tilt_approach_deg,
+    xy_approach_um,
+)
 from tomopilot.instrument.twin.core import TwinCore, logged
 from tomopilot.instrument.types import StageLimits, StagePosition
 
@@ -38,12 +44,6 @@ class TwinStage:
         return StagePosition(round(x, 4), round(y, 4), round(z, 4), round(tilt, 3))
 
     # -- translation --------------------------------------------------------------------------
-    def _check_xyz(self, x: float, y: float, z: float) -> None:
-        lim = self.limits
-        for axis, value, bound in (("x", x, lim.xy_um), ("y", y, lim.xy_um), ("z", z, lim.z_um)):
-            if not -bound <= value <= bound:
-                raise StageLimitError(axis, value, -bound, bound, "µm")
-
     def _fault(self) -> None:
         core = self._core
         spec = core.faults.on_move(core.stage.n_moves, core.clock.now_s())
@@ -83,14 +83,11 @@ class TwinStage:
         x = float(cur[0] if x_um is None else x_um)
         y = float(cur[1] if y_um is None else y_um)
         z = float(cur[2] if z_um is None else z_um)
-        self._check_xyz(x, y, z)
+        check_stage_xyz(self.limits, x, y, z)
         self._fault()
-        if backlash_compensate and (x < cur[0] or y < cur[1]):
-            self._translate(
-                min(x, x - XY_APPROACH_UM) if x < cur[0] else x,
-                min(y, y - XY_APPROACH_UM) if y < cur[1] else y,
-                z,
-            )
+        via = xy_approach_um((cur[0], cur[1]), (x, y), XY_APPROACH_UM)
+        if backlash_compensate and via is not None:
+            self._translate(*via, z)
         self._translate(x, y, z)
 
     @logged
@@ -124,12 +121,12 @@ class TwinStage:
     @logged
     def tilt_to(self, tilt_deg: float, *, backlash_compensate: bool = False) -> None:
         limit = self.limits.tilt_deg
-        if not -limit <= tilt_deg <= limit:
-            raise StageLimitError("tilt", tilt_deg, -limit, limit, "°")
+        check_tilt(self.limits, tilt_deg)
         self._fault()
         current = float(self._core.stage.commanded[3])
-        if backlash_compensate and tilt_deg < current + 1e-9 and tilt_deg != current:
-            self._rotate(max(-limit, tilt_deg - TILT_APPROACH_DEG))
+        via = tilt_approach_deg(current, tilt_deg, TILT_APPROACH_DEG, limit)
+        if backlash_compensate and via is not None:
+            self._rotate(via)
         self._rotate(tilt_deg)
 
     # -- axis offset --------------------------------------------------------------------------
