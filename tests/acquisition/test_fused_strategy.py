@@ -192,7 +192,8 @@ class _FakeToolkit:
 
 def _first_target_offset(peak: tuple[tuple[float, float], float], view_um=(0.02, -0.01)):  # type: ignore[no-untyped-def]
     """fused's offset of target 1 at its first tilt of the + branch, and the Views it took."""
-    settings = AcquisitionSettings.model_validate({"pretilt": 0.0})
+    # The tracking spot is off: this is the View check of target 1's own Record.
+    settings = AcquisitionSettings.model_validate({"pretilt": 0.0, "trackSpot": False})
     strategy = FusedStrategy(settings)
     toolkit = _FakeToolkit(peak, view_um)
     targets = [TargetInfo(1, (0.0, 0.0), -4.0), TargetInfo(2, (1.0, 1.0), -4.0)]

@@ -73,6 +73,8 @@ from tomopilot.acquisition.strategies.base import (
     TargetInfo,
     Toolkit,
 )
+from tomopilot.acquisition.time_ledger import TimeLedger, ledgered
+from tomopilot.acquisition.time_levers import levers_for, switch_levers
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import (
     CameraTimeoutError,
@@ -100,11 +102,12 @@ class AcquisitionEngine:
         events: EventBus | None = None,
         control: EngineControl | None = None,
     ) -> None:
-        self.scope = scope
+        self.ledger = TimeLedger()
+        self.scope = ledgered(scope, self.ledger)  # every command's time is booked
         self.plan = plan
         self.events = events or scope.events
         self.control = control or EngineControl()
-        self.toolkit = Toolkit(scope, plan.settings)
+        self.toolkit = Toolkit(self.scope, plan.settings)
         self.strategy: Strategy = make_strategy(plan.strategy, plan.settings, plan.sequential)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
@@ -114,6 +117,8 @@ class AcquisitionEngine:
         self.n_exposures = 0
         self.n_lost = 0
         self._start_s = scope.clock.now_s()
+        self._prior_s = 0.0  # microscope time of earlier sessions of this run (resume)
+        self.levers: tuple[str, ...] = ()  # time levers in use (time_levers.py)
         self._last_zlp_s = self._start_s
         self.targets = self._target_infos()
         self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
@@ -148,6 +153,9 @@ class AcquisitionEngine:
             raise AcquisitionError(
                 f"{self.journal_path} holds a previous run; use --resume to continue it"
             )
+        if state is not None and state.finished is not None:  # an aborted run, continued
+            self._continue_ledger(state.finished.get("time_ledger_s") or {})
+        self.levers = switch_levers(self.scope, levers_for(self.plan.strategy, self.plan.settings))
         try:
             if state is not None and state.setup is not None:
                 next_step, next_target = self._resume(state)
@@ -261,7 +269,7 @@ class AcquisitionEngine:
             limit = scope.stage.limits.tilt_deg
             scope.stage.tilt_to(max(-limit, min(limit, approach)))
         scope.stage.tilt_to(step.tilt_deg)
-        if s.delay_tilt_s > 0:
+        if s.delay_tilt_s > 0 and "builtin_settling" not in self.levers:
             scope.clock.sleep(s.delay_tilt_s)
 
     def _expose_target(self, info: TargetInfo, step: TiltStep, n_steps: int) -> None:
@@ -327,7 +335,7 @@ class AcquisitionEngine:
             protect_from_dewar(scope)
         scope.optics.set_image_shift_um(*request.image_shift_um)
         scope.optics.set_focus_um(request.focus_um)
-        if s.delay_is_s > 0:
+        if s.delay_is_s > 0 and "builtin_settling" not in self.levers:
             scope.clock.sleep(s.delay_is_s)
 
     def _record(self, target: int, step: TiltStep, request: ExposureRequest) -> Image | None:
@@ -519,7 +527,13 @@ class AcquisitionEngine:
             for files in self.files.values():
                 files.finish(sort_by_tilt=self.plan.settings.sort_by_tilt)
         minutes = (self.scope.clock.now_s() - self._start_s) / 60.0
-        self.journal.write("finished", status=status, time_s=self.scope.clock.now_s())
+        self.ledger.close(self._prior_s + self.scope.clock.now_s() - self._start_s)
+        self.journal.write(
+            "finished",
+            status=status,
+            time_s=self.scope.clock.now_s(),
+            time_ledger_s=self.ledger.as_dict(),
+        )
         self.events.emit(
             RunFinished(
                 time_s=self.scope.clock.now_s(),
@@ -530,13 +544,19 @@ class AcquisitionEngine:
             )
         )
 
+    def _continue_ledger(self, earlier: dict[str, float]) -> None:
+        self.ledger.add(earlier)
+        self._prior_s = sum(earlier.values())
+
     def _summary(self, status: str, state: JournalState) -> RunSummary:
+        finished = state.finished or {}
         return RunSummary(
             status=status,
             n_exposures=len(state.committed),
             lost=len(state.lost),
             microscope_s=self.scope.clock.now_s() - self._start_s,
             sections=dict(state.sections),
+            time_by_activity_s=dict(finished.get("time_ledger_s") or {}),
         )
 
 

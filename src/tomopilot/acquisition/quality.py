@@ -48,6 +48,10 @@ class RunQuality:
     microscope_minutes: float
     n_exposures: int
     n_lost: int
+    time_ledger_s: dict[str, float] = field(default_factory=dict)
+    """The engine's ledger from the journal: microscope time by activity (empty if unfinished)."""
+    twin_ledger_s: dict[str, float] = field(default_factory=dict)
+    """The twin's own ledger over the run (ground truth), by the twin's activity names."""
 
     def pooled(self) -> dict[str, float]:
         """Figures over every exposure of the run."""
@@ -126,11 +130,14 @@ def assess(
                 tilts_deg=tilts,
             )
         )
+    finished = journal.finished or {}
     return RunQuality(
         targets=out,
         microscope_minutes=minutes,
         n_exposures=len(journal.committed),
         n_lost=len(journal.lost),
+        time_ledger_s=dict(finished.get("time_ledger_s") or {}),
+        twin_ledger_s=dict(truth.time_by_activity_s),
     )
 
 

@@ -36,12 +36,16 @@ from tomopilot.acquisition.session import (
 )
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
+from tomopilot.acquisition.strategies.fused_track import SHOT_DOSE_FRACTION
+from tomopilot.acquisition.time_ledger import ACTIVITIES, efficiency
+from tomopilot.acquisition.time_levers import levers_for
 from tomopilot.archive.live import record_run
 from tomopilot.archive.recorder import PENDING_FILE, Recorder
 from tomopilot.cli.common import console, err_console, user_errors
 from tomopilot.cli.serve import HostOption, PortOption, warn_if_exposed
 from tomopilot.core.events import EventBus, Message
 from tomopilot.instrument.twin_serialem.truth_report import is_script_run
+from tomopilot.instrument.types import LowDoseArea
 from tomopilot.store import Store, open_store
 from tomopilot.web.monitor_process import MonitorProcess
 from tomopilot.web.server import DEFAULT_HOST, DEFAULT_PORT
@@ -79,12 +83,16 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         console.print(
             f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
         )
+    record_s = config.microscope.twin.presets.get(LowDoseArea.RECORD).exposure_s
     estimate = estimate_duration(
         settings,
         resolved.scheme,
         n_targets,
         Timing.from_twin(config.microscope.twin),
         n_geo_points=len(geo_points_for(settings, resolved.geo_points_um)),
+        levers=levers_for(strategy or config.strategy, settings),
+        shots_per_tilt=int((strategy or config.strategy) == "fused" and settings.track_spot),
+        shot_s=SHOT_DOSE_FRACTION * record_s,
     )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "
@@ -179,6 +187,31 @@ def quality_table(quality: RunQuality, title: str) -> Table:
         f"{pooled['minutes_per_tilt_series']:.1f}",
         style="bold",
     )
+    return table
+
+
+def ledger_table(seconds: dict[str, float], title: str) -> Table:
+    """Microscope time by activity, from the engine's own clock, with the efficiency."""
+    total = sum(seconds.values())
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        caption=(
+            f"efficiency {efficiency(seconds):.2f}: (Record exposure + stage tilting) "
+            "over the time used"
+        ),
+    )
+    for column in ("activity", "min", "share"):
+        table.add_column(column, justify="right" if column != "activity" else "left")
+    order = [a for a in ACTIVITIES if a in seconds] + [a for a in seconds if a not in ACTIVITIES]
+    for activity in order:
+        value = seconds[activity]
+        if value <= 0:
+            continue
+        table.add_row(
+            activity.replace("_", " "), f"{value / 60:.1f}", f"{100 * value / total:.0f}%"
+        )
+    table.add_row("all", f"{total / 60:.1f}", "100%", style="bold")
     return table
 
 
@@ -331,6 +364,8 @@ def acquire_command(
         )
         if summary.status == "aborted":
             console.print(f"continue with: tomopilot acquire {config} --resume")
+        if summary.time_by_activity_s:
+            console.print(ledger_table(summary.time_by_activity_s, "microscope time"))
         micro = settings_config.microscope
         on_twin = micro.backend == "twin" or micro.serialem.module == "twin"
         if (
@@ -367,7 +402,12 @@ def report_command(
 
             print_script_report(run_dir, per_image=per_image)
             return
-        console.print(quality_table(assess_run_dir(run_dir), f"{run_dir}: ground truth"))
+        quality = assess_run_dir(run_dir)
+        console.print(quality_table(quality, f"{run_dir}: ground truth"))
+        if quality.time_ledger_s:
+            console.print(ledger_table(quality.time_ledger_s, "microscope time (engine's clock)"))
+        else:
+            console.print("[yellow]no time ledger: the run did not finish[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from tomopilot.core.files import atomic_write_text
 from tomopilot.instrument import LowDoseArea
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.profiles import SOURCES, STAGE_PROFILES
+from tomopilot.instrument.twin.timing import TIME_COSTS
 from tomopilot.io.mrc_image import write_mrc
 
 twin_app = typer.Typer(
@@ -131,7 +132,12 @@ def describe_table(scope: TwinMicroscope) -> list[Table]:
             f"{p['dose_e_a2']:g}",
             f"{p['defocus_offset_um']:g}",
         )
-    return [summary, specimen_table, stage_table, presets]
+    timing = Table(title="time costs and levers")
+    for column in ("cost", "magnitude", "source", "lever", "SerialEM"):
+        timing.add_column(column, overflow="fold")
+    for cost in TIME_COSTS:
+        timing.add_row(cost.name, cost.magnitude, cost.source, cost.lever, cost.serialem)
+    return [summary, specimen_table, stage_table, presets, timing]
 
 
 @twin_app.command("describe")

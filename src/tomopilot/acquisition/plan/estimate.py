@@ -8,6 +8,7 @@ real microscope the defaults follow SerialEM and PACEtomo (reference/twin_magnit
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
@@ -25,6 +26,7 @@ class Timing:
     image_shift_settle_s: float = 0.5
     pre_exposure_s: float = 0.8
     readout_s: float = 1.1
+    sum_return_s: float = 0.3
     record_s: float = 1.0
     preview_s: float = 0.5
     eucentricity_s: float = 40.0
@@ -40,6 +42,7 @@ class Timing:
             image_shift_settle_s=config.optics.is_settle_s,
             pre_exposure_s=config.camera.pre_exposure_s,
             readout_s=config.camera.readout_s,
+            sum_return_s=config.camera.sum_return_s,
             record_s=presets.get(LowDoseArea.RECORD).exposure_s,
             preview_s=presets.get(LowDoseArea.PREVIEW).exposure_s,
             eucentricity_s=config.housekeeping.eucentric_rough_s + 10.0,
@@ -82,10 +85,16 @@ def estimate_duration(
     timing: Timing,
     *,
     n_geo_points: int = 0,
+    levers: Collection[str] = (),
+    shots_per_tilt: int = 0,
+    shot_s: float = 0.0,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
-    With measureGeo, each of ``n_geo_points`` costs one defocus measurement.
+    With measureGeo, each of ``n_geo_points`` costs one defocus measurement. ``levers`` are the
+    time levers the run uses (``acquisition/time_levers.py``); ``shots_per_tilt`` extra
+    exposures of ``shot_s`` each are taken at every tilt after the first (``fused``'s
+    tracking spot).
     """
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
     setup = timing.eucentricity_s + timing.autofocus_s + n_targets * per_preview
@@ -102,10 +111,14 @@ def estimate_duration(
                 continue
             tilting += abs(target - position) / timing.tilt_speed_deg_s + timing.tilt_settle_s
             position = target
-        tilting += settings.delay_tilt_s
-    record = timing.pre_exposure_s + timing.record_s + timing.readout_s
-    per_target = record + timing.image_shift_settle_s + settings.delay_is_s
+        if "builtin_settling" not in levers:
+            tilting += settings.delay_tilt_s
+    delay_is = 0.0 if "builtin_settling" in levers else settings.delay_is_s
+    per_target = _cycle_s(timing, delay_is, timing.record_s, levers)
     exposures = len(steps) * n_targets * per_target
+    if shots_per_tilt and len(steps) > 1:
+        shot = _cycle_s(timing, 0.0, shot_s, levers)
+        exposures += (len(steps) - 1) * shots_per_tilt * shot
     return DurationEstimate(
         setup_s=setup,
         tilting_s=tilting,
@@ -113,3 +126,24 @@ def estimate_duration(
         n_tilts=len(steps),
         n_records=len(steps) * n_targets,
     )
+
+
+def _cycle_s(timing: Timing, delay_s: float, exposure_s: float, levers: Collection[str]) -> float:
+    """One image shift, script delay and exposure, from one camera return to the next.
+
+    With ``early_return`` the camera hands back the sum after ``sum_return_s`` and reads out
+    the rest while the image shift settles and the script waits; with ``settle_in_startup`` the
+    settling overlaps the camera's start-up instead of coming before it.
+    """
+    settle = timing.image_shift_settle_s
+    overlap = "settle_in_startup" in levers
+    if "early_return" in levers:
+        blocking = min(timing.sum_return_s, timing.readout_s)
+        camera_free = timing.readout_s - blocking
+    else:
+        blocking, camera_free = timing.readout_s, 0.0
+    script = delay_s + (0.0 if overlap else settle)
+    start = max(script, camera_free) + timing.pre_exposure_s
+    if overlap:
+        start = max(start, settle)
+    return blocking + start + exposure_s

@@ -9,6 +9,7 @@ from tomopilot.acquisition.output.saved_images import ts_stem
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
+from tomopilot.acquisition.time_ledger import efficiency
 from tomopilot.targeting.targets import Target
 
 
@@ -42,3 +43,10 @@ class RunSummary:
     lost: int
     microscope_s: float
     sections: dict[int, int] = field(default_factory=dict)
+    time_by_activity_s: dict[str, float] = field(default_factory=dict)
+    """Microscope time by activity, from the engine's own clock (see ``time_ledger``)."""
+
+    @property
+    def efficiency(self) -> float:
+        """(Record exposure + stage tilting) over the time used."""
+        return efficiency(self.time_by_activity_s)

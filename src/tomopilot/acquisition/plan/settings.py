@@ -39,6 +39,8 @@ from pydantic import (
 from tomopilot.core.config import ConfigModel
 from tomopilot.core.errors import ConfigError
 
+TimeLever = Literal["early_return", "settle_in_startup", "builtin_settling"]
+
 TRUE_WORDS = frozenset({"true", "yes", "y", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "off", "0"})
 
@@ -86,6 +88,9 @@ class AcquisitionSettings(ConfigModel):
     """Wait between setting the image shift and the Record."""
     delay_tilt_s: float = Field(0.3, alias="delayTilt", ge=0, le=600)
     """Wait after every stage tilt."""
+    time_levers: list[TimeLever] | None = Field(None, alias="timeLevers")
+    """Time savers the engine commands (see ``acquisition/time_levers.py``); None = the
+    strategy's choice: ``fused`` uses all, ``pace`` and ``none`` none (as PACEtomo)."""
     zero_exp_time_s: float = Field(0.0, alias="zeroExpTime", ge=0, le=600)
     """Exposure of the start-tilt image; 0 = the Record exposure."""
     zero_defocus_um: float = Field(0.0, alias="zeroDefocus", ge=-100)
@@ -102,6 +107,9 @@ class AcquisitionSettings(ConfigModel):
     """Take a second tracking image when the shift exceeds alignLimit."""
     track_use_trial: bool = Field(False, alias="trackUseTrial")
     """Record the tracking series in the Trial area."""
+    track_spot: bool = Field(True, alias="trackSpot")
+    """fused: measure each tilt's common step on a spot next to target 1, with a short binned
+    exposure off the targets, before target 1's Record (``strategies/fused_track.py``)."""
 
     # Specimen geometry
     pretilt_deg: float = Field(0.0, alias="pretilt", gt=-90, lt=90)

@@ -57,6 +57,7 @@ from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
+from tomopilot.acquisition.strategies.fused_track import TrackSpot, start_spot
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.instrument.types import Image, LowDoseArea
 
@@ -89,6 +90,10 @@ REFERENCE_MAX_OFFSET_FIELDS = 0.25
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
+# The spot's shots (binned to ~32 Å) are aligned with a plain correlation: removing a 130 Å
+# background at that pixel left mostly noise, and the spot was lost beyond ±20° (autoloader
+# lamella, seed 1: target 1 within 50 nm at 68 % of its tilts against 83 % with the plain one).
+SPOT_FLATTEN_A: float | None = None
 CTF_MAX_INNOVATION_UM = 1.0
 LATERAL_MAX_INDIVIDUAL_UM = 0.1
 LATERAL_NOISE_UM = 0.01
@@ -113,6 +118,7 @@ class FusedStrategy:
         self.view_offset_um: dict[str, list[float]] = {"+": [0.0, 0.0], "-": [0.0, 0.0]}
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
+        self.spot: TrackSpot | None = None
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(
@@ -154,6 +160,8 @@ class FusedStrategy:
                 self._images[f"view:1:{branch}"] = view
                 self.view_tilt_deg[branch] = start_tilt_deg
                 self.view_offset_um[branch] = [0.0, 0.0]
+            if s.track_spot:
+                self.spot = start_spot(s, self.targets, start_is_um, toolkit, start_tilt_deg)
 
     # -- prediction -------------------------------------------------------------------------
     def alive(self, target: int, branch: str) -> bool:
@@ -174,6 +182,8 @@ class FusedStrategy:
         if r.lateral:
             cx = statistics.median(v[0] for v in r.lateral)
             cy = statistics.median(v[1] for v in r.lateral)
+        elif r.spot is not None:
+            cx, cy = r.spot
         if r.depth:
             cz = statistics.median(r.depth)
         return cx, cy, cz
@@ -194,7 +204,11 @@ class FusedStrategy:
     def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
         tgt = self.targets[target]
         state = tgt.branch(step.branch)
+        previous = self.round
         cx, cy, cz = self._common(step)
+        if self._spot_due(step):
+            self._measure_spot(step, previous)
+            cx, cy, cz = self._common(step)
         y, z = self._rotate(state, step.branch, step.tilt_deg)
         focus = tgt.level_um - (z + cz)
         return ExposureRequest(
@@ -203,6 +217,33 @@ class FusedStrategy:
             target_defocus_um=tgt.info.defocus_um,
             predicted_dy_um=y - state.y_um + cy,
             predicted_dz_um=z - state.z_um + cz,
+        )
+
+    def _spot_due(self, step: TiltStep) -> bool:
+        r = self.round
+        return (
+            self.spot is not None
+            and self._toolkit is not None
+            and step.branch != "start"
+            and not r.lateral
+            and not r.spot_tried
+        )
+
+    def _measure_spot(self, step: TiltStep, previous: TiltRound) -> None:
+        """The tracking spot's shot before the first Record of the tilt (``fused_track``)."""
+        assert self.spot is not None and self._toolkit is not None
+        self.round.spot_tried = True
+        if previous.step_index != step.index:
+            self.spot.learn(previous.step_index, previous.lateral)
+        trend = self._trend(step)
+        self.round.spot = self.spot.measure(
+            self._toolkit,
+            step.branch,
+            step.tilt_deg,
+            step.index,
+            (trend[0], trend[1], trend[2]),
+            self._rotate,
+            SPOT_FLATTEN_A,
         )
 
     # -- learning ---------------------------------------------------------------------------
@@ -449,6 +490,7 @@ class FusedStrategy:
             "view_tilt_deg": self.view_tilt_deg,
             "view_offset_um": self.view_offset_um,
             "recoveries": self.recoveries,
+            "spot": None if self.spot is None else self.spot.to_dict(),
             "targets": {str(i): t.to_dict() for i, t in self.targets.items()},
         }
 
@@ -463,6 +505,8 @@ class FusedStrategy:
         self.view_tilt_deg = {k: float(v) for k, v in state["view_tilt_deg"].items()}
         self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
         self.recoveries = int(state.get("recoveries", 0))
+        spot = state.get("spot")
+        self.spot = None if spot is None else TrackSpot.from_dict(spot)
         self.targets = {int(k): FusedTarget.from_dict(v) for k, v in state["targets"].items()}
         self._images = dict(references)
         if toolkit is not None:

@@ -76,3 +76,5 @@ class TiltRound:
     step_index: int = -1
     lateral: list[list[float]] = field(default_factory=list)  # unexplained (x, y)
     depth: list[float] = field(default_factory=list)  # unexplained z from the CTF
+    spot: list[float] | None = None  # the tracking spot's (x, y) step at this tilt
+    spot_tried: bool = False

@@ -148,6 +148,36 @@ class TwinCamera:
             image=image,
         )
 
+    @logged
+    def set_early_return(self, enabled: bool) -> None:
+        """Return from each exposure once its sum is ready, not after the whole read-out.
+
+        SerialEM's ``EarlyReturn`` (K2/K3, Falcon, DE): the script goes on while the camera
+        finishes processing and writing the frames; the next exposure waits until the camera
+        is free. Stage tilts, image shifts and focus changes do not wait.
+        """
+        self._core.early_return = bool(enabled)
+
+    def _start_exposure(self) -> None:
+        """Wait for a busy camera, start it up, and wait out image-shift settling left over."""
+        core = self._core
+        core.wait_until("camera_busy", core.camera_free_s)
+        core.spend("exposure_overhead", core.config.camera.pre_exposure_s)
+        core.wait_until("image_shift_settle", core.settled_s)
+
+    def _finish_exposure(self, frame_saving_s: float) -> None:
+        """Read out (in the background with early return on) and write the frames."""
+        core = self._core
+        cam = core.config.camera
+        if core.early_return:
+            background = cam.readout_s + frame_saving_s
+            returned = min(cam.sum_return_s, background)
+            core.spend("readout", returned)
+            core.camera_free_s = core.clock.now_s() + background - returned
+            return
+        core.spend("frame_saving", frame_saving_s)
+        core.spend("readout", cam.readout_s)
+
     # -- the exposure ---------------------------------------------------------------------------
     def _check_faults(self, index: int) -> bool:
         core = self._core
@@ -183,7 +213,7 @@ class TwinCamera:
         preset = self._optics.preset(area)
         field = self.field(area)
         readout = self.readout_area(preset)
-        core.spend("exposure_overhead", cam.pre_exposure_s)
+        self._start_exposure()
         start_s = core.clock.now_s()
         pose = core.stage.pose(start_s + preset.exposure_s / 2)
         focus = self._optics.focus_um() + preset.defocus_offset_um
@@ -230,13 +260,14 @@ class TwinCamera:
         core.spend("exposure", preset.exposure_s)
         noise = core.rng(STREAM_NOISE, index)
         frames: NDArray[np.float32] | None = None
+        saving_s = 0.0
         frame_dose = 0.0 if n_frames is None else preset.dose_e_a2 / n_frames
         if core.replaying or flat:
             level = 0.0 if core.replaying else electrons * signal * centre.transmission
             data = np.full(field.shape, level * cam.counts_per_electron, np.float32)
             if n_frames is not None:
                 frames = np.repeat(data[None] / np.float32(n_frames), n_frames, axis=0)
-                core.spend("frame_saving", FRAME_SAVE_S * n_frames)
+                saving_s = FRAME_SAVE_S * n_frames
         elif motion is None or n_frames is None:
             data = core.detector.read_out(
                 rendered.image,
@@ -250,11 +281,11 @@ class TwinCamera:
             data = frames.sum(axis=0)
             if not cam.frames_gain_normalized:
                 data = self.correct(data, preset)
-            core.spend("frame_saving", FRAME_SAVE_S * n_frames)
+            saving_s = FRAME_SAVE_S * n_frames
         # A counting camera delivers whole counts (gain-normalised and rounded, as SerialEM
         # keeps a K3's or Falcon's Record); the stack then holds exactly what was aligned.
         data = np.rint(data).astype(np.float32, copy=False)
-        core.spend("readout", cam.readout_s)
+        self._finish_exposure(saving_s)
         stage = self._stage.position()
         truth = ExposureTruth(
             exposure_id=index,

@@ -132,6 +132,14 @@ class CameraConfig(ConfigModel):
     )
     pre_exposure_s: float = Field(default=0.8, ge=0)
     readout_s: float = Field(default=1.1, ge=0)
+    sum_return_s: float = Field(
+        default=0.3,
+        ge=0,
+        description=(
+            "with early return on: time after the exposure until the summed image is handed "
+            "back; the rest of the read-out and the frame writing go on in the background"
+        ),
+    )
 
 
 def _default_presets() -> dict[str, dict[str, Any]]:

@@ -66,6 +66,13 @@ class TwinCore:
         self.last_flash_s = -float(hk.uniform(0.0, 0.5) * hconf.feg_flash_interval_s)
         self.last_zlp_refine_s = 0.0
         self.zlp_offset_start_ev = float(hk.normal(0.0, 0.3))
+        # Time levers a controlling program can switch on (see ``timing.py``): the camera
+        # returning before its read-out ends, and image-shift settling overlapping the camera's
+        # start-up. When each of those ends on the clock:
+        self.early_return = False
+        self.settle_during_startup = False
+        self.camera_free_s = -math.inf
+        self.settled_s = -math.inf
 
     def rng(self, stream: int, index: int) -> np.random.Generator:
         """A generator for one purpose and index, independent of call order."""
@@ -78,6 +85,10 @@ class TwinCore:
         SimulatedClock.advance(self.clock, seconds)  # internal: not a command of its own
         self.truth.spend(activity, seconds)
         self._update_dewar()
+
+    def wait_until(self, activity: str, time_s: float) -> None:
+        """Spend the time until ``time_s`` (nothing if it has passed)."""
+        self.spend(activity, time_s - self.clock.now_s())
 
     def _update_dewar(self) -> None:
         now = self.clock.now_s()

@@ -55,7 +55,9 @@ class TwinMeasurements:
         field = self._camera.field(area)
         cam = core.config.camera
         for _ in range(n):
+            core.wait_until("camera_busy", core.camera_free_s)
             core.spend("measurement_overhead", cam.pre_exposure_s)
+            core.wait_until("image_shift_settle", core.settled_s)
             now = core.clock.now_s()
             pose = core.stage.pose(now + preset.exposure_s / 2)
             index = core.n_exposures

@@ -87,7 +87,24 @@ class TwinOptics:
         self._units = np.array([x, y], dtype=np.float64)
         table = np.array(_IS_SETTLE_TABLE)
         settle = float(np.interp(moved, table[:, 0], table[:, 1]))
-        self._core.spend("image_shift_settle", settle * self._core.config.optics.is_settle_s / 0.5)
+        seconds = settle * self._core.config.optics.is_settle_s / 0.5
+        core = self._core
+        if core.settle_during_startup:  # the next exposure waits for what is left of it
+            core.settled_s = max(core.settled_s, core.clock.now_s() + seconds)
+        else:
+            core.spend("image_shift_settle", seconds)
+
+    @logged
+    def set_settling_during_startup(self, enabled: bool) -> None:
+        """Let image-shift settling run while the camera starts up, not before it.
+
+        SerialEM keeps an image-shift time-out (ShiftManager ``SetISTimeOut``) that the next
+        exposure waits out, counting the camera's start-up (``StartupForISDelays``), instead of
+        sleeping after the shift. Off, the twin sleeps the settling time in the shift command.
+        """
+        self._core.settle_during_startup = bool(enabled)
+        if not enabled:
+            self._core.wait_until("image_shift_settle", self._core.settled_s)
 
     @logged
     def set_image_shift_um(self, x_um: float, y_um: float) -> None:

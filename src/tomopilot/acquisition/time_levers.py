@@ -1,0 +1,61 @@
+"""Time savers the engine can command, and which strategy uses which.
+
+Each lever is something SerialEM offers on a real microscope, so a saving it makes on the twin
+is one a facility can have (the twin models each one, ``instrument/twin/timing.py``):
+
+- ``early_return``: the camera hands back the summed image as soon as it is ready and finishes
+  processing and writing the frames in the background (SerialEM ``EarlyReturn`` before the
+  shot); the stage tilts and image shifts that follow overlap that read-out, and only the next
+  exposure waits for the camera.
+- ``settle_in_startup``: image-shift settling is a time-out that the next exposure waits out
+  while the camera starts up (SerialEM's image-shift time-out, ``SetISTimeOut``, with the
+  camera start-up counted, ``StartupForISDelays``), instead of a sleep before the exposure is
+  even asked for.
+- ``builtin_settling``: no script delays on top of the microscope's own settling (PACEtomo's
+  ``delayTilt`` after each tilt and ``delayIS`` after each image shift). SerialEM already waits
+  its calibrated settling after every tilt (``TiltDelay`` properties, 0.2 s + 0.8 s minimum) and
+  image shift (the IS delay table); the twin models both (the stage's tilt settle, the IS table)
+  and the slow stage drift after a move (τ 45–90 s), which a 0.3 s delay does not change.
+  Engine-side only: the microscope needs no command.
+
+``pace`` and ``none`` imitate PACEtomo, which uses neither; ``fused`` uses both unless the
+``timeLevers`` setting names a subset.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from tomopilot.acquisition.plan.settings import AcquisitionSettings, TimeLever
+from tomopilot.instrument.protocol import Microscope
+
+ALL_LEVERS: tuple[str, ...] = get_args(TimeLever)
+_BY_STRATEGY: dict[str, tuple[str, ...]] = {"fused": ALL_LEVERS}
+
+
+def levers_for(strategy: str, settings: AcquisitionSettings) -> tuple[str, ...]:
+    """The levers a run of ``strategy`` with ``settings`` uses."""
+    if settings.time_levers is not None:
+        return tuple(settings.time_levers)
+    return _BY_STRATEGY.get(strategy, ())
+
+
+def switch_levers(scope: Microscope, levers: tuple[str, ...]) -> tuple[str, ...]:
+    """Command the microscope's side of each lever; returns the levers in use (the engine's
+    own, and those the microscope offers)."""
+    used = [lever for lever in levers if lever == "builtin_settling"]  # the engine's own
+    commands = {
+        "early_return": ("camera", "set_early_return"),
+        "settle_in_startup": ("optics", "set_settling_during_startup"),
+    }
+    for lever, (part, method) in commands.items():
+        command = getattr(getattr(scope, part), method, None)
+        if command is None:
+            continue  # a microscope without the lever runs as before
+        command(lever in levers)
+        if lever in levers:
+            used.append(lever)
+    return tuple(used)
+
+
+__all__ = ["ALL_LEVERS", "levers_for", "switch_levers"]

@@ -1,0 +1,79 @@
+"""The engine's time ledger, built from the commands it sends, against the twin's own ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from acq_helpers import write_config
+from typer.testing import CliRunner
+
+from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.strategies.fused_track import SHOT_DOSE_FRACTION
+from tomopilot.acquisition.time_ledger import ACTIVITIES, TimeLedger, efficiency
+from tomopilot.acquisition.time_levers import ALL_LEVERS
+from tomopilot.cli.main import app
+
+
+def test_the_engine_ledger_matches_the_twins(tmp_path: Path) -> None:
+    config = load_acquire_config(write_config(tmp_path, strategy="fused"))
+    engine, resolved = start_run(config)
+    summary = engine.run()
+    assert set(engine.levers) == set(ALL_LEVERS)  # fused uses every lever
+    mine = summary.time_by_activity_s
+    twin = dict(engine.scope.ground_truth.time_by_activity_s)  # type: ignore[attr-defined]
+    # Every second of the run is booked once, and nothing is left to "other" on the twin
+    # (the twin's clock moves only inside commands).
+    assert sum(mine.values()) == pytest.approx(summary.microscope_s, abs=0.01)
+    assert sum(mine.values()) == pytest.approx(sum(twin.values()), abs=0.01)
+    assert mine["other"] == pytest.approx(0.0, abs=0.01)
+    assert mine["stage_tilt"] == pytest.approx(twin["stage_tilt"], abs=0.01)
+    assert mine["image_shift"] == pytest.approx(twin.get("image_shift_settle", 0.0), abs=0.01)
+    assert mine["wait"] == pytest.approx(twin.get("wait", 0.0), abs=0.01)
+    # The Records' exposure is the preset's exposure time of every Record the twin took.
+    truth = engine.scope.ground_truth  # type: ignore[attr-defined]
+    records = [e for e in truth.exposures if e.area == "Record"]
+    assert mine["exposure"] == pytest.approx(sum(e.duration_s for e in records), abs=0.01)
+    assert mine["exposure"] > 0 and mine["stage_tilt"] > 0 and mine["camera_overhead"] > 0
+    physics = mine["exposure"] + mine["stage_tilt"]
+    assert summary.efficiency == pytest.approx(physics / summary.microscope_s, abs=1e-3)
+    assert 0.0 < summary.efficiency < 1.0
+    # The ledger is in the journal, where reports read it.
+    journal = engine.journal_path.read_text().splitlines()
+    finished = json.loads(journal[-1])
+    assert finished["time_ledger_s"]["exposure"] == pytest.approx(mine["exposure"], abs=1e-3)
+    # The dry-run estimate knows the levers and the tracking spot's shots.
+    twin_config = config.microscope.twin
+    estimate = estimate_duration(
+        resolved.settings,
+        resolved.scheme,
+        3,
+        Timing.from_twin(twin_config),
+        levers=engine.levers,
+        shots_per_tilt=1,
+        shot_s=SHOT_DOSE_FRACTION * twin_config.presets.record.exposure_s,
+    )
+    assert estimate.total_s == pytest.approx(summary.microscope_s, rel=0.1)
+    # ... and `tomopilot report` shows it with the efficiency.
+    result = CliRunner().invoke(app, ["report", str(engine.plan.run_dir)], terminal_width=160)
+    assert result.exit_code == 0, result.output
+    assert "microscope time" in result.output
+    assert f"efficiency {summary.efficiency:.2f}" in result.output
+
+
+def test_ledger_books_and_closes() -> None:
+    ledger = TimeLedger()
+    ledger.book("exposure", 2.0)
+    ledger.book("stage_tilt", 1.0)
+    ledger.book("wait", -1.0)  # nothing negative is booked
+    ledger.close(10.0)
+    assert ledger.total_s == pytest.approx(10.0)
+    assert ledger.seconds["other"] == pytest.approx(7.0)
+    assert efficiency(ledger.seconds) == pytest.approx(0.3)
+    assert list(ledger.as_dict()) == list(ACTIVITIES)
+    assert efficiency({}) == 0.0
+    assert math.isclose(efficiency({"exposure": 1.0}), 1.0)
