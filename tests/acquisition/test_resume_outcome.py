@@ -138,10 +138,10 @@ def test_a_resumed_run_takes_every_image_and_tracks_as_well(
     for line in journal_path.read_bytes().splitlines():
         assert isinstance(json.loads(line), dict)
 
-    # fused's Views of target 1 (what a lost target is searched for in) came back.
-    assert (
-        set(restored) == set(held) == ({"view:1:+", "view:1:-"} if strategy == "fused" else set())
-    )
+    # fused's Views of target 1 (what a lost target is searched for in) and its tracking spot's
+    # last shots (what the next shot is aligned with) came back.
+    fused_held = {"view:1:+", "view:1:-", "spot:1:+", "spot:1:-"}
+    assert set(restored) == set(held) == (fused_held if strategy == "fused" else set())
     for key, data in held.items():
         assert (restored[key].data == data).all()
 

@@ -73,7 +73,7 @@ from tomopilot.acquisition.strategies.base import (
     TargetInfo,
     Toolkit,
 )
-from tomopilot.acquisition.time_ledger import TimeLedger, ledgered
+from tomopilot.acquisition.time_ledger import TimeLedger, ledgered, unwrap
 from tomopilot.acquisition.time_levers import levers_for, switch_levers
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import (
@@ -103,7 +103,10 @@ class AcquisitionEngine:
         control: EngineControl | None = None,
     ) -> None:
         self.ledger = TimeLedger()
-        self.scope = ledgered(scope, self.ledger)  # every command's time is booked
+        #: the microscope itself (a twin's ground truth, a backend's ``close``, type checks)
+        self.microscope: Microscope = unwrap(scope)
+        #: the same microscope, every command's time booked in :attr:`ledger`
+        self.scope = ledgered(scope, self.ledger)
         self.plan = plan
         self.events = events or scope.events
         self.control = control or EngineControl()

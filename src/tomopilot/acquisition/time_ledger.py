@@ -183,13 +183,21 @@ class LedgeredMicroscope:
         return getattr(self._scope, attr)
 
 
+def unwrap(scope: Any) -> Any:
+    """The microscope behind a ledger's proxy (``scope`` itself when it is not one).
+
+    The proxy forwards every attribute, but it is not the microscope's class: code that asks
+    *which* microscope it drives (is it the twin, to read its ground truth?) asks the unwrapped one.
+    """
+    while isinstance(scope, LedgeredMicroscope):
+        scope = scope.wrapped
+    return scope
+
+
 def ledgered(scope: Microscope, ledger: TimeLedger) -> Microscope:
     """``scope`` with its commands booked in ``ledger`` (typed as the microscope it wraps)."""
-    inner: Any = scope
-    if isinstance(inner, LedgeredMicroscope):
-        inner = inner.wrapped
-    proxy: Any = LedgeredMicroscope(inner, ledger)
+    proxy: Any = LedgeredMicroscope(unwrap(scope), ledger)
     return proxy  # type: ignore[no-any-return]
 
 
-__all__ = ["ACTIVITIES", "LedgeredMicroscope", "TimeLedger", "efficiency", "ledgered"]
+__all__ = ["ACTIVITIES", "LedgeredMicroscope", "TimeLedger", "efficiency", "ledgered", "unwrap"]

@@ -30,7 +30,7 @@ def session_info(engine: AcquisitionEngine, resolved: ResolvedRun) -> SessionInf
         rotation_deg=plan.settings.rotation_deg,
         beam_diameter_um=beam_um,
         n_tilts=plan.scheme.n_tilts,
-        is_twin=live_truth_source(engine.scope, engine.journal_path) is not None,
+        is_twin=live_truth_source(engine.microscope, engine.journal_path) is not None,
     )
 
 
@@ -39,7 +39,7 @@ def record_run(engine: AcquisitionEngine, resolved: ResolvedRun, store: Store) -
     recorder = Recorder(
         store,
         session_info(engine, resolved),
-        truth=live_truth_source(engine.scope, engine.journal_path),
+        truth=live_truth_source(engine.microscope, engine.journal_path),
     )
     recorder.attach(engine.events)
     return recorder

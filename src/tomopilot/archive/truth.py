@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.time_ledger import unwrap
 from tomopilot.archive.recorder import TruthSource
 from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
 
@@ -29,7 +30,9 @@ def truth_columns(truth: GroundTruth, map_exposure: int, exposure: int) -> dict[
 
 
 def live_truth_source(scope: Any, journal_path: Path) -> TruthSource | None:
-    """Ground truth from a running twin (``None`` for a real microscope)."""
+    """Ground truth from a running twin (``None`` for a real microscope); ``scope`` may be the
+    engine's ledgered proxy of it."""
+    scope = unwrap(scope)
     if not isinstance(scope, TwinMicroscope):
         return None
     maps: dict[Path, dict[int, int]] = {}

@@ -25,6 +25,10 @@ from tomopilot.instrument.types import Image, LowDoseArea
 from tomopilot.io.mrc_image import write_mrc
 
 REFERENCES_DIR = "references"
+#: kinds of held images (saved under ``references/``, see :func:`save_held_images`) and the
+#: low-dose area a journal without the image's conditions assumes: fused's Views of target 1
+#: (``view:1:<branch>``) and its tracking spot's shots (``spot:1:<branch>``)
+HELD_KINDS = {"view": LowDoseArea.VIEW, "spot": LowDoseArea.PREVIEW}
 
 
 def read_section(path: Path, section: int = 0) -> NDArray[np.float32] | None:
@@ -71,8 +75,8 @@ def ts_stem(root: str, target: int) -> str:
 def reference_images(
     keys: Iterable[str], state: JournalState, run_dir: Path, root: str, scope: Microscope
 ) -> dict[str, Image]:
-    """The references a strategy names (``map:N``, ``img:N:branch``, ``view:N:branch``)
-    reloaded from the files."""
+    """The references a strategy names (``map:N``, ``img:N:branch``, held images such as
+    ``view:N:branch``) reloaded from the files."""
     refs: dict[str, Image] = {}
     for key in keys:
         kind, *rest = key.split(":")
@@ -80,13 +84,11 @@ def reference_images(
         if kind == "map":
             path = run_dir / f"{root}_tgt_{number:03d}.mrc"
             image = image_from_file(path, 0, LowDoseArea.PREVIEW, scope)
-        elif kind == "view":
+        elif kind in HELD_KINDS:
             saved = state.views.get(key)
             if saved is None:
                 continue
-            image = image_from_file(run_dir / str(saved["file"]), 0, LowDoseArea.VIEW, scope)
-            if image is not None:
-                image = replace(image, exposure_id=int(saved["exposure_id"]))
+            image = held_image(run_dir, saved, HELD_KINDS[kind], scope)
         else:
             section = last_section_on_branch(state, number, rest[1])
             if section is None:
@@ -96,6 +98,26 @@ def reference_images(
         if image is not None:
             refs[key] = image
     return refs
+
+
+def held_image(
+    run_dir: Path, saved: Mapping[str, Any], area: LowDoseArea, scope: Microscope
+) -> Image | None:
+    """A held image back from its file; the conditions it was taken under, where the journal
+    has them (a shot under a temporary preset, such as fused's tracking spot), else ``area``'s."""
+    area = LowDoseArea(saved.get("area", area))
+    image = image_from_file(run_dir / str(saved["file"]), 0, area, scope)
+    if image is None:
+        return None
+    image = replace(image, exposure_id=int(saved["exposure_id"]))
+    if "pixel_size_a" in saved:
+        image = replace(
+            image,
+            pixel_size_a=float(saved["pixel_size_a"]),
+            binning=int(saved["binning"]),
+            magnification=int(saved["magnification"]),
+        )
+    return image
 
 
 def save_held_images(
@@ -115,5 +137,12 @@ def save_held_images(
         label = key.replace(":", "_").replace("+", "plus").replace("-", "minus")
         name = f"{REFERENCES_DIR}/{root}_{label}_{image.exposure_id:06d}.mrc"
         write_mrc(run_dir / name, image.data, pixel_size_a=image.pixel_size_a)
-        table[key] = {"file": name, "exposure_id": image.exposure_id}
+        table[key] = {
+            "file": name,
+            "exposure_id": image.exposure_id,
+            "area": image.area.value,
+            "pixel_size_a": image.pixel_size_a,
+            "binning": image.binning,
+            "magnification": image.magnification,
+        }
     return table

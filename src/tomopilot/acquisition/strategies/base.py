@@ -101,7 +101,7 @@ class Toolkit:
         if key not in self._matrices:
             matrix = self.scope.camera.specimen_to_camera_matrix(image.area)
             preset = self.scope.optics.preset(image.area)
-            if preset.magnification != image.magnification:  # taken at another magnification
+            if preset.pixel_size_a != image.pixel_size_a:  # another magnification or binning
                 matrix = matrix * (preset.pixel_size_a / image.pixel_size_a)
             self._matrices[key] = matrix
         return self._matrices[key]

@@ -245,6 +245,29 @@ class FusedStrategy:
             self._rotate,
             SPOT_FLATTEN_A,
         )
+        last = self.spot.last
+        if self.round.spot is None and last is not None and last.get("failed"):
+            # Not found where the trend put it: the step left the spot's small field (a
+            # run-away ramping up, a jump). A View of target 1 measures the step instead,
+            # before target 1's Record rather than after it.
+            self.round.spot = self._view_common_step(step, trend)
+            if self.round.spot is not None:
+                self.spot.reanchor(self.round.spot)
+
+    def _view_common_step(self, step: TiltStep, trend: list[float]) -> list[float] | None:
+        """The common (x, y) step at this tilt from a View of target 1 (None: not found)."""
+        assert self._toolkit is not None
+        if 1 not in self.targets or not self.alive(1, step.branch):
+            return None
+        state = self.targets[1].branch(step.branch)
+        y_pred, _ = self._rotate(state, step.branch, step.tilt_deg)
+        applied = np.array([state.x_um + trend[0], y_pred + trend[1]])
+        self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
+        absolute = self._recover_with_view(1, step)
+        if absolute is None:
+            return None
+        true_xy = applied + absolute
+        return [float(true_xy[0] - state.x_um), float(true_xy[1] - y_pred)]
 
     # -- learning ---------------------------------------------------------------------------
     def _measure_depth(self, image: Image, focus_um: float) -> float | None:
@@ -470,8 +493,10 @@ class FusedStrategy:
 
     # -- resume -----------------------------------------------------------------------------
     def recover(self, step: TiltStep, shift_um: tuple[float, float]) -> None:
-        for tgt in self.targets.values():
-            state = tgt.branch(step.branch)
+        states = [tgt.branch(step.branch) for tgt in self.targets.values()]
+        if self.spot is not None and step.branch in self.spot.states:
+            states.append(self.spot.states[step.branch])  # the spot moved with the targets
+        for state in states:
             state.x_um += shift_um[0]
             state.y_um += shift_um[1]
 
@@ -506,7 +531,7 @@ class FusedStrategy:
         self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
         self.recoveries = int(state.get("recoveries", 0))
         spot = state.get("spot")
-        self.spot = None if spot is None else TrackSpot.from_dict(spot)
+        self.spot = None if spot is None else TrackSpot.from_dict(spot, references)
         self.targets = {int(k): FusedTarget.from_dict(v) for k, v in state["targets"].items()}
         self._images = dict(references)
         if toolkit is not None:
@@ -518,8 +543,14 @@ class FusedStrategy:
             for state in (tgt.start, tgt.plus, tgt.minus):
                 if state is not None and state.reference:
                     keys.add(state.reference)
+        if self.spot is not None:
+            keys |= self.spot.keys()  # the tracking spot's last images
         return keys
 
     def held_images(self) -> dict[str, Image]:
-        """Target 1's Views (the set-up's or a relocation's), which no stack holds."""
-        return {k: v for k, v in self._images.items() if k.startswith("view:")}
+        """Target 1's Views (the set-up's or a relocation's) and the tracking spot's last
+        images, which no stack holds."""
+        held = {k: v for k, v in self._images.items() if k.startswith("view:")}
+        if self.spot is not None:
+            held.update(self.spot.held_images())
+        return held

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
@@ -42,6 +43,8 @@ LOST_LIMIT = 2  # shots in a row not aligned: the spot is given up on that branc
 SPOT_NOISE_UM = 0.01
 DEPTH_SIGMA_UM = 0.5
 MAX_INDIVIDUAL_UM = 0.1
+#: held-image key of the spot's last image on a branch: ``spot:1:<branch>`` (next to target 1)
+SPOT_KEY = "spot:1"
 
 Rotate = Callable[[FusedBranch, str, float], tuple[float, float]]
 
@@ -86,6 +89,7 @@ class TrackSpot:
     last: dict[str, Any] | None = None  # the last shot's step, branch, step sine and y residual
     images: dict[str, Image] = field(default_factory=dict, repr=False)
     significance: float | None = None  # of the last shot's peak
+    _missed: Image | None = field(default=None, repr=False)  # the last shot, if not aligned
 
     def setup(self, toolkit: Toolkit, is_um: tuple[float, float], z_um: float, tilt: float) -> None:
         """The first shot, at the start tilt; both branches start from it."""
@@ -156,12 +160,15 @@ class TrackSpot:
                 "branch": branch,
                 "failed": True,
                 "predicted_um": [state.x_um, y_pred],
+                "applied_um": list(applied),
             }
+            self._missed = image
             state.x_um, state.y_um = applied
             state.z_um, state.last_tilt_deg = z_pred, tilt_deg
             return None
         self.peaks = [*self.peaks[-5:], found[1]]
-        offset = np.asarray(state.ref_offset_um) + found[0]
+        shift = unalias_shift(toolkit, reference, image, found[0])
+        offset = np.asarray(state.ref_offset_um) + shift
         true_xy = np.asarray(applied) + offset
         unexplained = true_xy - np.array([state.x_um, y_pred])
         state.lost = 0
@@ -177,6 +184,21 @@ class TrackSpot:
             "y_um": float(unexplained[1]),
         }
         return [float(unexplained[0]), float(unexplained[1])]
+
+    def reanchor(self, step_um: list[float]) -> None:
+        """The shot just missed, but the common step was measured otherwise (a View): the spot
+        is where that step put it, and the missed shot, which shows it there, is the next
+        reference (an older one, more tilts away, would soon not correlate either)."""
+        last, image = self.last, self._missed
+        if last is None or not last.get("failed") or image is None:
+            return
+        state = self.states[last["branch"]]
+        true_xy = np.asarray(last["predicted_um"]) + np.asarray(step_um)
+        state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
+        state.ref_offset_um = (true_xy - np.asarray(last["applied_um"])).tolist()
+        state.lost, state.skip = 0, None
+        self.images[last["branch"]] = image
+        self.last, self._missed = None, None
 
     def learn(self, step_index: int, targets_lateral: list[list[float]]) -> None:
         """After a round: the spot's depth from its step against the targets' median, or, if it was
@@ -204,27 +226,44 @@ class TrackSpot:
         state.z_var_um2 *= 1 - gain
         self.last = None
 
+    def held_images(self) -> dict[str, Image]:
+        """The spot's last image on each branch, by the key a resume reloads it under."""
+        return {f"{SPOT_KEY}:{branch}": image for branch, image in self.images.items()}
+
+    def keys(self) -> set[str]:
+        """The keys of :meth:`held_images` (the images a resume must reload)."""
+        return {f"{SPOT_KEY}:{branch}" for branch in self.states}
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form. The images are not kept: after a resume the first shot on each
-        branch anchors the spot again (and measures nothing)."""
+        """JSON-friendly form; the images are held images (see :meth:`held_images`)."""
         return {
             "offset_um": list(self.offset_um),
             "level_um": self.level_um,
             "states": {k: asdict(v) for k, v in self.states.items()},
             "peaks": list(self.peaks),
             "shots": self.shots,
+            "last": self.last,
+            "significance": self.significance,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrackSpot:
-        """Back from :meth:`to_dict` (without images)."""
+    def from_dict(cls, data: dict[str, Any], references: dict[str, Image]) -> TrackSpot:
+        """Back from :meth:`to_dict`, its images from ``references`` (a resume's reloaded
+        held images; a branch whose image is missing is anchored again by its next shot)."""
         offset = data["offset_um"]
+        states = {k: FusedBranch(**v) for k, v in data.get("states", {}).items()}
+        significance = data.get("significance")
         return cls(
             offset_um=(float(offset[0]), float(offset[1])),
             level_um=float(data["level_um"]),
-            states={k: FusedBranch(**v) for k, v in data.get("states", {}).items()},
+            states=states,
             peaks=[float(p) for p in data.get("peaks", [])],
             shots=int(data.get("shots", 0)),
+            last=data.get("last"),
+            images={
+                b: references[f"{SPOT_KEY}:{b}"] for b in states if f"{SPOT_KEY}:{b}" in references
+            },
+            significance=None if significance is None else float(significance),
         )
 
 
