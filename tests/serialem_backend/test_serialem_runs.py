@@ -126,3 +126,35 @@ def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strat
     assert run_on(fake, config) == "finished"
     assert taken(config) == {(t, a) for t in (1, 2) for a in (-3.0, 0.0, 3.0)}
     assert quality(fake, config).pooled()["tracking_rms_nm"] < 500
+
+
+def test_frames_serialem_saved_are_linked_into_the_run_not_written_again(tmp_path: Path) -> None:
+    path = write_serialem_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data.update(save_frames=True, targets=data["targets"][:2])
+    data["settings"].update(minTilt=-3, maxTilt=3)
+    path.write_text(yaml.safe_dump(data))
+    config = load_acquire_config(path)
+    fake = FakeSerialEM(small_twin())
+    fake.frames_dir = tmp_path / "serialem_frames"
+    fake.frames_dir.mkdir()
+    assert run_on(fake, config) == "finished"
+    saved = sorted(fake.frames_dir.iterdir())
+    assert len(saved) == 6  # 2 targets x 3 tilts, each Record's movie saved once by SerialEM
+    run_dir = Path(config.output.dir)
+    linked = []
+    for target in (1, 2):
+        mdoc = mdocfile.read(run_dir / f"L1_ts_{target:03d}.mrc.mdoc")
+        for sub_frame_path, n_frames in zip(
+            mdoc["SubFramePath"], mdoc["NumSubFrames"], strict=True
+        ):
+            movie = run_dir / str(sub_frame_path).replace("\\", "/")  # mdocfile: "\\"
+            assert movie.suffix == ".mrc"  # SerialEM's format kept, whatever the run's default
+            with mrcfile.open(movie, permissive=False) as mrc:
+                assert mrc.data.shape[0] == n_frames
+            linked.append(movie)
+    # every movie in the run is SerialEM's own file (same inode): no second copy on disk
+    assert len(linked) == len(saved)
+    for movie in linked:
+        assert any(movie.samefile(original) for original in saved)
+        assert movie.stat().st_nlink == 2

@@ -16,9 +16,6 @@ import math
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from tomopilot.acquisition.branch_ends import dead_branches
 from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
@@ -84,7 +81,7 @@ from tomopilot.instrument.errors import (
     OperatorStop,
 )
 from tomopilot.instrument.protocol import Microscope
-from tomopilot.instrument.types import Image
+from tomopilot.instrument.types import Image, Movie
 
 _log = logging.getLogger(__name__)
 
@@ -125,7 +122,7 @@ class AcquisitionEngine:
         self._last_zlp_s = self._start_s
         self.targets = self._target_infos()
         self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
-        self._frames: NDArray[np.float32] | None = None
+        self._frames: Movie | None = None
         self._recovered_at: int | None = None  # the step a resume re-aligned at
         self._held: dict[str, dict[str, Any]] = {}  # files of the strategy's held images
 
@@ -350,7 +347,7 @@ class AcquisitionEngine:
                     movie = self.toolkit.record_movie(
                         request.exposure_s, magnification=request.magnification
                     )
-                    self._frames = movie.frames
+                    self._frames = movie
                     return movie.image
                 self._frames = None
                 return self.toolkit.record(request.exposure_s, magnification=request.magnification)
@@ -403,7 +400,14 @@ class AcquisitionEngine:
             label=f"{plan.root} target {target:03d}",
         )
         files = self.files[target]
-        index = files.append(image.data, section, self._frames, frame_seed=image.exposure_id)
+        movie = self._frames
+        index = files.append(
+            image.data,
+            section,
+            None if movie is None else movie.frames,
+            frame_seed=image.exposure_id,
+            frames_file=None if movie is None else movie.source_path,
+        )
         self.prior_dose[target] = self.prior_dose.get(target, 0.0) + image.dose_e_a2
         self.n_exposures += 1
         self.journal.write(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -194,6 +195,9 @@ class Movie:
     frame_dose_e_a2: float
     frame_time_s: float
     image: Image
+    source_path: Path | None = None
+    """The file the instrument already saved these frames in (SerialEM's frame saving), so
+    they need not be written again; None when the frames exist only in memory (the twin)."""
 
     @property
     def n_frames(self) -> int:

@@ -130,3 +130,38 @@ def write_tilt_frames(
     finally:
         os.close(fd)
     return final
+
+
+def link_tilt_frames(frames_dir: Path | str, name: str, source: Path | str) -> Path:
+    """Put a movie another program already saved into ``frames_dir/name`` without copying it.
+
+    SerialEM saves each Record's frames itself; writing them again would double the disk
+    traffic of a session. The file is hard-linked (same file system: the frames stay even if
+    the original is moved or deleted), else symbolically linked by absolute path. The link is
+    made under a hidden partial name and renamed into place, so a crash leaves no half-made
+    entry under the final name. ``name`` should keep the source's suffix (its format).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` is not a file.
+    """
+    folder = Path(frames_dir)
+    origin = Path(source).absolute()
+    if not origin.is_file():
+        raise FileNotFoundError(f"the saved frames are not at {origin}")
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / name
+    partial = folder / f".{final.stem}{_PARTIAL}{final.suffix}"
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(origin, partial)
+    except OSError:  # another file system, or links not allowed there
+        os.symlink(origin, partial)
+    os.replace(partial, final)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return final

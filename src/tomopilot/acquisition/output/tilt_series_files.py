@@ -30,6 +30,7 @@ from tomopilot.io.frame_names import (
     FRAMES_FOLDER,
     frame_file_name,
     frame_files_of,
+    link_tilt_frames,
     sub_frame_path,
     write_tilt_frames,
 )
@@ -279,12 +280,15 @@ class TiltSeriesFiles:
         frames: NDArray[Any] | None = None,
         *,
         frame_seed: int = 0,
+        frames_file: Path | None = None,
     ) -> int:
         """Write one exposure: movie (if any), stack section, mdoc section; return its index.
 
         ``MinMaxMean`` (of the image as stored) is filled when the section has none; with
         ``frames``, ``SubFramePath``, ``NumSubFrames`` and ``FrameDosesAndNumber`` are filled
-        when absent. Returns only once everything is durable.
+        when absent. With ``frames_file`` (where the instrument already saved ``frames``), the
+        movie is linked into the frames folder under its usual name instead of written again.
+        Returns only once everything is durable.
 
         Raises
         ------
@@ -319,23 +323,32 @@ class TiltSeriesFiles:
             stats = section_stats(data)
             section = replace(section, min_max_mean=(stats.min, stats.max, stats.mean))
         if frames is not None:
-            section = self._write_frames(index, section, frames, frame_seed)
+            section = self._write_frames(index, section, frames, frame_seed, frames_file)
         self.stack.append(data)
         self.mdoc.append(section)
         return index
 
     def _write_frames(
-        self, index: int, section: MdocSection, frames: NDArray[Any], seed: int
+        self,
+        index: int,
+        section: MdocSection,
+        frames: NDArray[Any],
+        seed: int,
+        frames_file: Path | None,
     ) -> MdocSection:
         if section.date_time is None:
             raise ValueError("a section with frames needs its date_time (it names the file)")
+        suffix = self.frame_suffix if frames_file is None else frames_file.suffix
         name = frame_file_name(
-            self.ts_stem, index, section.tilt_angle_deg, section.date_time, self.frame_suffix
+            self.ts_stem, index, section.tilt_angle_deg, section.date_time, suffix
         )
         n_frames = 1 if frames.ndim == 2 else int(frames.shape[0])
-        write_tilt_frames(
-            self.frames_dir, name, frames, pixel_size_a=section.pixel_spacing_a, seed=seed
-        )
+        if frames_file is not None:
+            link_tilt_frames(self.frames_dir, name, frames_file)
+        else:
+            write_tilt_frames(
+                self.frames_dir, name, frames, pixel_size_a=section.pixel_spacing_a, seed=seed
+            )
         frame_dose = (section.exposure_dose_e_a2 or 0.0) / n_frames
         return replace(
             section,

@@ -11,7 +11,8 @@ Movies: SerialEM saves the frames itself; :meth:`SerialEMCamera.acquire_movie` t
 saving on for the area's parameter set (``SetDoseFracParams set 1 1``, restored with the other
 camera parameters at the end), records, asks ``ReportLastFrameFile`` where the frames went and
 reads them with tomopilot's frame reader, so SerialEM's frame folder must be reachable from
-tomopilot's computer.
+tomopilot's computer. The run's ``frames/`` folder then links SerialEM's file (hard link, else
+symbolic link) rather than writing the frames a second time.
 """
 
 from __future__ import annotations
@@ -160,4 +161,5 @@ class SerialEMCamera:
             frame_dose_e_a2=image.dose_e_a2 / max(1, n),
             frame_time_s=image.exposure_s / max(1, n),
             image=image,
+            source_path=Path(path),
         )
