@@ -30,7 +30,9 @@ def test_leginon_presets_from_the_low_dose_areas() -> None:
     assert list(presets.presets) == list(LEGINON_AREAS)
     grid, square = presets.get("Grid"), presets.get("Square")
     assert grid.area == square.area == LowDoseArea.SEARCH
-    assert grid.conditions.pixel_size_a == pytest.approx(20 * square.conditions.pixel_size_a)
+    search = scope.optics.preset(LowDoseArea.SEARCH)  # type: ignore[attr-defined]
+    assert square.conditions.pixel_size_a == pytest.approx(4 * search.pixel_size_a)
+    assert grid.conditions.pixel_size_a == pytest.approx(5 * square.conditions.pixel_size_a)
     # Applying Grid puts its magnification into Search; Square puts Search back.
     presets.apply("Grid")
     assert scope.optics.preset(LowDoseArea.SEARCH).magnification == grid.conditions.magnification  # type: ignore[attr-defined]

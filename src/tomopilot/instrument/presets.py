@@ -10,7 +10,8 @@ own magnifications).
 
 :class:`PresetManager` keeps them, applies them, measures their dose and saves them as YAML.
 Leginon's set for tomography is built from the microscope's areas by :meth:`from_scope`: ``Grid``
-(the atlas, Search at a twentieth of its magnification), ``Square`` (Search), ``Hole`` (View),
+(the atlas, Search at a twentieth of its magnification, ~110× on the twin), ``Square`` (Search at
+a quarter of its magnification: one grid square and its bars in view), ``Hole`` (View),
 ``Preview``, ``Focus`` and ``Tomography`` (Record). Users add their own names.
 
 Examples
@@ -36,6 +37,7 @@ from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea
 
 GRID_MAG_FACTOR = 20
+SQUARE_MAG_FACTOR = 4
 LEGINON_AREAS = {
     "Grid": LowDoseArea.SEARCH,
     "Square": LowDoseArea.SEARCH,
@@ -90,11 +92,12 @@ class PresetManager:
         out = []
         for name, area in LEGINON_AREAS.items():
             conditions = scope.optics.preset(area)
-            if name == "Grid":
+            factor = {"Grid": GRID_MAG_FACTOR, "Square": SQUARE_MAG_FACTOR}.get(name)
+            if factor is not None:
                 conditions = conditions.model_copy(
                     update={
-                        "magnification": max(1, conditions.magnification // GRID_MAG_FACTOR),
-                        "unbinned_pixel_size_a": conditions.unbinned_pixel_size_a * GRID_MAG_FACTOR,
+                        "magnification": max(1, conditions.magnification // factor),
+                        "unbinned_pixel_size_a": conditions.unbinned_pixel_size_a * factor,
                     }
                 )
             out.append(Preset(name=name, area=area, conditions=conditions))

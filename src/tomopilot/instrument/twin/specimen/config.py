@@ -159,7 +159,9 @@ class GridConfig(ConfigModel):
         default=0.3, ge=0, le=2, description="log-normal σ of each square's ice factor"
     )
     min_ice_nm: float = Field(default=15.0, ge=0)
-    ice_on_carbon_fraction: float = Field(default=0.3, ge=0, le=2)
+    ice_on_carbon_fraction: float = Field(
+        default=1.0, ge=0, le=2, description="the ice spans the film, holes and carbon (est.)"
+    )
     broken_fraction: float = Field(default=0.08, ge=0, le=1)
     empty_fraction: float = Field(default=0.05, ge=0, le=1)
     empty_hole_fraction: float = Field(

@@ -19,7 +19,7 @@ top (attenuating spheres); particles sit in the holes' ice and are drawn only at
 
 Ground truth: :meth:`GridSpecimen.squares` (each square's state and ice in its holes) and
 :meth:`GridSpecimen.holes` (each hole's centre, square, and whether it is intact: whole inside
-the opening, film and ice present).
+the opening, film around it, ice in it, contamination over less than a tenth of it).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ GOOD, BROKEN, EMPTY = "good", "broken", "empty"
 _STATES = (GOOD, BROKEN, EMPTY)
 PARTICLE_TILE_UM = 2.0
 CONTAMINATION_TILE_UM = 20.0
+COVERED_FRACTION = 0.1  # contamination over this much of a hole spoils it
+FILM_AROUND = 1.33  # an intact hole has film out to this many radii from its centre
 _SALT_HOLE = 0x51ED27
 _MASK64 = (1 << 64) - 1
 
@@ -56,6 +58,17 @@ def _hash01(seed: int, a: NDArray[np.int64], b: NDArray[np.int64], salt: int) ->
         x *= np.uint64(0x94D049BB133111EB)
         x ^= x >> np.uint64(31)
     return np.asarray((x >> np.uint64(11)).astype(np.float64) / float(2**53))
+
+
+def _lens_area(d: FloatArray, r1: float, r2: float) -> FloatArray:
+    """Area where discs of radii r1 and r2 whose centres are d apart overlap."""
+    d = np.maximum(np.asarray(d, np.float64), 1e-12)
+    inner = math.pi * min(r1, r2) ** 2
+    a1 = np.clip((d**2 + r1**2 - r2**2) / (2 * d * r1), -1, 1)
+    a2 = np.clip((d**2 + r2**2 - r1**2) / (2 * d * r2), -1, 1)
+    k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
+    lens = r1**2 * np.arccos(a1) + r2**2 * np.arccos(a2) - 0.5 * np.sqrt(np.maximum(k, 0))
+    return np.asarray(np.where(d >= r1 + r2, 0.0, np.where(d <= abs(r1 - r2), inner, lens)))
 
 
 @dataclass(frozen=True)
@@ -77,12 +90,14 @@ class SquareTruth:
 
 @dataclass(frozen=True)
 class HoleTruth:
-    """Holes of the film: centres (N, 2) µm, their square (N, 2), intact (N,), ice (N,) nm."""
+    """Holes of the film: centres (N, 2) µm, their square (N, 2), intact (N,), ice (N,) nm, and
+    whether contamination covers them (N,)."""
 
     centres_um: FloatArray
     squares: NDArray[np.int64]
     intact: NDArray[np.bool_]
     ice_nm: FloatArray
+    covered: NDArray[np.bool_]
 
 
 class GridSpecimen:
@@ -231,20 +246,40 @@ class GridSpecimen:
         r = self.config.hole_diameter_um / 2
         half = self.config.opening_um / 2
         whole = (np.abs(lu) <= half - r) & (np.abs(lv) <= half - r)
-        # A hole whose disc reaches torn film or the mesh's rim is not whole either.
-        for dx, dy in ((r, 0.0), (-r, 0.0), (0.0, r), (0.0, -r)):
-            ex, ey = centres[:, 0] + dx, centres[:, 1] + dy
-            bi, bj, bu, bv = self._square_of(ex, ey)
-            whole &= self._open(ex, ey) & ~self._torn(bi, bj, bu, bv)
+        # A hole whose disc reaches the mesh's rim is not whole, nor one without film around
+        # it (torn away within a third of the hole radius of its edge).
+        for angle in np.arange(8) * math.pi / 4:
+            ex = centres[:, 0] + r * math.cos(angle)
+            ey = centres[:, 1] + r * math.sin(angle)
+            whole &= self._open(ex, ey)
+            fx = centres[:, 0] + FILM_AROUND * r * math.cos(angle)
+            fy = centres[:, 1] + FILM_AROUND * r * math.sin(angle)
+            bi, bj, bu, bv = self._square_of(fx, fy)
+            whole &= ~self._torn(bi, bj, bu, bv)
         ice = self._ice[ai, aj]
-        intact = whole & (ice > 0) & self._hole_has_ice(idx[:, 0], idx[:, 1])
+        covered = self._covered(centres, r)
+        intact = whole & (ice > 0) & self._hole_has_ice(idx[:, 0], idx[:, 1]) & ~covered
         n = self._n
         return HoleTruth(
             centres_um=centres,
             squares=np.stack([ai - n, aj - n], 1),
             intact=np.asarray(intact),
             ice_nm=np.where(intact, ice, 0.0),
+            covered=covered,
         )
+
+    def _covered(self, centres: NDArray[np.float64], r: float) -> NDArray[np.bool_]:
+        """Holes whose disc contamination covers by ``COVERED_FRACTION`` of its area or more."""
+        covered = np.zeros(len(centres))
+        if not len(centres):
+            return covered > 0
+        x0, y0 = centres.min(axis=0) - r
+        x1, y1 = centres.max(axis=0) + r
+        spheres = self._dirt.spheres((float(x0), float(x1), float(y0), float(y1)))
+        for (sx, sy, _), radius in zip(spheres.centres_um, spheres.radii_um, strict=True):
+            d = np.hypot(centres[:, 0] - sx, centres[:, 1] - sy)
+            covered += _lens_area(d, r, float(radius)) / (math.pi * r * r)
+        return np.asarray(covered >= COVERED_FRACTION)
 
     def hole_centres_um(self, bounds: tuple[float, float, float, float]) -> NDArray[np.float64]:
         """Centres (N, 2) of the film's holes inside the bounds (as the holey film offers)."""
