@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mdocfile
 import pytest
 from fake_serialem import short_run_config
 from typer.testing import CliRunner
@@ -60,6 +61,16 @@ def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Pat
     assert a["defocus_rms_um"] == pytest.approx(b["defocus_rms_um"], rel=0.10)
     assert a["defocus_rms_um"] < 0.3  # and both are good runs, not equally broken ones
     assert b["tracking_rms_nm"] < 400
+    # the mdocs record the same microscope state, read back through SerialEM's report commands
+    for target in (1, 2, 3):
+        name = f"L1_ts_{target:03d}.mrc.mdoc"
+        direct_mdoc = mdocfile.read(tmp_path / "direct" / name)
+        loop_mdoc = mdocfile.read(tmp_path / "loop" / name)
+        for key in ("SpotSize", "MagIndex", "Intensity", "Voltage"):
+            assert list(loop_mdoc[key]) == list(direct_mdoc[key]), key
+        assert loop_mdoc["SpotSize"].notna().all() and loop_mdoc["MagIndex"].notna().all()
+        slits = {tuple(v) for v in loop_mdoc["FilterSlitAndLoss"]}
+        assert slits == {tuple(v) for v in direct_mdoc["FilterSlitAndLoss"]} == {(20.0, 0.0)}
     # the loop's folder is a twin run like any other: tomopilot report reads its ground truth
     result = CliRunner().invoke(app, ["report", str(tmp_path / "loop")])
     assert result.exit_code == 0, result.output

@@ -48,6 +48,7 @@ class SerialEMCamera:
         self._size: tuple[int, int] | None = None
         self.exposure_ids: object | None = None
         self._saving_frames: set[str] = set()
+        self._unreported: set[str] = set()
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -108,13 +109,43 @@ class SerialEMCamera:
             datetime=core.clock.datetime(),
             exposure_id=exposure_id,
             counts_per_electron=1.0 / core.electrons_per_count(),
-            state=ScopeState(
-                voltage_kv=core.options.voltage_kv,
-                cs_mm=core.options.cs_mm,
-                mag_index=None,
-                camera_index=None,
-            ),
+            state=self._scope_state(),
         )
+
+    def _scope_state(self) -> ScopeState:
+        """What an mdoc records of the microscope, read back from SerialEM after an exposure.
+
+        Voltage and Cs come from the facility's settings (scripts cannot read them); spot size,
+        magnification index, intensity and the energy filter from ``ReportSpotSize``,
+        ``ReportMagIndex``, ``ReportPercentC2`` and ``ReportEnergyFilter``. A value this
+        SerialEM cannot report (an older version, no filter) stays unknown (``None``), and its
+        mdoc key is written as SerialEM writes it without one.
+        """
+        core = self._core
+        spot = self._optional("ReportSpotSize", 1)
+        mag_index = self._optional("ReportMagIndex", 1)
+        c2 = self._optional("ReportPercentC2", 2)
+        slit = self._optional("ReportEnergyFilter", 3)
+        slit_in = slit is not None and slit[2] > 0
+        return ScopeState(
+            voltage_kv=core.options.voltage_kv,
+            cs_mm=core.options.cs_mm,
+            spot_size=None if spot is None else round(spot[0]),
+            intensity=None if c2 is None else c2[1],
+            mag_index=None if mag_index is None else round(mag_index[0]),
+            slit_width_ev=(slit[0] if slit_in else 0.0) if slit is not None else None,
+            energy_loss_ev=slit[1] if slit is not None and slit_in else 0.0,
+        )
+
+    def _optional(self, command: str, n: int) -> tuple[float, ...] | None:
+        """``n`` numbers from a report command, or None if this SerialEM cannot give them."""
+        if command in self._unreported:
+            return None
+        try:
+            return self._core.session.floats(command, n=n)
+        except SerialEMCommandError:
+            self._unreported.add(command)  # not asked again: an older SerialEM, no filter
+            return None
 
     def _learn_binning(self, area: LowDoseArea, preset: AreaPreset) -> AreaPreset:
         """The binning of ``area`` from ``ImageProperties A`` (width, height, binning, ...)."""

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from tomopilot.instrument.twin.microscope import TwinMicroscope
+from tomopilot.instrument.twin.optics import intensity, mag_index
 from tomopilot.instrument.twin_serialem import calibration as cal
 from tomopilot.instrument.twin_serialem.commands import Reported, command
 from tomopilot.instrument.twin_serialem.session import SET_AREAS, Session
@@ -296,3 +298,33 @@ def restore_low_dose_params(session: Session, area: str = "") -> Reported:
 def report_illuminated_area(session: Session) -> Reported:
     """The beam diameter of the current area (µm)."""
     return (session.scope.optics.preset(session.ld_area).beam_diameter_um,)
+
+
+# -- illumination and the energy filter, as an mdoc records them --------------------------------
+@command("ReportSpotSize")
+def report_spot_size(session: Session) -> Reported:
+    """The spot size of the current area."""
+    return (session.scope.optics.preset(session.ld_area).spot_size,)
+
+
+@command("ReportMagIndex")
+def report_mag_index(session: Session) -> Reported:
+    """The magnification index of the current area (1-based, in the twin's table)."""
+    return (mag_index(session.scope.optics.preset(session.ld_area).magnification),)
+
+
+@command("ReportPercentC2")
+def report_percent_c2(session: Session) -> Reported:
+    """(C2 strength in percent, the intensity value an mdoc's ``Intensity`` holds)."""
+    value = intensity(session.scope.optics.preset(session.ld_area))
+    return round(100.0 * value, 4), value
+
+
+@command("ReportEnergyFilter")
+def report_energy_filter(session: Session) -> Reported:
+    """(slit width eV, energy loss eV, 1 if the slit is in); an error without a filter."""
+    scope = session.scope
+    width = scope.config.optics.slit_width_ev if isinstance(scope, TwinMicroscope) else 0.0
+    if width <= 0:
+        raise ValueError("There is no energy filter on this microscope")
+    return width, 0.0, 1
