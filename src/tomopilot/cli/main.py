@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("tomopilot.cli.serve", "register"),
     "diffraction": ("tomopilot.cli.diffraction", "diffraction_app"),
     "targets": ("tomopilot.cli.targets", "targets_app"),
+    "atlas": ("tomopilot.cli.atlas", "atlas_app"),
     "geometry": ("tomopilot.cli.geometry", "geometry_app"),
     "preprocess": ("tomopilot.cli.preprocess", "preprocess_app"),
     "twin": ("tomopilot.cli.twin", "twin_app"),

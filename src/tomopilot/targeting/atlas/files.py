@@ -11,25 +11,36 @@
   ``PtsX``/``PtsY``) and, when a survey is given, one point per square drawn on the map
   (``DrawnID``), labelled by rank, with its thickness and flags in the ``Note``.
 
+The target list (:func:`write_target_list`) is a PACEtomo-style targets file
+``<root>_tgts.txt``: every target with its stage position (``stageX``/``stageY``) and its
+specimen shift from target 1 (``SSX``/``SSY``), which ``tomopilot acquire`` reads (the
+``sequential`` strategy gives each its own area); the Navigator gains one Acquire point per
+target (labelled ``T001``…, the ice in the note) and a focus point beside each (``F001``…).
+
 Every file is written to a temporary name and renamed, so a crash leaves the old file whole.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import mrcfile
 import numpy as np
+from numpy.typing import NDArray
 
 from tomopilot.core.files import atomic_write_text
 from tomopilot.instrument import LowDoseArea
 from tomopilot.io.mdoc_format import VERSION, format_g, serialem_datetime, serialem_title
-from tomopilot.io.navigator import NavDocument, NavEntry, NavSection, format_nav
+from tomopilot.io.navigator import NavDocument, NavEntry, NavSection, format_nav, read_nav
 from tomopilot.targeting.atlas.montage import Atlas
 from tomopilot.targeting.atlas.squares import SquareSurvey
+from tomopilot.targeting.hole_finder import HoleTarget
 from tomopilot.targeting.nav_items import MAP, new_id, point_section
+from tomopilot.targeting.targets import Target, TargetSet, name_files, save_targets
 
 # SerialEM's LowDoseConSet: low-dose area index + 1 (View 0, Focus 1, Trial 2, Record 3,
 # Preview 4, Search 5).
@@ -45,6 +56,18 @@ _LD_INDEX = {
 
 def _g(*values: float) -> str:
     return " ".join(format_g(float(v)) for v in values)
+
+
+def _write_map(path: Path, data: NDArray[np.float32], pixel_size_a: float) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(data, np.float32))
+            mrc.voxel_size = pixel_size_a
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_montage_mrc(path: Path, atlas: Atlas) -> Path:
@@ -194,3 +217,75 @@ def write_atlas(
     nav_path = folder / f"{name}.nav"
     atomic_write_text(nav_path, format_nav(atlas_navigator(atlas, mrc_path.name, survey)))
     return {"mrc": mrc_path, "mdoc": mdoc_path, "nav": nav_path}
+
+
+def target_set(targets: list[HoleTarget], root: str, *, maps: bool = False) -> TargetSet:
+    """Targets in acquisition order: stage positions, shifts from target 1, file names (with
+    ``maps``, each target's map ``<root>_tgt_NNN.mrc``)."""
+    if not targets:
+        raise ValueError("no targets to write")
+    x0, y0 = targets[0].centre_um
+    out = TargetSet(
+        targets=[
+            Target(
+                ss_x_um=round(t.centre_um[0] - x0, 4),
+                ss_y_um=round(t.centre_um[1] - y0, 4),
+                stage_x_um=round(t.centre_um[0], 4),
+                stage_y_um=round(t.centre_um[1], 4),
+            )
+            for t in targets
+        ]
+    )
+    return name_files(out, root, maps=maps)
+
+
+def write_target_list(
+    folder: Path | str,
+    targets: list[HoleTarget],
+    *,
+    root: str = "grid",
+    maps: Sequence[NDArray[np.float32] | None] | None = None,
+    pixel_size_a: float = 1.0,
+    nav_path: Path | None = None,
+    z_um: float = 0.0,
+) -> Path:
+    """Write ``<root>_tgts.txt`` (and each target's map ``<root>_tgt_NNN.mrc`` when every
+    target has one) and, with ``nav_path``, add the targets to that Navigator."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with_maps = maps is not None and len(maps) == len(targets) and all(m is not None for m in maps)
+    tset = target_set(targets, root, maps=with_maps)
+    if with_maps and maps is not None:
+        for entry, data in zip(tset.targets, maps, strict=True):
+            if entry.tgt_file is not None and data is not None:
+                _write_map(folder / entry.tgt_file, data, pixel_size_a)
+    path = save_targets(folder / f"{root}_tgts.txt", tset)
+    if nav_path is not None:
+        doc = read_nav(nav_path) if nav_path.exists() else NavDocument.new()
+        group = new_id(doc, f"targets/{root}")
+        focus_group = new_id(doc, f"focus/{root}")
+        for k, target in enumerate(targets, start=1):
+            ice = f"{target.ice_nm:.0f} nm" if math.isfinite(target.ice_nm) else "ice ?"
+            doc.sections.append(
+                point_section(
+                    f"T{k:03d}",
+                    (*target.centre_um, z_um),
+                    new_id(doc, f"target/{root}/{k}"),
+                    group_id=group,
+                    acquire=True,
+                    note=f"{path.name} target {k}, {ice}",
+                    color=0,
+                )
+            )
+            doc.sections.append(
+                point_section(
+                    f"F{k:03d}",
+                    (*target.focus_um, z_um),
+                    new_id(doc, f"focus/{root}/{k}"),
+                    group_id=focus_group,
+                    note=f"focus for T{k:03d}",
+                    color=3,
+                )
+            )
+        atomic_write_text(nav_path, format_nav(doc))
+    return path

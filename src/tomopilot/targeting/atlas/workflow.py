@@ -1,0 +1,188 @@
+"""From a grid to a target list, unattended (Leginon's MSI chain as one function).
+
+1. **Atlas** (Grid preset): a stitched montage of the grid (:mod:`.montage`).
+2. **Squares**: found in the atlas, their ice from counts, flagged and ranked (:mod:`.squares`).
+3. **Square images** (Square preset) of the best ``squares``: holes found and judged
+   (:mod:`~tomopilot.targeting.hole_finder`); up to ``targets_per_square`` intact holes apart
+   from each other are chosen, each with a focus point on carbon along the tilt axis.
+4. **Hole images** (Hole preset) at each chosen hole: the hole nearest the centre is measured
+   and the target moved onto it (the stage reaches a square only to a micrometre or so).
+5. **Preview**: a Preview at the target; its counts through the ice against the Preview
+   preset's dose give the ice thickness (the log ratio again), a target outside
+   ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
+   series recentres the target by stage moves (Leginon's iterative recentring) when it starts.
+
+Everything is in the stage frame of the microscope (stage position plus image shift), so the
+targets are where the same microscope goes back to. Progress is emitted as
+:class:`~tomopilot.core.events.Progress` on the microscope's bus (task ``atlas``, ``squares``,
+``targets``); nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field
+
+from tomopilot.core.config import ConfigModel
+from tomopilot.core.events import Message, Progress
+from tomopilot.instrument import Microscope
+from tomopilot.instrument.presets import PresetManager
+from tomopilot.targeting.atlas.montage import Atlas, acquire_atlas
+from tomopilot.targeting.atlas.squares import Square, SquareSurvey, survey_squares
+from tomopilot.targeting.errors import TargetingError
+from tomopilot.targeting.hole_finder import (
+    ICE_MFP_NM,
+    HoleFinding,
+    HoleTarget,
+    choose_targets,
+    find_holes_in_square,
+)
+from tomopilot.targeting.hole_pattern import HoleNotFoundError, hole_offset_um
+from tomopilot.targeting.map_image import MapImage
+
+
+class AtlasSettings(ConfigModel):
+    """What ``tomopilot atlas`` does (see module docstring); lengths in µm."""
+
+    centre_um: tuple[float, float] = (0.0, 0.0)
+    extent_um: float = Field(default=3050.0, gt=0, description="side of the area the atlas covers")
+    overlap: float = Field(default=0.12, ge=0, lt=0.5)
+    hole_diameter_um: float = Field(default=2.0, gt=0)
+    hole_pitch_um: float = Field(default=3.0, gt=0)
+    squares: int = Field(default=5, ge=1, description="best-ranked squares to look at")
+    targets_per_square: int = Field(default=4, ge=1)
+    min_separation_um: float = Field(default=6.0, ge=0)
+    target_ice_nm: float = Field(default=80.0, gt=0, description="the square ranking's aim")
+    ice_range_nm: tuple[float, float] = (20.0, 250.0)
+    max_square_ice_nm: float = Field(default=200.0, gt=0)
+    recentre_with_hole_image: bool = True
+    confirm_with_preview: bool = True
+    mfp_nm: float = Field(default=ICE_MFP_NM, gt=0)
+
+
+@dataclass
+class AtlasResult:
+    """The atlas, its survey, what was found in each square looked at, the targets and their
+    Preview maps (None without the Preview step)."""
+
+    atlas: Atlas
+    survey: SquareSurvey
+    findings: list[tuple[Square, HoleFinding]] = field(default_factory=list)
+    targets: list[HoleTarget] = field(default_factory=list)
+    target_squares: list[int] = field(default_factory=list)
+    maps: list[NDArray[np.float32] | None] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _emit(scope: Microscope, task: str, done: int, total: int, detail: str) -> None:
+    scope.events.emit(
+        Progress(time_s=scope.clock.now_s(), task=task, done=done, total=total, detail=detail)
+    )
+
+
+def _recentre(
+    scope: Microscope, presets: PresetManager, target: HoleTarget, settings: AtlasSettings
+) -> HoleTarget | None:
+    """Move a target onto the hole a Hole-preset image shows nearest its centre."""
+    scope.stage.move_to(x_um=target.centre_um[0], y_um=target.centre_um[1])
+    image = presets.acquire("Hole")
+    try:
+        dx, dy = hole_offset_um(scope, image, hole_diameter_um=settings.hole_diameter_um)
+    except HoleNotFoundError:
+        return None
+    if math.hypot(dx, dy) > settings.hole_pitch_um / 2:
+        return None  # nearer another hole than this one: not where the square image put it
+    cx, cy = target.centre_um[0] + dx, target.centre_um[1] + dy
+    fx, fy = target.focus_um[0] + dx, target.focus_um[1] + dy
+    return HoleTarget(centre_um=(cx, cy), focus_um=(fx, fy), ice_nm=target.ice_nm)
+
+
+def _preview(
+    scope: Microscope, presets: PresetManager, target: HoleTarget, mfp_nm: float
+) -> tuple[float, NDArray[np.float32]]:
+    """A Preview at a target (its map for the series) and the ice its counts give against the
+    Preview preset's dose."""
+    scope.stage.move_to(x_um=target.centre_um[0], y_um=target.centre_um[1])
+    image = presets.acquire("Preview")
+    preset = presets.get("Preview")
+    ny, nx = image.data.shape
+    centre = image.data[ny // 4 : 3 * ny // 4, nx // 4 : 3 * nx // 4]
+    per_pixel = preset.dose_e_a2 * image.pixel_size_a**2 * image.counts_per_electron
+    transmission = float(centre.mean()) / per_pixel if per_pixel > 0 else 0.0
+    ice = mfp_nm * -math.log(transmission) if transmission > 0 else math.inf
+    return ice, np.asarray(image.data, np.float32)
+
+
+def grid_to_targets(
+    scope: Microscope, presets: PresetManager, settings: AtlasSettings | None = None
+) -> AtlasResult:
+    """Atlas, squares, holes and targets of the grid in the microscope (module docstring)."""
+    settings = settings or AtlasSettings()
+    atlas = acquire_atlas(
+        scope,
+        presets,
+        centre_um=settings.centre_um,
+        extent_um=settings.extent_um,
+        overlap=settings.overlap,
+    )
+    survey = survey_squares(
+        atlas.stitched(),
+        mfp_nm=settings.mfp_nm,
+        target_nm=settings.target_ice_nm,
+        max_nm=settings.max_square_ice_nm,
+    )
+    result = AtlasResult(atlas=atlas, survey=survey, dropped={"hole image": 0, "preview": 0})
+    ranked = survey.ranked()[: settings.squares]
+    if not ranked:
+        raise TargetingError("no usable square in the atlas (all broken, empty or too thick)")
+    for done, square in enumerate(ranked, start=1):
+        scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
+        image = presets.acquire("Square")
+        square_map = MapImage.from_exposure(scope, image)
+        finding = find_holes_in_square(
+            square_map, settings.hole_diameter_um, pitch_um=settings.hole_pitch_um
+        )
+        result.findings.append((square, finding))
+        chosen = choose_targets(
+            finding,
+            settings.hole_diameter_um,
+            count=settings.targets_per_square,
+            min_separation_um=settings.min_separation_um,
+        )
+        for target in chosen:
+            kept = target
+            if settings.recentre_with_hole_image:
+                moved = _recentre(scope, presets, target, settings)
+                if moved is None:
+                    result.dropped["hole image"] += 1
+                    continue
+                kept = moved
+            preview: NDArray[np.float32] | None = None
+            if settings.confirm_with_preview:
+                ice, preview = _preview(scope, presets, kept, settings.mfp_nm)
+                lo, hi = settings.ice_range_nm
+                if not lo <= ice <= hi:
+                    result.dropped["preview"] += 1
+                    continue
+                kept = HoleTarget(centre_um=kept.centre_um, focus_um=kept.focus_um, ice_nm=ice)
+            result.targets.append(kept)
+            result.maps.append(preview)
+            result.target_squares.append(square.label)
+        _emit(
+            scope,
+            "squares",
+            done,
+            len(ranked),
+            f"square {square.rank} ({square.thickness_nm:.0f} nm): "
+            f"{len(finding.intact)} holes, {len(chosen)} chosen",
+        )
+    if not result.targets:
+        scope.events.emit(
+            Message(time_s=scope.clock.now_s(), level="warning", text="no target was kept")
+        )
+    scope.stage.move_to(x_um=settings.centre_um[0], y_um=settings.centre_um[1])
+    return result
