@@ -180,3 +180,24 @@ def test_tiles_cover_the_extent_and_no_tile_is_spare(
     assert (n_cols - 1) * step + field_um >= extent_um - 1e-6
     if n_cols > 1:
         assert (n_cols - 2) * step + field_um < extent_um + 1e-6
+
+
+def test_our_montage_mdoc_says_what_a_serialem_montage_mdoc_says(
+    surveyed: tuple[TwinMicroscope, Atlas, SquareSurvey], tmp_path: Path, real_data: Path
+) -> None:
+    """Every key we write is one SerialEM writes in a real montage (Krios, Institut Pasteur),
+    in its order, and both read as montages with piece coordinates."""
+    _, atlas, survey = surveyed
+    ours = read_mdoc_sections(write_atlas(tmp_path, atlas, survey)["mdoc"])
+    real = read_mdoc_sections(real_data / "mdoc" / "pasteur-krios_montage_section.mdoc")
+    assert ours.kind == real.kind == "montage"
+    real_order = list(real.sections[0].values)
+    real_keys = set(real_order) | {"AlignedPieceCoords"}  # SerialEM's non-VS alignment key
+    for kind in ("ZValue", "MontSection"):
+        mine = next(b for b in ours.blocks if b.kind == kind)
+        theirs = next(b for b in real.blocks if b.kind == kind)
+        allowed = real_keys | set(theirs.values) | {"FullMontNumFrames"}
+        assert set(mine.values) <= allowed, set(mine.values) - allowed
+    shared = [k for k in ours.sections[0].values if k in real_order]
+    assert shared == sorted(shared, key=real_order.index)  # SerialEM's order
+    assert set(ours.globals.values) <= set(real.globals.values) | {"Version"}
