@@ -180,6 +180,13 @@ def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
     run_configured_session(engine, resolved)
     assert recorder.close()
     live_rows = dump(live)
+    # The series recorded live are a history a next session's predictor starts from.
+    from tomopilot.archive.prediction_history import archive_history
+
+    record_px = resolved.config.microscope.twin.presets.record
+    history = archive_history(live, pixel_size_a=record_px.pixel_size_a)
+    assert len(history) == 2
+    assert all(len(h.points[0]) == 3 and len(h.points[1]) == 3 for h in history)  # start + 2
     live.close()
     quality = assess_session(engine.scope, sequential_plans(resolved, engine.plan), resolved)
     store = open_store(tmp_path / "a.sqlite")

@@ -28,7 +28,7 @@ from tomopilot.acquisition.quality import RunQuality, assess
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
 from tomopilot.core.events import EventBus
 from tomopilot.core.files import atomic_write_text
-from tomopilot.geometry.tilt_predictor import SessionHistory
+from tomopilot.geometry.tilt_predictor import SeriesRecord, SessionHistory
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.targeting.targets import Target
 
@@ -99,11 +99,14 @@ def run_session(
     slit_interval_min: float = 0.0,
     on_engine: Callable[[AcquisitionEngine], None] | None = None,
     control: EngineControl | None = None,
+    seed: Sequence[SeriesRecord] = (),
 ) -> SessionSummary:
     """Run ``plans`` in order on ``scope`` (see module docstring).
 
     ``max_hours`` caps the session: no area starts after that much microscope time (an area
     under way finishes). ``on_engine`` sees each engine before it runs (progress, benchmarks).
+    ``seed``: earlier series (from an archive, say) a session without series of its own starts
+    its predictor from; they are kept in its history file, so a resumed session has them too.
     """
     summary = SessionSummary()
     if not plans:
@@ -112,6 +115,9 @@ def run_session(
     run_dir.mkdir(parents=True, exist_ok=True)
     history_path = _history_path(run_dir, root)
     history = load_history(history_path)
+    if not history.series and seed:
+        history = SessionHistory(list(seed))
+        atomic_write_text(history_path, json.dumps(history.to_json()))
     recorded = (
         {str(r) for r in json.loads(_areas_done(run_dir, root).read_text())}
         if (_areas_done(run_dir, root).exists())
@@ -171,9 +177,11 @@ def run_configured_session(
     events: EventBus | None = None,
     control: EngineControl | None = None,
     resume: bool = False,
+    seed: Sequence[SeriesRecord] = (),
 ) -> RunSummary:
     """``tomopilot acquire`` with the ``sequential`` strategy: the run's targets as a session of
-    one area each, with the configured session cap; one summary for the whole session."""
+    one area each, with the configured session cap; one summary for the whole session.
+    ``seed``: earlier series to start the predictor from (see :func:`run_session`)."""
     config = resolved.config
     plans = sequential_plans(resolved, engine.plan)
     session = run_session(
@@ -185,6 +193,7 @@ def run_configured_session(
         max_hours=config.sequential.session_hours,
         slit_interval_min=resolved.settings.slit_interval_min,
         control=control,
+        seed=seed,
     )
     status = "aborted" if session.stopped == "aborted" else "finished"
     return RunSummary(

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tomopilot.acquisition.control import EngineControl
+from tomopilot.acquisition.engine import AcquisitionEngine
 from tomopilot.acquisition.events import (
     BranchAborted,
     ExposureLost,
@@ -25,7 +26,7 @@ from tomopilot.acquisition.events import (
 )
 from tomopilot.acquisition.output.side_files import detach_run_log
 from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
-from tomopilot.acquisition.plan.run_config import load_acquire_config, resolve_run
+from tomopilot.acquisition.plan.run_config import ResolvedRun, load_acquire_config, resolve_run
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import attach_outputs, close_microscope, start_run
@@ -40,10 +41,12 @@ from tomopilot.acquisition.strategies.fused_track import SHOT_DOSE_FRACTION
 from tomopilot.acquisition.time_ledger import ACTIVITIES, efficiency
 from tomopilot.acquisition.time_levers import levers_for
 from tomopilot.archive.live import record_run
+from tomopilot.archive.prediction_history import archive_history
 from tomopilot.archive.recorder import PENDING_FILE, Recorder
 from tomopilot.cli.common import console, err_console, user_errors
 from tomopilot.cli.serve import HostOption, PortOption, warn_if_exposed
 from tomopilot.core.events import EventBus, Message
+from tomopilot.geometry.tilt_predictor import SeriesRecord
 from tomopilot.instrument.twin_serialem.truth_report import is_script_run
 from tomopilot.instrument.types import LowDoseArea
 from tomopilot.store import Store, open_store
@@ -127,6 +130,17 @@ def _start_monitor(
         "(send as 'Authorization: Bearer TOKEN')"
     )
     return monitor
+
+
+def _archive_seed(
+    engine: AcquisitionEngine, resolved: ResolvedRun, store: Store | None
+) -> list[SeriesRecord]:
+    """Earlier series of the archive for a sequential session's predictor (none without one)."""
+    settings = resolved.config.sequential
+    if store is None or not settings.seed_from_archive:
+        return []
+    record = engine.scope.optics.preset(LowDoseArea.RECORD)
+    return archive_history(store, pixel_size_a=record.pixel_size_a, max_series=settings.max_series)
 
 
 def _close_archive(recorder: Recorder | None, store: Store | None, run_dir: Path) -> None:
@@ -341,7 +355,12 @@ def acquire_command(
                 )
                 if engine.plan.strategy == "sequential":  # one area per target (Leginon)
                     summary = run_configured_session(
-                        engine, resolved, events=bus, control=control, resume=resume
+                        engine,
+                        resolved,
+                        events=bus,
+                        control=control,
+                        resume=resume,
+                        seed=_archive_seed(engine, resolved, store),
                     )
                 else:
                     summary = engine.run(resume=resume)

@@ -89,6 +89,9 @@ class SequentialSettings(ConfigModel):
     """A target's series stops before its dose would pass this (None = no cap)."""
     session_hours: float | None = Field(None, gt=0, le=1000)
     """No new target is started after this much microscope time (None = no cap)."""
+    seed_from_archive: bool = True
+    """With an archive (``tomopilot acquire --archive`` or ``--db``), a session without series
+    of its own starts its predictor from the archive's newest series of the Record pixel size."""
 
     @model_validator(mode="after")
     def _limits(self) -> SequentialSettings:
