@@ -21,8 +21,6 @@ from tomopilot.acquisition.control import EngineControl, RunAborted
 from tomopilot.acquisition.errors import AcquisitionError
 from tomopilot.acquisition.events import (
     BranchAborted,
-    ExposureLost,
-    ExposureRecorded,
     RunFinished,
     RunStarted,
     SetupStep,
@@ -34,21 +32,14 @@ from tomopilot.acquisition.output.journal import (
     RunJournal,
     replay_journal,
 )
-from tomopilot.acquisition.output.record_output import (
-    camera_rotation_deg,
-    open_series,
-    record_section,
-)
 from tomopilot.acquisition.output.resume_run import (
     following_step,
     realign_after_resume,
-    reopen_series_files,
     restore_strategy,
     start_round_of,
     step_of,
 )
-from tomopilot.acquisition.output.saved_images import save_held_images
-from tomopilot.acquisition.output.tilt_series_files import TiltSeriesFiles
+from tomopilot.acquisition.output.run_records import RunRecords
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
@@ -64,7 +55,6 @@ from tomopilot.acquisition.setup.refine_geo import height_corrections
 from tomopilot.acquisition.strategies import make_strategy
 from tomopilot.acquisition.strategies.base import (
     ExposureRequest,
-    HoldsImages,
     Outcome,
     Strategy,
     TargetInfo,
@@ -112,10 +102,7 @@ class AcquisitionEngine:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
         self.journal = RunJournal(self.journal_path)
-        self.files: dict[int, TiltSeriesFiles] = {}
-        self.prior_dose: dict[int, float] = {}
-        self.n_exposures = 0
-        self.n_lost = 0
+        self.records = RunRecords(plan, self.toolkit, self.journal, self.events, self.strategy)
         self._start_s = scope.clock.now_s()
         self._prior_s = 0.0  # microscope time of earlier sessions of this run (resume)
         self.levers: tuple[str, ...] = ()  # time levers in use (time_levers.py)
@@ -124,7 +111,6 @@ class AcquisitionEngine:
         self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
         self._frames: Movie | None = None
         self._recovered_at: int | None = None  # the step a resume re-aligned at
-        self._held: dict[str, dict[str, Any]] = {}  # files of the strategy's held images
 
     def _target_infos(self) -> list[TargetInfo]:
         plan = self.plan
@@ -211,7 +197,7 @@ class AcquisitionEngine:
         self.journal.write(
             "setup",
             state=self.strategy.state(),
-            views=self._save_held_images(),
+            views=self.records.save_held_images(),
             focus0_um=setup.focus0_um,
             start_is_um={str(k): list(v) for k, v in setup.start_is_um.items()},
         )
@@ -298,32 +284,16 @@ class AcquisitionEngine:
             self._start_round[target] = (ctf, request)
         section = self._save(target, step, image, request, outcome, ctf)
         self.events.emit(
-            ExposureRecorded(
-                time_s=self.scope.clock.now_s(),
-                target=target,
-                tilt_deg=step.tilt_deg,
-                section=section,
-                image_shift_x_um=request.image_shift_um[0],
-                image_shift_y_um=request.image_shift_um[1],
-                focus_um=request.focus_um,
-                alignment_x_um=outcome.alignment_um[0],
-                alignment_y_um=outcome.alignment_um[1],
-                mean_counts=image.mean_counts,
-                dose_e_a2=image.dose_e_a2,
-                exposure_id=image.exposure_id,
-                step_index=step.index,
-                n_steps=n_steps,
-                branch=step.branch,
-                stage_x_um=image.stage.x_um,
-                stage_y_um=image.stage.y_um,
-                stage_z_um=image.stage.z_um,
-                target_defocus_um=request.target_defocus_um,
-                predicted_dz_um=request.predicted_dz_um,
-                measured_defocus_um=ctf,
-                prior_dose_e_a2=self.prior_dose.get(target, 0.0) - image.dose_e_a2,
-                exposure_s=image.exposure_s,
-                pixel_size_a=image.pixel_size_a,
-                stack=self.files[target].stack_path.name,
+            self.records.recorded_event(
+                self.scope.clock.now_s(),
+                target,
+                step,
+                n_steps,
+                section,
+                image,
+                request,
+                outcome,
+                ctf,
             )
         )
         if outcome.aborted:
@@ -361,18 +331,7 @@ class AcquisitionEngine:
                     return None
 
     def _lost(self, target: int, step: TiltStep, reason: str) -> None:
-        self.n_lost += 1
-        self.journal.write(
-            "lost", target=target, step_index=step.index, tilt_deg=step.tilt_deg, reason=reason
-        )
-        self.events.emit(
-            ExposureLost(
-                time_s=self.scope.clock.now_s(),
-                target=target,
-                tilt_deg=step.tilt_deg,
-                reason=reason,
-            )
-        )
+        self.records.lost(target, step, reason, self.scope.clock.now_s())
 
     def _save(
         self,
@@ -383,57 +342,7 @@ class AcquisitionEngine:
         outcome: Outcome,
         ctf_um: float | None,
     ) -> int:
-        plan = self.plan
-        if target not in self.files:
-            stem = plan.ts_stem(target)
-            self.files[target] = open_series(
-                plan.run_dir, stem, image, self.toolkit, plan.frame_suffix
-            )
-        section = record_section(
-            image,
-            request,
-            outcome,
-            ctf_um,
-            settings=plan.settings,
-            prior_dose_e_a2=self.prior_dose.get(target, 0.0),
-            rotation_deg=camera_rotation_deg(self.toolkit, image),
-            label=f"{plan.root} target {target:03d}",
-        )
-        files = self.files[target]
-        movie = self._frames
-        index = files.append(
-            image.data,
-            section,
-            None if movie is None else movie.frames,
-            frame_seed=image.exposure_id,
-            frames_file=None if movie is None else movie.source_path,
-        )
-        self.prior_dose[target] = self.prior_dose.get(target, 0.0) + image.dose_e_a2
-        self.n_exposures += 1
-        self.journal.write(
-            "committed",
-            target=target,
-            step_index=step.index,
-            tilt_deg=step.tilt_deg,
-            branch=step.branch,
-            section=index,
-            exposure_id=image.exposure_id,
-            image_shift_um=list(request.image_shift_um),
-            focus_um=request.focus_um,
-            target_defocus_um=request.target_defocus_um,
-            ctf_um=ctf_um,
-            prior_dose={str(k): v for k, v in self.prior_dose.items()},
-            state=self.strategy.state(),
-            views=self._save_held_images(),
-        )
-        return index
-
-    def _save_held_images(self) -> dict[str, dict[str, Any]]:
-        """Save the strategy's new held images (fused's Views); the table the journal keeps."""
-        if isinstance(self.strategy, HoldsImages):
-            images = self.strategy.held_images()
-            self._held = save_held_images(images, self._held, self.plan.run_dir, self.plan.root)
-        return self._held
+        return self.records.save(target, step, image, request, outcome, ctf_um, self._frames)
 
     def _refine_heights(self, step: TiltStep) -> None:
         """refineGeo after the start round (see :mod:`~tomopilot.acquisition.setup.refine_geo`)."""
@@ -495,11 +404,7 @@ class AcquisitionEngine:
                 resumed=True,
             )
         )
-        self.files = reopen_series_files(plan, state)
-        self.prior_dose = dict(state.prior_dose)
-        self._held = dict(state.views)
-        self.n_exposures = len(state.committed)
-        self.n_lost = len(state.lost) + (1 if state.in_flight else 0)
+        self.records.restore(state)
         restore_strategy(self.strategy, state, plan, self.toolkit, self.scope)
         self.targets = self._target_infos()  # refineVec may have moved them
         if state.last_commit is None:
@@ -531,8 +436,7 @@ class AcquisitionEngine:
     # -- the end ----------------------------------------------------------------------------
     def _finish(self, status: str) -> None:
         if status == "finished":
-            for files in self.files.values():
-                files.finish(sort_by_tilt=self.plan.settings.sort_by_tilt)
+            self.records.finish_series()
         minutes = (self.scope.clock.now_s() - self._start_s) / 60.0
         self.ledger.close(self._prior_s + self.scope.clock.now_s() - self._start_s)
         self.journal.write(
@@ -545,9 +449,9 @@ class AcquisitionEngine:
             RunFinished(
                 time_s=self.scope.clock.now_s(),
                 status=status,
-                n_exposures=self.n_exposures,
+                n_exposures=self.records.n_exposures,
                 microscope_minutes=minutes,
-                lost_exposures=self.n_lost,
+                lost_exposures=self.records.n_lost,
             )
         )
 
