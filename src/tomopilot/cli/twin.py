@@ -46,6 +46,7 @@ class SpecimenKind(StrEnum):
 
     lamella = "lamella"
     holey_film = "holey-film"
+    grid = "grid"
 
 
 ConfigOpt = Annotated[
