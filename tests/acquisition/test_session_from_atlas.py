@@ -4,6 +4,7 @@ dewar refill and a stage jump, and nothing is lost."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.specimen import GridSpecimen
 from tomopilot.io.navigator import read_nav
 from tomopilot.io.pacetomo_targets import read_targets_file
+from tomopilot.targeting import load_targets, save_targets
 from tomopilot.targeting.nav_items import nav_items
 
 SEED = 4
@@ -36,6 +38,47 @@ TWIN: dict[str, Any] = {
         "search": {"camera_area_px": [4096, 4096], "binning": 16},
     },
 }
+
+
+def _first_records_sit_in_their_holes(folder: Path, atlas_dir: Path, hole_um: float) -> None:
+    """Three of the atlas's targets as a rendered sequential session (±3°): the first Record
+    of each series lies in an intact hole, most of them near its centre."""
+    folder.mkdir()
+    targets = load_targets(atlas_dir / "grid_tgts.txt")
+    save_targets(
+        folder / "grid_tgts.txt", targets.model_copy(update={"targets": targets.targets[:3]})
+    )
+    path = write_config(
+        folder,
+        strategy="sequential",
+        seed=SEED,
+        settings={"minTilt": -3, "maxTilt": 3, "tiltScheme": "bidirectional", "pretilt": 0},
+        twin={k: v for k, v in TWIN.items() if k != "seed"},
+    )
+    config = yaml.safe_load(path.read_text())
+    config["targets"] = {"file": str(folder / "grid_tgts.txt")}
+    config["output"] = {"dir": str(folder / "run"), "root": "R1"}
+    (folder / "run").mkdir()
+    for k in range(1, 4):  # the targets' maps are read from the run folder
+        shutil.copy(atlas_dir / f"grid_tgt_{k:03d}.mrc", folder / "run")
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["acquire", str(path)])
+    assert result.exit_code == 0, result.output
+    twin_config = TwinConfig.model_validate(config["microscope"]["twin"])
+    replayed = TwinMicroscope(twin_config, command_log=folder / "run" / "twin_commands.jsonl")
+    grid = replayed.specimen
+    assert isinstance(grid, GridSpecimen)
+    gaps = []
+    for k in range(1, 4):
+        journal = replay_journal(folder / "run" / f"R1_t{k:03d}.journal.jsonl")
+        first = journal.committed[0]
+        truth = replayed.ground_truth.exposure(int(first["exposure_id"]))
+        sx, sy, _ = truth.specimen_centre_um
+        holes = grid.holes((sx - 3, sx + 3, sy - 3, sy + 3))
+        gap = np.hypot(holes.centres_um[:, 0] - sx, holes.centres_um[:, 1] - sy)
+        assert holes.intact[int(np.argmin(gap))] and gap.min() < hole_um / 2
+        gaps.append(float(gap.min()))
+    assert float(np.median(gaps)) < 0.3
 
 
 def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:
@@ -84,6 +127,9 @@ def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:
         k = int(np.argmin(gap))
         in_hole += bool(holes.intact[k] and gap[k] < grid.config.hole_diameter_um / 2)
     assert in_hole >= 0.8 * n_targets
+
+    # Rendered, the first three series start where their Preview maps put them: in the hole.
+    _first_records_sit_in_their_holes(tmp_path / "rendered", run_dir, grid.config.hole_diameter_um)
 
     # The session: every target one tilt series, through a dewar refill and a stage jump.
     path = write_config(

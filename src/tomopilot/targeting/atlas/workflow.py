@@ -5,11 +5,12 @@
 3. **Square images** (Square preset) of the best ``squares``: holes found and judged
    (:mod:`~tomopilot.targeting.hole_finder`); up to ``targets_per_square`` intact holes apart
    from each other are chosen, each with a focus point on carbon along the tilt axis.
-4. **Hole images** (Hole preset) at each chosen hole: the hole nearest the centre is measured
-   and the target moved onto it (the stage reaches a square only to a micrometre or so).
-5. **Preview**: a Preview at the target; its counts through the ice against the Preview
-   preset's dose give the ice thickness (the log ratio again), a target outside
-   ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
+4. **Hole images** (Hole preset) at each chosen hole: the stage goes there (to a micrometre
+   or so), and image shift brings the hole nearest the centre to the centre (a few images);
+   the target becomes stage readout + image shift.
+5. **Preview**, with that image shift, so it is centred on the hole: its counts through the ice
+   against the Preview preset's dose give the ice thickness (the log ratio again), a target
+   outside ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
    series recentres the target by stage moves (Leginon's iterative recentring) when it starts.
 
 Everything is in the stage frame of the microscope (stage position plus image shift), so the
@@ -41,7 +42,7 @@ from tomopilot.targeting.hole_finder import (
     choose_targets,
     find_holes_in_square,
 )
-from tomopilot.targeting.hole_pattern import HoleNotFoundError, hole_offset_um
+from tomopilot.targeting.hole_pattern import HoleNotFoundError, centre_on_hole
 from tomopilot.targeting.map_image import MapImage
 
 
@@ -84,29 +85,38 @@ def _emit(scope: Microscope, task: str, done: int, total: int, detail: str) -> N
     )
 
 
-def _recentre(
+def _centre_on_hole(
     scope: Microscope, presets: PresetManager, target: HoleTarget, settings: AtlasSettings
 ) -> HoleTarget | None:
-    """Move a target onto the hole a Hole-preset image shows nearest its centre."""
+    """Stage to a target, then image shift onto the hole the Hole-preset images show nearest
+    the centre (a few iterations); the target becomes stage readout + image shift. The image
+    shift is left on for the Preview; None (image shift back to 0) when no hole is near."""
+    scope.optics.set_image_shift_um(0.0, 0.0)
     scope.stage.move_to(x_um=target.centre_um[0], y_um=target.centre_um[1])
-    image = presets.acquire("Hole")
+    area = presets.apply("Hole")
     try:
-        dx, dy = hole_offset_um(scope, image, hole_diameter_um=settings.hole_diameter_um)
+        centre_on_hole(scope, hole_diameter_um=settings.hole_diameter_um, area=area)
     except HoleNotFoundError:
+        scope.optics.set_image_shift_um(0.0, 0.0)
         return None
-    if math.hypot(dx, dy) > settings.hole_pitch_um / 2:
+    ix, iy = scope.optics.image_shift_um()
+    if math.hypot(ix, iy) > settings.hole_pitch_um / 2:
+        scope.optics.set_image_shift_um(0.0, 0.0)
         return None  # nearer another hole than this one: not where the square image put it
-    cx, cy = target.centre_um[0] + dx, target.centre_um[1] + dy
-    fx, fy = target.focus_um[0] + dx, target.focus_um[1] + dy
-    return HoleTarget(centre_um=(cx, cy), focus_um=(fx, fy), ice_nm=target.ice_nm)
+    stage = scope.stage.position()
+    dx, dy = stage.x_um + ix - target.centre_um[0], stage.y_um + iy - target.centre_um[1]
+    return HoleTarget(
+        centre_um=(target.centre_um[0] + dx, target.centre_um[1] + dy),
+        focus_um=(target.focus_um[0] + dx, target.focus_um[1] + dy),
+        ice_nm=target.ice_nm,
+    )
 
 
 def _preview(
-    scope: Microscope, presets: PresetManager, target: HoleTarget, mfp_nm: float
+    scope: Microscope, presets: PresetManager, mfp_nm: float
 ) -> tuple[float, NDArray[np.float32]]:
-    """A Preview at a target (its map for the series) and the ice its counts give against the
-    Preview preset's dose."""
-    scope.stage.move_to(x_um=target.centre_um[0], y_um=target.centre_um[1])
+    """A Preview where the field is (its map for the series) and the ice its counts give
+    against the Preview preset's dose."""
     image = presets.acquire("Preview")
     preset = presets.get("Preview")
     ny, nx = image.data.shape
@@ -156,19 +166,24 @@ def grid_to_targets(
         for target in chosen:
             kept = target
             if settings.recentre_with_hole_image:
-                moved = _recentre(scope, presets, target, settings)
+                moved = _centre_on_hole(scope, presets, target, settings)
                 if moved is None:
                     result.dropped["hole image"] += 1
                     continue
                 kept = moved
+            else:
+                scope.optics.set_image_shift_um(0.0, 0.0)
+                scope.stage.move_to(x_um=target.centre_um[0], y_um=target.centre_um[1])
             preview: NDArray[np.float32] | None = None
             if settings.confirm_with_preview:
-                ice, preview = _preview(scope, presets, kept, settings.mfp_nm)
+                ice, preview = _preview(scope, presets, settings.mfp_nm)
                 lo, hi = settings.ice_range_nm
                 if not lo <= ice <= hi:
+                    scope.optics.set_image_shift_um(0.0, 0.0)
                     result.dropped["preview"] += 1
                     continue
                 kept = HoleTarget(centre_um=kept.centre_um, focus_um=kept.focus_um, ice_nm=ice)
+            scope.optics.set_image_shift_um(0.0, 0.0)
             result.targets.append(kept)
             result.maps.append(preview)
             result.target_squares.append(square.label)
