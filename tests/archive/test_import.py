@@ -19,8 +19,8 @@ from tomopilot.archive.import_run import import_run
 from tomopilot.archive.live import record_run
 from tomopilot.archive.mdoc_sections import ArchiveImportError, TornRunFileError
 from tomopilot.cli.main import app
-from tomopilot.store import open_store
-from tomopilot.store.models import ExposureRow, TiltSeriesRow
+from tomopilot.store import Store, open_store
+from tomopilot.store.models import AreaRow, ExposureRow, TiltSeriesRow
 
 PACETOMO_MDOC = "krios-d3645_sem4.1.0beta_pacetomo_L1_ts_001.mrc.mdoc"
 EMBL_MDOC = "embl-krios-2015_TS_01.mrc.mdoc"
@@ -180,6 +180,7 @@ def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
     run_configured_session(engine, resolved)
     assert recorder.close()
     live_rows = dump(live)
+    live_areas = _areas(live)
     # The series recorded live are a history a next session's predictor starts from.
     from tomopilot.archive.prediction_history import archive_history
 
@@ -200,9 +201,28 @@ def test_a_sequential_session_is_judged_area_by_area(tmp_path: Path) -> None:
                 for e in series.exposures
             ]
             assert true_nm == pytest.approx(judged.tracking_nm, abs=1e-6)  # its own map
+    # each area is its own row with its own target 1 and series, live and imported alike
+    expected = {"L1_t001": [(1, ["L1_t001_ts_001"])], "L1_t002": [(1, ["L1_t002_ts_001"])]}
+    assert {name: targets for name, (_, targets) in live_areas.items()} == expected
+    assert {name: targets for name, (_, targets) in _areas(store).items()} == expected
+    (x1, y1), (x2, y2) = live_areas["L1_t001"][0], live_areas["L1_t002"][0]
+    assert (x2 - x1, y2 - y1) == pytest.approx((1.5, 0.5))  # the areas' stage positions
     store.close()
     # the live recorder looked up each area's own map too
     assert len(live_rows["ground_truth"]) == result.n_exposures
     assert [r[1:] for r in live_rows["ground_truth"]] == [
         r[1:] for r in dump(store)["ground_truth"]
     ]
+
+
+def _areas(store: Store) -> dict[str, tuple[tuple[float, float], list[tuple[int, list[str]]]]]:
+    """Each area's stage position and its targets with their series' names."""
+    with store.reader() as db:
+        out = {}
+        for area in db.query(AreaRow).order_by(AreaRow.name):
+            targets = []
+            for target in sorted(area.targets, key=lambda t: t.number):
+                series = db.query(TiltSeriesRow).filter_by(target_id=target.id)
+                targets.append((target.number, sorted(s.name for s in series)))
+            out[area.name] = ((area.stage_x_um or 0.0, area.stage_y_um or 0.0), targets)
+        return out

@@ -166,16 +166,7 @@ class AcquisitionEngine:
                 root=plan.root,
                 start_s=scope.clock.now_s(),
             )
-        self.events.emit(
-            RunStarted(
-                time_s=scope.clock.now_s(),
-                run_dir=str(plan.run_dir),
-                strategy=plan.strategy,
-                n_targets=len(plan.targets),
-                n_tilts=plan.scheme.n_tilts,
-                resumed=previous is not None,
-            )
-        )
+        self._started(resumed=previous is not None)
         reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)
         for kind, record in adjust_area(scope, plan, self._setup_event).items():
             self.journal.write(kind, **record)
@@ -200,6 +191,24 @@ class AcquisitionEngine:
             views=self.records.save_held_images(),
             focus0_um=setup.focus0_um,
             start_is_um={str(k): list(v) for k, v in setup.start_is_um.items()},
+        )
+
+    def _started(self, *, resumed: bool) -> None:
+        plan = self.plan
+        stage = plan.area_stage_um or (None, None)
+        self.events.emit(
+            RunStarted(
+                time_s=self.scope.clock.now_s(),
+                run_dir=str(plan.run_dir),
+                strategy=plan.strategy,
+                n_targets=len(plan.targets),
+                n_tilts=plan.scheme.n_tilts,
+                resumed=resumed,
+                area=plan.root,
+                area_stage_x_um=stage[0],
+                area_stage_y_um=stage[1],
+                targets_ss_um=tuple(t.ss_um for t in plan.targets),
+            )
         )
 
     def _map_references(self, setup: AreaSetup) -> dict[str, Image]:
@@ -372,6 +381,7 @@ class AcquisitionEngine:
                 branch=step.branch,
                 tilt_deg=step.tilt_deg,
                 reason=reason,
+                area=self.plan.root,
             )
         )
 
@@ -394,16 +404,7 @@ class AcquisitionEngine:
                 step_of(plan.scheme, int(lost["step_index"])),
                 "in flight when the run stopped",
             )
-        self.events.emit(
-            RunStarted(
-                time_s=self.scope.clock.now_s(),
-                run_dir=str(plan.run_dir),
-                strategy=plan.strategy,
-                n_targets=len(plan.targets),
-                n_tilts=plan.scheme.n_tilts,
-                resumed=True,
-            )
-        )
+        self._started(resumed=True)
         self.records.restore(state)
         restore_strategy(self.strategy, state, plan, self.toolkit, self.scope)
         self.targets = self._target_infos()  # refineVec may have moved them

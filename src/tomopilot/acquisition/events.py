@@ -16,6 +16,12 @@ class RunStarted(Event):
     n_targets: int
     n_tilts: int
     resumed: bool = False
+    area: str = ""
+    """The area's name: the run's root (a session's areas are ``<root>_tNNN``)."""
+    area_stage_x_um: float | None = None
+    area_stage_y_um: float | None = None
+    targets_ss_um: tuple[tuple[float, float], ...] = ()
+    """Each target's specimen shift from the area's centre, in target order."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +72,8 @@ class ExposureRecorded(Event):
     pixel_size_a: float | None = None
     stack: str = ""
     """The stack file's name in the run folder (``section`` counts from 0 in it)."""
+    area: str = ""
+    """The area the target belongs to (:attr:`RunStarted.area`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +92,7 @@ class BranchAborted(Event):
     branch: str
     tilt_deg: float
     reason: str
+    area: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

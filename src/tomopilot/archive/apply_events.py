@@ -48,26 +48,49 @@ def _session(db: Session, info: SessionInfo) -> SessionRow:
     return upsert_session(db, info.run_dir, name=info.name, source="live", is_twin=info.is_twin)
 
 
-def _area_and_targets(db: Session, info: SessionInfo, session: SessionRow) -> None:
-    stage = info.area_stage_um or (None, None)
+def area_name(area: str, session_root: str) -> str:
+    """The archive's name of an area: ``area 1`` for a run of one area (its root is the
+    session's), else the area's own root (a sequential session's ``<root>_tNNN``)."""
+    return AREA_NAME if area in ("", session_root) else area
+
+
+def _area_and_targets(
+    db: Session, info: SessionInfo, session: SessionRow, event: dict[str, Any]
+) -> None:
+    name = area_name(str(event.get("area") or ""), info.name)
+    if name == AREA_NAME:
+        stage = info.area_stage_um or (None, None)
+        targets = list(enumerate(info.targets_um, start=1))
+        skipped = info.skipped
+    else:  # one area of a session: its own place and targets, from the event
+        stage = (event.get("area_stage_x_um"), event.get("area_stage_y_um"))
+        targets = [(n, (x, y)) for n, (x, y) in enumerate(event.get("targets_ss_um") or (), 1)]
+        skipped = set()
     area = upsert_area(
         db,
         session,
-        AREA_NAME,
+        name,
         stage_x_um=stage[0],
         stage_y_um=stage[1],
         pretilt_deg=info.pretilt_deg,
         rotation_deg=info.rotation_deg,
         beam_diameter_um=info.beam_diameter_um,
     )
-    for number, (x_um, y_um) in enumerate(info.targets_um, start=1):
+    for number, (x_um, y_um) in targets:
         target = upsert_target(db, area, number, ss_x_um=x_um, ss_y_um=y_um)
-        if number in info.skipped:
+        if number in skipped:
             target.status = "skipped"
 
 
-def _target_status(db: Session, session: SessionRow, number: int, status: str, detail: str) -> None:
-    area = upsert_area(db, session, AREA_NAME)
+def _target_status(
+    db: Session,
+    session: SessionRow,
+    number: int,
+    status: str,
+    detail: str,
+    area_name_: str = AREA_NAME,
+) -> None:
+    area = upsert_area(db, session, area_name_)
     target = upsert_target(db, area, number)
     if target.status not in ("skipped",) or status == "skipped":
         target.status = status
@@ -78,7 +101,7 @@ def _target_status(db: Session, session: SessionRow, number: int, status: str, d
 def _exposure(db: Session, session: SessionRow, info: SessionInfo, e: dict[str, Any]) -> None:
     stack = str(e.get("stack") or f"{info.name}_ts_{int(e['target']):03d}.mrc")
     name = stack[: -len(".mrc")] if stack.endswith(".mrc") else stack
-    area = upsert_area(db, session, AREA_NAME)
+    area = upsert_area(db, session, area_name(str(e.get("area") or ""), info.name))
     target = upsert_target(db, area, int(e["target"]))
     if target.status == "pending":
         target.status = "acquiring"
@@ -162,14 +185,16 @@ def apply_event(db: Session, info: SessionInfo, key: str, event: dict[str, Any])
         )
         if session.start_s is None:
             session.start_s = time_s
-        _area_and_targets(db, info, session)
+        _area_and_targets(db, info, session, event)
     elif kind == "ExposureRecorded":
         _exposure(db, session, info, event)
     elif kind == "TargetSkipped":
         _target_status(db, session, int(event["target"]), "skipped", str(event.get("reason", "")))
     elif kind == "BranchAborted":
         detail = f"branch {event.get('branch')} ended at {event.get('tilt_deg')}°: "
-        _target_status(db, session, int(event["target"]), "acquiring", detail + event["reason"])
+        where = area_name(str(event.get("area") or ""), info.name)
+        number_ = int(event["target"])
+        _target_status(db, session, number_, "acquiring", detail + event["reason"], where)
     elif kind == "ExposureLost":
         session.n_lost += 1
     elif kind == "RunStateChanged":

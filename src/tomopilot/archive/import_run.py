@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tomopilot.acquisition.output.journal import JournalState, replay_journal
-from tomopilot.archive.apply_events import AREA_NAME, SessionInfo, apply_event
+from tomopilot.archive.apply_events import AREA_NAME, SessionInfo, apply_event, area_name
 from tomopilot.archive.mdoc_sections import (
     ArchiveImportError,
     MdocTable,
@@ -132,6 +132,9 @@ def _read_series(run_dir: Path) -> list[SeriesFiles]:
     return series
 
 
+RESOLVED_SUFFIX = "_config.resolved.yaml"
+
+
 def _link_journals(run_dir: Path, series: list[SeriesFiles]) -> bool:
     """Link each series ``<root>_ts_NNN`` to the journal ``<root>.journal.jsonl`` (one per area
     in a sequential session); ``False`` if the folder holds no journal at all."""
@@ -152,7 +155,7 @@ def _link_journals(run_dir: Path, series: list[SeriesFiles]) -> bool:
 
 
 def _twin_truth(run_dir: Path) -> Any:
-    configs = sorted(run_dir.glob("*_config.resolved.yaml"))
+    configs = sorted(run_dir.glob("*" + RESOLVED_SUFFIX))
     log = run_dir / "twin_commands.jsonl"
     if not configs or not log.is_file():
         return None
@@ -251,6 +254,16 @@ def _processing_jobs(run_dir: Path) -> list[tuple[str, str, str]]:
     return jobs
 
 
+def _area_of(files: SeriesFiles, run_dir: Path) -> str:
+    """A series' area, named as the live recorder names it (:func:`area_name`): a session's
+    areas are the roots ``<root>_tNNN`` of their series beside ``<root>_config.resolved.yaml``."""
+    root, sep, _ = files.name.rpartition("_ts_")
+    configs = sorted(run_dir.glob("*" + RESOLVED_SUFFIX))
+    if not sep or not configs:
+        return AREA_NAME
+    return area_name(root, configs[0].name[: -len(RESOLVED_SUFFIX)])
+
+
 def _write(
     db: Session, run_dir: Path, kind: str, series: list[SeriesFiles], truth: Any
 ) -> tuple[int, int]:
@@ -259,16 +272,18 @@ def _write(
     )
     if session.status == "running" and kind != "live":
         session.status = "finished"
-    area = upsert_area(db, session, AREA_NAME)
+    areas = [_area_of(files, run_dir) for files in series]
     targets_files = sorted(run_dir.glob("*_tgts.txt"))
-    if targets_files:
+    if targets_files and (AREA_NAME in areas or not areas):
+        area = upsert_area(db, session, AREA_NAME)
         try:
             for n, planned in enumerate(load_targets(targets_files[0]).targets, start=1):
                 upsert_target(db, area, n, ss_x_um=planned.ss_x_um, ss_y_um=planned.ss_y_um)
         except TomopilotError as error:
             _log.warning("targets of %s not imported: %s", run_dir, error)
     n_exposures = n_truth = 0
-    for number_, files in enumerate(series, start=1):
+    for number_, (files, area_name_) in enumerate(zip(series, areas, strict=True), start=1):
+        area = upsert_area(db, session, area_name_)
         target = upsert_target(db, area, files.target or number_, fill_only=True)
         if target.status in ("pending", "acquiring"):
             target.status = "done"

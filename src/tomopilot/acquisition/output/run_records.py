@@ -174,6 +174,7 @@ class RunRecords:
             exposure_s=image.exposure_s,
             pixel_size_a=image.pixel_size_a,
             stack=self.files[target].stack_path.name,
+            area=self.plan.root,
         )
 
     def finish_series(self) -> None:
