@@ -14,8 +14,76 @@ from tomopilot.instrument.twin.config import CameraConfig
 _POOL = ThreadPoolExecutor(max_workers=WORKERS)
 
 
-def _poisson(lam: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
-    """Poisson counts, drawn in row blocks on the worker threads (seeded per block)."""
+INVERSION_MAX_MEAN = 12.0  # below: inversion by sequential search; above: numpy's PTRS
+_CHUNK = 1 << 16  # elements per inversion pass (the working set stays in cache)
+
+
+def _poisson_by_inversion(
+    lam: NDArray[np.float32], u: NDArray[np.float32], out: NDArray[np.float32]
+) -> None:
+    """Poisson counts for small means, by inversion: the least k with u ≤ CDF(k; λ).
+
+    The search walks k = 0, 1, 2, … for a whole chunk at once (vectorised, float32), keeping
+    only the samples still searching once they are a minority. Exact up to float32 rounding of
+    the CDF (a relative 1e-6 on each probability) and the 2⁻²⁴ resolution of ``u`` (a ``u``
+    above the rounded CDF's plateau, probability ~1e-7, stops in the far tail): far below
+    what any image statistic can see. 3-4× faster than numpy's per-sample multiplication
+    method for the few electrons per pixel and frame of a counting camera.
+    """
+    for start in range(0, lam.size, _CHUNK):
+        mean = lam[start : start + _CHUNK]
+        uniform = u[start : start + _CHUNK]
+        counts = out[start : start + _CHUNK]
+        counts[...] = 0.0
+        term = np.exp(-mean)
+        cdf = term.copy()
+        still = np.empty(mean.size, bool)
+        index: NDArray[np.intp] | None = None
+        k = 0
+        while True:
+            searching = np.greater(uniform, cdf, out=still[: uniform.size])
+            n = int(np.count_nonzero(searching))
+            if n == 0:
+                break
+            k += 1
+            if index is None and 4 * n >= uniform.size:
+                counts += searching
+            else:
+                keep = np.flatnonzero(searching)
+                index = keep if index is None else index[keep]
+                mean, uniform, term, cdf = mean[keep], uniform[keep], term[keep], cdf[keep]
+                counts[index] += 1.0
+                if float(term.max(initial=0.0)) < 1e-9:
+                    break  # the float32 CDF has saturated below these u: the far tail
+            term *= mean
+            term *= np.float32(1.0 / k)
+            cdf += term
+
+
+def _poisson_block(lam: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Poisson counts for one block of means (any shape), as float32."""
+    flat = np.ascontiguousarray(lam, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.size, np.float32)
+    small = flat <= INVERSION_MAX_MEAN
+    if small.all():
+        _poisson_by_inversion(flat, rng.random(flat.size, dtype=np.float32), out)
+    else:
+        where = np.flatnonzero(small)
+        part = np.empty(where.size, np.float32)
+        _poisson_by_inversion(flat[where], rng.random(where.size, dtype=np.float32), part)
+        out[where] = part
+        large = np.flatnonzero(~small)
+        out[large] = rng.poisson(flat[large])
+    return out.reshape(lam.shape)
+
+
+def _poisson(
+    lam: NDArray[np.float32],
+    rng: np.random.Generator,
+    gain: NDArray[np.float32] | None = None,
+) -> NDArray[np.float32]:
+    """Poisson counts of mean ``lam`` (× ``gain``, clipped at 0), in row blocks on the worker
+    threads (seeded per block, so the counts do not depend on the thread timing)."""
     n_blocks = WORKERS if lam.size >= 1 << 18 else 1
     seeds = rng.integers(2**63, size=n_blocks)
     bounds = np.linspace(0, lam.shape[0], n_blocks + 1).astype(int)
@@ -23,7 +91,10 @@ def _poisson(lam: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.f
 
     def draw(i: int) -> None:
         block = lam[bounds[i] : bounds[i + 1]]
-        out[bounds[i] : bounds[i + 1]] = np.random.default_rng(int(seeds[i])).poisson(block)
+        if gain is not None:
+            block = block * gain[bounds[i] : bounds[i + 1]]
+            np.maximum(block, np.float32(0.0), out=block)
+        out[bounds[i] : bounds[i + 1]] = _poisson_block(block, np.random.default_rng(int(seeds[i])))
 
     list(_POOL.map(draw, range(n_blocks)))
     return out
@@ -81,8 +152,7 @@ class Detector:
         mean; without it (raw frames) gain and defects stay in.
         """
         gain = self.gain(binning, area)
-        lam = np.maximum(expected_e * gain, 0.0)
-        counts = _poisson(lam, rng)
+        counts = _poisson(expected_e, rng, gain)
         x0, y0, w, h = area
         br = bc = np.zeros(0, np.int64)
         if len(self.hot_pixels):
@@ -99,7 +169,8 @@ class Detector:
         if corrected:
             counts /= gain
             self.repair(counts, br, bc, dead_binned)
-        return np.asarray(counts * np.float32(self.config.counts_per_electron), dtype=np.float32)
+        counts *= np.float32(self.config.counts_per_electron)
+        return counts
 
     @staticmethod
     def repair(

@@ -18,8 +18,10 @@ Noise, gain and defects are added by the camera (camera.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import scipy.fft as sfft
@@ -37,6 +39,31 @@ from tomopilot.instrument.twin.surface import trace_rays
 COARSE_TARGET = 192  # coarse-grid samples along the longer side
 CONTAMINATION_MFP_FACTOR = 0.5  # crystalline ice scatters more than vitreous ice (est.)
 UNFILTERED_MFP_FACTOR = 3.0  # without a slit, most inelastic electrons still arrive (est.)
+BAND_ELEMENTS = 1 << 16  # elements per row band of the element-wise passes (stays in cache)
+
+_POOL = ThreadPoolExecutor(max_workers=WORKERS)
+
+
+def _in_bands(n_rows: int, row_elements: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(a, b)`` over row bands [a, b) of ``n_rows`` rows, spread over the workers.
+
+    Each band is small enough to stay in cache through a chain of element-wise passes; numpy
+    releases the GIL in them, so the workers run at once. Bands never overlap, and each
+    element is computed the same way whatever the band, so the result is the same for any
+    worker count.
+    """
+    step = max(1, BAND_ELEMENTS // max(1, row_elements))
+    bands = [(a, min(n_rows, a + step)) for a in range(0, n_rows, step)]
+    n_workers = min(WORKERS, len(bands))
+
+    def run(share: int) -> None:
+        for a, b in bands[share::n_workers]:
+            work(a, b)
+
+    if n_workers <= 1:
+        run(0)
+    else:
+        list(_POOL.map(run, range(n_workers)))
 
 
 @dataclass(frozen=True)
@@ -78,12 +105,15 @@ class Rendered:
 
 @dataclass(frozen=True)
 class _FourierTerms:
-    """Per-field constants on the rfft grid: χ = base·Δz + astig − cs (Δz in Å, underfocus +)."""
+    """Per-field constants on the rfft grid: χ = base·Δz + astig − cs (Δz in Å, underfocus +).
+
+    ``astig_minus_cs`` is astig − (cs − amplitude phase), so a plane's sine argument is
+    base·Δz + astig_minus_cs.
+    """
 
     k2: NDArray[np.float32]
     base: NDArray[np.float32]
-    astig: NDArray[np.float32]
-    cs_minus_amp: NDArray[np.float32]
+    astig_minus_cs: NDArray[np.float32]
     neg_envelope: NDArray[np.float32]
 
 
@@ -110,8 +140,9 @@ def _fourier_terms(
     return _FourierTerms(
         k2=k2.astype(np.float32),
         base=base.astype(np.float32),
-        astig=astig.astype(np.float32),
-        cs_minus_amp=(cs - ctf_optics.amplitude_phase_rad).astype(np.float32),
+        astig_minus_cs=(
+            astig.astype(np.float32) - (cs - ctf_optics.amplitude_phase_rad).astype(np.float32)
+        ),
         neg_envelope=(-env * mtf).astype(np.float32),
     )
 
@@ -146,43 +177,47 @@ def _splat(
     weights: NDArray[np.float32],
     shape: tuple[int, int],
 ) -> NDArray[np.float32]:
-    """Bilinear deposit of weights at continuous pixel coordinates (pixel i spans [i, i+1))."""
+    """Bilinear deposit of weights at continuous pixel coordinates (pixel i spans [i, i+1)).
+
+    Deposited on a grid one pixel larger on the low side of each axis, so every corner of a
+    point whose 2×2 footprint touches the image lands in it; the margin is then cut off.
+    """
     ny, nx = shape
     x = cols - 0.5
     y = rows - 0.5
-    x0 = np.floor(x).astype(np.int64)
-    y0 = np.floor(y).astype(np.int64)
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    touches = (x0 >= -1) & (x0 < nx) & (y0 >= -1) & (y0 < ny)
+    if not touches.all():
+        x, y, x0, y0, weights = x[touches], y[touches], x0[touches], y0[touches], weights[touches]
     fx = (x - x0).astype(np.float32)
     fy = (y - y0).astype(np.float32)
-    xi = np.concatenate([x0, x0 + 1, x0, x0 + 1])
-    yi = np.concatenate([y0, y0, y0 + 1, y0 + 1])
-    w = np.concatenate(
-        [
-            weights * (1 - fx) * (1 - fy),
-            weights * fx * (1 - fy),
-            weights * (1 - fx) * fy,
-            weights * fx * fy,
-        ]
-    )
-    ok = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
-    out = np.bincount(yi[ok] * nx + xi[ok], weights=w[ok], minlength=ny * nx)
-    return out.reshape(ny, nx).astype(np.float32)
+    width = nx + 2  # columns −1 … nx, rows −1 … ny
+    base = (y0.astype(np.int64) + 1) * width + (x0.astype(np.int64) + 1)
+    index = np.concatenate([base, base + 1, base + width, base + width + 1])
+    gx = 1 - fx
+    gy = 1 - fy
+    w = np.concatenate([weights * gx * gy, weights * fx * gy, weights * gx * fy, weights * fx * fy])
+    out = np.bincount(index, weights=w, minlength=(ny + 2) * width).reshape(ny + 2, width)
+    return out[1 : ny + 1, 1 : nx + 1].astype(np.float32)
 
 
-def _white_noise(shape: tuple[int, int], rng: np.random.Generator) -> NDArray[np.complex64]:
-    """Fresh iid complex noise on the rfft grid with E|z|² = 1.
+def _white_noise(
+    shape: tuple[int, int], rng: np.random.Generator, std: float
+) -> NDArray[np.complex64]:
+    """Fresh iid complex noise on the rfft grid with E|z|² = std².
 
-    Uniform real and imaginary parts (variance ½ each) cost a third of Gaussian draws; after
-    the inverse transform every pixel sums millions of them, so the texture is Gaussian anyway.
+    Uniform real and imaginary parts (variance std²/2 each) cost a third of Gaussian draws;
+    after the inverse transform every pixel sums millions of them, so the texture is Gaussian
+    anyway. They are drawn straight into the complex array (real, imaginary interleaved).
     """
     ny, nx = shape
-    half_width = np.float32(math.sqrt(1.5))  # U(−a, a) has variance a²/3 = ½
-    draws = rng.random((2, ny, nx // 2 + 1), dtype=np.float32)
-    draws *= np.float32(2.0) * half_width
-    draws -= half_width
+    half_width = np.float32(std * math.sqrt(1.5))  # U(−a, a) has variance a²/3 = std²/2
     noise = np.empty((ny, nx // 2 + 1), np.complex64)
-    noise.real = draws[0]
-    noise.imag = draws[1]
+    parts = noise.view(np.float32)
+    rng.random(dtype=np.float32, out=parts)
+    parts *= np.float32(2.0) * half_width
+    parts -= half_width
     return noise
 
 
@@ -195,6 +230,56 @@ def _blob_kernel(
     fy = np.fft.fftfreq(ny, d=pixel_a)[:, None]
     fx = np.fft.rfftfreq(nx, d=pixel_a)[None, :]
     return (np.exp(-2.0 * math.pi**2 * sigma_a**2 * (fx**2 + fy**2)) * scale).astype(np.float32)
+
+
+KERNEL_FLOOR = 1e-9  # a blob kernel below this fraction of its peak is left out (float32: 6e-8)
+
+
+def _kernel_columns(nx: int, pixel_a: float, sigma_a: float) -> int:
+    """How many rfft columns a Gaussian blob kernel reaches above :data:`KERNEL_FLOOR`.
+
+    The kernel exp(−2π²σ²k²) falls below the floor beyond fx = √(ln(1/floor) / (2π²σ²)); the
+    spectrum there is left out, below what float32 can hold beside the kernel's peak.
+    """
+    fx_max = math.sqrt(math.log(1.0 / KERNEL_FLOOR) / (2.0 * math.pi**2 * sigma_a**2))
+    return min(nx // 2 + 1, math.floor(fx_max * nx * pixel_a) + 2)
+
+
+def _add_blob_spectrum(
+    spectrum: NDArray[np.complex64],
+    grid: NDArray[np.float32],
+    kernel: NDArray[np.float32],
+    n_columns: int,
+) -> None:
+    """``spectrum += rfft2(grid) · kernel`` on the kernel's first ``n_columns`` columns.
+
+    rfft2 is a real transform along the rows followed by a complex one along the columns; the
+    second is done only on the columns the kernel reaches (a pruned FFT: the same numbers up
+    to float rounding where the kernel is above :data:`KERNEL_FLOOR`).
+    """
+    rows = sfft.rfft(grid, axis=1, workers=WORKERS)
+    if n_columns < rows.shape[1]:
+        rows = rows[:, :n_columns]
+    columns = sfft.fft(rows, axis=0, workers=WORKERS, overwrite_x=True)
+    columns *= kernel[:, :n_columns]
+    spectrum[:, :n_columns] += columns
+
+
+def _inverse_rows(
+    spectrum: NDArray[np.complex64], shape: tuple[int, int], r0: int, r1: int
+) -> NDArray[np.float32]:
+    """Rows ``r0:r1`` of ``irfft2(spectrum, s=shape)`` (the spectrum is overwritten).
+
+    The inverse is a complex transform along the columns, then a real one along the rows; the
+    second is done only on the rows wanted (a pruned FFT: the same numbers up to rounding).
+    """
+    ny, nx = shape
+    if r0 == 0 and r1 == ny:
+        return np.asarray(
+            sfft.irfft2(spectrum, s=shape, workers=WORKERS, overwrite_x=True), np.float32
+        )
+    columns = sfft.ifft(spectrum, axis=0, workers=WORKERS, overwrite_x=True)
+    return np.asarray(sfft.irfft(columns[r0:r1], n=nx, axis=1, workers=WORKERS), np.float32)
 
 
 def _upsample(
@@ -289,7 +374,12 @@ def render(
         _ctf_optics(optics),
     )
     k2 = terms.k2
-    spectrum = np.zeros(k2.shape, np.complex64)
+    if path_ref > 0:  # the amorphous ice: a fresh realisation of its texture each exposure
+        density = specimen.texture_density_rad2_a2(path_ref)
+        std = math.sqrt(ny * nx * density / px_a**2)  # E|F|² = N · S / pixel area
+        spectrum = _white_noise((ny, nx), rng, std)
+    else:
+        spectrum = np.zeros(k2.shape, np.complex64)
     for group in _merge_similar(specimen.blobs(spec_bounds, px_a)):
         if not len(group.weights_v_a3):
             continue
@@ -301,16 +391,7 @@ def render(
             continue
         grid = _splat(pc[ok], pr[ok], group.weights_v_a3[ok], (ny, nx))
         kernel = _blob_kernel((ny, nx), px_a, group.sigma_a, sigma_int / px_a**2)
-        blob_spectrum = sfft.rfft2(grid, workers=WORKERS)
-        blob_spectrum *= kernel
-        spectrum += blob_spectrum
-    if path_ref > 0:
-        density = specimen.texture_density_rad2_a2(path_ref)
-        std = math.sqrt(ny * nx * density / px_a**2)  # E|F|² = N · S / pixel area
-        noise = _white_noise((ny, nx), rng)
-        noise *= np.float32(std)
-        spectrum += noise
-
+        _add_blob_spectrum(spectrum, grid, kernel, _kernel_columns(nx, px_a, group.sigma_a))
     # 3. Weak-phase contrast on defocus planes, blended per pixel.
     d_lo = focus_um + height_range[0]
     d_hi = focus_um + height_range[1]
@@ -321,19 +402,12 @@ def render(
     coarse_defocus = focus_um + hits.lab_z_um
     contrast = np.zeros((ny, nx), np.float32)
     filtered = np.empty_like(spectrum)
+    arg = np.empty(terms.base.shape, np.float32)
     for index, d_um in enumerate(planes):
-        # In place: fresh 2048² temporaries cost as much in page faults as the arithmetic.
-        arg = terms.base * np.float32(-d_um * 1e4)
-        arg += terms.astig
-        arg -= terms.cs_minus_amp
-        np.sin(arg, out=arg)
-        arg *= terms.neg_envelope
-        np.multiply(spectrum, arg, out=filtered)
-        image: NDArray[np.float32] = np.asarray(
-            sfft.irfft2(filtered, s=(ny, nx), workers=WORKERS, overwrite_x=True), np.float32
-        )
+        ctf_pass = partial(_ctf_plane, terms, spectrum, filtered, arg, float(d_um))
+        _in_bands(ny, nx // 2 + 1, ctf_pass)
         if n_planes == 1:
-            contrast = image
+            contrast = _inverse_rows(filtered, (ny, nx), 0, ny)
             break
         spacing = float(planes[1] - planes[0])
         lo = -np.inf if index == 0 else d_um - spacing
@@ -342,33 +416,31 @@ def render(
         if box is None:
             continue
         r0, r1, c0, c1 = box
-        weight = _defocus_model(focus_um, coeffs, (r0, r1, c0, c1), (ny, nx))
-        weight -= np.float32(d_um)  # signed distance from this plane (µm)
-        beyond = None
-        if index == 0:
-            beyond = weight < 0
-        elif index == n_planes - 1:
-            beyond = weight > 0
-        np.abs(weight, out=weight)
-        weight *= np.float32(-1.0 / spacing)
-        weight += np.float32(1.0)
-        np.clip(weight, 0.0, 1.0, out=weight)
-        if beyond is not None:
-            weight[beyond] = 1.0
-        weight *= image[r0:r1, c0:c1]
-        contrast[r0:r1, c0:c1] += weight
+        image = _inverse_rows(filtered, (ny, nx), r0, r1)
+
+        edge = -1 if index == 0 else (1 if index == n_planes - 1 else 0)
+        blend = partial(
+            _blend_plane, contrast, image, (r0, r1, c0, c1), focus_um - d_um, coeffs, spacing, edge
+        )
+        _in_bands(r1 - r0, c1 - c0, blend)
 
     # 4. Expected electrons.
     t_full = _upsample(transmission, step, (ny, nx))
     m_full = _upsample(modulation, step, (ny, nx), nearest=True)
     del k2
     expected = contrast  # reused in place: 1 + 2·contrast·modulation, clipped, attenuated
-    expected *= m_full
-    expected *= np.float32(2.0)
-    expected += np.float32(1.0)
-    np.maximum(expected, np.float32(0.0), out=expected)
-    expected *= t_full
-    expected *= np.float32(electrons_per_pixel * beam_factor)
+    counts_scale = np.float32(electrons_per_pixel * beam_factor)
+
+    def to_electrons(a: int, b: int) -> None:
+        band = expected[a:b]
+        band *= m_full[a:b]
+        band *= np.float32(2.0)
+        band += np.float32(1.0)
+        np.maximum(band, np.float32(0.0), out=band)
+        band *= t_full[a:b]
+        band *= counts_scale
+
+    _in_bands(ny, nx, to_electrons)
 
     return Rendered(
         expected=expected,
@@ -414,6 +486,55 @@ def centre_truth(
     )
 
 
+def _ctf_plane(
+    terms: _FourierTerms,
+    spectrum: NDArray[np.complex64],
+    filtered: NDArray[np.complex64],
+    arg: NDArray[np.float32],
+    defocus_um: float,
+    a: int,
+    b: int,
+) -> None:
+    """Rows ``a:b`` of ``filtered = spectrum · CTF`` at one defocus (``arg`` is scratch)."""
+    band = arg[a:b]
+    np.multiply(terms.base[a:b], np.float32(-defocus_um * 1e4), out=band)
+    band += terms.astig_minus_cs[a:b]
+    np.sin(band, out=band)
+    band *= terms.neg_envelope[a:b]
+    np.multiply(spectrum[a:b], band, out=filtered[a:b])
+
+
+def _blend_plane(
+    contrast: NDArray[np.float32],
+    image: NDArray[np.float32],
+    box: tuple[int, int, int, int],
+    focus_minus_plane_um: float,
+    coeffs: NDArray[np.float64],
+    spacing_um: float,
+    edge: int,
+    a: int,
+    b: int,
+) -> None:
+    """Add rows ``a:b`` of ``box`` of one defocus plane's image, hat-weighted, to ``contrast``.
+
+    ``image`` holds the box's rows; the weight is max(0, 1 − |defocus − plane| / spacing), and
+    1 beyond the first plane (``edge`` −1) or the last (``edge`` +1).
+    """
+    r0, _, c0, c1 = box
+    shape = contrast.shape
+    weight = _defocus_model(focus_minus_plane_um, coeffs, (r0 + a, r0 + b, c0, c1), shape)
+    if edge < 0:
+        np.maximum(weight, np.float32(0.0), out=weight)
+    elif edge > 0:
+        np.minimum(weight, np.float32(0.0), out=weight)
+    np.abs(weight, out=weight)
+    weight *= np.float32(-1.0 / spacing_um)
+    weight += np.float32(1.0)
+    np.maximum(weight, np.float32(0.0), out=weight)
+    weight *= image[a:b, c0:c1]
+    contrast[r0 + a : r0 + b, c0:c1] += weight
+
+
 def _support_box(
     coarse_defocus: NDArray[np.float64], lo: float, hi: float, step: int, shape: tuple[int, int]
 ) -> tuple[int, int, int, int] | None:
@@ -440,14 +561,21 @@ def _defocus_model(
     box: tuple[int, int, int, int],
     shape: tuple[int, int],
 ) -> NDArray[np.float32]:
-    """Defocus (µm) at pixel centres inside ``box`` from the fitted quadratic depth model."""
+    """Defocus (µm) at pixel centres inside ``box`` from the fitted quadratic depth model.
+
+    Built from its row and column parts plus the one cross term: three passes over the box.
+    """
     r0, r1, c0, c1 = box
     ny, nx = shape
-    u = (np.arange(c0, c1, dtype=np.float32) + 0.5 - nx / 2)[None, :]
-    v = (np.arange(r0, r1, dtype=np.float32) + 0.5 - ny / 2)[:, None]
-    a, bu, bv, cuu, cvv, cuv = (np.float32(c) for c in coeffs)
-    depth = a + bu * u + bv * v + cuu * u * u + cvv * v * v + cuv * u * v
-    return np.float32(focus_um) + depth
+    u = np.arange(c0, c1, dtype=np.float64) + 0.5 - nx / 2
+    v = np.arange(r0, r1, dtype=np.float64) + 0.5 - ny / 2
+    a, bu, bv, cuu, cvv, cuv = (float(c) for c in coeffs)
+    by_row = (focus_um + a + bv * v + cvv * v * v).astype(np.float32)
+    by_col = (bu * u + cuu * u * u).astype(np.float32)
+    out = np.multiply.outer((cuv * v).astype(np.float32), u.astype(np.float32))
+    out += by_col[None, :]
+    out += by_row[:, None]
+    return out
 
 
 def _merge_similar(groups: list[BlobGroup], tolerance: float = 0.3) -> list[BlobGroup]:
