@@ -135,7 +135,8 @@ def test_defect_rectangles_and_maps_are_masked(tmp_path: Path) -> None:
     defect_map = np.zeros((h, w), np.uint8)
     defect_map[5, 7] = 1
     tifffile.imwrite(tmp_path / "map.tif", defect_map)
-    assert np.argwhere(read_defects(tmp_path / "map.tif", (h, w))).tolist() == [[5, 7]]
+    # a TIFF map is read upside down, as RELION reads it (and TIFF movie frames)
+    assert np.argwhere(read_defects(tmp_path / "map.tif", (h, w))).tolist() == [[h - 1 - 5, 7]]
     with pytest.raises(FormatError, match="defect map is"):
         read_defects(tmp_path / "map.tif", (h, w + 2))
     # In the correction, masked pixels take their neighbours' values: a dead column disappears.

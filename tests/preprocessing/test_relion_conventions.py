@@ -174,3 +174,70 @@ def test_twin_gain_reference_multiplies_the_pattern_away() -> None:
     raw_pattern = _correlation(raw.image[good], sensitivity[good])
     assert raw_pattern > 0.4  # the raw frames carry the detector's pattern
     assert abs(_correlation(fixed.image[good], sensitivity[good])) < 0.05 * raw_pattern
+
+
+def _patterned_tiff_movie(path: Path, sensitivity: np.ndarray) -> None:
+    """Six frames of a flat scene seen through ``sensitivity`` (in the TIFF's stored rows)."""
+    rng = np.random.default_rng(8)
+    frames = np.stack([rng.poisson(20.0 * sensitivity) for _ in range(6)]).astype(np.uint16)
+    tifffile.imwrite(path, frames, photometric="minisblack")
+
+
+def test_tiff_gain_is_read_upside_down_like_the_tiff_movie(tmp_path: Path) -> None:
+    """RELION 3.1.3 measured: a TIFF movie with a gain pattern, corrected by the TIFF gain saved
+    in the movie's stored orientation, is flat; by that gain as an MRC written as stored, the
+    pattern doubles; by the MRC upside down (as tif2mrc writes it), flat again."""
+    from tomopilot.io.gain import read_gain
+
+    size = 128
+    sensitivity = np.ones((size, size), np.float32)
+    sensitivity[:32] = 0.5  # the first 32 stored rows see half the electrons
+    sensitivity[:, :16] *= 0.8
+    _patterned_tiff_movie(tmp_path / "movie.tif", sensitivity)
+    stored_gain = (1.0 / sensitivity).astype(np.float32)
+    tifffile.imwrite(tmp_path / "gain.tif", stored_gain)
+    for name, data in (("as_stored.mrc", stored_gain), ("tif2mrc.mrc", stored_gain[::-1])):
+        with mrcfile.new(tmp_path / name) as mrc:
+            mrc.set_data(np.ascontiguousarray(data))
+    frames = read_frames(tmp_path / "movie.tif")
+    options = MotionCorrOptions(remove_hot_pixels=False, power_spectra=False, float16=False)
+
+    def corrected(gain_name: str) -> np.ndarray:
+        gain = read_gain(tmp_path / gain_name)
+        return correct_frames(frames, pixel_size_a=1.0, options=options, gain=gain).image
+
+    def band_ratios(image: np.ndarray) -> tuple[float, float]:
+        middle = image[48:80, 32:96].mean()
+        # the dim stored rows are the micrograph's last rows; the dim columns stay first
+        return image[-32:, 32:96].mean() / middle, image[48:80, :16].mean() / middle
+
+    from_tiff = corrected("gain.tif")
+    for ratio in band_ratios(from_tiff):
+        assert ratio == pytest.approx(1.0, abs=0.03)  # the pattern is gone
+    np.testing.assert_allclose(corrected("tif2mrc.mrc"), from_tiff, rtol=1e-5, atol=1e-3)
+    wrong_way_up = corrected("as_stored.mrc")
+    rows, _ = band_ratios(wrong_way_up)
+    assert rows == pytest.approx(0.5, abs=0.03)  # the dim rows stay dim ...
+    assert wrong_way_up[:32, 32:96].mean() / wrong_way_up[48:80, 32:96].mean() == pytest.approx(
+        2.0, abs=0.06
+    )  # ... and the bright ones get the gain: RELION's 60 / 120 / 240
+
+
+def test_tiff_defect_map_is_read_upside_down_like_the_tiff_movie(tmp_path: Path) -> None:
+    """RELION 3.1.3 measured: dead stored rows of a TIFF movie are filled by a TIFF defect map
+    that marks the same stored rows (and stay dead with the map's rows reversed)."""
+    from tomopilot.io.gain import read_defects
+
+    size = 128
+    sensitivity = np.ones((size, size), np.float32)
+    sensitivity[:16] = 0.0  # dead stored rows
+    _patterned_tiff_movie(tmp_path / "movie.tif", sensitivity)
+    defect_map = np.zeros((size, size), np.uint8)
+    defect_map[:16] = 1
+    tifffile.imwrite(tmp_path / "defects.tif", defect_map)
+    frames = read_frames(tmp_path / "movie.tif")
+    mask = read_defects(tmp_path / "defects.tif", (size, size))
+    assert mask[-16:].all() and not mask[:-16].any()
+    options = MotionCorrOptions(remove_hot_pixels=False, power_spectra=False, float16=False)
+    image = correct_frames(frames, pixel_size_a=1.0, options=options, defects=mask).image
+    assert image[-16:].mean() == pytest.approx(image[32:96].mean(), rel=0.05)

@@ -12,6 +12,16 @@ Defects: a MotionCor2 text file holds one ``x y w h`` rectangle per line (pixels
 coordinates before binning); any other file is a defect map image where non-zero marks a bad
 pixel. SerialEM's own defect text format is recognised and refused, as RELION does.
 
+TIFF rows: RELION reads a TIFF gain reference or defect map through the same TIFF reader as
+TIFF movie frames, which reverses the rows (TIFF stores them top-down, MRC bottom-up; see
+:mod:`tomopilot.io.frames`), so a TIFF gain saved beside TIFF movies in the camera's
+orientation matches them, and an MRC gain for the same movies is that TIFF upside down (as
+IMOD's ``tif2mrc`` writes it). Measured with ``relion_run_motioncorr`` 3.1.3 (``--use_own``):
+a TIFF movie with a gain pattern corrected by the TIFF gain saved in the movie's orientation is
+flat; by the same gain as an MRC written as stored, the pattern doubles; by that MRC upside
+down, flat. A TIFF defect map likewise. The exception is an EER movie's ``.gain`` TIFF, which
+RELION reads with its EER code in stored order, as the EER frames themselves.
+
 Examples
 --------
 >>> import numpy as np
@@ -66,8 +76,12 @@ def unorient_gain(gain: NDArray[Any], *, rotation: int = 0, flip: int = 0) -> ND
 _MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".st")
 
 
-def read_image(path: Path | str) -> NDArray[np.float32]:
-    """Read a single 2D image (gain or defect map) from MRC or TIFF as float32."""
+def read_image(path: Path | str, *, tiff_as_stored: bool = False) -> NDArray[np.float32]:
+    """Read a single 2D image (gain or defect map) from MRC or TIFF as float32.
+
+    A TIFF's rows are reversed, as RELION's TIFF reader (and :mod:`tomopilot.io.frames`) does,
+    unless ``tiff_as_stored`` (an EER movie's ``.gain``). MRC rows are kept as stored.
+    """
     path = Path(path)
     check_input_path(path, what="image", error=FormatError)
     suffix = path.suffix.lower()
@@ -100,6 +114,8 @@ def read_image(path: Path | str) -> NDArray[np.float32]:
             import tifffile
 
             data = np.asarray(tifffile.imread(path), dtype=np.float32)
+            if not tiff_as_stored and data.ndim >= 2:
+                data = np.ascontiguousarray(data[..., ::-1, :])  # top-down rows: MRC order
     except FormatError:
         raise
     except Exception as exc:
@@ -116,12 +132,13 @@ def read_gain(
 ) -> NDArray[np.float32]:
     """Read a gain reference and return it as a *multiplicative* gain in movie orientation.
 
-    Pixels with gain 0 stay 0 (they mark defects). For EER movies RELION's conventions hold:
-    an MRC gain divides the frames (so it is inverted here, mean/gain), a TIFF ``.gain``
-    multiplies them.
+    Pixels with gain 0 stay 0 (they mark defects). A TIFF gain's rows are reversed as RELION
+    reads them (see the module docstring), except an EER movie's TIFF ``.gain``. For EER
+    movies RELION's conventions hold: an MRC gain divides the frames (so it is inverted here,
+    mean/gain), a TIFF ``.gain`` multiplies them.
     """
     path = Path(path)
-    data = read_image(path)
+    data = read_image(path, tiff_as_stored=for_eer)
     if not np.all(np.isfinite(data)):
         raise FormatError("the gain reference holds NaN or infinite values", path=path)
     if np.any(data < 0):
