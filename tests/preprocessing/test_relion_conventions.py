@@ -241,3 +241,67 @@ def test_tiff_defect_map_is_read_upside_down_like_the_tiff_movie(tmp_path: Path)
     options = MotionCorrOptions(remove_hot_pixels=False, power_spectra=False, float16=False)
     image = correct_frames(frames, pixel_size_a=1.0, options=options, defects=mask).image
     assert image[-16:].mean() == pytest.approx(image[32:96].mean(), rel=0.05)
+
+
+def test_local_shifts_have_relions_sign(tmp_path: Path) -> None:
+    """RELION 3.1.3 measured (1024² MRC movie, 5 × 5 patches, content sheared along x by
+    ±0.5 px/frame at the top/bottom edge and along y by ±0.3 px/frame at the left/right edge):
+    its ``data_local_shift`` rows are the negative of each patch's residual movement, as ours
+    (last frame, top-left patch: RELION (3.72, 2.16), tomopilot (3.62, 2.11))."""
+    from scipy import ndimage
+
+    size, n = 384, 8
+    rng = np.random.default_rng(3)
+    texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), 3.0)
+    base = 50.0 * (1.0 + 0.3 * texture / texture.std())
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    shear_x = 0.5 * (rows - size / 2) / (size / 2)  # movement along x per frame, by row
+    shear_y = 0.3 * (cols - size / 2) / (size / 2)  # movement along y per frame, by column
+    frames = np.stack(
+        [
+            rng.poisson(
+                np.clip(
+                    ndimage.map_coordinates(
+                        base,
+                        [rows - shear_y * i, cols - 1.0 * i - shear_x * i],
+                        order=1,
+                        mode="wrap",
+                    ),
+                    0,
+                    None,
+                )
+            )
+            for i in range(n)
+        ]
+    ).astype(np.float32)
+    movie = tmp_path / "frames/movie.mrc"
+    movie.parent.mkdir(parents=True)
+    _write_as_stored(movie, frames)
+    options = MotionCorrOptions(
+        float16=False, patches=(3, 3), power_spectra=False, remove_hot_pixels=False
+    )
+    task = MovieTask(
+        movie_path=movie,
+        movie_name="frames/movie.mrc",
+        root=output_root(tmp_path / "MotionCorr/job002", "frames/movie.mrc"),
+        options=options,
+        pixel_size_a=PIXEL_A,
+        voltage_kv=300.0,
+        pre_exposure_e_a2=0.0,
+        dose_per_tilt_e_a2=3.0,
+        gain_path=None,
+        tilt_series="TS_01",
+        index=0,
+    )
+    result = run_movie_task(task)
+    assert result.ok, result.error
+    table = read_star(task.outputs()["rlnMicrographMetadata"])["local_shift"]
+    last = table[table["rlnMicrographFrameNumber"].round() == n]
+    assert len(last) == 9
+    for _, patch in last.iterrows():
+        x, y = patch["rlnCoordinateX"], patch["rlnCoordinateY"]
+        # residual movement after the global +1 px/frame: the shear at the patch centre
+        moved_x = 0.5 * (y - size / 2) / (size / 2) * (n - 1)
+        moved_y = 0.3 * (x - size / 2) / (size / 2) * (n - 1)
+        assert patch["rlnMicrographShiftX"] == pytest.approx(-moved_x, abs=0.5)
+        assert patch["rlnMicrographShiftY"] == pytest.approx(-moved_y, abs=0.5)
