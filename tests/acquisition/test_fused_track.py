@@ -1,12 +1,23 @@
-"""Where fused's tracking spot goes: next to target 1, clear of every target's beam."""
+"""Where fused's tracking spot goes (next to target 1, clear of every target's beam), and how its
+shots are measured."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+from acq_helpers import write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.fused_track import BEAM_CLEARANCE, place_spot
+from tomopilot.geometry.scope_state import temporary_preset
+from tomopilot.instrument.twin import TwinMicroscope
+from tomopilot.instrument.types import LowDoseArea
 
 coordinate = st.floats(-6.0, 6.0, allow_nan=False)
 
@@ -32,3 +43,31 @@ def test_the_spot_stays_close_to_target_one() -> None:
     assert place_spot([(0.0, 0.0)], 1.5, 15.0) == (BEAM_CLEARANCE * 1.5, 0.0)
     # Nowhere to go inside a tight image-shift limit.
     assert place_spot([(0.0, 0.0)], 1.5, 1.0) is None
+
+
+def test_a_shot_binned_beyond_its_preset_measures_shifts_in_micrometres(tmp_path: Path) -> None:
+    # The spot's shots are binned coarser than the Preview preset they borrow (so they read
+    # out fast); their pixels are then larger than the preset's, and a shift between two of
+    # them must still come out in specimen micrometres.
+    config = load_acquire_config(
+        write_config(
+            tmp_path,
+            twin={"presets": {"preview": {"camera_area_px": [1024, 1024], "binning": 2}}},
+        )
+    )
+    scope = TwinMicroscope(config.microscope.twin)
+    toolkit = Toolkit(scope, AcquisitionSettings())
+
+    def measured_um(binning: int) -> float:
+        with temporary_preset(scope, LowDoseArea.PREVIEW, binning=binning):
+            scope.optics.set_image_shift_um(0.0, 0.0)
+            first = scope.camera.acquire(LowDoseArea.PREVIEW)
+            scope.optics.set_image_shift_um(0.0, 0.08)
+            second = scope.camera.acquire(LowDoseArea.PREVIEW)
+        found = toolkit.shift_um(first, second)
+        assert found is not None
+        return float(np.hypot(*found[0]))
+
+    at_preset, coarser = measured_um(2), measured_um(8)
+    assert at_preset == pytest.approx(0.08, abs=0.01)
+    assert coarser == pytest.approx(at_preset, abs=0.015)
