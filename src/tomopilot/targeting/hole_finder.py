@@ -113,7 +113,17 @@ def _square_lattice(
     )
     # Origin from the phases of the points near the middle, then least squares on the inliers
     # over a growing neighbourhood (so a pitch a few % off cannot mislabel far holes).
-    middle = points[np.argmin(np.hypot(*(points - np.median(points, axis=0)).T))]
+    # Start from the central detection most holes agree with (a stray one would mislead).
+    inverse = np.linalg.inv(basis)
+    central = np.argsort(np.hypot(*(points - np.median(points, axis=0)).T))[:10]
+
+    def agreeing(k: int) -> int:
+        rel = points - points[k]
+        near = np.hypot(*rel.T) <= 4 * pitch
+        off = rel[near] - np.round(rel[near] @ inverse.T) @ basis.T
+        return int(np.sum(np.hypot(*off.T) < 0.25 * pitch))
+
+    middle = points[max(central, key=agreeing)]
     reach_all = float(np.max(np.hypot(*(points - middle).T)))
     origin = middle.astype(np.float64)
     for reach in (4 * pitch, 8 * pitch, 16 * pitch, reach_all + pitch):
