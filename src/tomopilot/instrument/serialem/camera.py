@@ -109,19 +109,22 @@ class SerialEMCamera:
             datetime=core.clock.datetime(),
             exposure_id=exposure_id,
             counts_per_electron=1.0 / core.electrons_per_count(),
-            state=self._scope_state(),
+            state=self._scope_state(area),
         )
 
-    def _scope_state(self) -> ScopeState:
+    def _scope_state(self, area: LowDoseArea) -> ScopeState:
         """What an mdoc records of the microscope, read back from SerialEM after an exposure.
 
-        Voltage and Cs come from the facility's settings (scripts cannot read them); spot size,
-        magnification index, intensity and the energy filter from ``ReportSpotSize``,
-        ``ReportMagIndex``, ``ReportPercentC2`` and ``ReportEnergyFilter``. A value this
-        SerialEM cannot report (an older version, no filter) stays unknown (``None``), and its
-        mdoc key is written as SerialEM writes it without one.
+        Voltage and Cs come from the facility's settings (scripts cannot read them). After a
+        Record (the exposures that go into mdocs), spot size, magnification index, intensity
+        and the energy filter are read with ``ReportSpotSize``, ``ReportMagIndex``,
+        ``ReportPercentC2`` and ``ReportEnergyFilter``. A value this SerialEM cannot report (an
+        older version, no filter) stays unknown (``None``), and its mdoc key is left out as
+        SerialEM leaves it out.
         """
         core = self._core
+        if area is not LowDoseArea.RECORD:
+            return ScopeState(voltage_kv=core.options.voltage_kv, cs_mm=core.options.cs_mm)
         spot = self._optional("ReportSpotSize", 1)
         mag_index = self._optional("ReportMagIndex", 1)
         c2 = self._optional("ReportPercentC2", 2)
