@@ -95,3 +95,46 @@ def test_defocus_model_is_the_quadratic_depth_model() -> None:
     a, bu, bv, cuu, cvv, cuv = coeffs
     expected = -2.5 + a + bu * uu + bv * vv + cuu * uu**2 + cvv * vv**2 + cuv * uu * vv
     np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_local_motion_field_on_a_grid_equals_the_pointwise_field() -> None:
+    from tomopilot.instrument.twin.config import MovieConfig
+    from tomopilot.instrument.twin.motion import make_motion
+
+    motion = make_motion(
+        MovieConfig(local_motion_a=4.0),
+        np.random.default_rng(4),
+        n_frames=6,
+        frame_time_s=0.1,
+        pixel_size_a=2.0,
+        tilt_deg=30.0,
+        axis_angle_on_camera_deg=85.0,
+        drift_px_s=(0.1, -0.2),
+        shape=(96, 128),
+    )
+    x = np.arange(140) - 6 + 0.5
+    y = np.arange(108) - 6 + 0.5
+    field_x, field_y = motion.local_field_on_grid(x, y)
+    xx, yy = np.meshgrid(x, y)
+    expected = motion.local_field(xx, yy)
+    scale = np.abs(expected).max()
+    assert scale > 0.5
+    np.testing.assert_allclose(field_x, expected[..., 0], atol=1e-5 * scale)
+    np.testing.assert_allclose(field_y, expected[..., 1], atol=1e-5 * scale)
+
+
+def test_banded_warp_equals_one_interpolation_of_the_whole_frame() -> None:
+    from scipy import ndimage
+
+    from tomopilot.instrument.twin.camera import _warp
+
+    rng = np.random.default_rng(6)
+    image = rng.random((150, 70), dtype=np.float32)  # 150 rows: bands of 64, 64 and 22
+    rows, cols = np.mgrid[0:150, 0:70].astype(np.float32)
+    local_x = np.float32(2.5) * np.sin(rows / 20).astype(np.float32)
+    local_y = np.float32(-1.5) * np.cos(cols / 15).astype(np.float32)
+    amount = np.float32(0.7)
+    got = _warp(image, (local_x, local_y), amount)
+    coords = np.stack([rows - local_y * amount, cols - local_x * amount])
+    expected = ndimage.map_coordinates(image, coords, order=1, mode="nearest")
+    np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,13 +201,20 @@ def _read_mrc(path: Path) -> NDArray[Any]:
     return array[None] if array.ndim == 2 else array
 
 
+TIFF_DECODE_THREADS = max(1, min(os.cpu_count() or 1, 8))
+
+
 def _read_tiff(path: Path) -> NDArray[Any]:
+    """All pages; compressed pages are decoded on :data:`TIFF_DECODE_THREADS` threads (the
+    codecs release the GIL), which a lone movie's job would otherwise do on one core."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             pages = len(tif.pages)
-            array = tif.asarray(key=slice(0, pages)) if pages > 1 else tif.asarray()
+            array = tif.asarray(
+                key=slice(0, pages) if pages > 1 else None, maxworkers=TIFF_DECODE_THREADS
+            )
     except Exception as exc:
         raise FormatError(f"cannot decode TIFF stack: {exc}", path=path) from exc
     array = np.asarray(array)

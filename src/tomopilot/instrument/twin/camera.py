@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft as sfft
@@ -353,32 +354,32 @@ class TwinCamera:
         pad = rendered.pad
         ny, nx = expected.shape
         spectrum = sfft.rfft2(expected, workers=WORKERS)
-        fy = np.fft.fftfreq(ny)[:, None].astype(np.float32)
-        fx = np.fft.rfftfreq(nx)[None, :].astype(np.float32)
+        fy = np.fft.fftfreq(ny)
+        fx = np.fft.rfftfreq(nx)
         h, w = ny - 2 * pad, nx - 2 * pad
         local = None
         if len(motion.modes):
-            rows, cols = np.mgrid[0:ny, 0:nx].astype(np.float32)
-            local = motion.local_field(cols - pad + 0.5, rows - pad + 0.5).astype(np.float32)
+            cols_px = np.arange(nx) - pad + 0.5
+            rows_px = np.arange(ny) - pad + 0.5
+            local = motion.local_field_on_grid(cols_px, rows_px)
         out = np.empty((n_frames, h, w), np.float32)
         frame_time = preset.exposure_s / n_frames
+        moved = np.empty_like(spectrum)
         for i in range(n_frames):
             sx, sy = motion.frame_shifts_px[i]
-            ramp = np.exp(-2j * np.pi * (fy * np.float32(sy) + fx * np.float32(sx))).astype(
-                np.complex64
-            )
-            shifted = sfft.irfft2(spectrum * ramp, s=(ny, nx), workers=WORKERS).astype(np.float32)
+            # The shift's phase ramp exp(−2πi(fy·sy + fx·sx)) is a column times a row.
+            ramp_rows = np.exp(-2j * np.pi * fy * sy).astype(np.complex64)
+            ramp_cols = np.exp(-2j * np.pi * fx * sx).astype(np.complex64)
+            np.multiply(spectrum, ramp_rows[:, None], out=moved)
+            moved *= ramp_cols[None, :]
+            shifted = np.asarray(sfft.irfft2(moved, s=(ny, nx), workers=WORKERS), dtype=np.float32)
             if local is not None:
-                amount = np.float32(motion.time_profile[i])
-                coords = np.stack([rows - local[..., 1] * amount, cols - local[..., 0] * amount])
-                shifted = ndimage.map_coordinates(shifted, coords, order=1, mode="nearest").astype(
-                    np.float32
-                )
-            frame = (np.maximum(shifted[pad : pad + h, pad : pad + w], 0.0) / n_frames).astype(
-                np.float32
-            )
+                shifted = _warp(shifted, local, np.float32(motion.time_profile[i]))
+            frame = shifted[pad : pad + h, pad : pad + w]
+            np.maximum(frame, np.float32(0.0), out=frame)
+            frame *= np.float32(1.0 / n_frames)
             out[i] = self._core.detector.read_out(
-                frame,
+                np.ascontiguousarray(frame),
                 binning=preset.binning,
                 area=readout,
                 exposure_s=frame_time,
@@ -386,3 +387,36 @@ class TwinCamera:
                 corrected=self._core.config.camera.frames_gain_normalized,
             )
         return out
+
+
+_WARP_POOL = ThreadPoolExecutor(max_workers=WORKERS)
+WARP_BAND_ROWS = 64
+
+
+def _warp(
+    image: NDArray[np.float32],
+    local: tuple[NDArray[np.float32], NDArray[np.float32]],
+    amount: np.float32,
+) -> NDArray[np.float32]:
+    """``image`` sampled bilinearly at (row − amount·local_y, column − amount·local_x).
+
+    Row bands on the worker threads (scipy's interpolation releases the GIL); each output pixel
+    is computed from the same coordinates whatever the band, so the result does not depend on
+    the worker count.
+    """
+    ny, nx = image.shape
+    local_x, local_y = local
+    out = np.empty_like(image)
+    columns = np.arange(nx, dtype=np.float32)
+
+    def band(a: int) -> None:
+        b = min(ny, a + WARP_BAND_ROWS)
+        coords = np.empty((2, b - a, nx), np.float32)
+        np.multiply(local_y[a:b], -amount, out=coords[0])
+        coords[0] += np.arange(a, b, dtype=np.float32)[:, None]
+        np.multiply(local_x[a:b], -amount, out=coords[1])
+        coords[1] += columns[None, :]
+        out[a:b] = ndimage.map_coordinates(image, coords, order=1, mode="nearest")
+
+    list(_WARP_POOL.map(band, range(0, ny, WARP_BAND_ROWS)))
+    return out

@@ -53,6 +53,26 @@ class MotionModel:
             out[..., 1] += ay * wave
         return out
 
+    def local_field_on_grid(
+        self, x_px: NDArray[np.floating], y_px: NDArray[np.floating]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """:meth:`local_field` (x, y components, float32) on the grid of rows ``y_px`` × columns
+        ``x_px``, each mode's sin(a + b) expanded as sin a·cos b + cos a·sin b (outer products
+        of 1-D terms: the same values up to rounding, without a sine per pixel)."""
+        x = np.asarray(x_px, np.float64)
+        y = np.asarray(y_px, np.float64)
+        field_x = np.zeros((y.size, x.size), np.float32)
+        field_y = np.zeros((y.size, x.size), np.float32)
+        for kx, ky, phase, ax, ay, mean in self.modes:
+            a = 2 * math.pi * kx * x + phase
+            b = 2 * math.pi * ky * y
+            wave = np.multiply.outer(np.cos(b), np.sin(a)).astype(np.float32)
+            wave += np.multiply.outer(np.sin(b), np.cos(a)).astype(np.float32)
+            wave -= np.float32(mean)
+            field_x += np.float32(ax) * wave
+            field_y += np.float32(ay) * wave
+        return field_x, field_y
+
     def displacement_px(
         self, frame: int, x_px: NDArray[np.floating], y_px: NDArray[np.floating]
     ) -> NDArray[np.float64]:
