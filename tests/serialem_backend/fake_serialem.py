@@ -55,6 +55,7 @@ class FakeSerialEM:
     SEMerror = SEMerror
     SEMmoduleError = SEMmoduleError
     SEMexited = SEMexited
+    simulated_clock = True  # the twin's clock: no time passes between commands
 
     def __init__(self, twin: TwinMicroscope, *, version: int = 40200) -> None:
         self.twin = twin

@@ -37,6 +37,9 @@ class SerialEMModule(types.ModuleType):
     SEMerror = SEMerror
     SEMmoduleError = SEMmoduleError
     SEMexited = SEMexited
+    #: ReportClock is the twin's simulated clock: no time passes between commands (the
+    #: backend's clock then reuses its last reading instead of asking again)
+    simulated_clock = True
 
     def __init__(self, session: Session) -> None:
         super().__init__("serialem", __doc__)
