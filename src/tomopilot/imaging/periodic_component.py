@@ -83,6 +83,30 @@ class FrameEdges:
         """The same edges for spectra on a binned grid."""
         return FrameEdges(self.jump_rows, self.jump_columns, pixel_factors, amplitude)
 
+    def _grid_terms(
+        self, fy_per_px: NDArray[np.floating], fx_per_px: NDArray[np.floating]
+    ) -> tuple[
+        NDArray[np.intp],
+        NDArray[np.intp],
+        NDArray[np.complex64],
+        NDArray[np.complex64],
+        NDArray[np.float32],
+    ]:
+        """What Ŝ needs of the grid alone: DFT indices of the border lines, the two edge
+        factors and 1 / (2 cos 2πfx + 2 cos 2πfy − 4) × amplitude (0 at the origin)."""
+        fy = np.asarray(fy_per_px, np.float64) / self.pixel_factors[0]
+        fx = np.asarray(fx_per_px, np.float64) / self.pixel_factors[1]
+        width = self.jump_rows.shape[1]
+        height = self.jump_columns.shape[1]
+        column_index = np.round(fx * width).astype(np.intp) % width
+        row_index = np.round(fy * height).astype(np.intp) % height
+        ey = (1.0 - np.exp(2j * np.pi * fy)).astype(np.complex64)
+        ex = (1.0 - np.exp(2j * np.pi * fx)).astype(np.complex64)
+        denominator = 2 * np.cos(2 * np.pi * fx)[None, :] + 2 * np.cos(2 * np.pi * fy)[:, None] - 4
+        at_zero = np.abs(denominator) < 1e-12
+        inverse = np.where(at_zero, 0.0, 1.0 / np.where(at_zero, 1.0, denominator))
+        return column_index, row_index, ey, ex, (inverse * self.amplitude).astype(np.float32)
+
     def smooth_spectra(
         self, fy_per_px: NDArray[np.floating], fx_per_px: NDArray[np.floating]
     ) -> NDArray[np.complex64]:
@@ -90,21 +114,10 @@ class FrameEdges:
 
         The frequencies must lie on the original frames' DFT grid (any Fourier crop of it).
         """
-        fy = np.asarray(fy_per_px, np.float64) / self.pixel_factors[0]
-        fx = np.asarray(fx_per_px, np.float64) / self.pixel_factors[1]
-        width = self.jump_rows.shape[1]
-        height = self.jump_columns.shape[1]
+        column_index, row_index, ey, ex, inverse = self._grid_terms(fy_per_px, fx_per_px)
         # The border lines' DFTs at the requested grid frequencies, by FFT and indexing.
-        column_index = np.round(fx * width).astype(np.intp) % width
-        row_index = np.round(fy * height).astype(np.intp) % height
         row_part = np.fft.fft(self.jump_rows, axis=1)[:, column_index].astype(np.complex64)
         column_part = np.fft.fft(self.jump_columns, axis=1)[:, row_index].astype(np.complex64)
-        ey = (1.0 - np.exp(2j * np.pi * fy)).astype(np.complex64)
-        ex = (1.0 - np.exp(2j * np.pi * fx)).astype(np.complex64)
-        denominator = 2 * np.cos(2 * np.pi * fx)[None, :] + 2 * np.cos(2 * np.pi * fy)[:, None] - 4
-        at_zero = np.abs(denominator) < 1e-12
-        inverse = np.where(at_zero, 0.0, 1.0 / np.where(at_zero, 1.0, denominator))
-        inverse = (inverse * self.amplitude).astype(np.float32)
         spectrum = row_part[:, None, :] * ey[None, :, None]
         spectrum += column_part[:, :, None] * ex[None, None, :]
         spectrum *= inverse[None]
@@ -116,12 +129,17 @@ class FrameEdges:
         fy_per_px: NDArray[np.floating],
         fx_per_px: NDArray[np.floating],
     ) -> None:
-        """Subtract Ŝ from (n, len(fy), len(fx)) spectra in place, one frame at a time."""
+        """Subtract Ŝ from (n, len(fy), len(fx)) spectra in place, one frame at a time.
+
+        The grid's terms are computed once for all frames; each frame costs two products and a
+        sum over the grid (the same numbers as :meth:`smooth_spectra`, frame by frame).
+        """
+        column_index, row_index, ey, ex, inverse = self._grid_terms(fy_per_px, fx_per_px)
+        row_parts = np.fft.fft(self.jump_rows, axis=1)[:, column_index].astype(np.complex64)
+        column_parts = np.fft.fft(self.jump_columns, axis=1)[:, row_index].astype(np.complex64)
+        smooth = np.empty(spectra.shape[1:], np.complex64)
         for index in range(spectra.shape[0]):
-            single = FrameEdges(
-                self.jump_rows[index : index + 1],
-                self.jump_columns[index : index + 1],
-                self.pixel_factors,
-                self.amplitude,
-            )
-            spectra[index] -= single.smooth_spectra(fy_per_px, fx_per_px)[0]
+            np.multiply(row_parts[index][None, :], ey[:, None], out=smooth)
+            smooth += column_parts[index][:, None] * ex[None, :]
+            smooth *= inverse
+            spectra[index] -= smooth
