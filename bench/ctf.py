@@ -6,7 +6,9 @@ and scored; the speed goal compares our fit with the peer's *search*. Both get t
 the same defocus window (±2 µm around the nominal), the same fit band (40–5 Å), 512² patches,
 and the same threads (ours one thread by design: the ratio is per core with the peer given all
 cores, said so in the JSON); each image: 1 warm-up on the first image, then every image timed
-once per repeat, ``REPEATS`` repeats, median.
+once per repeat, ``REPEATS`` repeats, median. The peer's 2-D refinement (about a minute per
+image on 2 cores) is timed on the first ``REFINE_IMAGES`` images, 1 repeat, against ours timed
+the same way on the same images, so the bench stays under 10 minutes.
 
 Test images come from a second image model that is not our fitter's: an independent
 implementation of the CTF formula (written here, sharing no code with ``tomopilot.imaging``)
@@ -51,6 +53,7 @@ TARGETS_UM = (-2.0, -2.75, -3.5, -4.25, -5.0)
 ASTIGMATISM_UM = (0.1, 0.25, 0.05, 0.3, 0.15)  # |ΔU − ΔV| of the second model's images
 AXES_FROM_Y_DEG = (20.0, 75.0, 130.0, 160.0, 45.0)
 REPEATS = 2
+REFINE_IMAGES = 3
 OPTICS = CtfOptics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -213,18 +216,18 @@ def _score(errors_nm: list[float]) -> float:
 
 
 def evaluate(
-    fit: Any, images: list[tuple[np.ndarray, float, float, float]]
+    fit: Any, images: list[tuple[np.ndarray, float, float, float]], repeats: int = REPEATS
 ) -> tuple[list[float], float]:
     """Errors (nm) of ``fit`` on (image, pixel, nominal, truth) and its median seconds/image.
 
-    1 warm-up on the first image, then ``REPEATS`` passes over all images; per image the
+    1 warm-up on the first image, then ``repeats`` passes over all images; per image the
     median of its repeats; the mean over images is returned.
     """
     first = images[0]
     fit(first[0], first[1], first[2])
     times: list[list[float]] = [[] for _ in images]
     errors: list[float] = [0.0] * len(images)
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for i, (image, pixel, nominal, truth) in enumerate(images):
             defocus, seconds = fit(image, pixel, nominal)
             times[i].append(seconds)
@@ -290,24 +293,29 @@ def main() -> dict[str, Any]:
     else:
         metrics["peer"] = "torch-ctf-estimation (CPU)"
         metrics["peer_torchvision_shim"] = shim
-        for model, images in (("second_model", second),):  # the goals' images (time budget)
-            for label, refine in (("search", False), ("search_and_refine", True)):
-
-                def theirs(
-                    image: np.ndarray, pixel: float, nominal: float, refine: bool = refine
-                ) -> tuple[float, float]:
-                    return run(image, pixel, nominal, refine)
-
-                errors, seconds = evaluate(theirs, images)
-                results[model][f"peer_{label}_error_nm"] = [round(e, 1) for e in errors]
-                results[model][f"peer_{label}_rms_error_nm"] = round(_score(errors), 1)
-                results[model][f"peer_{label}_seconds_per_image"] = round(seconds, 3)
         entry = results["second_model"]
+        for label, refine in (("search", False), ("search_and_refine", True)):
+
+            def theirs(
+                image: np.ndarray, pixel: float, nominal: float, refine: bool = refine
+            ) -> tuple[float, float]:
+                return run(image, pixel, nominal, refine)
+
+            # the 2-D refinement costs about a minute per image on 2 cores: it is timed on the
+            # first REFINE_IMAGES images, 1 repeat, and ours again the same way for its ratio
+            subset = second[:REFINE_IMAGES] if refine else second
+            errors, seconds = evaluate(theirs, subset, 1 if refine else REPEATS)
+            entry[f"peer_{label}_error_nm"] = [round(e, 1) for e in errors]
+            entry[f"peer_{label}_rms_error_nm"] = round(_score(errors), 1)
+            entry[f"peer_{label}_seconds_per_image"] = round(seconds, 3)
         speedup = entry["peer_search_seconds_per_image"] / entry["ours_seconds_per_image"]
-        refined = (
-            entry["peer_search_and_refine_seconds_per_image"] / entry["ours_seconds_per_image"]
-        )
+        _, ours_subset_s = evaluate(mine, second[:REFINE_IMAGES], 1)
+        refined = entry["peer_search_and_refine_seconds_per_image"] / ours_subset_s
         metrics["speedup_vs_peer_search_and_refine"] = round(refined, 2)
+        metrics["how_search_and_refine"] = (
+            f"first {REFINE_IMAGES} images of the second model, 1 warm-up, 1 repeat, mean over "
+            "images, for the peer's search + 2-D refinement and for ours alike"
+        )
         peer_rms = max(entry["peer_search_rms_error_nm"], 1e-9)
         goals["speedup_vs_peer_search"] = {
             "value": round(speedup, 2),
