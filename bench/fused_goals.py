@@ -95,13 +95,19 @@ def late_jump(seed: int, strategy: str = "fused") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tomopilot-jump-") as folder:
         out = Path(folder) / "run"
         config = scenario_config("lamella_autoloader", 900 + seed, strategy, out)
-        engine, _ = start_run(config)
+        engine, resolved = start_run(config)
         scope: Any = engine.scope
         armed = [False]
+        # Armed at the tilt acquired just before the first one beyond 50° (dose-symmetric
+        # order: arming at the last tilt below 50° on one branch would jump on the move to the
+        # other branch, at 45° or so).
+        order = [step.tilt_deg for step in resolved.scheme.steps()]
+        first = next(i for i, tilt in enumerate(order) if abs(tilt) > JUMP_BEYOND_DEG)
+        arm_at = order[first - 1]
 
         def arm(event: TiltReached) -> None:
-            if not armed[0] and abs(event.tilt_deg) >= JUMP_BEYOND_DEG - 3.0 + 1e-6:
-                armed[0] = True  # the jump comes with the next tilt, the first beyond 50°
+            if not armed[0] and abs(event.tilt_deg - arm_at) < 1e-6:
+                armed[0] = True  # the jump comes with the next move: to the first tilt beyond 50°
                 scope.inject_fault(FaultSpec(kind="stage_jump", at_move=0, magnitude_um=JUMP_UM))
 
         engine.events.subscribe(TiltReached, arm)
