@@ -58,7 +58,7 @@ def _engine(config: Path) -> AcquisitionEngine:
 
 def _crash_after(engine: AcquisitionEngine, commits: int) -> None:
     """Run until the Record after ``commits`` commits was taken, then die before saving it."""
-    save = engine._save
+    save = engine.records.save
     count = [0]
 
     def dying_save(*args: Any, **kwargs: Any) -> int:
@@ -67,7 +67,7 @@ def _crash_after(engine: AcquisitionEngine, commits: int) -> None:
             raise _Crash
         return save(*args, **kwargs)
 
-    engine._save = dying_save  # type: ignore[method-assign]
+    engine.records.save = dying_save  # type: ignore[method-assign]
     with pytest.raises(_Crash):
         engine.run()
 

@@ -55,7 +55,6 @@ from tomopilot.acquisition.setup.refine_geo import height_corrections
 from tomopilot.acquisition.strategies import make_strategy
 from tomopilot.acquisition.strategies.base import (
     ExposureRequest,
-    Outcome,
     Strategy,
     TargetInfo,
     Toolkit,
@@ -291,7 +290,7 @@ class AcquisitionEngine:
         ctf = record_ctf_um(image, request, outcome, self.plan.settings)
         if step.branch == "start" and self.plan.settings.refine_geometry:
             self._start_round[target] = (ctf, request)
-        section = self._save(target, step, image, request, outcome, ctf)
+        section = self.records.save(target, step, image, request, outcome, ctf, self._frames)
         self.events.emit(
             self.records.recorded_event(
                 self.scope.clock.now_s(),
@@ -341,17 +340,6 @@ class AcquisitionEngine:
 
     def _lost(self, target: int, step: TiltStep, reason: str) -> None:
         self.records.lost(target, step, reason, self.scope.clock.now_s())
-
-    def _save(
-        self,
-        target: int,
-        step: TiltStep,
-        image: Image,
-        request: ExposureRequest,
-        outcome: Outcome,
-        ctf_um: float | None,
-    ) -> int:
-        return self.records.save(target, step, image, request, outcome, ctf_um, self._frames)
 
     def _refine_heights(self, step: TiltStep) -> None:
         """refineGeo after the start round (see :mod:`~tomopilot.acquisition.setup.refine_geo`)."""

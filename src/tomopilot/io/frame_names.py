@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.core.files import fsync_dir
 from tomopilot.io.frames import write_frames
 
 FRAMES_FOLDER = "frames"
@@ -124,11 +125,7 @@ def write_tilt_frames(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
     return final
 
 
@@ -159,9 +156,5 @@ def link_tilt_frames(frames_dir: Path | str, name: str, source: Path | str) -> P
     except OSError:  # another file system, or links not allowed there
         os.symlink(origin, partial)
     os.replace(partial, final)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
     return final

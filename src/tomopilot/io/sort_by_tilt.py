@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tomopilot.core.files import atomic_write_bytes
+from tomopilot.core.files import atomic_write_bytes, fsync_dir
 from tomopilot.io.errors import FormatError
 from tomopilot.io.mdoc_writer import MdocWriter, parse_mdoc
 from tomopilot.io.mrc_stack import HEADER_BYTES, MrcStackWriter
@@ -73,14 +73,6 @@ def _pending(path: Path, state: str) -> Path:
     return path.with_name(f".{path.name}.{state}")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def recover_interrupted_sort(stack_path: Path | str, mdoc_path: Path | str | None = None) -> bool:
     """Finish a sort that passed its commit point, or discard one that did not.
 
@@ -104,7 +96,7 @@ def _roll_forward(stack_path: Path, mdoc_path: Path) -> bool:
     if sorted_stack.exists():
         os.replace(sorted_stack, stack_path)
     os.replace(sorted_mdoc, mdoc_path)
-    _fsync_dir(stack_path.parent)
+    fsync_dir(stack_path.parent)
     return True
 
 
@@ -155,7 +147,7 @@ def sort_tilt_series(stack_path: Path | str, mdoc_path: Path | str | None = None
     atomic_write_bytes(unsorted, mdoc_path.read_bytes())
     _write_sorted_stack(stack, order, _pending(stack_path, "sorting"))
     os.replace(_pending(stack_path, "sorting"), _pending(stack_path, "sorted"))
-    _fsync_dir(stack_path.parent)
+    fsync_dir(stack_path.parent)
     text = parsed.header_text + "".join(
         parsed.sections[old].renumbered(new, parsed.newline) for new, old in enumerate(order)
     )
