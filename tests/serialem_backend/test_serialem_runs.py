@@ -114,14 +114,19 @@ def test_user_stop_mid_series_resumes_to_the_same_outcome(
             assert mrc.data.shape[0] == len(mdocfile.read(f"{stack}.mdoc"))
 
 
-@pytest.mark.parametrize("strategy", ["fused", "none"])
-def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strategy: str) -> None:
-    path = write_serialem_config(tmp_path)
+def two_targets_three_tilts(folder: Path, **top_level: Any) -> AcquireConfig:
+    """The short SerialEM run cut to targets 1-2 at -3, 0, +3°, with ``top_level`` keys set."""
+    path = write_serialem_config(folder)
     data = yaml.safe_load(path.read_text())
-    data.update(strategy=strategy, targets=data["targets"][:2])
+    data.update(targets=data["targets"][:2], **top_level)
     data["settings"].update(minTilt=-3, maxTilt=3)
     path.write_text(yaml.safe_dump(data))
-    config = load_acquire_config(path)
+    return load_acquire_config(path)
+
+
+@pytest.mark.parametrize("strategy", ["fused", "none"])
+def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strategy: str) -> None:
+    config = two_targets_three_tilts(tmp_path, strategy=strategy)
     fake = FakeSerialEM(small_twin())
     assert run_on(fake, config) == "finished"
     assert taken(config) == {(t, a) for t in (1, 2) for a in (-3.0, 0.0, 3.0)}
@@ -129,12 +134,7 @@ def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strat
 
 
 def test_frames_serialem_saved_are_linked_into_the_run_not_written_again(tmp_path: Path) -> None:
-    path = write_serialem_config(tmp_path)
-    data = yaml.safe_load(path.read_text())
-    data.update(save_frames=True, targets=data["targets"][:2])
-    data["settings"].update(minTilt=-3, maxTilt=3)
-    path.write_text(yaml.safe_dump(data))
-    config = load_acquire_config(path)
+    config = two_targets_three_tilts(tmp_path, save_frames=True)
     fake = FakeSerialEM(small_twin())
     fake.frames_dir = tmp_path / "serialem_frames"
     fake.frames_dir.mkdir()
