@@ -69,7 +69,8 @@ def set_connections(url: str, allowed: bool) -> None:
     admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
     if not allowed:
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+            " AND usename = current_user AND pid <> pg_backend_pid()",  # not autovacuum's
             (name,),
         )
     admin.close()
