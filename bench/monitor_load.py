@@ -6,9 +6,18 @@ sending control requests back. In the loaded trials another process plays 50
 viewers on loopback, each asking once a second for a page (session, tilt series, area, sessions
 list or the JSON API, in turn, as a browser tab on auto-refresh would). The engine's progress is
 measured in microscope seconds per wall second; the peer is the same run, same seed, same
-recorder and server, with no viewer, measured in the same invocation. Trials alternate quiet and
-loaded (warm-up first), and the medians are compared. Page latency p50/p95 is what the viewers
-saw. Prints one JSON object (DESIGN.md §8) on its last line.
+recorder and server, with no viewer, measured in the same invocation.
+
+The twin is paced (``microscope_s_per_wall_s``, :data:`PACE`): a real session runs at one
+microscope second per wall second and its engine mostly waits on the microscope, while an
+unpaced twin computes flat out on every core, so any other process on the computer, the viewers'
+own load generator included, would slow it by the CPU it takes. Paced at 20x real time the
+engine still does twenty times a real session's work per wall second, and the goal fails if the
+monitor or the archive hold it up (database locks, the recorder in the engine's interpreter,
+the monitor's CPU). The quiet trials must reach the pace, or the computer is too slow to say.
+
+Trials alternate quiet and loaded (warm-up first), and the medians are compared. Page latency
+p50/p95 is what the viewers saw. Prints one JSON object (DESIGN.md §8) on its last line.
 
 Run with no arguments; ``--viewers URL N`` is the viewer process it starts itself.
 """
@@ -32,6 +41,7 @@ from urllib.parse import urlsplit
 import yaml
 
 N_VIEWERS = 50
+PACE = 20.0  # microscope seconds per wall second
 POLL_S = 1.0
 REPEATS = 3
 PAGES = (
@@ -98,6 +108,7 @@ def _config(folder: Path) -> Path:
         "microscope": {
             "twin": {
                 "seed": 5,
+                "microscope_s_per_wall_s": PACE,
                 "presets": {
                     "record": {"camera_area_px": [2048, 2048], "binning": 8},
                     "preview": {"camera_area_px": [2048, 2048], "binning": 8, "exposure_s": 0.5},
@@ -190,6 +201,7 @@ def main() -> dict[str, Any]:
     rate_quiet = statistics.median(t["rate"] for t in quiet)
     rate_loaded = statistics.median(t["rate"] for t in loaded)
     slowdown = 1.0 - rate_loaded / rate_quiet
+    quiet_reaches_pace = rate_quiet >= 0.95 * PACE
     pairs = [1.0 - b["rate"] / a["rate"] for a, b in zip(quiet, loaded, strict=True)]
     noise = (max(t["rate"] for t in quiet) - min(t["rate"] for t in quiet)) / rate_quiet
     samples = [s for t in loaded for s in t["samples"]]
@@ -200,6 +212,7 @@ def main() -> dict[str, Any]:
         "bench": "monitor_load",
         "metrics": {
             "viewers": N_VIEWERS,
+            "twin_microscope_s_per_wall_s": PACE,
             "viewer_poll_s": POLL_S,
             "pages": list(PAGES),
             "repeats": REPEATS,
@@ -211,6 +224,7 @@ def main() -> dict[str, Any]:
             "slowdown": round(slowdown, 4),
             "slowdown_per_pair": [round(p, 4) for p in pairs],
             "quiet_rate_spread": round(noise, 4),
+            "quiet_reaches_pace": quiet_reaches_pace,
             "statuses": {
                 str(code): sum(1 for status, _ in samples if status == code)
                 for code in sorted({status for status, _ in samples})
@@ -225,7 +239,8 @@ def main() -> dict[str, Any]:
                 "engine + recorder in one process, the monitor in its child process (as acquire "
                 "--serve); viewers in a third process on 127.0.0.1, each GET once per second over "
                 "keep-alive; same "
-                "twin run (seed 5, 31 tilts x 3 targets) with no viewer as the peer; trials "
+                f"twin run (seed 5, 31 tilts x 3 targets, paced at {PACE:g} microscope s per wall "
+                "s, a real session runs at 1) with no viewer as the peer; trials "
                 "alternate quiet/loaded after a warm-up, medians of microscope s per wall s; "
                 "non-200 answers are pages asked for before the run created them; the spread of "
                 "the quiet trials is the machine's noise floor"
@@ -235,7 +250,7 @@ def main() -> dict[str, Any]:
             "engine_slowdown_with_50_viewers": {
                 "value": round(slowdown, 4),
                 "goal": f"< {GOAL_SLOWDOWN}",
-                "met": slowdown < GOAL_SLOWDOWN,
+                "met": slowdown < GOAL_SLOWDOWN and quiet_reaches_pace,
             }
         },
     }

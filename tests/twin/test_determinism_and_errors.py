@@ -23,8 +23,8 @@ from tomopilot.instrument import (
 from tomopilot.instrument.twin import FaultSpec, TwinConfig, TwinMicroscope
 
 
-def _series(seed: int) -> list[np.ndarray]:
-    scope = TwinMicroscope(small_config(seed, size=256))
+def _series(seed: int, **overrides: object) -> list[np.ndarray]:
+    scope = TwinMicroscope(small_config(seed, size=256, **overrides))
     scope.optics.set_focus_um(-3.0)
     images = []
     for tilt in (0.0, 21.0, -33.0):
@@ -51,6 +51,42 @@ def test_the_twin_satisfies_the_protocol_and_never_sleeps() -> None:
     scope.stage.tilt_to(60.0)
     assert scope.clock.now_s() >= 15 * 60
     assert time.perf_counter() - wall < 5.0
+
+
+def test_a_paced_twin_waits_to_its_speed_and_changes_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``microscope_s_per_wall_s`` sleeps until the wall clock catches up; images are the same.
+
+    The wall clock is a fake that moves only when slept, so the sleeps add up exactly to the
+    simulated time over the speed-up, with no timing of the real computer.
+    """
+    import tomopilot.core.clock as clock_module
+
+    wall = [1000.0]
+    slept: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        wall[0] += seconds
+
+    monkeypatch.setattr(clock_module.time, "monotonic", lambda: wall[0])
+    monkeypatch.setattr(clock_module.time, "sleep", fake_sleep)
+    paced = _series(5, microscope_s_per_wall_s=8.0)
+    assert slept and min(slept) > 0
+    scope = TwinMicroscope(small_config(5, size=256, microscope_s_per_wall_s=8.0))
+    slept.clear()
+    scope.stage.tilt_to(40.0)
+    scope.camera.acquire(LowDoseArea.RECORD)
+    assert sum(slept) == pytest.approx(scope.clock.now_s() / 8.0)
+    monkeypatch.undo()
+    for a, b in zip(paced, _series(5), strict=True):
+        assert a.tobytes() == b.tobytes()
+    path = tmp_path / "twin.yaml"
+    path.write_text("seed: 4\nmicroscope_s_per_wall_s: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, TwinConfig)
+    assert info.value.field == "microscope_s_per_wall_s" and info.value.line == 2
 
 
 def test_image_shift_beyond_the_limit_raises() -> None:

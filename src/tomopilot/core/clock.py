@@ -53,6 +53,8 @@ class SimulatedClock:
     def __init__(self, start_s: float = 0.0, epoch: datetime = _DEFAULT_EPOCH) -> None:
         self._now_s = float(start_s)
         self._epoch = epoch
+        self._rate: float | None = None
+        self._wall_origin_s = 0.0
 
     def now_s(self) -> float:
         return self._now_s
@@ -60,11 +62,30 @@ class SimulatedClock:
     def sleep(self, duration_s: float) -> None:
         self.advance(duration_s)
 
+    def pace(self, microscope_s_per_wall_s: float | None) -> None:
+        """Let simulated time run at most this many seconds per wall-clock second from now on.
+
+        ``None`` (the default) never waits. With a rate, :meth:`advance` sleeps whenever the
+        simulated reading runs ahead of the wall clock scaled by the rate, so a twin session
+        can be played in real time (1.0) or at a chosen speed-up, e.g. to watch the web
+        monitor, to train staff, or to load a computer as a microscope session would. Pacing
+        only ever waits: results do not change.
+        """
+        if microscope_s_per_wall_s is not None and not microscope_s_per_wall_s > 0:
+            raise ClockError(f"a clock's pace must be > 0, not {microscope_s_per_wall_s}")
+        self._rate = microscope_s_per_wall_s
+        if microscope_s_per_wall_s is not None:
+            self._wall_origin_s = time.monotonic() - self._now_s / microscope_s_per_wall_s
+
     def advance(self, duration_s: float) -> None:
         """Move time forward by ``duration_s`` seconds."""
         if duration_s < 0 or duration_s != duration_s:
             raise ClockError(f"cannot advance a clock by {duration_s} s")
         self._now_s += float(duration_s)
+        if self._rate is not None:
+            ahead_s = self._wall_origin_s + self._now_s / self._rate - time.monotonic()
+            if ahead_s > 0:
+                time.sleep(ahead_s)
 
     def datetime(self) -> datetime:
         return self._epoch + timedelta(seconds=self._now_s)

@@ -282,6 +282,10 @@ class TwinConfig(ConfigModel):
     housekeeping: HousekeepingConfig = HousekeepingConfig()
     faults: list[FaultSpec] = Field(default_factory=list)
     center_image_shift_on_tilt_axis: bool = True
+    microscope_s_per_wall_s: float | None = Field(default=None, gt=0)
+    """Play the session at this speed (1.0 = real time); None runs as fast as the computer can.
+
+    Only the wall clock changes: every image, time and ground-truth value is the same."""
 
     @model_validator(mode="after")
     def _check_presets_fit_camera(self) -> TwinConfig:

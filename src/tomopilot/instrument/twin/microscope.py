@@ -65,6 +65,7 @@ class TwinMicroscope:
         self.replayed_commands = 0
         if command_log is not None:
             self._replay(self._core.open_command_log(Path(command_log)))
+        self.clock.pace(self.config.microscope_s_per_wall_s)  # after a replay, never during
 
     _part = "scope"
 
