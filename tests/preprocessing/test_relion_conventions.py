@@ -26,7 +26,12 @@ from tomopilot.imaging.fourier import fourier_shift
 from tomopilot.io.frames import read_frames, write_frames
 from tomopilot.io.star import read_star
 from tomopilot.processing.motioncorr.correct_frames import correct_frames
-from tomopilot.processing.motioncorr.movie_task import MovieTask, output_root, run_movie_task
+from tomopilot.processing.motioncorr.movie_task import (
+    MovieResult,
+    MovieTask,
+    output_root,
+    run_movie_task,
+)
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 
 SIZE = 256
@@ -80,21 +85,7 @@ def _run(tmp_path: Path, suffix: str) -> tuple[dict[str, np.ndarray], np.ndarray
         remove_hot_pixels=False,
         bfactor_px2=50.0,
     )
-    task = MovieTask(
-        movie_path=movie,
-        movie_name=f"frames/movie{suffix}",
-        root=output_root(tmp_path / "MotionCorr/job002", f"frames/movie{suffix}"),
-        options=options,
-        pixel_size_a=PIXEL_A,
-        voltage_kv=300.0,
-        pre_exposure_e_a2=0.0,
-        dose_per_tilt_e_a2=3.0,
-        gain_path=None,
-        tilt_series="TS_01",
-        index=0,
-    )
-    result = run_movie_task(task)
-    assert result.ok, result.error
+    task, result = _corrected(tmp_path, movie, f"frames/movie{suffix}", options)
     files = task.outputs()
     images = {
         label: np.asarray(mrcfile.read(files[label]), dtype=np.float64)
@@ -280,10 +271,27 @@ def test_local_shifts_have_relions_sign(tmp_path: Path) -> None:
     options = MotionCorrOptions(
         float16=False, patches=(3, 3), power_spectra=False, remove_hot_pixels=False
     )
+    task, _ = _corrected(tmp_path, movie, "frames/movie.mrc", options)
+    table = read_star(task.outputs()["rlnMicrographMetadata"])["local_shift"]
+    last = table[table["rlnMicrographFrameNumber"].round() == n]
+    assert len(last) == 9
+    for _, patch in last.iterrows():
+        x, y = patch["rlnCoordinateX"], patch["rlnCoordinateY"]
+        # residual movement after the global +1 px/frame: the shear at the patch centre
+        moved_x = 0.5 * (y - size / 2) / (size / 2) * (n - 1)
+        moved_y = 0.3 * (x - size / 2) / (size / 2) * (n - 1)
+        assert patch["rlnMicrographShiftX"] == pytest.approx(-moved_x, abs=0.5)
+        assert patch["rlnMicrographShiftY"] == pytest.approx(-moved_y, abs=0.5)
+
+
+def _corrected(
+    tmp_path: Path, movie: Path, name: str, options: MotionCorrOptions
+) -> tuple[MovieTask, MovieResult]:
+    """Motion-correct ``movie`` into a RELION job folder as job002 would: the task, its result."""
     task = MovieTask(
         movie_path=movie,
-        movie_name="frames/movie.mrc",
-        root=output_root(tmp_path / "MotionCorr/job002", "frames/movie.mrc"),
+        movie_name=name,
+        root=output_root(tmp_path / "MotionCorr/job002", name),
         options=options,
         pixel_size_a=PIXEL_A,
         voltage_kv=300.0,
@@ -295,13 +303,4 @@ def test_local_shifts_have_relions_sign(tmp_path: Path) -> None:
     )
     result = run_movie_task(task)
     assert result.ok, result.error
-    table = read_star(task.outputs()["rlnMicrographMetadata"])["local_shift"]
-    last = table[table["rlnMicrographFrameNumber"].round() == n]
-    assert len(last) == 9
-    for _, patch in last.iterrows():
-        x, y = patch["rlnCoordinateX"], patch["rlnCoordinateY"]
-        # residual movement after the global +1 px/frame: the shear at the patch centre
-        moved_x = 0.5 * (y - size / 2) / (size / 2) * (n - 1)
-        moved_y = 0.3 * (x - size / 2) / (size / 2) * (n - 1)
-        assert patch["rlnMicrographShiftX"] == pytest.approx(-moved_x, abs=0.5)
-        assert patch["rlnMicrographShiftY"] == pytest.approx(-moved_y, abs=0.5)
+    return task, result
