@@ -15,13 +15,12 @@ import scipy.fft as sfft
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomopilot.instrument.twin.render import (
-    _add_blob_spectrum,
-    _blob_kernel,
-    _defocus_model,
-    _inverse_rows,
-    _kernel_columns,
-    _splat,
+from tomopilot.instrument.twin.defocus_planes import defocus_model, inverse_rows
+from tomopilot.instrument.twin.phase_spectrum import (
+    add_blob_spectrum,
+    blob_kernel,
+    kernel_columns,
+    splat,
 )
 
 
@@ -30,13 +29,13 @@ def test_blob_spectrum_on_the_kernels_columns_equals_the_full_transform(sigma_a:
     shape, pixel_a = (192, 256), 2.0
     rng = np.random.default_rng(1)
     grid = rng.random(shape, dtype=np.float32)
-    kernel = _blob_kernel(shape, pixel_a, sigma_a, 3.0)
+    kernel = blob_kernel(shape, pixel_a, sigma_a, 3.0)
     full = sfft.rfft2(grid) * kernel
-    n_columns = _kernel_columns(shape[1], pixel_a, sigma_a)
+    n_columns = kernel_columns(shape[1], pixel_a, sigma_a)
     if sigma_a > 10:
         assert n_columns < shape[1] // 2 + 1  # the shortcut is taken
     pruned = np.zeros(full.shape, np.complex64)
-    _add_blob_spectrum(pruned, grid, kernel, n_columns)
+    add_blob_spectrum(pruned, grid, kernel, n_columns)
     image_full = sfft.irfft2(full, s=shape)
     image_pruned = sfft.irfft2(pruned, s=shape)
     assert np.abs(image_pruned - image_full).max() <= 1e-5 * np.abs(image_full).max()
@@ -48,7 +47,7 @@ def test_inverse_on_rows_equals_the_rows_of_the_full_inverse(r0: int, r1: int) -
     rng = np.random.default_rng(2)
     spectrum = sfft.rfft2(rng.standard_normal(shape)).astype(np.complex64)
     expected = sfft.irfft2(spectrum, s=shape)[r0:r1]
-    rows = _inverse_rows(spectrum.copy(), shape, r0, r1)
+    rows = inverse_rows(spectrum.copy(), shape, r0, r1)
     assert rows.dtype == np.float32
     np.testing.assert_allclose(rows, expected, atol=1e-5 * np.abs(expected).max())
 
@@ -81,14 +80,14 @@ def test_splat_deposits_each_point_on_its_four_neighbours(seed: int, n: int) -> 
     cols = rng.uniform(-3, shape[1] + 3, n)
     rows = rng.uniform(-3, shape[0] + 3, n)
     weights = rng.random(n).astype(np.float32)
-    got = _splat(cols, rows, weights, shape)
+    got = splat(cols, rows, weights, shape)
     np.testing.assert_allclose(got, _splat_reference(cols, rows, weights, shape), atol=1e-5)
 
 
-def test_defocus_model_is_the_quadratic_depth_model() -> None:
+def testdefocus_model_is_the_quadratic_depth_model() -> None:
     coeffs = np.array([0.3, 1e-4, -2e-4, 3e-8, -1e-8, 2e-8])
     shape, box = (512, 640), (100, 300, 40, 600)
-    got = _defocus_model(-2.5, coeffs, box, shape)
+    got = defocus_model(-2.5, coeffs, box, shape)
     u = np.arange(box[2], box[3]) + 0.5 - shape[1] / 2
     v = np.arange(box[0], box[1]) + 0.5 - shape[0] / 2
     uu, vv = np.meshgrid(u, v)
