@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.fft as sfft
@@ -57,11 +59,30 @@ def test_fourier_crop_keeps_mean_and_band() -> None:
     assert cropped.mean() == pytest.approx(image.mean(), rel=1e-5)
 
 
-def test_ctf_zeros_solve_the_ctf() -> None:
-    zeros = ctf_zero_frequencies_a_inv(OPTICS, -3.0, n_zeros=6)
-    values = ctf(zeros, OPTICS, -3.0, with_envelope=False)
-    assert np.max(np.abs(values)) < 1e-9
-    assert 1 / zeros[0] == pytest.approx(24.7, abs=0.1)
+def _wavelength_a(voltage_kv: float) -> float:
+    """The test's own relativistic wavelength, from CODATA 2018 constants (not the library's)."""
+    h, m, e, c = 6.62607015e-34, 9.1093837015e-31, 1.602176634e-19, 299792458.0
+    volts = voltage_kv * 1e3
+    return h / math.sqrt(2 * m * e * volts * (1 + e * volts / (2 * m * c * c))) * 1e10
+
+
+@pytest.mark.parametrize("defocus_um", [-0.8, -3.0, -6.0])
+def test_ctf_zeros_are_the_first_phase_crossings(defocus_um: float) -> None:
+    """CTF = −sin(χ + arcsin A) with χ = π λ Δz k² − ½ π Cs λ³ k⁴ (Δz > 0 underfocus): its n-th
+    zero is where χ = nπ − arcsin A, and no other zero lies below the sixth."""
+    zeros = ctf_zero_frequencies_a_inv(OPTICS, defocus_um, n_zeros=6)
+    lam, dz_a, cs_a = _wavelength_a(300.0), -defocus_um * 1e4, 2.7e7
+    chi = math.pi * lam * dz_a * zeros**2 - 0.5 * math.pi * cs_a * lam**3 * zeros**4
+    np.testing.assert_allclose(chi, np.arange(1, 7) * math.pi - math.asin(0.1), rtol=1e-6)
+    k = np.linspace(1e-4, zeros[-1] + 0.25 * (zeros[-1] - zeros[-2]), 200_001)
+    values = ctf(k, OPTICS, defocus_um, with_envelope=False)
+    crossings = k[np.flatnonzero(np.diff(np.sign(values)) != 0)]
+    assert crossings.size == 6
+    np.testing.assert_allclose(crossings, zeros, atol=2 * (k[1] - k[0]))
+    assert np.max(np.abs(ctf(zeros, OPTICS, defocus_um, with_envelope=False))) < 1e-9
+    # Cs slows the phase at high k: every zero lies beyond its Cs-free place √(χ_n / (π λ Δz)).
+    cs_free = np.sqrt((np.arange(1, 7) * math.pi - math.asin(0.1)) / (math.pi * lam * dz_a))
+    assert np.all(zeros > cs_free)
 
 
 def _ctf_image(defocus_um: float, n: int = 1024, px: float = 2.0, seed: int = 0) -> np.ndarray:
