@@ -90,7 +90,7 @@ def _defocus_rms_um(folder: Path, monkeypatch: pytest.MonkeyPatch, *, rings: boo
     """fused on a lamella whose 12° pretilt the run does not know; 4 Å Records show rings."""
     if not rings:  # the same run with every Thon-ring fit refused
         monkeypatch.setattr(
-            "tomopilot.acquisition.strategies.fused.record_defocus_um", lambda *a, **k: None
+            "tomopilot.acquisition.strategies.fused_depth.record_defocus_um", lambda *a, **k: None
         )
     folder.mkdir()
     config = write_config(

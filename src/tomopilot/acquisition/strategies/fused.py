@@ -16,26 +16,17 @@ explain is split into
 - an *individual* part, which a Kalman update turns into a better depth for that target: a
   lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
 
-Alignment is one cross-correlation of each Record with the target's last aligned Record, over
-the whole map, after subtracting each image's smooth background: on holey film beyond ~36° a
-hole's rim or dark carbon enters the field, and without that step the taper prints the frame
-onto the rim's background and the true peak sinks to the noise (pace keeps SerialEM's plain
-correlation). A peak is accepted only above a floor and above a fraction of the target's own
-recent peaks, so a dark, thick high tilt whose peak collapses is refused instead of followed. A
-large shift is checked against its alias one field away (a circular correlation cannot tell them
-apart) on the images' real overlap. When the first target at a tilt cannot be aligned, or its
-peak is weak and puts it far from the field centre (every other target would follow it), a short
-View of target 1 relocates the common error (a run-away onset, a jump, a hole edge crossing the
-field at high tilt; a View costs about 1 % of a Record's dose and 2–3 s). A weak Record peak
-that agrees with the View is kept for its finer pixel; a Record the View found far off its
-target does not become the next reference. A target not found at two successive tilts of a
-branch ends that branch rather than exposing the wrong place.
+Alignment is one cross-correlation of each Record with the target's last aligned Record
+(``fused_align``); when the first target at a tilt cannot be aligned, or its peak is weak and
+far from the field centre, a short View of target 1 relocates the common error
+(``fused_relocate``). A target not found at two successive tilts of a branch ends that branch
+rather than exposing the wrong place. Before target 1's Record, a short binned shot of a spot
+next to it measures the tilt's common step (``fused_track``).
 
-Depth is also measured directly: each Record's Thon rings give its defocus, hence the target's
-depth (defocus = focus + z). The common part of those measurements corrects the focus of the
-targets still to be imaged at the same tilt (closed-loop focus at no extra dose), and their
-next tilt of the branch starts from the last common correction. A fit below a score, or more
-than 1 µm from the prediction, is ignored.
+Depth is also measured directly (``fused_depth``): each Record's Thon rings give its defocus,
+hence the target's depth (defocus = focus + z). The common part of those measurements corrects
+the focus of the targets still to be imaged at the same tilt (closed-loop focus at no extra
+dose), and their next tilt of the branch starts from the last common correction.
 
 The compute per Record is one cross-correlation and one 1D CTF fit on the central crop.
 """
@@ -48,45 +39,26 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
-from tomopilot.acquisition.record_ctf import record_defocus_um
-from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
+from tomopilot.acquisition.strategies.fused_align import REFERENCE_MAX_OFFSET_FIELDS, match_record
+from tomopilot.acquisition.strategies.fused_depth import (
+    CTF_MAX_INNOVATION_UM,
+    PRIOR_DEPTH_SIGMA_UM,
+    ctf_depth_update,
+    lateral_depth_update,
+    measure_depth_um,
+)
+from tomopilot.acquisition.strategies.fused_relocate import VIEW_KEY, ViewRelocation, confirm_record
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
 from tomopilot.acquisition.strategies.fused_track import TrackSpot, start_spot
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
-from tomopilot.instrument.types import Image, LowDoseArea
+from tomopilot.instrument.types import Image
 
-PRIOR_DEPTH_SIGMA_UM = 0.5
 HISTORY_STEPS = 8
-# A peak's height over its correlation map's spread: noise alone gives 3–5 on a 512² map,
-# true matches 6–60 depending on the specimen's contrast. A peak is accepted above the floor
-# and above a fraction of the target's own recent peaks (a dark, thick high tilt whose peak
-# collapses is refused rather than followed).
-MIN_SIGNIFICANCE = 5.5
-MIN_SIGNIFICANCE_RELATIVE = 0.4
-VIEW_MIN_SIGNIFICANCE = 6.0
-# Records are correlated after removing their smooth background (a Gaussian of this σ, Å): a
-# hole's rim or dark carbon entering the field at high tilt otherwise dominates the correlation
-# (on holey film beyond ~36° the true peak fell to the noise level and was refused or missed).
-FLATTEN_A = 130.0
-# A relocation View needs the big features of a 5 µm field, not the View preset's full dose:
-# a short exposure saves most of a second per View (read-out and overheads stay).
-RELOCATION_VIEW_EXPOSURE_S = 0.3
-# A View pixel is ~3 nm but its alignment, stretched over a change of tilt, is good to a few
-# tens of nm: a Record peak this close to the View's answer is the same match.
-VIEW_AGREE_UM = 0.06
-# The first target's weak peak that puts it this far from the field centre is checked by a View
-# before every other target follows it: a false peak there moves them all (a lamella after a
-# jump, 6° from its last good reference, gave one at significance 8.7 and 0.5 µm).
-SUSPECT_SIGNIFICANCE = 12.0
-SUSPECT_MISS_UM = 0.3
-# A Record whose target sat further than this (in fields) from its centre is no reference.
-REFERENCE_MAX_OFFSET_FIELDS = 0.25
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
@@ -94,10 +66,6 @@ LOST_LIMIT = 2
 # background at that pixel left mostly noise, and the spot was lost beyond ±20° (autoloader
 # lamella, seed 1: target 1 within 50 nm at 68 % of its tilts against 83 % with the plain one).
 SPOT_FLATTEN_A: float | None = None
-CTF_MAX_INNOVATION_UM = 1.0
-LATERAL_MAX_INDIVIDUAL_UM = 0.1
-LATERAL_NOISE_UM = 0.01
-CTF_NOISE_UM = 0.15
 
 
 class FusedStrategy:
@@ -113,9 +81,7 @@ class FusedStrategy:
         self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
         self.history_step: dict[str, int] = {"+": -10, "-": -10}
         self.round = TiltRound()
-        self.recoveries = 0
-        self.view_tilt_deg: dict[str, float] = {"+": 0.0, "-": 0.0}
-        self.view_offset_um: dict[str, list[float]] = {"+": [0.0, 0.0], "-": [0.0, 0.0]}
+        self.relocation = ViewRelocation()
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
         self.spot: TrackSpot | None = None
@@ -155,11 +121,7 @@ class FusedStrategy:
         if 1 in start_is_um:
             # A wide View of target 1: what a lost tracking target is searched for in later.
             toolkit.scope.optics.set_image_shift_um(*start_is_um[1])
-            view = toolkit.view()
-            for branch in ("+", "-"):
-                self._images[f"view:1:{branch}"] = view
-                self.view_tilt_deg[branch] = start_tilt_deg
-                self.view_offset_um[branch] = [0.0, 0.0]
+            self.relocation.start(self._images, toolkit.view(), start_tilt_deg)
             if s.track_spot:
                 self.spot = start_spot(s, self.targets, start_is_um, toolkit, start_tilt_deg)
 
@@ -263,16 +225,20 @@ class FusedStrategy:
         y_pred, _ = self._rotate(state, step.branch, step.tilt_deg)
         applied = np.array([state.x_um + trend[0], y_pred + trend[1]])
         self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
-        absolute = self._recover_with_view(1, step)
+        absolute = self._relocate(1, step)
         if absolute is None:
             return None
         true_xy = applied + absolute
         return [float(true_xy[0] - state.x_um), float(true_xy[1] - y_pred)]
 
     # -- learning ---------------------------------------------------------------------------
-    def _measure_depth(self, image: Image, focus_um: float) -> float | None:
-        defocus = record_defocus_um(image, focus_um)
-        return None if defocus is None else defocus - image.defocus_um
+    def _relocate(self, target: int, step: TiltStep) -> np.ndarray | None:
+        """Target 1's offset from the field centre by a View (``fused_relocate``); None for
+        any other target, or when the View did not find it."""
+        assert self._toolkit is not None
+        if target != 1:
+            return None
+        return self.relocation.relocate(self._toolkit, self.settings, self._images, step)
 
     def observe(
         self, target: int, step: TiltStep, image: Image, request: ExposureRequest
@@ -284,32 +250,18 @@ class FusedStrategy:
         first_at_tilt = not self.round.lateral
         limit = None if first_at_tilt else s.align_limit_um
         reference = self._images.get(state.reference or "")
-        shift = np.zeros(2)
-        aligned = reference is not None
-        found = None
         field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
-        if reference is not None:
-            found = self._toolkit.shift_um(reference, image, limit_um=limit, flatten_a=FLATTEN_A)
-            needed = MIN_SIGNIFICANCE
-            if state.peaks:
-                needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(state.peaks))
-            aligned = found is not None and found[1] >= needed
-            if found is not None and aligned:
-                shift = unalias_shift(self._toolkit, reference, image, found[0])
-                state.peaks = [*state.peaks[-5:], found[1]]
+        match = match_record(self._toolkit, state, reference, image, limit)
+        found, aligned, shift = match.found, match.aligned, match.shift
         base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
         absolute = None
-        suspect = (
-            aligned
-            and found is not None
-            and found[1] < SUSPECT_SIGNIFICANCE
-            and float(np.hypot(*(base + shift))) > SUSPECT_MISS_UM
-        )
-        if first_at_tilt and step.branch != "start" and (not aligned or suspect):
-            absolute = self._recover_with_view(target, step)
+        if first_at_tilt and step.branch != "start" and (not aligned or match.suspect(base)):
+            absolute = self._relocate(target, step)
             aligned = aligned or absolute is not None
             if absolute is not None and reference is not None:
-                absolute = self._confirm_record(state, reference, image, found, base, absolute)
+                absolute = confirm_record(
+                    self._toolkit, state, reference, image, found, base, absolute
+                )
         if absolute is not None:
             offset = absolute
         else:
@@ -319,10 +271,11 @@ class FusedStrategy:
         y_pred, z_pred = self._rotate(state, step.branch, step.tilt_deg)
         unexplained = true_xy - np.array([state.x_um, y_pred])
         depth = state.z_um + request.predicted_dz_um  # the depth focused for, common part included
-        measured = self._measure_depth(image, request.focus_um)
+        measured = measure_depth_um(image, request.focus_um)
         z_var = state.z_var_um2
-        if step.branch != "start":
-            self._lateral_update(step, state, unexplained)
+        if step.branch != "start" and self.round.lateral:
+            common_y = statistics.median(v[1] for v in self.round.lateral)
+            lateral_depth_update(state, step.tilt_deg, common_y, unexplained)
         z_common = depth - z_pred
         if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
             measured = None  # an outlier fit: the Thon rings were misread
@@ -334,9 +287,7 @@ class FusedStrategy:
                 # what its Record's fit still reads is the fit's bias, shared by all.
                 innovation = residual - self.round.depth[0]
             self.round.depth.append(residual + z_common)
-            gain = z_var / (z_var + CTF_NOISE_UM**2)
-            depth += gain * innovation
-            z_var *= 1 - gain
+            depth, z_var = ctf_depth_update(depth, z_var, innovation)
         if step.branch != "start" and aligned:
             self.round.lateral.append(unexplained.tolist())
         if not aligned:
@@ -388,86 +339,6 @@ class FusedStrategy:
             tgt.minus = FusedBranch(**asdict(state))
         return outcome
 
-    def _recover_with_view(self, target: int, step: TiltStep) -> np.ndarray | None:
-        """The tracking target left the Record field: find it again in a View.
-
-        The last View of target 1, stretched for the change of foreshortening since it was
-        taken, is aligned with a fresh, short View at the current image shift. Costs one View
-        exposure (about 1 % of a Record's dose, spread over a 5 µm field, and 2–3 s), only when
-        the first target at a tilt could not be aligned: a jump, a run-away branch, or a hole
-        edge entering the field at high tilt. Returns the target's offset
-        from the field centre (µm), not a shift relative to a reference.
-        """
-        assert self._toolkit is not None
-        branch = step.branch
-        reference = self._images.get(f"view:1:{branch}")
-        if target != 1 or reference is None:
-            return None
-        self.recoveries += 1
-        preset = self._toolkit.scope.optics.preset(LowDoseArea.VIEW)
-        view = self._toolkit.record(
-            exposure_s=min(preset.exposure_s, RELOCATION_VIEW_EXPOSURE_S), area=LowDoseArea.VIEW
-        )
-        p = math.radians(
-            self.settings.pretilt_deg * math.cos(math.radians(self.settings.rotation_deg))
-        )
-        stretch = math.cos(math.radians(step.tilt_deg) + p) / math.cos(
-            math.radians(self.view_tilt_deg[branch]) + p
-        )
-        found = self._toolkit.shift_stretched_um(reference, view, stretch)
-        if found is None or found[1] < VIEW_MIN_SIGNIFICANCE:
-            return None
-        offset: np.ndarray = np.asarray(found[0], dtype=np.float64) + np.array(
-            self.view_offset_um[branch]
-        )
-        self._images[f"view:1:{branch}"] = view
-        self.view_tilt_deg[branch] = step.tilt_deg
-        self.view_offset_um[branch] = offset.tolist()
-        return offset
-
-    def _confirm_record(
-        self,
-        state: FusedBranch,
-        reference: Image,
-        image: Image,
-        found: tuple[NDArray[np.float64], float] | None,
-        base: NDArray[np.float64],
-        absolute: NDArray[np.float64],
-    ) -> NDArray[np.float64]:
-        """The Record's own weak peak, where the View relocation confirms it.
-
-        Peaks fall with tilt (longer path, less contrast, more change between projections), so
-        a peak refused against the target's low-tilt peaks may still be right. When it lands
-        within VIEW_AGREE_UM of the View's answer the Record's finer pixel wins, and its height
-        becomes the new yardstick; otherwise the View's answer stands and the yardstick restarts
-        from the floor.
-        """
-        assert self._toolkit is not None
-        if found is not None and found[1] >= MIN_SIGNIFICANCE:
-            candidate = base + unalias_shift(self._toolkit, reference, image, found[0])
-            if float(np.hypot(*(candidate - absolute))) <= VIEW_AGREE_UM:
-                state.peaks = [found[1]]
-                return np.asarray(candidate, dtype=np.float64)
-        state.peaks = []
-        return absolute
-
-    def _lateral_update(self, step: TiltStep, state: FusedBranch, unexplained: np.ndarray) -> None:
-        """Turn the individual lateral residual into a depth correction (Kalman)."""
-        if not self.round.lateral:
-            return
-        common_y = statistics.median(v[1] for v in self.round.lateral)
-        individual = float(unexplained[1] - common_y)
-        if abs(individual) > LATERAL_MAX_INDIVIDUAL_UM:
-            return  # an alignment failure or a jump, not a depth error
-        sin_step = math.sin(math.radians(step.tilt_deg - state.last_tilt_deg))
-        if abs(sin_step) < 1e-3:
-            return
-        meas = -individual / sin_step  # depth error at the previous tilt
-        meas_var = (LATERAL_NOISE_UM / sin_step) ** 2
-        gain = state.z_var_um2 / (state.z_var_um2 + meas_var)
-        state.z_um += gain * meas * math.cos(math.radians(step.tilt_deg - state.last_tilt_deg))
-        state.z_var_um2 *= 1 - gain
-
     def _check_abort(self, state: FusedBranch, image: Image, step: TiltStep) -> str | None:
         s = self.settings
         reason = None
@@ -512,9 +383,9 @@ class FusedStrategy:
             "history": self.history,
             "history_step": self.history_step,
             "round": asdict(self.round),
-            "view_tilt_deg": self.view_tilt_deg,
-            "view_offset_um": self.view_offset_um,
-            "recoveries": self.recoveries,
+            "view_tilt_deg": self.relocation.tilt_deg,
+            "view_offset_um": self.relocation.offset_um,
+            "recoveries": self.relocation.recoveries,
             "spot": None if self.spot is None else self.spot.to_dict(),
             "targets": {str(i): t.to_dict() for i, t in self.targets.items()},
         }
@@ -527,9 +398,11 @@ class FusedStrategy:
         self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
         self.history_step = {k: int(v) for k, v in state["history_step"].items()}
         self.round = TiltRound(**state["round"])
-        self.view_tilt_deg = {k: float(v) for k, v in state["view_tilt_deg"].items()}
-        self.view_offset_um = {k: [float(x) for x in v] for k, v in state["view_offset_um"].items()}
-        self.recoveries = int(state.get("recoveries", 0))
+        self.relocation = ViewRelocation(
+            tilt_deg={k: float(v) for k, v in state["view_tilt_deg"].items()},
+            offset_um={k: [float(x) for x in v] for k, v in state["view_offset_um"].items()},
+            recoveries=int(state.get("recoveries", 0)),
+        )
         spot = state.get("spot")
         self.spot = None if spot is None else TrackSpot.from_dict(spot, references)
         self.targets = {int(k): FusedTarget.from_dict(v) for k, v in state["targets"].items()}
@@ -538,7 +411,7 @@ class FusedStrategy:
             self._toolkit = toolkit
 
     def reference_keys(self) -> set[str]:
-        keys = {f"view:1:{branch}" for branch in ("+", "-")}  # target 1's relocation Views
+        keys = {f"{VIEW_KEY}:{branch}" for branch in ("+", "-")}  # target 1's relocation Views
         for tgt in self.targets.values():
             for state in (tgt.start, tgt.plus, tgt.minus):
                 if state is not None and state.reference:
