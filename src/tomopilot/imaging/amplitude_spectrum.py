@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +47,6 @@ class SpectrumGeometry:
     pixel_size_a: float
     rows: NDArray[np.intp] = field(repr=False)
     columns: int = 0
-    _bins: NDArray[np.intp] | None = field(default=None, repr=False)
-    _counts: NDArray[np.float64] | None = field(default=None, repr=False)
 
     @classmethod
     def for_frames(
@@ -83,30 +82,47 @@ class SpectrumGeometry:
             parts.append(spectrum[high[0] :, : self.columns])
         return np.concatenate(parts, axis=0).astype(np.complex64, copy=False)
 
-    def _binning(self) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        if self._bins is None or self._counts is None:
-            ny, nx = self.frame_shape
-            fy = np.fft.fftfreq(ny, d=self.frame_pixel_a)[self.rows]
-            fx = np.fft.rfftfreq(nx, d=self.frame_pixel_a)[: self.columns]
-            step = 1.0 / (self.size * self.pixel_size_a)
-            iy = np.clip(np.round(fy / step).astype(np.intp) + self.size // 2, 0, self.size - 1)
-            ix = np.clip(np.round(fx / step).astype(np.intp), 0, self.size // 2)
-            bins = (iy[:, None] * (self.size // 2 + 1) + ix[None, :]).ravel()
-            counts = np.bincount(bins, minlength=self.size * (self.size // 2 + 1))
-            self._bins, self._counts = bins, counts.astype(np.float64)
-        return self._bins, self._counts
+    def _row_runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+        """Output rows of the kept frequency rows, as runs of equal bins.
+
+        Returns the order that makes the bins non-decreasing (the negative frequencies first),
+        where each run starts in that order, and each run's output row.
+        """
+        ny = self.frame_shape[0]
+        fy = np.fft.fftfreq(ny, d=self.frame_pixel_a)[self.rows]
+        step = 1.0 / (self.size * self.pixel_size_a)
+        iy = np.clip(np.round(fy / step).astype(np.intp) + self.size // 2, 0, self.size - 1)
+        order = np.argsort(iy, kind="stable")
+        return order, *_runs(iy[order])
+
+    def _column_runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Where each run of kept columns with one output column starts, and that column."""
+        fx = np.fft.rfftfreq(self.frame_shape[1], d=self.frame_pixel_a)[: self.columns]
+        step = 1.0 / (self.size * self.pixel_size_a)
+        ix = np.clip(np.round(fx / step).astype(np.intp), 0, self.size // 2)
+        return _runs(ix)
 
     def finish(self, amplitude: NDArray[np.floating]) -> NDArray[np.float32]:
-        """Resample accumulated amplitudes (cropped layout) to the centred square spectrum."""
-        bins, counts = self._binning()
+        """Resample accumulated amplitudes (cropped layout) to the centred square spectrum.
+
+        Each output bin is the mean of the input samples whose frequency rounds to it. The
+        bins are separable (an output row per input row, an output column per input column),
+        so the sums are two reductions over runs of rows and of columns, in float64.
+        """
+        order, row_starts, out_rows = self._row_runs()
+        column_starts, out_columns = self._column_runs()
+        data = np.asarray(amplitude)
+        by_rows = np.add.reduceat(data[order], row_starts, axis=0, dtype=np.float64)
+        sums_small = np.add.reduceat(by_rows, column_starts, axis=1)
+        row_counts = np.diff(np.append(row_starts, order.size))
+        column_counts = np.diff(np.append(column_starts, self.columns))
         half = self.size // 2 + 1
-        sums = np.bincount(
-            bins, weights=np.asarray(amplitude, np.float64).ravel(), minlength=counts.size
-        )
+        sums = np.zeros((self.size, half))
+        counts = np.zeros((self.size, half))
+        sums[np.ix_(out_rows, out_columns)] = sums_small
+        counts[np.ix_(out_rows, out_columns)] = np.multiply.outer(row_counts, column_counts)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(
-                self.size, half
-            )
+            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         # Empty bins (when the output grid is finer than the input) take their row's neighbours.
         if np.isnan(mean).any():
             filled = np.where(np.isnan(mean), 0.0, mean)
@@ -172,3 +188,58 @@ class AmplitudeAccumulator:
         if self._amplitude is None:
             raise ValueError("no frame was added")
         return self.geometry.finish(self._amplitude)
+
+
+def _runs(values: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Starts of the runs of equal values in a non-decreasing array, and the runs' values."""
+    starts = np.flatnonzero(np.diff(values, prepend=values[0] - 1))
+    return starts, values[starts]
+
+
+def block_amplitudes(
+    spectra: NDArray[np.complex64],
+    geometry: SpectrumGeometry,
+    frames_per_block: int,
+    pool: Executor | None = None,
+    threads: int = 1,
+    band_rows: int = 64,
+) -> NDArray[np.float32]:
+    """Σ over blocks of |Σ_{frames in block} F| on the rows and columns the output uses.
+
+    The same numbers as :class:`AmplitudeAccumulator` fed the frames in order, computed a band
+    of rows at a time (the block sums stay in cache) on ``threads`` threads of ``pool``.
+    """
+    n = spectra.shape[0]
+    g = max(1, frames_per_block)
+    rows = geometry.rows
+    split = int(np.searchsorted(rows, geometry.frame_shape[0] // 2))
+    n_low, columns = split, geometry.columns
+    high_start = int(rows[split]) if rows.size > split else 0
+    amplitude = np.zeros((rows.size, columns), np.float32)
+
+    def band(top: int) -> None:
+        end = min(top + band_rows, rows.size)
+        # Output rows top:end come from spectrum rows top:end (low) or shifted (high).
+        pieces = []
+        if top < n_low:
+            pieces.append((top, min(end, n_low), top))
+        if end > n_low:
+            a = max(top, n_low)
+            pieces.append((a, end, high_start + a - n_low))
+        block = np.empty((end - top, columns), np.complex64)
+        for first in range(0, n, g):
+            for o0, o1, s0 in pieces:
+                np.copyto(block[o0 - top : o1 - top], spectra[first, s0 : s0 + o1 - o0, :columns])
+                for i in range(first + 1, min(first + g, n)):
+                    target = block[o0 - top : o1 - top]
+                    target += spectra[i, s0 : s0 + o1 - o0, :columns]
+            amplitude[top:end] += np.abs(block)
+
+    tops = range(0, rows.size, band_rows)
+    if pool is None or threads <= 1:
+        for top in tops:
+            band(top)
+    else:
+        for future in [pool.submit(band, top) for top in tops]:
+            future.result()
+    return amplitude

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,8 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.imaging.amplitude_spectrum import AmplitudeAccumulator, SpectrumGeometry
+from tomopilot.imaging.amplitude_spectrum import SpectrumGeometry, block_amplitudes
 from tomopilot.imaging.bad_pixels import BadPixelFill
+from tomopilot.imaging.blas_threads import single_threaded_blas
 from tomopilot.imaging.dose_weighting import frame_end_doses_e_a2
 from tomopilot.imaging.errors import ImagingError
 from tomopilot.imaging.frame_spectra import SpectrumWorkspace, rfft2_into
@@ -127,25 +129,43 @@ def _prepare(
             raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
         bad |= defects
     if options.remove_hot_pixels:
+        # The unaligned sum, its mean and spread over the pixels not already bad, and the
+        # pixels above mean + σ·std: each thread does its band of rows, a block at a time.
         total = np.empty(shape, np.float32)
         bounds = np.linspace(0, shape[0], threads + 1).astype(int)
+        moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
+        block = max(1, (1 << 16) // max(1, shape[1]))
 
         def add_rows(k: int) -> None:
             rows = slice(bounds[k], bounds[k + 1])
             np.sum(frames[:, rows], axis=0, dtype=np.float32, out=total[rows])
             if gain is not None:
                 total[rows] *= gain[rows]
+            for top in range(bounds[k], bounds[k + 1], block):
+                end = min(top + block, bounds[k + 1])
+                values = total[top:end][~bad[top:end]].astype(np.float64)
+                moments[k] += (values.size, values.sum(), np.square(values, out=values).sum())
 
         _run_split(pool, threads, add_rows)
-        candidates = ~bad
-        hot = np.zeros(shape, bool)
-        values = total[candidates]
-        if values.size:
-            threshold = float(values.mean() + options.hot_pixel_sigma * values.std())
-            hot = (total > threshold) & candidates
-        hot_y, hot_x = np.nonzero(hot)
-        hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
-        bad |= hot
+        count, first, second = moments.sum(axis=0)
+        if count:
+            mean = first / count
+            std = math.sqrt(max(second / count - mean * mean, 0.0))
+            threshold = np.float32(mean + options.hot_pixel_sigma * std)
+            found: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = [
+                (np.zeros(0, np.intp), np.zeros(0, np.intp))
+            ] * threads
+
+            def find_hot(k: int) -> None:
+                rows = slice(bounds[k], bounds[k + 1])
+                hot_y, hot_x = np.nonzero((total[rows] > threshold) & ~bad[rows])
+                found[k] = (hot_y + bounds[k], hot_x)
+
+            _run_split(pool, threads, find_hot)
+            hot_y = np.concatenate([f[0] for f in found])  # row-major order, as np.nonzero
+            hot_x = np.concatenate([f[1] for f in found])
+            hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
+            bad[hot_y, hot_x] = True
     return bad, hot_xy
 
 
@@ -195,20 +215,21 @@ def correct_frames(
     threads = max(1, min(int(threads), n))
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
-        return _correct(
-            frames,
-            pixel_size_a,
-            options,
-            gain,
-            defects,
-            pre_exposure_e_a2,
-            dose_per_frame_e_a2,
-            voltage_kv,
-            seed,
-            workspace,
-            pool,
-            threads,
-        )
+        with single_threaded_blas():
+            return _correct(
+                frames,
+                pixel_size_a,
+                options,
+                gain,
+                defects,
+                pre_exposure_e_a2,
+                dose_per_frame_e_a2,
+                voltage_kv,
+                seed,
+                workspace,
+                pool,
+                threads,
+            )
     finally:
         if pool is not None:
             pool.shutdown()
@@ -255,9 +276,6 @@ def _correct(
     spectra = list(stack)
     buffers = work.frames(threads, shape)
     fulls = work.scratches(threads, shape) if out_shape != shape else None
-    accumulator = (
-        AmplitudeAccumulator(geometry, options.ps_every_n_frames) if geometry is not None else None
-    )
     edges = FrameEdges.empty(n, shape)
     any_bad = bool(bad.any())
     filler = BadPixelFill(bad) if any_bad else None
@@ -270,9 +288,10 @@ def _correct(
                 frame = np.ascontiguousarray(frames[i])
             else:
                 frame = buffer
-                np.copyto(buffer, frames[i], casting="unsafe")
-                if gain is not None:
-                    buffer *= gain
+                if gain is not None:  # one pass: the raw counts times the gain, in float32
+                    np.multiply(frames[i], gain, out=buffer, dtype=np.float32, casting="unsafe")
+                else:
+                    np.copyto(buffer, frames[i], casting="unsafe")
                 if filler is not None:
                     filler.apply(buffer, seed + i)
             edges.set_frame(i, frame)
@@ -283,12 +302,10 @@ def _correct(
                 stack[i] *= scale
 
     _run_split(pool, threads, transform)
-    if accumulator is not None:
-        for i in range(n):
-            accumulator.add(stack[i])
     power, ps_pixel = None, 0.0
-    if accumulator is not None and geometry is not None:
-        power = accumulator.result()
+    if geometry is not None:
+        amplitude = block_amplitudes(stack, geometry, options.ps_every_n_frames, pool, threads)
+        power = geometry.finish(amplitude)
         ps_pixel = geometry.pixel_size_a
     bfactor = options.bfactor_px2 / (bin_y * bin_x)
     motion = align_spectra(

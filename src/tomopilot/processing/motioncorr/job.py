@@ -23,7 +23,8 @@ import pandas as pd
 
 from tomopilot.core.errors import ConfigError
 from tomopilot.core.events import EventBus, Message
-from tomopilot.io.frames import MRC_LABEL, frame_format, frame_stack_info
+from tomopilot.imaging.blas_threads import single_threaded_blas
+from tomopilot.io.frames import frame_format, frame_stack_info
 from tomopilot.io.gain import read_gain
 from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet
 from tomopilot.processing.executor import Executor, TaskOutcome, threads_per_task
@@ -33,7 +34,9 @@ from tomopilot.processing.motioncorr.movie_task import (
     MovieTask,
     output_root,
     read_movie_shifts,
+    remember_gain,
     run_movie_task,
+    write_image_mrc,
 )
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 from tomopilot.processing.relion_job import (
@@ -145,21 +148,18 @@ def prepare_gain(options: MotionCorrOptions, job: RelionJob, any_eer: bool) -> P
     """Orient the gain reference once for the whole job and save it as ``<job>/gain.mrc``."""
     if options.gain_path is None:
         return None
-    import mrcfile
-
     gain = read_gain(
         options.gain_path,
         rotation=options.gain_rotation,
         flip=options.gain_flip,
         for_eer=any_eer,
     )
+    gain = np.ascontiguousarray(gain, np.float32)
     target = job.directory / "gain.mrc"
-    temporary = target.with_name(".gain.mrc.tmp")
-    with mrcfile.new(temporary, overwrite=True) as mrc:
-        mrc.set_data(gain)
-        mrc.header.label[0] = MRC_LABEL
-    temporary.replace(target)
-    return target.resolve()
+    write_image_mrc(target, gain, None)
+    target = target.resolve()
+    remember_gain(target, gain)  # the movies of this process use it without reading it back
+    return target
 
 
 def _describe_plan(tasks: list[MovieTask], done: list[MovieTask], job: RelionJob) -> list[str]:
@@ -228,6 +228,7 @@ def write_star_files(
     return write_global_star(job, "corrected_tilt_series.star", rows)
 
 
+@single_threaded_blas()  # the movies share out the cores themselves
 def run_motioncorr(
     tilt_series: TiltSeriesSet,
     job: RelionJob,

@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import time
@@ -151,10 +152,33 @@ def _workspace() -> SpectrumWorkspace:
     return workspace
 
 
-@functools.lru_cache(maxsize=4)
+_GAINS: dict[tuple[str, float], NDArray[np.float32]] = {}
+_GAINS_LOCK = threading.Lock()
+_GAINS_KEPT = 4
+
+
+def remember_gain(path: Path, gain: NDArray[np.float32]) -> None:
+    """Keep the job's prepared gain in memory, so that its movies need not read it back."""
+    key = (str(path), path.stat().st_mtime)
+    with _GAINS_LOCK:
+        _GAINS[key] = gain
+        while len(_GAINS) > _GAINS_KEPT:
+            del _GAINS[next(iter(_GAINS))]
+
+
 def _load_gain(path: str, mtime: float) -> NDArray[np.float32]:
-    del mtime  # part of the cache key: a rewritten gain is read again
-    return read_image(path)
+    """The gain at ``path`` as last written (the mtime is part of the key: a rewritten gain
+    is read again)."""
+    key = (path, mtime)
+    with _GAINS_LOCK:
+        gain = _GAINS.get(key)
+    if gain is None:
+        gain = read_image(path)
+        with _GAINS_LOCK:
+            _GAINS[key] = gain
+            while len(_GAINS) > _GAINS_KEPT:
+                del _GAINS[next(iter(_GAINS))]
+    return gain
 
 
 @functools.lru_cache(maxsize=4)
@@ -163,29 +187,55 @@ def _load_defects(path: str, shape: tuple[int, int], mtime: float) -> NDArray[np
     return read_defects(path, shape)
 
 
-def _write_mrc(path: Path, image: NDArray[np.float32], pixel_size_a: float, half: bool) -> None:
+def _statistics(image: NDArray[np.float32]) -> tuple[float, float, float, float]:
+    """min, max, mean and standard deviation of an image, in one pass of row blocks (float64
+    sums on cache-sized blocks: no image-sized temporaries)."""
+    flat = image.reshape(image.shape[0], -1) if image.ndim > 1 else image.reshape(1, -1)
+    rows = max(1, (1 << 17) // max(1, flat.shape[1]))
+    low, high, total, squares = np.inf, -np.inf, 0.0, 0.0
+    for top in range(0, flat.shape[0], rows):
+        block = flat[top : top + rows]
+        low = min(low, float(block.min()))
+        high = max(high, float(block.max()))
+        wide = block.astype(np.float64)
+        total += float(wide.sum())
+        squares += float(np.square(wide, out=wide).sum())  # no BLAS: its threads would spin
+    count = max(1, image.size)
+    mean = total / count
+    return low, high, mean, math.sqrt(max(squares / count - mean * mean, 0.0))
+
+
+def write_image_mrc(
+    path: Path, image: NDArray[np.float32], pixel_size_a: float | None, half: bool = False
+) -> None:
     """Write one image (float16 = mode 12, else float32) to a temporary name, then rename.
 
-    The header statistics are computed once, in float32, on the image itself (mrcfile would
-    compute them on the float16 copy, which numpy does slowly).
+    mrcfile writes the header (statistics computed once, in float64 sums over the float32
+    image) and the data go to the file in one write from the array itself.
     """
     import mrcfile
 
-    image = np.asarray(image, np.float32)
+    image = np.ascontiguousarray(image, np.float32)
+    data = image.astype(np.float16) if half else image
+    low, high, mean, std = _statistics(image)
     temporary = path.with_name(f".{path.name}.tmp")
-    with mrcfile.new_mmap(
+    with mrcfile.new_mmap(  # header, and a data block left unwritten (sparse) until below
         temporary, shape=image.shape, mrc_mode=12 if half else 2, overwrite=True
     ) as mrc:
-        mrc.data[...] = image
-        mrc.voxel_size = pixel_size_a
+        if pixel_size_a is not None:
+            mrc.voxel_size = pixel_size_a
         header = mrc.header
         stored = np.float16 if half else np.float32  # rounding keeps the order of values
-        header.dmin = np.float32(stored(image.min()))
-        header.dmax = np.float32(stored(image.max()))
-        header.dmean = np.float32(image.mean(dtype=np.float64))
-        header.rms = np.float32(image.std(dtype=np.float64))
+        header.dmin = np.float32(stored(low))
+        header.dmax = np.float32(stored(high))
+        header.dmean = np.float32(mean)
+        header.rms = np.float32(std)
         header.label[0] = MRC_LABEL  # mrcfile's default label holds the time
         header.nlabl = 1
+        offset = int(header.nbytes) + int(header.nsymbt)
+    with temporary.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data.reshape(-1).view(np.uint8).data)
     os.replace(temporary, path)
 
 
@@ -309,16 +359,18 @@ def write_movie_outputs(task: MovieTask, result: MovieCorrection) -> None:
     files = task.outputs()
     files["rlnMicrographName"].parent.mkdir(parents=True, exist_ok=True)
     half = task.options.float16
-    _write_mrc(files["rlnMicrographName"], result.image, result.pixel_size_a, half)
+    write_image_mrc(files["rlnMicrographName"], result.image, result.pixel_size_a, half)
     if "rlnCtfPowerSpectrum" in files and result.power_spectrum is not None:
-        _write_mrc(
+        write_image_mrc(
             files["rlnCtfPowerSpectrum"], result.power_spectrum, result.ps_pixel_size_a, False
         )
     if "rlnMicrographNameEven" in files and result.even is not None and result.odd is not None:
-        _write_mrc(files["rlnMicrographNameEven"], result.even, result.pixel_size_a, half)
-        _write_mrc(files["rlnMicrographNameOdd"], result.odd, result.pixel_size_a, half)
+        write_image_mrc(files["rlnMicrographNameEven"], result.even, result.pixel_size_a, half)
+        write_image_mrc(files["rlnMicrographNameOdd"], result.odd, result.pixel_size_a, half)
     if "rlnMicrographNameNoDW" in files and result.image_no_dw is not None:
-        _write_mrc(files["rlnMicrographNameNoDW"], result.image_no_dw, result.pixel_size_a, half)
+        write_image_mrc(
+            files["rlnMicrographNameNoDW"], result.image_no_dw, result.pixel_size_a, half
+        )
     write_star(files["rlnMicrographMetadata"], movie_metadata_blocks(task, result))
 
 
