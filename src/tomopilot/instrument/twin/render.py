@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tomopilot.imaging.blas_threads import single_threaded_blas
 from tomopilot.instrument.twin.coarse_grid import mfp_scale, trace_columns, upsample
 from tomopilot.instrument.twin.config import OpticsConfig
 from tomopilot.instrument.twin.defocus_planes import (
@@ -79,6 +80,7 @@ class Rendered:
         )
 
 
+@single_threaded_blas()  # its small products must not leave BLAS threads spinning
 def render(
     specimen: Specimen,
     pose: StagePose,
