@@ -248,3 +248,51 @@ def test_tomopilot_acquire_runs_an_unattended_sequential_session(tmp_path: Path)
     commands = (run_dir / "twin_commands.jsonl").read_text()
     assert "refill" in commands or "dewar" in commands
     assert len(load_history(run_dir / "L1_predictions.json").series) == 10
+
+
+def test_the_series_is_focused_at_the_targets_own_focus_point(tmp_path: Path) -> None:
+    """A target with a focus point (the atlas writes one on carbon beside each hole) is
+    focused there, as Leginon focuses at the chosen focus target: the autofocus exposures are
+    centred on that point, and none of their dose falls on the target."""
+    focus_ss = (-2.0, 1.5)  # not where the Focus area sits by default (3 µm along the axis)
+    path = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=4,
+        targets=[{"SSX": 0.0, "SSY": 0.0, "focusSSX": focus_ss[0], "focusSSY": focus_ss[1]}],
+        # Flat images (the set-up's mechanics): no alignment to the map at the start tilt, so
+        # the target stays where the map saw it.
+        settings={
+            "minTilt": -3,
+            "maxTilt": 3,
+            "tiltScheme": "bidirectional",
+            "pretilt": 0,
+            "previewAli": False,
+        },
+        twin={"presets": PRESETS, "camera": {"render": False}},
+    )
+    data = yaml.safe_load(path.read_text())
+    data["sequential"] = {"relocate_with_view": False, "drift_check": "off"}
+    path.write_text(yaml.safe_dump(data))
+    engine, resolved = start_run(load_acquire_config(path))
+    plans = sequential_plans(resolved, engine.plan)
+    run_session(engine.scope, plans, root="L1")
+    truth = engine.scope.ground_truth
+    journal = replay_journal(plans[0].run_dir / f"{plans[0].root}.journal.jsonl")
+    target_map = truth.exposure(journal.maps[1])
+    target = target_map.specimen_centre_um
+    first_record = next(e for e in truth.exposures if e.area == "Record")
+    focus = [e for e in truth.exposures if e.area == "Focus" and e.time_s < first_record.time_s]
+    focus = focus[:2]  # the beam-tilt pair of the autofocus (the calibration's pairs follow)
+    half = min(first_record.field_shape) * first_record.pixel_size_a * 1e-4 / 2
+    disk = np.array(target) + np.array(
+        [[half * np.cos(a), half * np.sin(a), 0.0] for a in np.linspace(0, 2 * np.pi, 16)]
+    )
+    for exposure in focus:
+        # The target seen from the focus beam's centre: minus the focus point's shift.
+        seen_um = np.array(exposure.offset_nm(target)) / 1e3
+        assert np.hypot(*(seen_um + np.array(focus_ss))) < 0.05
+        # The target (its Record field) lies wholly outside the focus beam.
+        assert exposure.dose_fraction(np.vstack([disk, target])) == 0.0
+    # No focusing dose on the target.
+    assert truth.dose_received(target, half).by_area.get("Focus", 0.0) == 0.0

@@ -99,6 +99,68 @@ def recorded_twin_run(folder: Path, **settings: Any) -> Path:
     return Path(engine.plan.run_dir)
 
 
+LEGINON_TILTS = [0.0] + [t for k in range(1, 21) for t in (3.0 * k, -3.0 * k)]
+"""±60° in 3° steps, Leginon's order interleaved as the archive stores them."""
+
+
+def archive_model_series(
+    store: Store,
+    heights_um: list[float],
+    *,
+    phi_deg: float,
+    offset_um: float,
+    noise_um: float,
+    pixel_size_a: float = 2.0,
+    name: str = "past",
+    source: str = "tomopilot",
+    seed: int = 3,
+    tilts_deg: list[float] | None = None,
+) -> None:
+    """Archive one session of tilt series (one per height, oldest first) whose tracked
+    positions follow UCSF Tomo's model (φ, offset, height) with Gaussian noise."""
+    import math
+
+    import numpy as np
+
+    from tomopilot.store.seeding import model_positions
+    from tomopilot.store.writes import (
+        tracking_values,
+        upsert_exposure,
+        upsert_session,
+        upsert_tilt_series,
+    )
+
+    rng = np.random.default_rng(seed)
+    with store.session() as db:
+        session = upsert_session(db, f"/data/{name}", name=name, source=source)
+        for number, z_um in enumerate(heights_um, start=1):
+            series = upsert_tilt_series(
+                db,
+                session,
+                f"{name}_{number}",
+                number=number,
+                stack_file=f"{name}_{number}.mrc",
+                mdoc_file=f"{name}_{number}.mrc.mdoc",
+                pixel_size_a=pixel_size_a,
+            )
+            ref = tuple(rng.uniform(-1, 1, 2))
+            for ordinal, tilt in enumerate(tilts_deg or LEGINON_TILTS):
+                x, y = model_positions(
+                    np.radians([tilt]), ref, 0.0, math.radians(phi_deg), offset_um, z_um
+                )[0] + rng.normal(0, noise_um, 2)
+                branch = "start" if tilt == 0 else ("+" if tilt > 0 else "-")
+                upsert_exposure(
+                    db,
+                    series,
+                    ordinal,
+                    section=ordinal,
+                    file=series.stack_file,
+                    tilt_deg=tilt,
+                    branch=branch,
+                    **tracking_values((float(x), float(y)), (0.0, 0.0)),
+                )
+
+
 def dump(store: Store, skip: tuple[str, ...] = ("recorded_utc",)) -> dict[str, list[tuple]]:
     """Every row of every archive table, ordered by id, without the wall-clock columns."""
     out: dict[str, list[tuple]] = {}

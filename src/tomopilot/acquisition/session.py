@@ -5,6 +5,7 @@ The engine runs one area. A Leginon-style sequential session is many areas of on
 plans whose strategies differ. :func:`run_session` runs the plans in order on one microscope,
 hands the ``sequential`` strategy the session's history of earlier series (UCSF Tomo seeds its
 model from them), keeps that history in ``<root>_predictions.json`` so a resumed session has it,
+hands on the defocus–tilt calibration the first area measured (``<root>_defocus_tilt.json``),
 does the housekeeping due at a reference position between areas (energy-filter slit on an
 interval, waiting out a dewar fill) and stops starting areas when the session-length cap is
 reached. ``resume=True`` skips finished areas and continues the interrupted one from its
@@ -64,6 +65,8 @@ def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
             stage_y_um=ay + target.ss_y_um,
             tgt_file=target.tgt_file,
             view_file=target.view_file,
+            focus_ss_x_um=target.focus_ss_x_um,
+            focus_ss_y_um=target.focus_ss_y_um,
         )
         plans.append(
             replace(
@@ -86,6 +89,13 @@ def load_history(path: Path) -> SessionHistory:
     if not path.exists():
         return SessionHistory()
     return SessionHistory.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_calibration(path: Path) -> dict[float, float] | None:
+    """The session's defocus–tilt calibration (tilt → defocus change, µm), if measured."""
+    if not path.exists():
+        return None
+    return {float(t): float(v) for t, v in json.loads(path.read_text(encoding="utf-8"))}
 
 
 def run_session(
@@ -115,6 +125,8 @@ def run_session(
     run_dir.mkdir(parents=True, exist_ok=True)
     history_path = _history_path(run_dir, root)
     history = load_history(history_path)
+    calibration_path = run_dir / f"{root}_defocus_tilt.json"
+    calibration = load_calibration(calibration_path)
     if not history.series and seed:
         history = SessionHistory(list(seed))
         atomic_write_text(history_path, json.dumps(history.to_json()))
@@ -144,10 +156,15 @@ def run_session(
         engine = AcquisitionEngine(scope, plan, events=events, control=control)
         if isinstance(engine.strategy, SequentialStrategy):
             engine.strategy.history = history
+            engine.strategy.calibration = calibration
         if on_engine is not None:
             on_engine(engine)
         result = engine.run(resume=resume and not fresh)
         summary.areas.append((plan.root, result))
+        if isinstance(engine.strategy, SequentialStrategy) and calibration is None:
+            calibration = engine.strategy.calibration
+            if calibration is not None:
+                atomic_write_text(calibration_path, json.dumps(sorted(calibration.items())))
         if (
             isinstance(engine.strategy, SequentialStrategy)
             and plan.root not in recorded

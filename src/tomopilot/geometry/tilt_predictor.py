@@ -40,6 +40,7 @@ from tomopilot.geometry.tilt_model import (
 )
 
 GROUPS = (0, 1)
+XY_PREDICTIONS = ("quadratic", "model")
 TAU_FIXED_RAD = 0.01
 TAU_FREE_RAD = 1.62
 
@@ -64,6 +65,19 @@ class PredictorSettings:
         Below this on every point, the fit runs with the model fixed.
     initial
         Custom start values per group (Leginon's phi/offset/z0 and phi2/offset2/z02).
+    xy_prediction
+        ``"quadratic"``: Leginon's quadratic in θ through the last ``fit_points + 1``
+        positions. ``"model"`` (ours): the last measured position moved by the model's own
+        change to the next tilt; it does not amplify the stage's random settling error as
+        the quadratic does (x1.6 for a random walk, x2.1 for measurement noise). While the
+        goniometer slides (the last two steps were translations by the ``jump_um`` rule; one
+        alone is a jump) the quadratic is used, which follows a run-away.
+    jump_um
+        Ours (None = Leginon: off): a position that moved more than this beyond what the model
+        expected since the group's last one is a sideways translation of the goniometer (a
+        jump, or a run-away branch), not a rotation: the fit (and so the height, the focus
+        and the history) sees the positions with such translations taken out; x and y are
+        still predicted from the positions as measured, so the target is followed.
     """
 
     fit_points: int = 4
@@ -73,6 +87,8 @@ class PredictorSettings:
     max_series: int = 8
     low_tilt_deg: float = 30.0
     initial: tuple[TiltModel, TiltModel] = (TiltModel(), TiltModel())
+    xy_prediction: str = "quadratic"
+    jump_um: float | None = None
 
     def __post_init__(self) -> None:
         if self.fit_points < 2:
@@ -81,6 +97,13 @@ class PredictorSettings:
             raise ValueError(f"z0_error_um must be positive, not {self.z0_error_um}")
         if self.max_series < 1:
             raise ValueError(f"max_series must be at least 1, not {self.max_series}")
+        if self.jump_um is not None and self.jump_um <= 0:
+            raise ValueError(f"jump_um must be positive, not {self.jump_um}")
+        if self.xy_prediction not in XY_PREDICTIONS:
+            raise ValueError(
+                f"xy_prediction must be one of {', '.join(XY_PREDICTIONS)}, "
+                f"not {self.xy_prediction!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -189,12 +212,51 @@ class TiltPredictor:
             self.earlier = []
         self.models = seed_models(self.earlier, self.settings)
         self.current = SeriesRecord()
+        # The positions as measured (x and y are predicted from these); ``current`` holds them
+        # with the translations found by the ``jump_um`` rule taken out (the model sees those).
+        self.measured: dict[int, list[Point]] = {g: [] for g in GROUPS}
+        self.translation_um: dict[int, tuple[float, float]] = dict.fromkeys(GROUPS, (0.0, 0.0))
+        # Consecutive steps that were translations: one is a jump, two or more a slide.
+        self.sliding: dict[int, int] = dict.fromkeys(GROUPS, 0)
         self.log: list[dict[str, Any]] = []
 
     # -- measurements -----------------------------------------------------------------------
     def add_position(self, group: int, tilt_deg: float, x_um: float, y_um: float) -> None:
         """The feature's measured image-shift position at a tilt of ``group``."""
-        self.current.points[group].append((math.radians(tilt_deg), x_um, y_um))
+        theta = math.radians(tilt_deg)
+        measured = self.measured[group]
+        tx, ty = self.translation_um[group]
+        jump = self.settings.jump_um
+        translated = False
+        # Checked once the model has been fitted to this series (before, an unknown height
+        # moves the feature by more than the seeded model expects).
+        if jump is not None and len(measured) >= self.settings.fit_points:
+            model = self.models[group]
+            tilt_r, xr, yr = self.current.points[group][0]
+            xm, ym, _ = model_positions(
+                model.phi_deg,
+                model.offset_um,
+                model.z0_um,
+                (xr, yr),
+                [measured[-1][0] - tilt_r, theta - tilt_r],
+            )
+            dx = x_um - measured[-1][1] - float(xm[1] - xm[0])
+            dy = y_um - measured[-1][2] - float(ym[1] - ym[0])
+            if math.hypot(dx, dy) > jump:
+                tx, ty = tx + dx, ty + dy
+                self.translation_um[group] = (tx, ty)
+                translated = True
+                self.log.append({"group": group, "n": len(measured), "translation_um": [dx, dy]})
+        self.sliding[group] = self.sliding[group] + 1 if translated else 0
+        measured.append((theta, x_um, y_um))
+        self.current.points[group].append((theta, x_um - tx, y_um - ty))
+
+    def shift_last(self, group: int, dx_um: float, dy_um: float) -> None:
+        """Move the group's last position (the specimen moved since it was measured)."""
+        for points in (self.measured[group], self.current.points[group]):
+            if points:
+                tilt, x, y = points[-1]
+                points[-1] = (tilt, x + dx_um, y + dy_um)
 
     def n_points(self, group: int) -> int:
         """Positions measured in ``group`` this series (the start image included)."""
@@ -211,23 +273,41 @@ class TiltPredictor:
     def predict(self, group: int, tilt_deg: float) -> Prediction:
         """Position and height change at ``tilt_deg`` (the group must hold its first point)."""
         points = self.current.points[group]
+        measured = self.measured[group]
         if not points:
             raise ValueError(f"group {group} has no reference position yet")
         theta = math.radians(tilt_deg)
         n = self.settings.fit_points
         model = self.models[group]
+        anchored = self.settings.xy_prediction == "model"
         if len(points) < n:
-            if not self.settings.fixed_model and model.z0_um != 0.0:
-                _, x, y = points[-1]
+            if not self.settings.fixed_model and model.z0_um != 0.0 and not anchored:
+                _, x, y = measured[-1]
                 return Prediction(x, y, 0.0, model, "hold")
             x, y, dz = self._from_model(model, points, theta)
+            if anchored or measured[-1] != points[-1]:
+                x, y = self._anchored(group, theta)
             return Prediction(x, y, dz, model, "model")
-        last = np.array(points[-(n + 1) :])
-        x = quadratic_extrapolation(last[:, 0], last[:, 1], theta)
-        y = quadratic_extrapolation(last[:, 0], last[:, 2], theta)
         verdict = self._refit(group)
-        _, _, dz = self._from_model(self.models[group], points, theta)
-        return Prediction(x, y, dz, self.models[group], verdict)
+        model = self.models[group]
+        if anchored and self.sliding[group] < 2:
+            x, y = self._anchored(group, theta)
+        else:  # Leginon's; also ours while the goniometer slides (it follows a run-away)
+            last = np.array(measured[-(n + 1) :])
+            x = quadratic_extrapolation(last[:, 0], last[:, 1], theta)
+            y = quadratic_extrapolation(last[:, 0], last[:, 2], theta)
+        _, _, dz = self._from_model(model, points, theta)
+        return Prediction(x, y, dz, model, verdict)
+
+    def _anchored(self, group: int, theta: float) -> tuple[float, float]:
+        """The last measured position moved by the model's change from its tilt to ``theta``."""
+        model = self.models[group]
+        tilt_r, xr, yr = self.current.points[group][0]
+        last_t, last_x, last_y = self.measured[group][-1]
+        x, y, _ = model_positions(
+            model.phi_deg, model.offset_um, model.z0_um, (xr, yr), [last_t - tilt_r, theta - tilt_r]
+        )
+        return last_x + float(x[1] - x[0]), last_y + float(y[1] - y[0])
 
     @staticmethod
     def _from_model(
@@ -291,6 +371,9 @@ class TiltPredictor:
             "earlier": [r.to_json() for r in self.earlier],
             "current": self.current.to_json(),
             "models": {str(g): asdict(m) for g, m in self.models.items()},
+            "measured": {str(g): [list(p) for p in pts] for g, pts in self.measured.items()},
+            "translation_um": {str(g): list(t) for g, t in self.translation_um.items()},
+            "sliding": {str(g): v for g, v in self.sliding.items()},
         }
 
     @classmethod
@@ -298,6 +381,16 @@ class TiltPredictor:
         predictor = cls(settings, [SeriesRecord.from_json(r) for r in data["earlier"]])
         predictor.current = SeriesRecord.from_json(data["current"])
         predictor.models = {int(g): TiltModel(**m) for g, m in data["models"].items()}
+        # States journalled before translations were tracked: measured = what the model saw.
+        measured = data.get("measured") or data["current"]["points"]
+        predictor.measured = {
+            int(g): [(float(a), float(b), float(c)) for a, b, c in pts]
+            for g, pts in measured.items()
+        }
+        for g, t in (data.get("translation_um") or {}).items():
+            predictor.translation_um[int(g)] = (float(t[0]), float(t[1]))
+        for g, v in (data.get("sliding") or {}).items():
+            predictor.sliding[int(g)] = int(v)
         return predictor
 
 

@@ -47,6 +47,8 @@ _KNOWN_KEYS = {
     "skip": "skip",
     "SPACEscore": "space_score",
     "LDArea": "ld_area",
+    "focusSSX": "focus_ss_x_um",
+    "focusSSY": "focus_ss_y_um",
 }
 
 
@@ -67,6 +69,10 @@ class Target(_Model):
     skip: bool = False
     space_score: float | None = None
     ld_area: Literal["R", "V", "S"] | None = None
+    focus_ss_x_um: float | None = Field(
+        default=None, description="focus point (focusSSX): its shift from this target, µm"
+    )
+    focus_ss_y_um: float | None = Field(default=None, description="focusSSY, as focusSSX")
     extra: dict[str, str] = Field(default_factory=dict, description="other keys, as written")
     branches: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="run-file branch blocks (_pbr/_nbr), as written"
@@ -76,6 +82,14 @@ class Target(_Model):
     def ss_um(self) -> tuple[float, float]:
         """(SSX, SSY) in µm."""
         return self.ss_x_um, self.ss_y_um
+
+    @property
+    def focus_offset_um(self) -> tuple[float, float] | None:
+        """Where this target's own focus point lies from it (µm, the SSX/SSY frame), if any:
+        Leginon's focus target, chosen off the exposure target (on carbon, say)."""
+        if self.focus_ss_x_um is None or self.focus_ss_y_um is None:
+            return None
+        return self.focus_ss_x_um, self.focus_ss_y_um
 
 
 class GeoPoint(_Model):
@@ -120,7 +134,15 @@ def _target_from_block(block: TargetBlock, path: Path | None) -> Target:
             extra[key] = value
         elif name == "skip":
             fields[name] = SKIP_WORDS[value]
-        elif name in ("ss_x_um", "ss_y_um", "stage_x_um", "stage_y_um", "space_score"):
+        elif name in (
+            "ss_x_um",
+            "ss_y_um",
+            "stage_x_um",
+            "stage_y_um",
+            "space_score",
+            "focus_ss_x_um",
+            "focus_ss_y_um",
+        ):
             fields[name] = parse_float(value, what=key, path=path)
         elif name == "ld_area":
             if value not in ("R", "V", "S"):
@@ -203,7 +225,7 @@ def to_file_data(targets: TargetSet) -> TargetsFileData:
             if value is not None:
                 entries.append((key, value))
         entries += [("SSX", format_number(target.ss_x_um)), ("SSY", format_number(target.ss_y_um))]
-        for key in ("stageX", "stageY", "SPACEscore"):
+        for key in ("stageX", "stageY", "SPACEscore", "focusSSX", "focusSSY"):
             value = getattr(target, _KNOWN_KEYS[key])
             if value is not None:
                 entries.append((key, format_number(value)))

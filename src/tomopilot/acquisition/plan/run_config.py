@@ -98,6 +98,12 @@ class InlineTarget(ConfigModel):
     tgt_file: str | None = Field(None, validation_alias=AliasChoices("tgtfile", "tgt_file"))
     view_file: str | None = Field(None, validation_alias=AliasChoices("viewfile", "view_file"))
     skip: bool = False
+    focus_ss_x_um: float | None = Field(
+        None, validation_alias=AliasChoices("focusSSX", "focus_ss_x_um")
+    )
+    focus_ss_y_um: float | None = Field(
+        None, validation_alias=AliasChoices("focusSSY", "focus_ss_y_um")
+    )
 
     @model_validator(mode="after")
     def _has_position(self) -> InlineTarget:
@@ -107,6 +113,8 @@ class InlineTarget(ConfigModel):
             raise ValueError("give both SSX and SSY (or both stageX and stageY)")
         if all(ss) and all(stage):
             raise ValueError("a target needs SSX/SSY (µm from target 1) or stageX/stageY")
+        if (self.focus_ss_x_um is None) != (self.focus_ss_y_um is None):
+            raise ValueError("give both focusSSX and focusSSY (the focus point from the target)")
         return self
 
 
@@ -262,6 +270,8 @@ def _inline_targets(items: list[InlineTarget], matrix: NDArray[np.float64]) -> l
                 tgt_file=item.tgt_file,
                 view_file=item.view_file,
                 skip=item.skip,
+                focus_ss_x_um=item.focus_ss_x_um,
+                focus_ss_y_um=item.focus_ss_y_um,
             )
         )
     return out

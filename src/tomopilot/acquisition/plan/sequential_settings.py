@@ -42,6 +42,23 @@ class SequentialSettings(ConfigModel):
     """``offset``: the tilt axis's distance from the optical axis."""
     max_series: int = Field(8, ge=1, le=100)
     """Series (the current one included) whose positions enter the fit."""
+    xy_prediction: Literal["quadratic", "model"] = "model"
+    """``quadratic``: Leginon's quadratic in θ through the last fit_points + 1 positions.
+    ``model`` (ours, default): the last position moved by the model's change to the next
+    tilt, which does not amplify the stage's random settling error as the quadratic does (the
+    quadratic takes over while a run-away is under way, see ``jump_um``)."""
+    jump_um: float | None = Field(0.3, gt=0, le=50)
+    """Ours (None = off, as Leginon): a position that moved more than this beyond the model's
+    expectation is a sideways translation of the goniometer (a jump, a run-away branch), kept
+    out of the fit and the history, so the height and the focus do not follow it."""
+
+    defocus_tilt_calibration: bool = True
+    """Leginon's defocus–tilt calibration (since 2021): once per session the defocus change with
+    tilt is measured at the Focus area, and each Record's focus follows it (the model's height
+    change is only recorded). Off: the focus follows the model's height change (Leginon 2009),
+    which cannot see the goniometer's run-out and learns the axis offset only poorly."""
+    calibration_step_deg: float = Field(10.0, gt=0, le=30)
+    """Tilt step of the defocus–tilt calibration over the series' range."""
 
     relocate_with_view: bool = True
     """Ours: when the tracking correlation fails or puts the target beyond ``relocate_fraction``

@@ -4,7 +4,8 @@ Move to target 1 and find the eucentric height; when target 1's View image from 
 (``viewfile``) is on disk, realign to it with the X,Y-positioning routine (stage move, View
 alignment, image shift reset into the stage, final alignment); take each target's Preview map
 at the selection tilt (unless the targets file names one already on disk); tilt to the start
-tilt; re-centre target 1 on its map, focus it to maxDefocus, and bring every other target in by
+tilt; re-centre target 1 on its map, focus it to maxDefocus (at its own focus point when the
+targets file gives one, Leginon's focus target), and bring every other target in by
 its approach shift (foreshortened from the selection tilt) and, with previewAli, by aligning to
 its map. Image shifts are relative to the area's origin: whatever image shift the realignment
 left, so that its last correction is kept.
@@ -27,6 +28,7 @@ from tomopilot.acquisition.plan.target_defocus import defocus_range_um
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.geometry_model import approach_scale
 from tomopilot.core.errors import ConfigError
+from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea
 from tomopilot.targeting.map_image import MapImage
@@ -201,8 +203,16 @@ def prepare_start(
                 )
         if number == 1:
             origin = shift.copy()
-            scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
-            scope.measurements.autofocus(most_underfocus)
+            focus_point = target.focus_offset_um
+            if focus_point is None:  # the Focus area, on the tilt axis beside the target
+                scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
+                scope.measurements.autofocus(most_underfocus)
+            else:  # Leginon's focus target: the Focus area centred on the target's focus point
+                at = shift + np.array([focus_point[0], sigma * focus_point[1]])
+                scope.optics.set_image_shift_um(float(at[0]), float(at[1]))
+                with temporary_preset(scope, LowDoseArea.FOCUS, offset_along_axis_um=0.0):
+                    scope.measurements.autofocus(most_underfocus)
+                scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
             setup.focus0_um = scope.optics.focus_um()
         setup.start_is_um[number] = (float(shift[0]), float(shift[1]))
     return setup

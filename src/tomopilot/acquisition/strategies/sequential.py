@@ -36,7 +36,9 @@ from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.sequential_steps import (
     DriftReading,
     backlash_release,
+    measure_defocus_tilt_table,
     recentre_by_stage,
+    table_value,
     tracking_displacement_um,
     wait_for_drift,
 )
@@ -107,11 +109,16 @@ class SequentialStrategy:
             use_z0=o.use_z0,
             max_series=o.max_series,
             initial=(TiltModel(o.phi_deg, o.offset_um), TiltModel(o.phi_deg, o.offset_um)),
+            xy_prediction=o.xy_prediction,
+            jump_um=o.jump_um,
         )
         self.targets: dict[int, SequentialTarget] = {}
         self.start_tilt_deg = 0.0
         self.exposures_s: dict[float, float] = {}
         self.drift: list[DriftReading] = []
+        # Leginon's defocus–tilt calibration: defocus change (µm) at a fixed focus by tilt; the
+        # session hands it from area to area, the first area measures it.
+        self.calibration: dict[float, float] | None = None
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
 
@@ -132,6 +139,13 @@ class SequentialStrategy:
         self.exposures_s = self._exposure_schedule(toolkit)
         live = [t for t in targets if not t.skip]
         earlier = self.history.recent_series(o.max_series - 1) if self.history else []
+        if o.defocus_tilt_calibration and self.calibration is None and live:
+            # At the Focus area beside the first target, before it is recentred (the sweep
+            # moves the stage through the whole range).
+            self.calibration = measure_defocus_tilt_table(
+                toolkit, self._calibration_tilts(), start_tilt_deg
+            )
+            _log.info("defocus-tilt calibration: %s", self.calibration)
         for info in targets:
             x, y = info.ss_um
             z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
@@ -169,6 +183,13 @@ class SequentialStrategy:
                 target.start_is_um = (sx + float(found[0][0]), sy + float(found[0][1]))
         if o.drift_check != "off":
             self._wait_for_drift()
+
+    def _calibration_tilts(self) -> list[float]:
+        s, step = self.settings, self.options.calibration_step_deg
+        n_up = math.floor((s.max_tilt_deg - s.start_tilt_deg) / step + 1e-6)
+        n_down = math.floor((s.start_tilt_deg - s.min_tilt_deg) / step + 1e-6)
+        tilts = [s.start_tilt_deg + k * step for k in range(-n_down, n_up + 1)]
+        return sorted({*tilts, s.min_tilt_deg, s.max_tilt_deg})
 
     def _exposure_schedule(self, toolkit: Toolkit) -> dict[float, float]:
         s = self.settings
@@ -220,10 +241,15 @@ class SequentialStrategy:
         pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
+        if self.calibration is not None:  # Leginon since 2021: the table, Δz only recorded
+            change = table_value(self.calibration, step.tilt_deg) - table_value(
+                self.calibration, self.start_tilt_deg
+            )
+        else:  # A point whose height rises by Δz is Δz further from focus
+            change = dz
         return ExposureRequest(
             image_shift_um=(x, y),
-            # A point whose height rises by Δz is Δz further from focus: the focus follows it.
-            focus_um=t.focus_start_um - dz,
+            focus_um=t.focus_start_um - change,
             target_defocus_um=t.info.defocus_um,
             exposure_s=self.exposures_s.get(round(step.tilt_deg, 6) + 0.0),
             predicted_dz_um=dz,
@@ -372,10 +398,7 @@ class SequentialStrategy:
         t = self.targets.get(1)
         if t is None:
             return
-        points = t.predictor.current.points[_group(step.branch)]
-        if points:
-            tilt, x, y = points[-1]
-            points[-1] = (tilt, x + shift_um[0], y + shift_um[1])
+        t.predictor.shift_last(_group(step.branch), *shift_um)
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
         for number, dz in corrections_um.items():
@@ -391,6 +414,9 @@ class SequentialStrategy:
         return {
             "start_tilt_deg": self.start_tilt_deg,
             "exposures_s": [[k, v] for k, v in self.exposures_s.items()],
+            "calibration": None
+            if self.calibration is None
+            else [[k, v] for k, v in self.calibration.items()],
             "targets": {
                 str(n): {
                     "info": {
@@ -424,6 +450,8 @@ class SequentialStrategy:
         self._images = dict(references)
         self.start_tilt_deg = float(state["start_tilt_deg"])
         self.exposures_s = {float(k): float(v) for k, v in state["exposures_s"]}
+        table = state.get("calibration")
+        self.calibration = None if table is None else {float(k): float(v) for k, v in table}
         self.targets = {}
         for key, data in state["targets"].items():
             info = data["info"]

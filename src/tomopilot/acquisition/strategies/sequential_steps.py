@@ -11,6 +11,11 @@
   field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring.
 - :func:`tracking_displacement_um`: Leginon's tracking correlation between two images of one
   target (binned to the coarser pixel first), in specimen µm.
+- :func:`measure_defocus_tilt_table` and :func:`table_value`: Leginon's defocus–tilt
+  calibration (since 2021): how the defocus at the Focus area changes with the tilt at a fixed
+  focus, measured over the tilt range and interpolated linearly. It holds what the goniometer
+  does to the height under the beam (axis offset, run-out), which the rigid model cannot
+  learn from x–y positions (the offset enters them only at second order).
 """
 
 from __future__ import annotations
@@ -167,3 +172,28 @@ def tracking_displacement_um(
         return None
     shift = np.linalg.solve(matrix, np.array([result.shift_x_px, result.shift_y_px]))
     return float(shift[0]), float(shift[1])
+
+
+def measure_defocus_tilt_table(
+    toolkit: Toolkit, tilts_deg: list[float], start_deg: float
+) -> dict[float, float]:
+    """Defocus change at the Focus area (µm) at each tilt relative to ``start_deg``, the focus
+    unchanged; the tilts are swept upwards (approached from below, as the series' tilts), and
+    the stage is left at ``start_deg``, approached from below."""
+    scope = toolkit.scope
+    tilts = sorted({round(t, 6) + 0.0 for t in [*tilts_deg, start_deg]})
+    scope.stage.tilt_to(tilts[0] - 1.0)
+    measured: dict[float, float] = {}
+    for tilt in tilts:
+        scope.stage.tilt_to(tilt)
+        measured[tilt] = scope.measurements.measure_defocus_um()
+    scope.stage.tilt_to(start_deg - 1.0)
+    scope.stage.tilt_to(start_deg)
+    base = measured[round(start_deg, 6) + 0.0]
+    return {t: v - base for t, v in measured.items()}
+
+
+def table_value(table: dict[float, float], tilt_deg: float) -> float:
+    """The table linearly interpolated at ``tilt_deg`` (its end values beyond its range)."""
+    tilts = sorted(table)
+    return float(np.interp(tilt_deg, tilts, [table[t] for t in tilts]))

@@ -147,6 +147,11 @@ class TwinMicroscope:
         x, y, z = self._core.stage.runout_um(tilt_deg)
         return float(x), float(y), float(z)
 
+    def true_runaway_branches(self) -> dict[str, float]:
+        """Tilt branches (``"+"``, ``"-"``) whose run-out runs away past its onset, with the
+        rate in µm per 3° step (truth)."""
+        return self._core.stage.runaway_branches()
+
     def describe(self) -> dict[str, object]:
         """A summary of the twin: microscope, stage profile and specimen."""
         cfg = self.config

@@ -232,6 +232,8 @@ def target_set(targets: list[HoleTarget], root: str, *, maps: bool = False) -> T
                 ss_y_um=round(t.centre_um[1] - y0, 4),
                 stage_x_um=round(t.centre_um[0], 4),
                 stage_y_um=round(t.centre_um[1], 4),
+                focus_ss_x_um=round(t.focus_um[0] - t.centre_um[0], 4),
+                focus_ss_y_um=round(t.focus_um[1] - t.centre_um[1], 4),
             )
             for t in targets
         ]
