@@ -21,6 +21,7 @@ from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.quality import assess
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.session import load_history, run_session, sequential_plans
+from tomopilot.acquisition.strategies.sequential_steps import goniometer_defocus_um
 from tomopilot.cli.main import app
 from tomopilot.core.errors import ConfigError
 
@@ -296,3 +297,26 @@ def test_the_series_is_focused_at_the_targets_own_focus_point(tmp_path: Path) ->
         assert exposure.dose_fraction(np.vstack([disk, target])) == 0.0
     # No focusing dose on the target.
     assert truth.dose_received(target, half).by_area.get("Focus", 0.0) == 0.0
+
+
+def test_the_defocus_tilt_table_gives_the_goniometers_part() -> None:
+    """A table measured at a point 1.2 µm above the axis, on a stage whose axis is 0.8 µm off
+    and whose run-out adds a small wobble: the axis offset and the wobble are kept, the
+    measuring point's own height term is not (it belongs to that point, not to the target),
+    and points a run-away slide spoilt are not believed."""
+    tilts = np.arange(-60.0, 61.0, 10.0)
+    theta = np.radians(tilts)
+    wobble = 0.05 * np.sin(3 * theta)
+    table = dict(zip(tilts, 0.8 * np.sin(theta) + 1.2 * (np.cos(theta) - 1) + wobble, strict=True))
+    for tilt in (-55.0, -20.0, 5.0, 35.0, 60.0):
+        expected = 0.8 * math.sin(math.radians(tilt)) + 0.05 * math.sin(3 * math.radians(tilt))
+        got = goniometer_defocus_um(table, tilt, 0.0)
+        assert got == pytest.approx(expected, abs=0.03)
+    assert goniometer_defocus_um(table, 20.0, 20.0) == 0.0
+    # A run-away branch slid another part of the specimen under the Focus area beyond 40°:
+    # those points are dropped, the rest of the table still holds.
+    slid = {**table, 50.0: 6.3, 60.0: 28.9}
+    for tilt in (-55.0, -20.0, 5.0, 35.0):
+        expected = 0.8 * math.sin(math.radians(tilt)) + 0.05 * math.sin(3 * math.radians(tilt))
+        assert goniometer_defocus_um(slid, tilt, 0.0) == pytest.approx(expected, abs=0.05)
+    assert abs(goniometer_defocus_um(slid, 60.0, 0.0) - 0.8 * math.sin(math.radians(60))) < 0.1

@@ -111,6 +111,14 @@ def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:
     assert {f"F{k:03d}" for k in range(1, n_targets + 1)} <= labels
     for k in range(1, n_targets + 1):
         assert (run_dir / f"grid_tgt_{k:03d}.mrc").exists()
+    # Each target carries its focus point (the Navigator's F item) for the series' autofocus,
+    # off the target so that focusing puts no dose on it.
+    by_label = {i.label: i.stage_xyz_um for i in items}
+    for k, target in enumerate(data.targets, start=1):
+        focus = np.subtract(by_label[f"F{k:03d}"][:2], by_label[f"T{k:03d}"][:2])
+        written = (float(target.get("focusSSX") or "nan"), float(target.get("focusSSY") or "nan"))
+        assert np.allclose(written, focus, atol=1e-3)
+        assert np.hypot(*focus) > 1.5
 
     # Going to each target puts the beam in an intact hole of the grid (twin truth).
     scope = TwinMicroscope(TwinConfig.model_validate(TWIN))

@@ -56,7 +56,8 @@ class SequentialSettings(ConfigModel):
     """Leginon's defocus–tilt calibration (since 2021): once per session the defocus change with
     tilt is measured at the Focus area, and each Record's focus follows it (the model's height
     change is only recorded). Off: the focus follows the model's height change (Leginon 2009),
-    which cannot see the goniometer's run-out and learns the axis offset only poorly."""
+    which cannot see the goniometer's run-out and learns the axis offset only poorly. Series
+    that stay within ±20° are not worth a sweep (their height changes are tens of nm)."""
     calibration_step_deg: float = Field(10.0, gt=0, le=30)
     """Tilt step of the defocus–tilt calibration over the series' range."""
 

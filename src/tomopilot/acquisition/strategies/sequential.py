@@ -36,9 +36,9 @@ from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.sequential_steps import (
     DriftReading,
     backlash_release,
+    goniometer_defocus_um,
     measure_defocus_tilt_table,
     recentre_by_stage,
-    table_value,
     tracking_displacement_um,
     wait_for_drift,
 )
@@ -139,7 +139,8 @@ class SequentialStrategy:
         self.exposures_s = self._exposure_schedule(toolkit)
         live = [t for t in targets if not t.skip]
         earlier = self.history.recent_series(o.max_series - 1) if self.history else []
-        if o.defocus_tilt_calibration and self.calibration is None and live:
+        reach = max(abs(s.min_tilt_deg), abs(s.max_tilt_deg))
+        if o.defocus_tilt_calibration and self.calibration is None and live and reach >= 20.0:
             # At the Focus area beside the first target, before it is recentred (the sweep
             # moves the stage through the whole range).
             self.calibration = measure_defocus_tilt_table(
@@ -242,9 +243,7 @@ class SequentialStrategy:
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
         if self.calibration is not None:  # Leginon since 2021: the table, Δz only recorded
-            change = table_value(self.calibration, step.tilt_deg) - table_value(
-                self.calibration, self.start_tilt_deg
-            )
+            change = goniometer_defocus_um(self.calibration, step.tilt_deg, self.start_tilt_deg)
         else:  # A point whose height rises by Δz is Δz further from focus
             change = dz
         return ExposureRequest(
@@ -268,14 +267,29 @@ class SequentialStrategy:
         preview = scope.camera.acquire(LowDoseArea.PREVIEW)
         number = t.info.index
         start = self._images.get(f"img:{number}:start")
-        offset = (0.0, 0.0)
+        centre = t.start_is_um  # where the Preview was taken
+        offset = (0.0, 0.0)  # the target's offset from its centre
         if start is not None:
             found = tracking_displacement_um(
                 toolkit, start, preview, self.start_tilt_deg, self.start_tilt_deg
             )
             if found is not None and math.hypot(*found) < 1.0:
                 offset = found
-        position = (t.start_is_um[0] + offset[0], t.start_is_um[1] + offset[1])
+            elif o.relocate_with_view:
+                # The reversal moved the target (nearly) out of the Preview: find the start
+                # Record in a View and take the Preview again over it (ours; Leginon
+                # re-registers the parent image).
+                hit = toolkit.locate_in_wider(start, toolkit.view())
+                if hit is not None and hit[1] >= MIN_VIEW_SIGNIFICANCE:
+                    centre = (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
+                    scope.optics.set_image_shift_um(*centre)
+                    preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+                    found = tracking_displacement_um(
+                        toolkit, start, preview, self.start_tilt_deg, self.start_tilt_deg
+                    )
+                    offset = found if found is not None and math.hypot(*found) < 1.0 else offset
+                    _log.info("target %d found again in a View between the halves", number)
+        position = (centre[0] + offset[0], centre[1] + offset[1])
         t.predictor.add_position(1, self.start_tilt_deg, *position)
         self._images[f"pre:{number}"] = preview
         t.references[1] = Reference(f"pre:{number}", offset, self.start_tilt_deg)

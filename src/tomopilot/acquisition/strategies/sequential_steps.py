@@ -11,7 +11,7 @@
   field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring.
 - :func:`tracking_displacement_um`: Leginon's tracking correlation between two images of one
   target (binned to the coarser pixel first), in specimen µm.
-- :func:`measure_defocus_tilt_table` and :func:`table_value`: Leginon's defocus–tilt
+- :func:`measure_defocus_tilt_table` and :func:`goniometer_defocus_um`: Leginon's defocus–tilt
   calibration (since 2021): how the defocus at the Focus area changes with the tilt at a fixed
   focus, measured over the tilt range and interpolated linearly. It holds what the goniometer
   does to the height under the beam (axis offset, run-out), which the rigid model cannot
@@ -35,6 +35,11 @@ from tomopilot.instrument.types import Image, LowDoseArea
 # see a fraction of a nanometre per second over a couple of seconds.
 DRIFT_WINDOW_PX = 512
 DRIFT_BINNING = 2
+# The defocus-tilt table: a point further than this from the fitted a·sin θ + b·(cos θ − 1)
+# (and than OUTLIER_FACTOR times the median distance) is not believed. Run-out is tenths of
+# a micrometre on an autoloader, up to ~1 µm on a side-entry holder; a run-away slide, microns.
+OUTLIER_FLOOR_UM = 1.0
+OUTLIER_FACTOR = 5.0
 # A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
 # true peaks of 0.8 µm fields stand 20–70 high up to 60°, false ones 4–9.
 MIN_TRACKING_SIGNIFICANCE = 12.0
@@ -193,7 +198,38 @@ def measure_defocus_tilt_table(
     return {t: v - base for t, v in measured.items()}
 
 
-def table_value(table: dict[float, float], tilt_deg: float) -> float:
-    """The table linearly interpolated at ``tilt_deg`` (its end values beyond its range)."""
-    tilts = sorted(table)
-    return float(np.interp(tilt_deg, tilts, [table[t] for t in tilts]))
+def goniometer_defocus_um(table: dict[float, float], tilt_deg: float, start_deg: float) -> float:
+    """Defocus change from ``start_deg`` to ``tilt_deg`` that the goniometer causes at eucentric
+    height, from a defocus–tilt table.
+
+    The table is fitted as a·sin θ + b·(cos θ − 1) plus what is left (run-out), interpolated
+    linearly. The b term is the height of the point it was measured on (the Focus area) above
+    the tilt axis, which is not the target's: it is dropped, as if the table had been measured
+    at eucentric height (Leginon's per-microscope calibration is). The a term is the axis
+    offset across the axis, the same for every target the stage brings under the beam.
+    """
+    tilts = np.array(sorted(table), dtype=np.float64)
+    values = np.array([table[t] for t in tilts], dtype=np.float64)
+    theta = np.radians(tilts)
+    basis = np.column_stack([np.sin(theta), np.cos(theta) - 1.0])
+    if tilts.size < 3:
+        return float(np.interp(tilt_deg, tilts, values) - np.interp(start_deg, tilts, values))
+    # A point the goniometer slid away from (a run-away branch puts another part of the
+    # specimen under the Focus area, microns higher or lower) is no run-out: drop the worst
+    # point while it stands out, refitting each time.
+    keep = np.ones(tilts.size, dtype=bool)
+    while True:
+        coef, *_ = np.linalg.lstsq(basis[keep], values[keep], rcond=None)
+        residual = np.abs(values - basis @ coef)
+        limit = max(OUTLIER_FLOOR_UM, OUTLIER_FACTOR * float(np.median(residual[keep])))
+        worst = int(np.argmax(np.where(keep, residual, -1.0)))
+        if residual[worst] <= limit or keep.sum() <= 3:
+            break
+        keep[worst] = False
+    a = float(coef[0])
+    tilts, rest = tilts[keep], (values - basis @ coef)[keep]
+
+    def odd(deg: float) -> float:
+        return float(a * math.sin(math.radians(deg)) + np.interp(deg, tilts, rest))
+
+    return odd(tilt_deg) - odd(start_deg)
