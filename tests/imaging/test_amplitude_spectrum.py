@@ -12,6 +12,7 @@ import scipy.fft as sfft
 from tomopilot.imaging.amplitude_spectrum import (
     AmplitudeAccumulator,
     SpectrumGeometry,
+    amplitude_spectrum,
     block_amplitudes,
 )
 
@@ -41,6 +42,11 @@ def test_banded_block_amplitudes_equal_the_frame_by_frame_sums(
         got = block_amplitudes(spectra, geometry, per_block, pool, threads, band_rows=16)
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
+    # The spectrum with the rows summed band by band: the resampled sums, for any threads.
+    with ThreadPoolExecutor(threads) as pool:
+        power = amplitude_spectrum(spectra, geometry, per_block, pool, threads, band_rows=16)
+    np.testing.assert_allclose(power, geometry.finish(expected), rtol=1e-6)
+    np.testing.assert_array_equal(power, amplitude_spectrum(spectra, geometry, per_block))
 
 
 @pytest.mark.parametrize(

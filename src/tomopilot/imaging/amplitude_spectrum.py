@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -82,18 +83,12 @@ class SpectrumGeometry:
             parts.append(spectrum[high[0] :, : self.columns])
         return np.concatenate(parts, axis=0).astype(np.complex64, copy=False)
 
-    def _row_runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
-        """Output rows of the kept frequency rows, as runs of equal bins.
-
-        Returns the order that makes the bins non-decreasing (the negative frequencies first),
-        where each run starts in that order, and each run's output row.
-        """
+    def row_bins(self) -> NDArray[np.intp]:
+        """Output row of each kept frequency row, in the cropped layout's order."""
         ny = self.frame_shape[0]
         fy = np.fft.fftfreq(ny, d=self.frame_pixel_a)[self.rows]
         step = 1.0 / (self.size * self.pixel_size_a)
-        iy = np.clip(np.round(fy / step).astype(np.intp) + self.size // 2, 0, self.size - 1)
-        order = np.argsort(iy, kind="stable")
-        return order, *_runs(iy[order])
+        return np.clip(np.round(fy / step).astype(np.intp) + self.size // 2, 0, self.size - 1)
 
     def _column_runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Where each run of kept columns with one output column starts, and that column."""
@@ -102,6 +97,21 @@ class SpectrumGeometry:
         ix = np.clip(np.round(fx / step).astype(np.intp), 0, self.size // 2)
         return _runs(ix)
 
+    def row_sums(
+        self, amplitude: NDArray[np.floating], first_row: int = 0
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Sums of consecutive rows that share an output row, for rows from ``first_row`` of the
+        cropped layout: (output rows, sums), float64. Add them up with :meth:`add_row_sums`."""
+        bins = self.row_bins()[first_row : first_row + amplitude.shape[0]]
+        starts, values = _runs(bins)
+        return values, np.add.reduceat(amplitude, starts, axis=0, dtype=np.float64)
+
+    def add_row_sums(
+        self, total: NDArray[np.float64], rows: NDArray[np.intp], sums: NDArray[np.float64]
+    ) -> None:
+        """Add :meth:`row_sums` into ``total`` (size × columns)."""
+        np.add.at(total, rows, sums)
+
     def finish(self, amplitude: NDArray[np.floating]) -> NDArray[np.float32]:
         """Resample accumulated amplitudes (cropped layout) to the centred square spectrum.
 
@@ -109,18 +119,21 @@ class SpectrumGeometry:
         bins are separable (an output row per input row, an output column per input column),
         so the sums are two reductions over runs of rows and of columns, in float64.
         """
-        order, row_starts, out_rows = self._row_runs()
+        total = np.zeros((self.size, self.columns))
+        self.add_row_sums(total, *self.row_sums(amplitude))
+        return self.finish_rows(total)
+
+    def finish_rows(self, row_totals: NDArray[np.float64]) -> NDArray[np.float32]:
+        """:meth:`finish` from the amplitudes already summed into output rows (size × columns)."""
         column_starts, out_columns = self._column_runs()
-        data = np.asarray(amplitude)
-        by_rows = np.add.reduceat(data[order], row_starts, axis=0, dtype=np.float64)
-        sums_small = np.add.reduceat(by_rows, column_starts, axis=1)
-        row_counts = np.diff(np.append(row_starts, order.size))
+        sums_small = np.add.reduceat(row_totals, column_starts, axis=1)
+        row_counts = np.bincount(self.row_bins(), minlength=self.size).astype(np.float64)
         column_counts = np.diff(np.append(column_starts, self.columns))
         half = self.size // 2 + 1
         sums = np.zeros((self.size, half))
         counts = np.zeros((self.size, half))
-        sums[np.ix_(out_rows, out_columns)] = sums_small
-        counts[np.ix_(out_rows, out_columns)] = np.multiply.outer(row_counts, column_counts)
+        sums[:, out_columns] = sums_small
+        counts[:, out_columns] = np.multiply.outer(row_counts, column_counts)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         # Empty bins (when the output grid is finer than the input) take their row's neighbours.
@@ -196,6 +209,50 @@ def _runs(values: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]
     return starts, values[starts]
 
 
+def _band_amplitude(
+    spectra: NDArray[np.complex64],
+    geometry: SpectrumGeometry,
+    frames_per_block: int,
+    top: int,
+    end: int,
+) -> NDArray[np.float32]:
+    """Rows ``top:end`` (cropped layout) of Σ over blocks of |Σ_{frames in block} F|."""
+    n = spectra.shape[0]
+    g = max(1, frames_per_block)
+    rows = geometry.rows
+    n_low = int(np.searchsorted(rows, geometry.frame_shape[0] // 2))
+    high_start = int(rows[n_low]) if rows.size > n_low else 0
+    columns = geometry.columns
+    # Output rows top:end come from spectrum rows top:end (low) or shifted (high).
+    pieces = []
+    if top < n_low:
+        pieces.append((top, min(end, n_low), top))
+    if end > n_low:
+        a = max(top, n_low)
+        pieces.append((a, end, high_start + a - n_low))
+    amplitude = np.zeros((end - top, columns), np.float32)
+    block = np.empty((end - top, columns), np.complex64)
+    for first in range(0, n, g):
+        for o0, o1, s0 in pieces:
+            target = block[o0 - top : o1 - top]
+            np.copyto(target, spectra[first, s0 : s0 + o1 - o0, :columns])
+            for i in range(first + 1, min(first + g, n)):
+                target += spectra[i, s0 : s0 + o1 - o0, :columns]
+        amplitude += np.abs(block)
+    return amplitude
+
+
+def _map_bands(
+    n_rows: int, band_rows: int, work: Any, pool: Executor | None, threads: int
+) -> list[Any]:
+    """``[work(top, end) for each band]`` in band order, on the pool's threads if any."""
+    tops = range(0, n_rows, band_rows)
+    if pool is None or threads <= 1:
+        return [work(top, min(top + band_rows, n_rows)) for top in tops]
+    futures = [pool.submit(work, top, min(top + band_rows, n_rows)) for top in tops]
+    return [future.result() for future in futures]
+
+
 def block_amplitudes(
     spectra: NDArray[np.complex64],
     geometry: SpectrumGeometry,
@@ -209,37 +266,35 @@ def block_amplitudes(
     The same numbers as :class:`AmplitudeAccumulator` fed the frames in order, computed a band
     of rows at a time (the block sums stay in cache) on ``threads`` threads of ``pool``.
     """
-    n = spectra.shape[0]
-    g = max(1, frames_per_block)
-    rows = geometry.rows
-    split = int(np.searchsorted(rows, geometry.frame_shape[0] // 2))
-    n_low, columns = split, geometry.columns
-    high_start = int(rows[split]) if rows.size > split else 0
-    amplitude = np.zeros((rows.size, columns), np.float32)
+    amplitude = np.zeros((geometry.rows.size, geometry.columns), np.float32)
 
-    def band(top: int) -> None:
-        end = min(top + band_rows, rows.size)
-        # Output rows top:end come from spectrum rows top:end (low) or shifted (high).
-        pieces = []
-        if top < n_low:
-            pieces.append((top, min(end, n_low), top))
-        if end > n_low:
-            a = max(top, n_low)
-            pieces.append((a, end, high_start + a - n_low))
-        block = np.empty((end - top, columns), np.complex64)
-        for first in range(0, n, g):
-            for o0, o1, s0 in pieces:
-                np.copyto(block[o0 - top : o1 - top], spectra[first, s0 : s0 + o1 - o0, :columns])
-                for i in range(first + 1, min(first + g, n)):
-                    target = block[o0 - top : o1 - top]
-                    target += spectra[i, s0 : s0 + o1 - o0, :columns]
-            amplitude[top:end] += np.abs(block)
+    def band(top: int, end: int) -> None:
+        amplitude[top:end] = _band_amplitude(spectra, geometry, frames_per_block, top, end)
 
-    tops = range(0, rows.size, band_rows)
-    if pool is None or threads <= 1:
-        for top in tops:
-            band(top)
-    else:
-        for future in [pool.submit(band, top) for top in tops]:
-            future.result()
+    _map_bands(geometry.rows.size, band_rows, band, pool, threads)
     return amplitude
+
+
+def amplitude_spectrum(
+    spectra: NDArray[np.complex64],
+    geometry: SpectrumGeometry,
+    frames_per_block: int,
+    pool: Executor | None = None,
+    threads: int = 1,
+    band_rows: int = 64,
+) -> NDArray[np.float32]:
+    """The centred amplitude spectrum of a movie's frame spectra (RELION's ``_PS`` image).
+
+    ``geometry.finish(block_amplitudes(...))``, with the rows of each band summed into output
+    rows while the band is in cache, on the threads; the bands' sums are added in band order,
+    so the result does not depend on ``threads``.
+    """
+
+    def band(top: int, end: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        amplitude = _band_amplitude(spectra, geometry, frames_per_block, top, end)
+        return geometry.row_sums(amplitude, top)
+
+    total = np.zeros((geometry.size, geometry.columns))
+    for rows, sums in _map_bands(geometry.rows.size, band_rows, band, pool, threads):
+        geometry.add_row_sums(total, rows, sums)
+    return geometry.finish_rows(total)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from tomopilot.imaging.amplitude_spectrum import SpectrumGeometry, block_amplitudes
+from tomopilot.imaging.amplitude_spectrum import SpectrumGeometry, amplitude_spectrum
 from tomopilot.imaging.bad_pixels import BadPixelFill
 from tomopilot.imaging.blas_threads import single_threaded_blas
 from tomopilot.imaging.dose_weighting import frame_end_doses_e_a2
@@ -304,8 +304,7 @@ def _correct(
     _run_split(pool, threads, transform)
     power, ps_pixel = None, 0.0
     if geometry is not None:
-        amplitude = block_amplitudes(stack, geometry, options.ps_every_n_frames, pool, threads)
-        power = geometry.finish(amplitude)
+        power = amplitude_spectrum(stack, geometry, options.ps_every_n_frames, pool, threads)
         ps_pixel = geometry.pixel_size_a
     bfactor = options.bfactor_px2 / (bin_y * bin_x)
     motion = align_spectra(
