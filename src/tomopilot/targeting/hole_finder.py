@@ -38,6 +38,7 @@ from tomopilot.targeting.map_image import MapImage
 OPAQUE_LEVEL = 0.3  # below this fraction of the bright level nothing gets through
 EMPTY_RATIO = 1.05  # disc/ring this far above the square's median: the hole's ice is gone
 TORN_RATIO = 1.035  # disc/ring below this: no carbon around the disc (torn film)
+TORN_SHARE = 0.5  # ... or below half the typical hole's contrast, where that is lower
 ICE_MFP_NM = 350.0
 
 
@@ -221,7 +222,7 @@ def find_holes_in_square(
         positions = found
     # A hole cut by a bar: its centre is nearer than a radius to what lets nothing through.
     clearance = ndimage.distance_transform_edt(~opaque)
-    candidates = []
+    measured = []
     for x, y in positions:
         disc, ring, dark = _disc_and_ring(data, opaque, float(x), float(y), r)
         row = min(max(int(y), 0), data.shape[0] - 1)
@@ -231,11 +232,16 @@ def find_holes_in_square(
             dropped["cut or covered"] += 1
             continue
         ratio = disc / ring if ring > 0 else math.inf
-        if ratio < TORN_RATIO:
-            dropped["torn film"] += 1
-            continue
         score = float(response[min(int(y), data.shape[0] - 1), min(int(x), data.shape[1] - 1)])
-        candidates.append((float(x), float(y), score, disc, ratio))
+        measured.append((float(x), float(y), score, disc, ratio))
+    # Torn film: the disc hardly brighter than its ring. "Hardly" scales with the contrast the
+    # square's holes in film have (smaller holes, or a coarser pixel, blur it): a fixed
+    # TORN_RATIO at the contrast of R2/1 holes at 77 Å, proportionally less below it.
+    in_film = [m[4] for m in measured if m[4] >= TORN_RATIO]
+    typical_ratio = float(np.median(in_film)) if in_film else TORN_RATIO
+    torn_below = min(TORN_RATIO, 1.0 + TORN_SHARE * (typical_ratio - 1.0))
+    candidates = [m for m in measured if m[4] >= torn_below]
+    dropped["torn film"] = len(measured) - len(candidates)
     if not candidates:
         return HoleFinding([], dropped, r)
     common = float(np.median([c[4] for c in candidates]))
