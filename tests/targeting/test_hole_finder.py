@@ -143,29 +143,46 @@ def test_the_lattice_fit_recovers_a_square_lattice_from_imperfect_detections(
     assert residual.max() < 1.0, residual.max()
 
 
-def test_small_holes_of_a_finer_film_are_found_too() -> None:
-    """R1.2/1.3 film (1.2 µm holes, 15.6 px at 77 Å): their disc/ring contrast is lower than
-    R2/1's (and varies with where the twin's coarse transmission grid, 0.41 µm here, samples
-    each hole), so the torn-film test scales with the square's own hole contrast. Found: most
-    intact holes (0.82 with a fixed threshold; the rest are lost to that sampling, not the
-    finder), and few false ones."""
-    film = {"hole_diameter_um": 1.2, "hole_spacing_um": 1.3}
+def _square_finding(
+    seed: int, hole_um: float, spacing_um: float, state: str
+) -> tuple[int, int, int, int, float]:
+    """One square of the given state on a grid of that film: (true intact holes, found, false,
+    holes called intact, median centre error µm)."""
+    film = {"hole_diameter_um": hole_um, "hole_spacing_um": spacing_um}
     scope = TwinMicroscope(
         TwinConfig.model_validate(
-            {"seed": 2, "stage": QUIET, "specimen": {**GRID, **film}, "presets": PRESETS}
+            {"seed": seed, "stage": QUIET, "specimen": {**GRID, **film}, "presets": PRESETS}
         )
     )
     grid = scope.specimen
     assert isinstance(grid, GridSpecimen)
-    square = next(s for s in grid.squares() if s.open_fraction == 1.0 and s.state == "good")
+    square = next(s for s in grid.squares() if s.open_fraction == 1.0 and s.state == state)
     scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
     image = PresetManager.from_scope(scope).acquire("Square")
     truth = scope.ground_truth.exposure(image.exposure_id)
     matrix = scope.camera.specimen_to_camera_matrix(image.area)
     square_map = MapImage(image.data, truth.specimen_centre_um[:2], matrix)
-    finding = find_holes_in_square(square_map, 1.2, pitch_um=2.5)
+    finding = find_holes_in_square(square_map, hole_um, pitch_um=hole_um + spacing_um)
     n_true, n_found, n_false, error_um = _score(square_map, finding, grid)
-    assert n_true > 450
-    assert n_found / n_true >= 0.9
-    assert n_false / len(finding.intact) <= 0.02
-    assert error_um < 0.1
+    return n_true, n_found, n_false, len(finding.intact), error_um
+
+
+def test_small_holes_of_a_finer_film_are_found_too() -> None:
+    """R1.2/1.3 film (1.2 µm holes, 15.6 px at 77 Å) besides R2/1, other grids (seeds) and a
+    broken square: the disc/ring contrast of small holes is lower than R2/1's (and varies with
+    where the twin's coarse transmission grid, 0.41 µm at this field, samples each hole), so the
+    torn-film test scales with the square's own hole contrast. R1.2/1.3: 0.82 of the intact
+    holes with a fixed threshold, about 0.9 now (the rest are lost to that sampling); R2/1 as
+    in the test above; few false holes everywhere."""
+    cases = [(2, 1.2, 1.3, "good"), (3, 1.2, 1.3, "broken"), (5, 2.0, 1.0, "broken")]
+    totals = {1.2: np.zeros(4), 2.0: np.zeros(4)}
+    for seed, hole_um, spacing_um, state in cases:
+        n_true, n_found, n_false, n_called, error_um = _square_finding(
+            seed, hole_um, spacing_um, state
+        )
+        assert error_um < 0.1, (seed, hole_um)
+        assert n_false / n_called <= 0.025, (seed, hole_um, state)
+        totals[hole_um] += (n_true, n_found, n_false, n_called)
+    small, large = totals[1.2], totals[2.0]
+    assert small[1] / small[0] >= 0.88 and large[1] / large[0] >= 0.95
+    assert (small[2] + large[2]) / (small[3] + large[3]) <= 0.02
