@@ -72,18 +72,22 @@ def _crash_after(engine: AcquisitionEngine, commits: int) -> None:
         engine.run()
 
 
-def _outcome(run_dir: Path) -> tuple[dict[int, list[int]], float]:
+def _outcome(run_dir: Path) -> tuple[dict[int, list[int]], float, dict[str, float]]:
+    """Every target's tilt steps, the tracking RMS and the run's time ledger."""
     journal = replay_journal(run_dir / "L1.journal.jsonl")
     assert journal.finished is not None and journal.finished["status"] == "finished"
     images: dict[int, list[int]] = {}
     for commit in journal.committed:
         images.setdefault(int(commit["target"]), []).append(int(commit["step_index"]))
     rms = assess_run_dir(run_dir).pooled()["tracking_rms_nm"]
-    return {k: sorted(v) for k, v in sorted(images.items())}, rms
+    ledger = dict(journal.finished["time_ledger_s"])
+    return {k: sorted(v) for k, v in sorted(images.items())}, rms, ledger
 
 
 @cache
-def _uninterrupted(strategy: str, root: Path) -> tuple[dict[int, list[int]], float]:
+def _uninterrupted(
+    strategy: str, root: Path
+) -> tuple[dict[int, list[int]], float, dict[str, float]]:
     config = _config(root / f"uninterrupted_{strategy}", strategy)
     assert _engine(config).run().status == "finished"
     return _outcome(config.parent / "run")
@@ -104,13 +108,15 @@ def test_a_resumed_run_takes_every_image_and_tracks_as_well(
     shared: Path, tmp_path: Path, strategy: str, commits: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="tomopilot.io.sort_by_tilt"):
-        reference_images, reference_rms = _uninterrupted(strategy, shared)
+        reference_images, reference_rms, reference_ledger = _uninterrupted(strategy, shared)
     if caplog.records:  # the uninterrupted run's sorts are no recoveries
         assert not any("sort by tilt interrupted" in r.getMessage() for r in caplog.records)
     config = _config(tmp_path, strategy)
     run_dir = tmp_path / "run"
     crashed = _engine(config)
     _crash_after(crashed, commits)
+    crashed_at_s = crashed.scope.clock.now_s()
+    last_kept_s = replay_journal(run_dir / "L1.journal.jsonl").ledger_time_s
     held = {k: v.data for k, v in getattr(crashed.strategy, "held_images", dict)().items()}
     journal_path = run_dir / "L1.journal.jsonl"
     with journal_path.open("ab") as handle:  # killed in the middle of a journal write
@@ -129,10 +135,21 @@ def test_a_resumed_run_takes_every_image_and_tracks_as_well(
 
     engine._recover = spy  # type: ignore[method-assign]
     assert engine.run(resume=True).status == "finished"
-    images, rms = _outcome(run_dir)
+    images, rms, ledger = _outcome(run_dir)
     # Every tilt image of the uninterrupted run, the one in flight retaken, none twice.
     assert images == reference_images
     assert rms <= 1.1 * reference_rms, (rms, reference_rms)
+
+    # The ledger covers the whole run, the crashed session included: all the microscope's time
+    # from the run's start to its end, the time from the last commit to the crash (the Record
+    # in flight) booked as interrupted, and the same Record exposure time as the uninterrupted
+    # run (the lost Record's exposure is in the interruption, its retake in the exposures).
+    start_s = float(replay_journal(journal_path).run["start_s"])  # type: ignore[index]
+    assert sum(ledger.values()) == pytest.approx(engine.scope.clock.now_s() - start_s, abs=0.02)
+    assert last_kept_s is not None and crashed_at_s > last_kept_s
+    assert ledger["interrupted"] == pytest.approx(crashed_at_s - last_kept_s, abs=0.002)
+    assert ledger["exposure"] == pytest.approx(reference_ledger["exposure"], abs=0.002)
+    assert reference_ledger["interrupted"] == 0.0
 
     # The torn line was cut off before the resume appended: every line is a record.
     for line in journal_path.read_bytes().splitlines():

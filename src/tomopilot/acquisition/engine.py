@@ -102,6 +102,7 @@ class AcquisitionEngine:
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
         self.journal = RunJournal(self.journal_path)
         self.records = RunRecords(plan, self.toolkit, self.journal, self.events, self.strategy)
+        self.records.checkpoint = self._ledger_point  # every commit keeps the ledger so far
         self._start_s = scope.clock.now_s()
         self._prior_s = 0.0  # microscope time of earlier sessions of this run (resume)
         self.levers: tuple[str, ...] = ()  # time levers in use (time_levers.py)
@@ -140,6 +141,8 @@ class AcquisitionEngine:
             )
         if state is not None and state.finished is not None:  # an aborted run, continued
             self._continue_ledger(state.finished.get("time_ledger_s") or {})
+        elif state is not None and state.ledger is not None:  # a crashed run, resumed
+            self._continue_ledger(state.ledger, since_s=state.ledger_time_s)
         self.levers = switch_levers(self.scope, levers_for(self.plan.strategy, self.plan.settings))
         try:
             if state is not None and state.setup is not None:
@@ -190,6 +193,7 @@ class AcquisitionEngine:
             views=self.records.save_held_images(),
             focus0_um=setup.focus0_um,
             start_is_um={str(k): list(v) for k, v in setup.start_is_um.items()},
+            **self._ledger_point(),
         )
 
     def _started(self, *, resumed: bool) -> None:
@@ -433,6 +437,7 @@ class AcquisitionEngine:
             status=status,
             time_s=self.scope.clock.now_s(),
             time_ledger_s=self.ledger.as_dict(),
+            ledger_time_s=self.scope.clock.now_s(),
         )
         self.events.emit(
             RunFinished(
@@ -444,9 +449,22 @@ class AcquisitionEngine:
             )
         )
 
-    def _continue_ledger(self, earlier: dict[str, float]) -> None:
+    def _continue_ledger(self, earlier: dict[str, float], since_s: float | None = None) -> None:
+        """Start from an earlier session's ledger. After a crash (``since_s``: when that ledger
+        was journalled) the time from then to this session's start is booked as
+        ``interrupted``: the work the crash lost and the time the run stood still."""
         self.ledger.add(earlier)
-        self._prior_s = sum(earlier.values())
+        gap = 0.0 if since_s is None else max(0.0, self._start_s - since_s)
+        self.ledger.book("interrupted", gap)
+        self._prior_s = sum(earlier.values()) + gap
+
+    def _ledger_point(self) -> dict[str, Any]:
+        """The ledger so far, closed now, for the journal (see ``time_ledger``)."""
+        now = self.scope.clock.now_s()
+        return {
+            "time_ledger_s": self.ledger.snapshot(self._prior_s + now - self._start_s),
+            "ledger_time_s": now,
+        }
 
     def _summary(self, status: str, state: JournalState) -> RunSummary:
         finished = state.finished or {}

@@ -9,6 +9,12 @@ commands (the engine thinking, on a real microscope) is booked as ``other`` when
 closed. On the twin the same run also has the twin's own ground-truth ledger; a test checks
 that the two agree.
 
+The journal keeps the ledger, closed at that moment, with the set-up and with every commit. A run
+resumed after a crash continues from the last one kept and books the time from it to the resume
+as ``interrupted``: the work lost in the crash (the exposure in flight, say) and, on a real
+microscope, the time the run stood still until it was resumed. An operator's stop (an aborted
+run) keeps its ledger in its ``finished`` record; the pause after it is not the run's time.
+
 *Efficiency* is the physics over the time used: the Records' exposure time plus stage tilting,
 over all the time the run kept the microscope.
 """
@@ -35,6 +41,7 @@ ACTIVITIES = (
     "housekeeping",
     "optics",
     "other",
+    "interrupted",
 )
 
 #: The physics of a tilt series: its Records' exposure and the tilting between them.
@@ -85,6 +92,13 @@ class TimeLedger:
     def close(self, total_s: float) -> None:
         """Book what the commands did not account for of ``total_s`` as ``other``."""
         self.book("other", total_s - self.total_s)
+
+    def snapshot(self, total_s: float) -> dict[str, float]:
+        """:meth:`as_dict` as if closed at ``total_s`` (the ledger itself is not changed): what
+        the journal keeps with each commit, so a crashed session's time is not lost."""
+        seconds = dict(self.seconds)
+        seconds["other"] = seconds.get("other", 0.0) + max(0.0, total_s - self.total_s)
+        return {k: round(v, 3) for k, v in seconds.items()}
 
     @property
     def total_s(self) -> float:

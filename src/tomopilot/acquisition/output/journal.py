@@ -5,10 +5,11 @@ Records are JSON objects with a ``kind``:
 - ``run``: the run began (strategy, targets, plan digest);
 - ``map``: a target's reference image was taken (its exposure id, for reports);
 - ``setup``: the set-up at the start tilt finished (strategy state, F0, start image shifts,
-  the files of images the strategy holds that no stack has);
+  the files of images the strategy holds that no stack has, the time ledger so far);
 - ``started``: a Record is about to be taken (target, step);
 - ``committed``: that Record is saved in its stack and mdoc (with its branch and applied image
-  shift, and the strategy state and held-image files after it);
+  shift, the strategy state and held-image files after it, and the time ledger so far:
+  ``time_ledger_s`` closed at the microscope clock's ``ledger_time_s``);
 - ``lost``: an exposure that will not be retried;
 - ``ended``: a branch of the scheme ended;
 - ``finished``: the run ended.
@@ -47,6 +48,9 @@ class JournalState:
     committed: list[dict[str, Any]] = field(default_factory=list)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     heights_done: bool = False
+    ledger: dict[str, float] | None = None
+    """The last time ledger journalled (set-up, commits, finish), closed at ``ledger_time_s``."""
+    ledger_time_s: float | None = None
 
 
 # What :attr:`JournalState.committed` keeps of each commit: the branch is needed to pick a
@@ -70,6 +74,11 @@ def replay_journal(path: Path) -> JournalState:
     state = JournalState()
     for number, record in enumerate(AppendOnlyJournal(path).records(), start=1):
         kind = record.get("kind")
+        if "time_ledger_s" in record and "ledger_time_s" in record:
+            state.ledger = {str(k): float(v) for k, v in record["time_ledger_s"].items()}
+            state.ledger_time_s = float(record["ledger_time_s"])
+        elif kind == "run" and "start_s" in record:  # nothing booked yet: the clock started
+            state.ledger, state.ledger_time_s = {}, float(record["start_s"])
         if kind == "run":
             state.run = record
         elif kind == "map":

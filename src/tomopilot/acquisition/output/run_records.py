@@ -9,6 +9,7 @@ between the two leaves an exposure the resume truncates away rather than one it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tomopilot.acquisition.events import ExposureLost, ExposureRecorded
@@ -55,6 +56,8 @@ class RunRecords:
         self.n_exposures = 0
         self.n_lost = 0
         self.held: dict[str, dict[str, Any]] = {}  # files of the strategy's held images
+        #: extra fields for every commit record (the engine's time ledger so far)
+        self.checkpoint: Callable[[], dict[str, Any]] = dict
 
     def restore(self, state: JournalState) -> None:
         """Continue from a journal: files repaired to its commits, counts and doses as they were."""
@@ -125,6 +128,7 @@ class RunRecords:
             prior_dose={str(k): v for k, v in self.prior_dose.items()},
             state=self.strategy.state(),
             views=self.save_held_images(),
+            **self.checkpoint(),
         )
         return index
 
