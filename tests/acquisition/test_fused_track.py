@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.base import Toolkit
-from tomopilot.acquisition.strategies.fused_track import BEAM_CLEARANCE, place_spot
+from tomopilot.acquisition.strategies.fused_track import (
+    BEAM_CLEARANCE,
+    place_spot,
+    shot_field_um,
+    textured_spot,
+)
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.types import LowDoseArea
@@ -71,3 +76,29 @@ def test_a_shot_binned_beyond_its_preset_measures_shifts_in_micrometres(tmp_path
     at_preset, coarser = measured_um(8), measured_um(16)
     assert at_preset == pytest.approx(0.06, abs=0.01)
     assert coarser == pytest.approx(at_preset, abs=0.015)
+
+
+def test_on_holey_film_the_spot_goes_into_a_free_hole_not_onto_bare_carbon(tmp_path: Path) -> None:
+    # Target 1 sits in a hole; around it is carbon, bare at a shot's 32 Å, then the next holes,
+    # with particles in their ice. The nearest clear place is on carbon; the most textured one
+    # in target 1's View is in a hole (the twin's truth says which is which).
+    config = load_acquire_config(
+        write_config(tmp_path, twin={"specimen": {"kind": "holey_film", "ice_thickness_nm": 120}})
+    )
+    scope = TwinMicroscope(config.microscope.twin)
+    film = scope._core.specimen  # type: ignore[attr-defined]
+    toolkit = Toolkit(scope, AcquisitionSettings())
+    view = scope.camera.acquire(LowDoseArea.VIEW)
+    x0, y0, _ = scope.ground_truth.exposures[-1].specimen_centre_um
+    hole = film.hole_centres_um((x0 - 3, x0 + 3, y0 - 3, y0 + 3))
+    centre = hole[np.argmin(np.hypot(hole[:, 0] - x0, hole[:, 1] - y0))]
+    scope.optics.set_image_shift_um(float(centre[0] - x0), float(centre[1] - y0))
+    view = scope.camera.acquire(LowDoseArea.VIEW)  # centred on target 1's hole
+    seen = np.asarray(scope.ground_truth.exposures[-1].specimen_centre_um[:2])
+    field = shot_field_um(toolkit)
+    offset = textured_spot(toolkit, view, [(0.0, 0.0)], 1.5, 15.0, field)
+    nearest = place_spot([(0.0, 0.0)], 1.5, 15.0)
+    assert offset is not None and nearest is not None
+    assert np.hypot(*offset) >= BEAM_CLEARANCE * 1.5 - 1e-9  # clear of target 1's beam
+    assert not film.in_hole(*(seen + nearest))  # the nearest clear place: carbon
+    assert film.in_hole(*(seen + offset))  # the chosen one: a hole

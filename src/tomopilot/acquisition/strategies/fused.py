@@ -121,9 +121,12 @@ class FusedStrategy:
         if 1 in start_is_um:
             # A wide View of target 1: what a lost tracking target is searched for in later.
             toolkit.scope.optics.set_image_shift_um(*start_is_um[1])
-            self.relocation.start(self._images, toolkit.view(), start_tilt_deg)
+            view = toolkit.view()
+            self.relocation.start(self._images, view, start_tilt_deg)
             if s.track_spot:
-                self.spot = start_spot(s, self.targets, start_is_um, toolkit, start_tilt_deg)
+                self.spot = start_spot(
+                    s, self.targets, start_is_um, toolkit, start_tilt_deg, view=view
+                )
 
     # -- prediction -------------------------------------------------------------------------
     def alive(self, target: int, branch: str) -> bool:
