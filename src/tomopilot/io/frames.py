@@ -222,29 +222,44 @@ def _read_into(path: Path, array: NDArray[Any], offset: int) -> None:
         os.close(fd)
 
 
+def read_plain_mrc(path: Path | str) -> NDArray[Any]:
+    """The data of an MRC file of a plain mode (:data:`PLAIN_MRC_MODES`), as a new writable
+    array shaped as stored (2D for one section).
+
+    mrcfile finds the data block (type, byte order, shape, offset) without reading it; the
+    data then go straight into an array numpy allocated (large pages where the kernel gives
+    them, far fewer page faults than a buffer of 4 KiB pages), read on a few threads.
+    """
+    import mrcfile
+
+    path = Path(path)
+    info = mrc_header_info(path)  # the true reason for a refusal, before anything allocates
+    if info.mode not in PLAIN_MRC_MODES:
+        raise FormatError(f"MRC mode {info.mode} is not read as plain data", path=path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
+                mapped = mrc.data
+                if mapped is None:
+                    raise FormatError("MRC file holds no data (truncated?)", path=path)
+                dtype, shape, offset = mapped.dtype, mapped.shape, int(mapped.offset)
+                del mapped
+        array = np.empty(shape, dtype)
+        _read_into(path, array, offset)
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"cannot read MRC data: {exc}", path=path) from exc
+    return array
+
+
 def _read_mrc(path: Path) -> NDArray[Any]:
     import mrcfile
 
     info = mrc_header_info(path)  # the true reason for a refusal, before mrcfile allocates
     if info.mode in PLAIN_MRC_MODES:
-        # mrcfile finds the data block (type, byte order, shape, offset) without reading it;
-        # the data then go into an array numpy allocated (large pages where the kernel gives
-        # them, far fewer page faults than a buffer of 4 KiB pages).
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-                    mapped = mrc.data
-                    if mapped is None:
-                        raise FormatError("MRC file holds no data (truncated?)", path=path)
-                    dtype, shape, offset = mapped.dtype, mapped.shape, int(mapped.offset)
-                    del mapped
-            array = np.empty(shape, dtype)
-            _read_into(path, array, offset)
-        except FormatError:
-            raise
-        except Exception as exc:
-            raise FormatError(f"cannot read MRC stack: {exc}", path=path) from exc
+        array = read_plain_mrc(path)
         array.flags.writeable = False  # as mrcfile's read-only data
         return array[None] if array.ndim == 2 else array
     try:

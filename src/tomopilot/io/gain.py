@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 
 from tomopilot.core.input_files import check_input_path
 from tomopilot.io.errors import FormatError
+from tomopilot.io.frames import PLAIN_MRC_MODES, read_plain_mrc
 from tomopilot.io.mrc_header import looks_like_mrc, mrc_header_info
 
 _SERIALEM_DEFECT_KEYS = re.compile(r"^\s*(CameraSize|RotationAndFlip|K2Type|Bad\w*)\b", re.M)
@@ -104,12 +105,14 @@ def read_image(path: Path | str, *, tiff_as_stored: bool = False) -> NDArray[np.
         if is_mrc:
             import mrcfile
 
-            mrc_header_info(path)
-
-            with mrcfile.open(path, mode="r", permissive=True) as mrc:
-                if mrc.data is None:
-                    raise FormatError("MRC file holds no data", path=path)
-                data = np.array(mrc.data, dtype=np.float32)
+            info = mrc_header_info(path)
+            if info.mode in PLAIN_MRC_MODES:  # read straight into a numpy array, on threads
+                data = read_plain_mrc(path).astype(np.float32, copy=False)
+            else:
+                with mrcfile.open(path, mode="r", permissive=True) as mrc:
+                    if mrc.data is None:
+                        raise FormatError("MRC file holds no data", path=path)
+                    data = np.array(mrc.data, dtype=np.float32)
         else:
             import tifffile
 
@@ -139,9 +142,10 @@ def read_gain(
     """
     path = Path(path)
     data = read_image(path, tiff_as_stored=for_eer)
-    if not np.all(np.isfinite(data)):
+    low, high = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)):  # min and max propagate NaN
         raise FormatError("the gain reference holds NaN or infinite values", path=path)
-    if np.any(data < 0):
+    if low < 0:
         raise FormatError("the gain reference holds negative values", path=path)
     if for_eer and _is_mrc_file(path):
         good = data > 0
@@ -149,7 +153,7 @@ def read_gain(
             raise FormatError("the gain reference is zero everywhere", path=path)
         mean = float(data[good].mean())
         data = np.where(good, mean / np.where(good, data, 1.0), 0.0).astype(np.float32)
-    return orient_gain(data, rotation=rotation, flip=flip).astype(np.float32)
+    return orient_gain(data, rotation=rotation, flip=flip).astype(np.float32, copy=False)
 
 
 def _is_mrc_file(path: Path) -> bool:
