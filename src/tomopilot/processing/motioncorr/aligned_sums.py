@@ -66,9 +66,11 @@ def sum_global(
     """
     n = len(spectra)
     rows, cols = _ramps(shape, shifts)
-    even_sum = np.zeros(spectra[0].shape, np.complex64)
-    # Without even/odd halves one accumulator serves all frames.
-    odd_sum = np.zeros(spectra[0].shape, np.complex64) if options.even_odd else even_sum
+    # The sums are built in the first even and odd spectra themselves (each is shifted there
+    # before anything is added to it): no new spectrum-sized memory. Without even/odd halves
+    # one accumulator serves all frames.
+    even_sum = spectra[0]
+    odd_sum = spectra[1] if options.even_odd else even_sum
     weighted = None
     q = norm = None
     if doses is not None:
@@ -86,6 +88,7 @@ def sum_global(
         for i in range(n):
             spectrum = spectra[i]
             accumulator = even_sum if i % 2 == 0 else odd_sum
+            first = accumulator is spectrum  # the accumulator's own spectrum: it starts the sum
             decay = None if doses is None else np.float32(doses[i])
             # Row blocks keep the shifted spectrum in cache: one read of the frame, one update
             # of the sum, instead of three full passes.
@@ -95,7 +98,10 @@ def sum_global(
                 np.multiply(spectrum[top:end], cols[i], out=part)
                 np.multiply(part, rows[i][top:end], out=part)
                 target = accumulator[top:end]
-                np.add(target, part, out=target)
+                if first:
+                    np.copyto(target, part)
+                else:
+                    np.add(target, part, out=target)
                 if weighted is not None and q is not None and decay is not None:
                     weighted[top:end] += part * np.exp(-decay * q[top:end])
 

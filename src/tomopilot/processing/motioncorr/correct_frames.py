@@ -112,8 +112,12 @@ def _prepare(
     options: MotionCorrOptions,
     pool: ThreadPoolExecutor | None = None,
     threads: int = 1,
+    scratch: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y)."""
+    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y).
+
+    ``scratch`` (a frame-sized float32 buffer, overwritten) holds the unaligned sum.
+    """
     shape = frames.shape[1:]
     bad = np.zeros(shape, bool)
     hot_xy = np.zeros((0, 2), np.int64)
@@ -131,7 +135,7 @@ def _prepare(
     if options.remove_hot_pixels:
         # The unaligned sum, its mean and spread over the pixels not already bad, and the
         # pixels above mean + σ·std: each thread does its band of rows, a block at a time.
-        total = np.empty(shape, np.float32)
+        total = np.empty(shape, np.float32) if scratch is None else scratch
         bounds = np.linspace(0, shape[0], threads + 1).astype(int)
         moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
         block = max(1, (1 << 16) // max(1, shape[1]))
@@ -261,7 +265,9 @@ def _correct(
 ) -> MovieCorrection:
     n = frames.shape[0]
     shape = (int(frames.shape[1]), int(frames.shape[2]))
-    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads)
+    work = workspace or SpectrumWorkspace()
+    buffers = work.frames(threads, shape)
+    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads, scratch=buffers[0])
     out_shape = binned_shape(shape, options.bin_factor)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
@@ -271,10 +277,8 @@ def _correct(
         if options.power_spectra
         else None
     )
-    work = workspace or SpectrumWorkspace()
     stack = work.spectra(n, out_shape)
     spectra = list(stack)
-    buffers = work.frames(threads, shape)
     fulls = work.scratches(threads, shape) if out_shape != shape else None
     edges = FrameEdges.empty(n, shape)
     any_bad = bool(bad.any())
