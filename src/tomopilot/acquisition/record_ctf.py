@@ -7,6 +7,8 @@ the focus that was set, and refuses rings too weak to trust.
 
 from __future__ import annotations
 
+from collections import deque
+
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome
 from tomopilot.imaging.ctf import CtfOptics
@@ -35,13 +37,28 @@ def image_optics(image: Image) -> CtfOptics:
     return CtfOptics(voltage_kv=voltage_kv(image), cs_mm=cs, amplitude_contrast=AMPLITUDE_CONTRAST)
 
 
+# The last few fits, by Record: the strategy (fused) and the engine (the mdoc's defocus,
+# refineGeo) both ask for the same Record's fit; the second asks the first's answer.
+_RECENT: deque[tuple[Image, float, CtfOptics, float | None]] = deque(maxlen=4)
+
+
 def record_defocus_um(
     image: Image, focus_um: float, optics: CtfOptics | None = None
 ) -> float | None:
     """The Record's defocus (µm, negative = underfocus) fitted near ``focus_um``; None if weak.
 
-    The fit uses the image's own voltage and Cs unless ``optics`` is given."""
+    The fit uses the image's own voltage and Cs unless ``optics`` is given. The same Record
+    fitted again near the same focus gets the first fit's answer (no second fit)."""
     optics = optics or image_optics(image)
+    for seen, focus, seen_optics, result in _RECENT:
+        if seen is image and focus == focus_um and seen_optics == optics:
+            return result
+    result = _fit(image, focus_um, optics)
+    _RECENT.append((image, focus_um, optics, result))
+    return result
+
+
+def _fit(image: Image, focus_um: float, optics: CtfOptics) -> float | None:
     data = image.data
     ny, nx = data.shape
     crop = min(CTF_CROP_PX, ny, nx)

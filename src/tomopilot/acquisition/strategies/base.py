@@ -78,6 +78,8 @@ class Outcome:
     shift is ``specimen_shift_um``."""
 
 
+UPSAMPLE_DEFAULT = 20  # the aligner's sub-pixel factor unless a strategy asks for another
+
 # Stretched comparisons (View relocations) run on images binned to at most this size.
 STRETCH_MAX_PX = 1024
 
@@ -113,6 +115,7 @@ class Toolkit:
         *,
         limit_um: float | None = None,
         flatten_a: float | None = None,
+        upsample: int | None = None,
     ) -> tuple[NDArray[np.float64], float] | None:
         """Specimen displacement from ``reference`` to ``image`` (µm) and the peak's significance.
 
@@ -120,7 +123,8 @@ class Toolkit:
         compared at the coarser pixel. ``limit_um`` restricts the search (PACEtomo's
         alignLimit); ``None`` is returned when nothing correlates inside it or the two images
         do not show the same field. ``flatten_a`` (Å) removes a smooth background before the
-        correlation (see :func:`~tomopilot.imaging.xcorr.align`).
+        correlation (see :func:`~tomopilot.imaging.xcorr.align`). ``upsample`` is the sub-pixel
+        refinement factor (the aligner's default when None); its cost grows with it.
         """
         pair = _same_field(reference, image)
         if pair is None:
@@ -135,6 +139,7 @@ class Toolkit:
                 max_shift_px=None if limit_um is None else limit_um * pixels_per_um,
                 low_pass_px=2.0,
                 flatten_px=None if flatten_a is None else flatten_a / coarse.pixel_size_a,
+                upsample=UPSAMPLE_DEFAULT if upsample is None else upsample,
             )
         except NoCorrelationPeakError:
             return None

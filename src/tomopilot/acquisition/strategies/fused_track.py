@@ -31,6 +31,7 @@ from scipy import ndimage
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.fused_align import UPSAMPLE
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.geometry.scope_state import temporary_preset
@@ -265,7 +266,7 @@ class TrackSpot:
             self.images[branch] = image
             self.last = None
             return None
-        found = toolkit.shift_um(reference, image, flatten_a=flatten_a)
+        found = toolkit.shift_um(reference, image, flatten_a=flatten_a, upsample=UPSAMPLE)
         needed = MIN_SIGNIFICANCE
         if self.peaks:
             needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(self.peaks))
