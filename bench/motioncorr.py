@@ -11,10 +11,14 @@ raw counts with the detector's gain pattern, known beam-induced motion; written 
 TIFF, with the twin's gain reference (it multiplies, as RELION applies it). Both programs get
 the same files, the same threads, B-factor 150 px², 1 × 1 patches, no binning, the gain, hot
 pixels removed and the amplitude spectra every 4 frames (RELION's default outputs; float32 sums,
-RELION 3.1.3 writes no float16). Timings: 1 warm-up, then ``REPEATS`` interleaved runs, median;
-wall and CPU (this process and its children). Whole job = from the input file list to the last
-STAR file written; for RELION its command, for tomopilot ``run_motioncorr`` in this process on
-the default in-process executor (Python's start-up and imports are reported apart).
+RELION 3.1.3 writes no float16). Timings: 1 warm-up each, then ``REPEATS`` (even) repeats
+interleaved in ABBA order (RELION then ours, ours then RELION, ...: each program's runs follow
+the other's as often as its own, so neither always inherits the other's after-effects: page
+cache, freed memory the machine must hand out afresh), median; wall and CPU (this process and
+its children); our wall is also reported by what ran just before it. Whole job = from the input
+file list to the last STAR file written; for RELION its command, for tomopilot
+``run_motioncorr`` in this process on the default in-process executor (Python's start-up and
+imports are reported apart).
 
 - one movie (MRC, TIFF) and a batch of 4 movies in one job;
 - alignment alone for tomopilot (RELION's alignment cannot be timed apart from its job);
@@ -65,7 +69,7 @@ from tomopilot.processing.relion_job import RelionJob
 
 SIZE = int(os.environ.get("MOTIONCORR_BENCH_SIZE", "4096"))  # smaller only for a quick check
 THREADS = available_cores()
-REPEATS = 3
+REPEATS = 4  # even: the ABBA order puts each program after the other equally often
 BATCH = 4
 BFACTOR = 150.0
 PEER_CROP = min(2048, SIZE)
@@ -84,6 +88,14 @@ def timed(action: Callable[[], Any]) -> tuple[float, float, Any]:
     cpu, wall = _usage(), time.perf_counter()
     value = action()
     return time.perf_counter() - wall, _usage() - cpu, value
+
+
+def order(repeat: int) -> tuple[str, str]:
+    """ABBA: RELION first in even repeats, tomopilot first in odd ones (after the warm-ups
+    ours, RELION): over an even number of repeats each program's timed runs follow the other
+    program as often as they follow itself, so neither carries the other's after-effects
+    (page cache, memory the kernel must hand out afresh) in every repeat."""
+    return ("relion", "ours") if repeat % 2 == 0 else ("ours", "relion")
 
 
 def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -290,9 +302,10 @@ def peer_section(project: Project) -> dict[str, Any]:
     shifts: dict[str, np.ndarray] = {}
     for contender in (ours, peer):  # warm-up, both
         contender()
-    for _ in range(REPEATS):
-        for key, contender in (("ours", ours), ("peer", peer)):
-            wall, cpu, value = timed(contender)
+    contenders = {"ours": ours, "peer": peer}
+    for repeat in range(REPEATS):
+        for key in ("peer", "ours") if repeat % 2 == 0 else ("ours", "peer"):  # ABBA
+            wall, cpu, value = timed(contenders[key])
             runs[key].append((wall, cpu))
             shifts[key] = value
     truth = project.truth
@@ -312,7 +325,8 @@ def peer_section(project: Project) -> dict[str, Any]:
         "speedup_wall": round(peer_wall / our_wall, 2),
         "speedup_cpu": round(peer_cpu / our_cpu, 2),
         "how": f"{THREADS} threads each (torch.set_num_threads), 1 warm-up each, "
-        f"{REPEATS} interleaved repeats, median; estimate + corrected frames/sum in memory",
+        f"{REPEATS} repeats interleaved in ABBA order, median; estimate + corrected "
+        "frames/sum in memory",
     }
 
 
@@ -346,19 +360,28 @@ def main() -> dict[str, Any]:
             fractions: list[tuple[float, float]] = []  # (wall-based, CPU-based) per repeat
             n_frames = project.n_frames * len(names)
             last: dict[str, Path] = {}
+            after: dict[str, list[float]] = {"ours": [], "relion": []}  # our wall by predecessor
+            previous = "ours"
             run_ours(project, names)  # warm-up
             if RELION:
                 run_relion(project, names, "RELION_warm")
+                previous = "relion"
             for repeat in range(REPEATS):
-                fft = fft_seconds()  # the bound, timed just before the job it is compared with
-                wall, cpu, last["ours"] = timed(lambda names=names: run_ours(project, names))
-                runs["ours"].append((wall, cpu))
-                fractions.append((n_frames * fft / (wall * THREADS), n_frames * fft / cpu))
-                if RELION:
-                    wall, cpu, last["relion"] = timed(
-                        lambda names=names, r=repeat: run_relion(project, names, f"RELION_{r}")
-                    )
-                    runs["relion"].append((wall, cpu))
+                for contender in order(repeat) if RELION else ("ours",):
+                    if contender == "ours":
+                        fft = fft_seconds()  # the bound, timed just before the job it meets
+                        wall, cpu, last["ours"] = timed(
+                            lambda names=names: run_ours(project, names)
+                        )
+                        runs["ours"].append((wall, cpu))
+                        fractions.append((n_frames * fft / (wall * THREADS), n_frames * fft / cpu))
+                        after[previous].append(wall)
+                    else:
+                        wall, cpu, last["relion"] = timed(
+                            lambda names=names, r=repeat: run_relion(project, names, f"RELION_{r}")
+                        )
+                        runs["relion"].append((wall, cpu))
+                    previous = contender
             our_wall, our_cpu = medians(runs["ours"])
             entry: dict[str, Any] = {
                 "movies": len(names),
@@ -370,6 +393,9 @@ def main() -> dict[str, Any]:
                     statistics.median(f[1] for f in fractions), 3
                 ),
             }
+            for key, walls in after.items():
+                if RELION and walls:
+                    entry[f"ours_wall_s_after_{key}"] = round(statistics.median(walls), 3)
             entry |= compare_jobs(project, last["ours"], last.get("relion"), names[0])
             if RELION:
                 relion_wall, relion_cpu = medians(runs["relion"])
@@ -388,7 +414,9 @@ def main() -> dict[str, Any]:
         metrics["jobs"] = results
         metrics["jobs_how"] = (
             f"whole job, {THREADS} threads each (RELION --j {THREADS}; tomopilot's in-process "
-            f"executor), 1 warm-up, {REPEATS} interleaved repeats, median wall and CPU; "
+            f"executor), 1 warm-up each, {REPEATS} repeats interleaved in ABBA order (RELION "
+            "first in even repeats, ours first in odd ones; ours_wall_s_after_relion/_ours: "
+            "our median wall by what ran just before), median wall and CPU; "
             "frames/s/core = frames / (wall × threads); fraction of the FFT bound: per repeat, "
             "frames × (one 1-thread real FFT, timed just before the job) / (wall × threads), "
             "median over the repeats (_cpu: the job's CPU seconds instead of wall × threads, "
