@@ -32,7 +32,10 @@ def test_the_engine_ledger_matches_the_twins(tmp_path: Path) -> None:
     assert sum(mine.values()) == pytest.approx(sum(twin.values()), abs=0.01)
     assert mine["other"] == pytest.approx(0.0, abs=0.01)
     assert mine["stage_tilt"] == pytest.approx(twin["stage_tilt"], abs=0.01)
-    assert mine["image_shift"] == pytest.approx(twin.get("image_shift_settle", 0.0), abs=0.01)
+    # fused settles image shifts during the camera's start-up: what the twin waits for them
+    # beyond the start-up passes inside camera commands, where the engine books it
+    assert mine["image_shift"] == pytest.approx(0.0, abs=0.01)
+    assert twin.get("image_shift_settle", 0.0) <= mine["camera_overhead"]
     assert mine["wait"] == pytest.approx(twin.get("wait", 0.0), abs=0.01)
     # The Records' exposure is the preset's exposure time of every Record the twin took.
     truth = engine.scope.ground_truth  # type: ignore[attr-defined]

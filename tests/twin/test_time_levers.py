@@ -9,8 +9,8 @@ from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.types import LowDoseArea
 
 
-def _scope() -> TwinMicroscope:
-    return TwinMicroscope(small_config(camera={"render": False}))
+def _scope(**camera: float) -> TwinMicroscope:
+    return TwinMicroscope(small_config(camera={"render": False, **camera}))
 
 
 def _timed(scope: TwinMicroscope, action) -> float:  # type: ignore[no-untyped-def]
@@ -20,7 +20,7 @@ def _timed(scope: TwinMicroscope, action) -> float:  # type: ignore[no-untyped-d
 
 
 def test_early_return_hands_back_the_sum_and_the_next_exposure_waits_for_the_camera() -> None:
-    scope = _scope()
+    scope = _scope(readout_s=1.5)  # a slow read-out, so the tilt ends before the camera is free
     cam = scope.config.camera
     exposure = scope.optics.preset(LowDoseArea.RECORD).exposure_s
     plain = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
