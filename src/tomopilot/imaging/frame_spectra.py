@@ -28,16 +28,21 @@ import scipy.fft as sfft
 from numpy.typing import NDArray
 
 
-def _pocketfft_r2c() -> Any:
-    """scipy's pocketfft real-to-complex kernel, which accepts an output array, if present."""
+def _pocketfft() -> Any:
+    """scipy's pocketfft kernels, which accept output arrays, if present."""
     try:
         module: Any = importlib.import_module("scipy.fft._pocketfft.pypocketfft")
-        return module.r2c
-    except (ImportError, AttributeError):  # pragma: no cover - other scipy versions
-        return None
+        if all(hasattr(module, name) for name in ("r2c", "c2r", "c2c")):
+            return module
+    except ImportError:  # pragma: no cover - other scipy versions
+        pass
+    return None  # pragma: no cover
 
 
-_R2C = _pocketfft_r2c()
+_POCKETFFT = _pocketfft()
+_R2C = None if _POCKETFFT is None else _POCKETFFT.r2c
+ROW_BLOCK = 32
+"""Rows transformed at a time by the in-place transforms (a ~0.5 MB buffer at 4096 px)."""
 
 
 def rfft2_into(frame: NDArray[np.float32], out: NDArray[np.complex64]) -> NDArray[np.complex64]:
@@ -50,6 +55,74 @@ def rfft2_into(frame: NDArray[np.float32], out: NDArray[np.complex64]) -> NDArra
             pass
     out[...] = sfft.rfft2(frame)
     return out
+
+
+def real_part(spectrum: NDArray[np.complex64], width: int) -> NDArray[np.float32]:
+    """The memory of a (ny, width//2 + 1) half-spectrum seen as a (ny, width) float32 image.
+
+    Each row of the image lies at the start of the spectrum's row (which holds 2 or 1 more
+    floats), so a frame written here can be transformed in place (:func:`rfft2_in_place`) and
+    an inverse transform can leave its image here (:func:`irfft2_in_place`).
+    """
+    if spectrum.dtype != np.complex64 or not spectrum.flags.c_contiguous:
+        raise ValueError("an in-place spectrum must be C-contiguous complex64")
+    if spectrum.ndim != 2 or spectrum.shape[1] != width // 2 + 1:
+        raise ValueError(f"spectrum {spectrum.shape} does not hold an image {width} px wide")
+    real: NDArray[np.float32] = spectrum.view(np.float32)[:, :width]
+    return real
+
+
+def rfft2_in_place(
+    spectrum: NDArray[np.complex64], width: int, threads: int = 1
+) -> NDArray[np.complex64]:
+    """Replace the image held in ``real_part(spectrum, width)`` by its half-spectrum.
+
+    The same values as ``scipy.fft.rfft2`` of that image, with no image-sized memory: the rows
+    are transformed a block at a time into a small buffer that is copied back over the rows
+    it came from (pocketfft's r2c must not write over its input), then the columns are
+    transformed in place (which its c2c allows).
+    """
+    real = real_part(spectrum, width)
+    height = spectrum.shape[0]
+    if _POCKETFFT is None:  # pragma: no cover - other scipy versions
+        spectrum[...] = sfft.rfft2(np.array(real))
+        return spectrum
+    block = np.empty((min(ROW_BLOCK, height), spectrum.shape[1]), np.complex64)
+    for top in range(0, height, ROW_BLOCK):
+        end = min(top + ROW_BLOCK, height)
+        part = block[: end - top]
+        _POCKETFFT.r2c(real[top:end], (1,), True, 0, part, 1)
+        spectrum[top:end] = part
+    _POCKETFFT.c2c(spectrum, (0,), True, 0, spectrum, max(1, threads))
+    return spectrum
+
+
+def irfft2_in_place(
+    spectrum: NDArray[np.complex64], width: int, threads: int = 1
+) -> NDArray[np.float32]:
+    """Replace a half-spectrum by its inverse transform; returns the image (a view of it).
+
+    The same values as ``scipy.fft.irfft2(spectrum, s=(ny, width))`` (normalised by 1/N),
+    with no image-sized memory (see :func:`rfft2_in_place`): columns in place, then rows a
+    block at a time into a small buffer, scaled on the way into the image's rows.
+    """
+    real = real_part(spectrum, width)
+    height = spectrum.shape[0]
+    scale = np.float32(1.0 / (height * width))
+    if _POCKETFFT is None:  # pragma: no cover - other scipy versions
+        image = sfft.irfft2(spectrum, s=(height, width))
+        real[...] = image
+        return real
+    threads = max(1, threads)
+    _POCKETFFT.c2c(spectrum, (0,), False, 0, spectrum, threads)
+    rows = ROW_BLOCK * threads
+    block = np.empty((min(rows, height), width), np.float32)
+    for top in range(0, height, rows):
+        end = min(top + rows, height)
+        part = block[: end - top]
+        _POCKETFFT.c2r(spectrum[top:end], (1,), width, False, 0, part, threads)
+        np.multiply(part, scale, out=real[top:end])
+    return real
 
 
 class SpectrumWorkspace:

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from tomopilot.imaging.dose_weighting import dose_weight_half_life
 from tomopilot.imaging.errors import ImagingError
+from tomopilot.imaging.frame_spectra import irfft2_in_place
 from tomopilot.imaging.motion_global import GlobalMotion
 from tomopilot.imaging.motion_local import (
     LocalMotionModel,
@@ -111,19 +112,19 @@ def sum_global(
     else:
         for future in [pool.submit(add_band, k) for k in range(threads)]:
             future.result()
-    unweighted = even_sum + odd_sum if options.even_odd else even_sum
+    # The inverse transforms leave each image in its spectrum's memory (the images are views
+    # of the first two spectra): no image-sized temporaries.
     even = odd = None
     if options.even_odd:
-        even = np.asarray(sfft.irfft2(even_sum, s=shape, workers=threads), np.float32)
-    plain = np.asarray(
-        sfft.irfft2(unweighted, s=shape, overwrite_x=True, workers=threads), np.float32
-    )
+        np.add(odd_sum, even_sum, out=odd_sum)  # the odd sum's place now holds the whole sum
+        even = irfft2_in_place(even_sum, shape[1], threads)
+    plain = irfft2_in_place(odd_sum, shape[1], threads)
     if even is not None:
         odd = plain - even
     if weighted is not None and norm is not None:
         weighted /= np.maximum(norm, 1e-30)
         weighted *= np.float32(np.sqrt(n))  # keep the mean level of a plain sum
-        image = np.asarray(sfft.irfft2(weighted, s=shape, workers=threads), np.float32)
+        image = irfft2_in_place(weighted, shape[1], threads)
         return image, even, odd, plain if options.save_no_dw else None, None, None
     return plain, even, odd, None, None, None
 

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,7 +38,12 @@ from tomopilot.imaging.bad_pixels import BadPixelFill
 from tomopilot.imaging.blas_threads import single_threaded_blas
 from tomopilot.imaging.dose_weighting import frame_end_doses_e_a2
 from tomopilot.imaging.errors import ImagingError
-from tomopilot.imaging.frame_spectra import SpectrumWorkspace, rfft2_into
+from tomopilot.imaging.frame_spectra import (
+    SpectrumWorkspace,
+    real_part,
+    rfft2_in_place,
+    rfft2_into,
+)
 from tomopilot.imaging.motion_global import align_spectra
 from tomopilot.imaging.motion_local import LocalMotionModel, PatchObservations
 from tomopilot.imaging.motion_passes import crop_spectra
@@ -45,6 +51,21 @@ from tomopilot.imaging.periodic_component import FrameEdges
 from tomopilot.imaging.trajectory import smooth_trajectory
 from tomopilot.processing.motioncorr.aligned_sums import sum_global, sum_local
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+
+class FrameReader(Protocol):
+    """A movie whose frames are read one at a time (see
+    :class:`~tomopilot.processing.motioncorr.movie_frames.MrcFrames`)."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    def read_into(self, index: int, out: NDArray[np.float32]) -> None: ...
+
+    def read_all(self) -> NDArray[Any]: ...
 
 
 class GainShapeError(ImagingError):
@@ -174,7 +195,7 @@ def _prepare(
 
 
 def correct_frames(
-    frames: NDArray[np.generic],
+    frames: NDArray[np.generic] | FrameReader,
     *,
     pixel_size_a: float,
     options: MotionCorrOptions,
@@ -192,7 +213,8 @@ def correct_frames(
     Parameters
     ----------
     frames
-        (n, h, w) frames in counts, any numeric type; not modified.
+        (n, h, w) frames in counts, any numeric type; not modified. Or a reader of them: then
+        each frame is read straight into the memory of its spectrum (without binning).
     pixel_size_a
         Movie pixel size (Å).
     options
@@ -206,7 +228,8 @@ def correct_frames(
     seed
         Seed of the bad-pixel replacement.
     workspace
-        Reusable memory for the spectra (keep one per process for many movies).
+        Reusable memory for the spectra (keep one per process for many movies). The images
+        of the result may be views of it: they are valid until the workspace is used again.
     threads
         Threads this movie may use: frames are prepared and transformed in parallel, and the
         sums and their inverse transforms are split by rows. The result does not depend on it.
@@ -250,7 +273,7 @@ def _run_split(pool: ThreadPoolExecutor | None, parts: int, work: Callable[[int]
 
 
 def _correct(
-    frames: NDArray[np.generic],
+    frames: NDArray[np.generic] | FrameReader,
     pixel_size_a: float,
     options: MotionCorrOptions,
     gain: NDArray[np.float32] | None,
@@ -266,9 +289,32 @@ def _correct(
     n = frames.shape[0]
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     work = workspace or SpectrumWorkspace()
-    buffers = work.frames(threads, shape)
-    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads, scratch=buffers[0])
     out_shape = binned_shape(shape, options.bin_factor)
+    stack = work.spectra(n, out_shape)
+    spectra = list(stack)
+    # Without binning every frame is written into the memory of its own spectrum and
+    # transformed there: no frame buffers, and the unaligned sum of the hot-pixel search
+    # borrows the last frame's place (that frame is written after the search).
+    in_place = out_shape == shape
+    slots = [real_part(spectrum, shape[1]) for spectrum in spectra] if in_place else []
+    buffers = None if in_place else work.frames(threads, shape)
+    scratch = slots[-1] if buffers is None else buffers[0]
+    lazy = not isinstance(frames, np.ndarray)
+    if lazy and not in_place:
+        frames = frames.read_all()  # type: ignore[union-attr]
+        lazy = False
+    if lazy:  # every frame read into its spectrum's place, as float32 counts
+        reader: Any = frames
+
+        def load(k: int) -> None:
+            for i in range(k, n, threads):
+                reader.read_into(i, slots[i])
+
+        _run_split(pool, threads, load)
+        frames = stack.view(np.float32)[:, :, : shape[1]]
+        scratch = work.frame(shape)
+    assert isinstance(frames, np.ndarray)
+    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads, scratch=scratch)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
     scale = np.float32(out_shape[0] * out_shape[1] / (shape[0] * shape[1]))
@@ -277,31 +323,29 @@ def _correct(
         if options.power_spectra
         else None
     )
-    stack = work.spectra(n, out_shape)
-    spectra = list(stack)
-    fulls = work.scratches(threads, shape) if out_shape != shape else None
+    fulls = None if in_place else work.scratches(threads, shape)
     edges = FrameEdges.empty(n, shape)
     any_bad = bool(bad.any())
     filler = BadPixelFill(bad) if any_bad else None
     as_is = frames.dtype == np.float32 and gain is None and not any_bad
 
     def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers
-        buffer = buffers[k]
         for i in range(k, n, threads):
-            if as_is:  # nothing to change: transform the frame where it lies
+            if as_is and not in_place:  # nothing to change: transform the frame where it lies
                 frame = np.ascontiguousarray(frames[i])
             else:
-                frame = buffer
+                frame = slots[i] if in_place else buffers[k]  # type: ignore[index]
                 if gain is not None:  # one pass: the raw counts times the gain, in float32
-                    np.multiply(frames[i], gain, out=buffer, dtype=np.float32, casting="unsafe")
-                else:
-                    np.copyto(buffer, frames[i], casting="unsafe")
+                    np.multiply(frames[i], gain, out=frame, dtype=np.float32, casting="unsafe")
+                elif not lazy:  # (a frame read lazily is already in place)
+                    np.copyto(frame, frames[i], casting="unsafe")
                 if filler is not None:
-                    filler.apply(buffer, seed + i)
+                    filler.apply(frame, seed + i)
             edges.set_frame(i, frame)
-            if fulls is None:
-                rfft2_into(frame, stack[i])
+            if in_place:
+                rfft2_in_place(stack[i], shape[1])
             else:
+                assert fulls is not None
                 stack[i] = crop_spectra(rfft2_into(frame, fulls[k]), shape, out_shape)
                 stack[i] *= scale
 

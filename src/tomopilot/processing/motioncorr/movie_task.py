@@ -39,10 +39,11 @@ from numpy.typing import NDArray
 
 from tomopilot.core.errors import TomopilotError
 from tomopilot.imaging.frame_spectra import SpectrumWorkspace
-from tomopilot.io.frames import MRC_LABEL, frame_format, read_frames
+from tomopilot.io.frames import MRC_LABEL, frame_format
 from tomopilot.io.gain import read_defects, read_image, resample_gain_for_eer
 from tomopilot.io.star import write_star
 from tomopilot.processing.motioncorr.correct_frames import MovieCorrection, correct_frames
+from tomopilot.processing.motioncorr.movie_frames import open_movie
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 
 SUFFIX_IMAGE = ".mrc"
@@ -211,12 +212,13 @@ def write_image_mrc(
     """Write one image (float16 = mode 12, else float32) to a temporary name, then rename.
 
     mrcfile writes the header (statistics computed once, in float64 sums over the float32
-    image) and the data go to the file in one write from the array itself.
+    image) and the data go to the file from the array itself (a contiguous image in one
+    write, a view with gaps between its rows, or a float16 file, a block of rows at a time:
+    no image-sized copy).
     """
     import mrcfile
 
-    image = np.ascontiguousarray(image, np.float32)
-    data = image.astype(np.float16) if half else image
+    image = np.asarray(image, np.float32)
     low, high, mean, std = _statistics(image)
     temporary = path.with_name(f".{path.name}.tmp")
     with mrcfile.new_mmap(  # header, and a data block left unwritten (sparse) until below
@@ -235,7 +237,14 @@ def write_image_mrc(
         offset = int(header.nbytes) + int(header.nsymbt)
     with temporary.open("r+b") as handle:
         handle.seek(offset)
-        handle.write(data.reshape(-1).view(np.uint8).data)
+        if not half and image.flags.c_contiguous:
+            handle.write(image.reshape(-1).view(np.uint8).data)
+        else:
+            rows = image.reshape(image.shape[0], -1) if image.ndim > 1 else image.reshape(1, -1)
+            step = max(1, (1 << 20) // max(1, rows.shape[1]))
+            for top in range(0, rows.shape[0], step):
+                block = np.ascontiguousarray(rows[top : top + step], np.float16 if half else None)
+                handle.write(block.reshape(-1).view(np.uint8).data)
     os.replace(temporary, path)
 
 
@@ -318,7 +327,7 @@ def movie_metadata_blocks(task: MovieTask, result: MovieCorrection) -> dict[str,
 def correct_movie_file(task: MovieTask) -> MovieCorrection:
     """Read one movie (and the job's gain and defects) and correct it; raises on bad input."""
     options = task.options
-    frames = read_frames(
+    frames = open_movie(  # a plain MRC movie is read frame by frame into the spectra
         task.movie_path,
         eer_fractionation=options.eer_fractionation,
         eer_upsampling=options.eer_upsampling,

@@ -1,0 +1,106 @@
+"""A movie read frame by frame into its spectra corrects exactly as one read whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from preprocessing_support import synthetic_movie
+
+from tomopilot.io.errors import FormatError
+from tomopilot.io.frames import read_frames, write_frames
+from tomopilot.processing.motioncorr.correct_frames import correct_frames
+from tomopilot.processing.motioncorr.movie_frames import MrcFrames, TiffFrames, open_movie
+from tomopilot.processing.motioncorr.movie_task import write_image_mrc
+from tomopilot.processing.motioncorr.options import MotionCorrOptions
+
+OUTPUTS = ("image", "even", "odd", "image_no_dw", "power_spectrum", "shifts_px", "hot_pixels")
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    shifts = np.cumsum(np.random.default_rng(5).normal(0.0, 0.9, (6, 2)), axis=0)
+    frames = synthetic_movie(shifts, size=160, seed=7)[:, :, :150]  # not square
+    frames[:, 30, 40] = 500  # a hot pixel
+    gain = np.random.default_rng(8).normal(1.0, 0.05, frames.shape[1:]).astype(np.float32)
+    gain[5, 6] = 0.0  # a dead pixel
+    path = tmp_path_factory.mktemp("movie") / "movie.mrc"
+    write_frames(path, frames, pixel_size_a=2.0)
+    return path, frames, gain
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        MotionCorrOptions(even_odd=True, ps_size_px=64, ps_every_n_frames=2),
+        MotionCorrOptions(dose_weighting=True, save_no_dw=True, ps_size_px=64),
+        MotionCorrOptions(bin_factor=2.0, even_odd=True, ps_size_px=64),  # read whole: binned
+        MotionCorrOptions(remove_hot_pixels=False, power_spectra=False, float16=False),
+    ],
+    ids=["even_odd", "dose_weighted", "binned", "plain"],
+)
+def test_frame_by_frame_reading_gives_the_same_outputs(
+    movie: tuple[Path, np.ndarray, np.ndarray], options: MotionCorrOptions
+) -> None:
+    path, frames, gain = movie
+    reader = open_movie(path)
+    assert isinstance(reader, MrcFrames) and reader.shape == frames.shape
+    for threads in (1, 2):
+        whole = correct_frames(
+            frames, pixel_size_a=2.0, options=options, gain=gain, threads=threads,
+            dose_per_frame_e_a2=0.5,
+        )  # fmt: skip
+        lazy = correct_frames(
+            reader, pixel_size_a=2.0, options=options, gain=gain, threads=threads,
+            dose_per_frame_e_a2=0.5,
+        )  # fmt: skip
+        for name in OUTPUTS:
+            mine, theirs = getattr(lazy, name), getattr(whole, name)
+            if theirs is None:
+                assert mine is None, name
+            else:
+                np.testing.assert_array_equal(mine, theirs, err_msg=name)
+    if options.remove_hot_pixels:
+        assert [40, 30] in whole.hot_pixels.tolist()
+
+
+def test_a_truncated_movie_is_refused_before_anything_is_read(
+    movie: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    path = tmp_path / "cut.mrc"
+    path.write_bytes(movie[0].read_bytes()[:-1000])
+    with pytest.raises(FormatError) as error:
+        open_movie(path)
+    assert "cut.mrc" in str(error.value)
+
+
+def test_a_sum_is_written_from_a_view_with_gaps_between_its_rows(tmp_path: Path) -> None:
+    spectrum = np.zeros((33, 26), np.complex64)  # the memory of a 50-px-wide image
+    image = spectrum.view(np.float32)[:, :50]
+    image[...] = np.random.default_rng(1).normal(5.0, 2.0, image.shape)
+    assert not image.flags.c_contiguous
+    for half in (False, True):
+        path = tmp_path / f"sum_{half}.mrc"
+        write_image_mrc(path, image, 1.5, half)
+        with mrcfile.open(path) as mrc:
+            expected = image.astype(np.float16) if half else image
+            np.testing.assert_array_equal(mrc.data, expected)
+            assert mrc.header.dmax == pytest.approx(float(expected.max()))
+
+
+def test_a_tiff_movie_read_page_by_page_gives_the_same_outputs(
+    movie: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    _, frames, gain = movie
+    path = tmp_path / "movie.tif"
+    write_frames(path, frames, pixel_size_a=2.0)
+    whole_frames = read_frames(path)  # rows top-down (MRC order), as RELION reads TIFF
+    reader = open_movie(path)
+    assert isinstance(reader, TiffFrames) and reader.shape == frames.shape
+    options = MotionCorrOptions(even_odd=True, ps_size_px=64)
+    whole = correct_frames(whole_frames, pixel_size_a=2.0, options=options, gain=gain, threads=2)
+    lazy = correct_frames(reader, pixel_size_a=2.0, options=options, gain=gain, threads=2)
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(getattr(lazy, name), getattr(whole, name), err_msg=name)
