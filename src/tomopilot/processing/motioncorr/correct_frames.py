@@ -25,7 +25,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -133,12 +133,8 @@ def _prepare(
     options: MotionCorrOptions,
     pool: ThreadPoolExecutor | None = None,
     threads: int = 1,
-    scratch: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y).
-
-    ``scratch`` (a frame-sized float32 buffer, overwritten) holds the unaligned sum.
-    """
+    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y)."""
     shape = frames.shape[1:]
     bad = np.zeros(shape, bool)
     hot_xy = np.zeros((0, 2), np.int64)
@@ -155,20 +151,26 @@ def _prepare(
         bad |= defects
     if options.remove_hot_pixels:
         # The unaligned sum, its mean and spread over the pixels not already bad, and the
-        # pixels above mean + σ·std: each thread does its band of rows, a block at a time.
-        total = np.empty(shape, np.float32) if scratch is None else scratch
+        # pixels above mean + σ·std: each thread does its band of rows, a block of rows at a
+        # time in a small buffer (summed again for the threshold: no frame-sized memory).
         bounds = np.linspace(0, shape[0], threads + 1).astype(int)
         moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
         block = max(1, (1 << 16) // max(1, shape[1]))
 
-        def add_rows(k: int) -> None:
-            rows = slice(bounds[k], bounds[k + 1])
-            np.sum(frames[:, rows], axis=0, dtype=np.float32, out=total[rows])
-            if gain is not None:
-                total[rows] *= gain[rows]
+        def blocks(k: int) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
+            """(top, end, unaligned sum of those rows) over band ``k``."""
+            buffer = np.empty((block, shape[1]), np.float32)
             for top in range(bounds[k], bounds[k + 1], block):
                 end = min(top + block, bounds[k + 1])
-                values = total[top:end][~bad[top:end]].astype(np.float64)
+                total = buffer[: end - top]
+                np.sum(frames[:, top:end], axis=0, dtype=np.float32, out=total)
+                if gain is not None:
+                    total *= gain[top:end]
+                yield top, end, total
+
+        def add_rows(k: int) -> None:
+            for top, end, total in blocks(k):
+                values = total[~bad[top:end]].astype(np.float64)
                 moments[k] += (values.size, values.sum(), np.square(values, out=values).sum())
 
         _run_split(pool, threads, add_rows)
@@ -177,18 +179,20 @@ def _prepare(
             mean = first / count
             std = math.sqrt(max(second / count - mean * mean, 0.0))
             threshold = np.float32(mean + options.hot_pixel_sigma * std)
-            found: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = [
-                (np.zeros(0, np.intp), np.zeros(0, np.intp))
-            ] * threads
+            found: list[list[tuple[NDArray[np.intp], NDArray[np.intp]]]] = [
+                [] for _ in range(threads)
+            ]
 
             def find_hot(k: int) -> None:
-                rows = slice(bounds[k], bounds[k + 1])
-                hot_y, hot_x = np.nonzero((total[rows] > threshold) & ~bad[rows])
-                found[k] = (hot_y + bounds[k], hot_x)
+                for top, end, total in blocks(k):
+                    hot_y, hot_x = np.nonzero((total > threshold) & ~bad[top:end])
+                    if hot_y.size:
+                        found[k].append((hot_y + top, hot_x))
 
             _run_split(pool, threads, find_hot)
-            hot_y = np.concatenate([f[0] for f in found])  # row-major order, as np.nonzero
-            hot_x = np.concatenate([f[1] for f in found])
+            parts = [part for band in found for part in band]  # row-major, as np.nonzero
+            hot_y = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.intp)])
+            hot_x = np.concatenate([p[1] for p in parts] or [np.zeros(0, np.intp)])
             hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
             bad[hot_y, hot_x] = True
     return bad, hot_xy
@@ -293,12 +297,10 @@ def _correct(
     stack = work.spectra(n, out_shape)
     spectra = list(stack)
     # Without binning every frame is written into the memory of its own spectrum and
-    # transformed there: no frame buffers, and the unaligned sum of the hot-pixel search
-    # borrows the last frame's place (that frame is written after the search).
+    # transformed there: no frame buffers.
     in_place = out_shape == shape
     slots = [real_part(spectrum, shape[1]) for spectrum in spectra] if in_place else []
     buffers = None if in_place else work.frames(threads, shape)
-    scratch = slots[-1] if buffers is None else buffers[0]
     lazy = not isinstance(frames, np.ndarray)
     if lazy and not in_place:
         frames = frames.read_all()  # type: ignore[union-attr]
@@ -312,9 +314,8 @@ def _correct(
 
         _run_split(pool, threads, load)
         frames = stack.view(np.float32)[:, :, : shape[1]]
-        scratch = work.frame(shape)
     assert isinstance(frames, np.ndarray)
-    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads, scratch=scratch)
+    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
     scale = np.float32(out_shape[0] * out_shape[1] / (shape[0] * shape[1]))

@@ -29,9 +29,11 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -52,6 +54,8 @@ SUFFIX_EVEN = "_EVN.mrc"
 SUFFIX_ODD = "_ODD.mrc"
 SUFFIX_NO_DW = "_noDW.mrc"
 SUFFIX_STAR = ".star"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def output_root(job_dir: Path, movie_name: str) -> Path:
@@ -188,38 +192,65 @@ def _load_defects(path: str, shape: tuple[int, int], mtime: float) -> NDArray[np
     return read_defects(path, shape)
 
 
-def _statistics(image: NDArray[np.float32]) -> tuple[float, float, float, float]:
-    """min, max, mean and standard deviation of an image, in one pass of row blocks (float64
-    sums on cache-sized blocks: no image-sized temporaries)."""
-    flat = image.reshape(image.shape[0], -1) if image.ndim > 1 else image.reshape(1, -1)
-    rows = max(1, (1 << 17) // max(1, flat.shape[1]))
-    low, high, total, squares = np.inf, -np.inf, 0.0, 0.0
-    for top in range(0, flat.shape[0], rows):
-        block = flat[top : top + rows]
-        low = min(low, float(block.min()))
-        high = max(high, float(block.max()))
+def _row_blocks(rows: NDArray[Any], target_bytes: int) -> list[tuple[int, int]]:
+    """(top, end) of row blocks of about ``target_bytes`` each."""
+    step = max(1, target_bytes // max(1, rows.shape[1] * rows.itemsize))
+    return [(top, min(top + step, rows.shape[0])) for top in range(0, rows.shape[0], step)]
+
+
+def _as_rows(image: NDArray[Any]) -> NDArray[Any]:
+    return image.reshape(image.shape[0], -1) if image.ndim > 1 else image.reshape(1, -1)
+
+
+def _each(pool: ThreadPoolExecutor | None, work: Callable[[T], R], items: list[T]) -> list[R]:
+    """``work`` of every item, in order; on the pool's threads when there is a pool."""
+    return list(pool.map(work, items)) if pool is not None else [work(i) for i in items]
+
+
+def _statistics(
+    image: NDArray[np.float32], pool: ThreadPoolExecutor | None = None
+) -> tuple[float, float, float, float]:
+    """min, max, mean and standard deviation of an image, from float64 sums over cache-sized
+    row blocks (no image-sized temporaries), added up in block order whatever the pool."""
+    flat = _as_rows(image)
+
+    def block_moments(bounds: tuple[int, int]) -> tuple[float, float, float, float]:
+        block = flat[bounds[0] : bounds[1]]
         wide = block.astype(np.float64)
-        total += float(wide.sum())
-        squares += float(np.square(wide, out=wide).sum())  # no BLAS: its threads would spin
+        first = float(wide.sum())
+        second = float(np.square(wide, out=wide).sum())  # no BLAS: its threads would spin
+        return float(block.min()), float(block.max()), first, second
+
+    low, high, total, squares = np.inf, -np.inf, 0.0, 0.0
+    for block_low, block_high, first, second in _each(
+        pool, block_moments, _row_blocks(flat, 1 << 19)
+    ):
+        low, high = min(low, block_low), max(high, block_high)
+        total += first
+        squares += second
     count = max(1, image.size)
     mean = total / count
     return low, high, mean, math.sqrt(max(squares / count - mean * mean, 0.0))
 
 
 def write_image_mrc(
-    path: Path, image: NDArray[np.float32], pixel_size_a: float | None, half: bool = False
+    path: Path,
+    image: NDArray[np.float32],
+    pixel_size_a: float | None,
+    half: bool = False,
+    pool: ThreadPoolExecutor | None = None,
 ) -> None:
     """Write one image (float16 = mode 12, else float32) to a temporary name, then rename.
 
     mrcfile writes the header (statistics computed once, in float64 sums over the float32
-    image) and the data go to the file from the array itself (a contiguous image in one
-    write, a view with gaps between its rows, or a float16 file, a block of rows at a time:
-    no image-sized copy).
+    image) and the data go to the file from the array itself, a block of rows at a time (no
+    image-sized copy, even of a view with gaps between its rows or for a float16 file), on
+    the threads of ``pool`` when given (the file is the same).
     """
     import mrcfile
 
     image = np.asarray(image, np.float32)
-    low, high, mean, std = _statistics(image)
+    low, high, mean, std = _statistics(image, pool)
     temporary = path.with_name(f".{path.name}.tmp")
     with mrcfile.new_mmap(  # header, and a data block left unwritten (sparse) until below
         temporary, shape=image.shape, mrc_mode=12 if half else 2, overwrite=True
@@ -235,16 +266,22 @@ def write_image_mrc(
         header.label[0] = MRC_LABEL  # mrcfile's default label holds the time
         header.nlabl = 1
         offset = int(header.nbytes) + int(header.nsymbt)
-    with temporary.open("r+b") as handle:
-        handle.seek(offset)
-        if not half and image.flags.c_contiguous:
-            handle.write(image.reshape(-1).view(np.uint8).data)
-        else:
-            rows = image.reshape(image.shape[0], -1) if image.ndim > 1 else image.reshape(1, -1)
-            step = max(1, (1 << 20) // max(1, rows.shape[1]))
-            for top in range(0, rows.shape[0], step):
-                block = np.ascontiguousarray(rows[top : top + step], np.float16 if half else None)
-                handle.write(block.reshape(-1).view(np.uint8).data)
+    rows = _as_rows(image)
+    row_bytes = rows.shape[1] * (2 if half else 4)
+    fd = os.open(temporary, os.O_WRONLY)
+    try:
+
+        def write(bounds: tuple[int, int]) -> None:
+            top, end = bounds
+            block = np.ascontiguousarray(rows[top:end], np.float16 if half else None)
+            data = block.reshape(-1).view(np.uint8).data
+            done = 0
+            while done < data.nbytes:
+                done += os.pwrite(fd, data[done:], offset + top * row_bytes + done)
+
+        _each(pool, write, _row_blocks(rows, 1 << 20))
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
 
 
@@ -364,22 +401,31 @@ def correct_movie_file(task: MovieTask) -> MovieCorrection:
 
 
 def write_movie_outputs(task: MovieTask, result: MovieCorrection) -> None:
-    """Write the sums, spectra and the per-movie STAR (last) of one movie."""
+    """Write the sums, spectra and the per-movie STAR (last) of one movie (the images on the
+    movie's threads)."""
     files = task.outputs()
     files["rlnMicrographName"].parent.mkdir(parents=True, exist_ok=True)
     half = task.options.float16
-    write_image_mrc(files["rlnMicrographName"], result.image, result.pixel_size_a, half)
+    pixel = result.pixel_size_a
+    images: list[tuple[Path, NDArray[np.float32], float, bool]] = [
+        (files["rlnMicrographName"], result.image, pixel, half)
+    ]
     if "rlnCtfPowerSpectrum" in files and result.power_spectrum is not None:
-        write_image_mrc(
-            files["rlnCtfPowerSpectrum"], result.power_spectrum, result.ps_pixel_size_a, False
+        images.append(
+            (files["rlnCtfPowerSpectrum"], result.power_spectrum, result.ps_pixel_size_a, False)
         )
     if "rlnMicrographNameEven" in files and result.even is not None and result.odd is not None:
-        write_image_mrc(files["rlnMicrographNameEven"], result.even, result.pixel_size_a, half)
-        write_image_mrc(files["rlnMicrographNameOdd"], result.odd, result.pixel_size_a, half)
+        images.append((files["rlnMicrographNameEven"], result.even, pixel, half))
+        images.append((files["rlnMicrographNameOdd"], result.odd, pixel, half))
     if "rlnMicrographNameNoDW" in files and result.image_no_dw is not None:
-        write_image_mrc(
-            files["rlnMicrographNameNoDW"], result.image_no_dw, result.pixel_size_a, half
-        )
+        images.append((files["rlnMicrographNameNoDW"], result.image_no_dw, pixel, half))
+    pool = ThreadPoolExecutor(task.threads) if task.threads > 1 else None
+    try:
+        for path, image, size, as_half in images:
+            write_image_mrc(path, image, size, as_half, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     write_star(files["rlnMicrographMetadata"], movie_metadata_blocks(task, result))
 
 
