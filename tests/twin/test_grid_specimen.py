@@ -11,10 +11,14 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 from twin_helpers import QUIET_STAGE
 
 from tomopilot.instrument import LowDoseArea
 from tomopilot.instrument.twin import GridConfig, TwinConfig, TwinMicroscope
+from tomopilot.instrument.twin.coarse_grid import subsamples_per_side, trace_columns
+from tomopilot.instrument.twin.field import FieldOfView
+from tomopilot.instrument.twin.pose import StagePose
 from tomopilot.instrument.twin.specimen import GridSpecimen
 
 SMALL = {"mesh_diameter_um": 420.0, "broken_fraction": 0.15, "empty_fraction": 0.1}
@@ -165,3 +169,49 @@ def test_ice_thickness_is_recovered_from_counts_by_beer_lambert() -> None:
         assert abs(estimate - square.ice_nm) < 0.04 * square.ice_nm + 2, (estimate, square)
         checked += 1
     assert checked == 3
+
+
+def _coarse_against_area_truth(
+    grid: GridSpecimen, centre_um: tuple[float, float], shape: int, pixel_a: float, n: int
+) -> tuple[int, int, NDArray[np.float64], NDArray[np.float64]]:
+    """The render's coarse transmission of a field and the truth averaged over each cell
+    (n × n points per cell of the flat film at 0°): (step, subsamples, render, truth)."""
+    fov = FieldOfView(centre_um, (shape, shape), pixel_a, 0.0)
+    pose = StagePose(np.eye(3), np.zeros(3), 0.0)
+    optics = TwinConfig().optics
+    columns = trace_columns(grid, pose, fov, optics)
+    step = columns.step
+    fine = (np.arange(n) + 0.5) / n - 0.5
+    du, dv = (a.ravel() * step for a in np.meshgrid(fine, fine))
+    ny, nx = columns.transmission.shape
+    cols, rows = np.meshgrid(np.arange(nx) * step + step / 2, np.arange(ny) * step + step / 2)
+    x, y = fov.lab_from_pixels(cols[..., None] + du, rows[..., None] + dv)
+    material = grid.columns(x.ravel(), y.ravel())
+    t = np.exp(-material.ice_nm / optics.ice_mfp_nm - material.carbon_nm / optics.carbon_mfp_nm)
+    truth = np.where(material.opaque, 0.0, t).reshape(x.shape).mean(axis=-1)
+    return step, subsamples_per_side(grid, step * fov.pixel_um), columns.transmission, truth
+
+
+def test_the_render_averages_the_transmission_over_each_pixel_where_holes_are_small() -> None:
+    """At atlas and square magnifications the holes are a few samples across or less; point
+    samples would alias (a hole's contrast depends on where it falls between samples, a hole
+    lattice beats against an atlas tile). The render's transmission is the area mean: per
+    1.5 µm atlas pixel, and on cells fine enough for a square image's 1.2 µm holes."""
+    clean = {"contamination": {"crystals_per_um2": 0.0, "blobs_per_um2": 0.0}}
+    atlas_grid = _grid(3, **clean)
+    square = next(s for s in atlas_grid.squares() if s.state == "good" and s.open_fraction == 1)
+    step, n_sub, render, truth = _coarse_against_area_truth(
+        atlas_grid, square.centre_um, 48, 15000.0, 12
+    )
+    assert (step, n_sub) == (1, 3)  # every atlas pixel its own cell, 3 × 3 area samples
+    assert np.sqrt(np.mean((render - truth) ** 2)) < 0.02
+    assert abs(float(render.mean() - truth.mean())) < 0.003
+    # Square image of R1.2/1.3 film at 847 Å: 0.17 µm cells (≈ 7 across a hole), as the
+    # truth averaged over the cell.
+    fine_grid = _grid(2, hole_diameter_um=1.2, hole_spacing_um=1.3, **clean)
+    square = next(s for s in fine_grid.squares() if s.state == "good" and s.open_fraction == 1)
+    step, n_sub, render, truth = _coarse_against_area_truth(
+        fine_grid, square.centre_um, 128, 847.0, 8
+    )
+    assert (step, n_sub) == (2, 1)
+    assert np.sqrt(np.mean((render - truth) ** 2)) < 0.02

@@ -105,6 +105,12 @@ class GridSpecimen:
 
     name = "grid"
 
+    @property
+    def finest_feature_um(self) -> float:
+        """The smallest sharp structure (a hole's diameter): below a few samples across it the
+        render averages the transmission over each sample's area."""
+        return float(self.config.hole_diameter_um)
+
     def __init__(self, config: GridConfig, seed: int) -> None:
         self.config = config
         self.seed = seed

@@ -26,6 +26,12 @@ class HoleyFilm:
 
     name = "holey_film"
 
+    @property
+    def finest_feature_um(self) -> float:
+        """The smallest sharp structure (a hole's diameter): below a few samples across it the
+        render averages the transmission over each sample's area."""
+        return float(self.config.hole_diameter_um)
+
     def __init__(self, config: HoleyFilmConfig, seed: int) -> None:
         self.config = config
         self._cx, self._cy = config.centre_um
