@@ -34,6 +34,7 @@ SET_AREA = {
     "T": LowDoseArea.TRIAL,
     "R": LowDoseArea.RECORD,
     "P": LowDoseArea.PREVIEW,
+    "S": LowDoseArea.SEARCH,
 }
 
 
@@ -310,7 +311,7 @@ class FakeSerialEM:
         self.saving_frames[camera_set] = bool(save)
 
     def _acquire(self, area: LowDoseArea, letter: str) -> None:
-        camera_set = {"R": "R", "V": "V", "F": "F", "T": "T", "S": "V"}[letter]
+        camera_set = {"R": "R", "V": "V", "F": "F", "T": "T", "S": "S"}[letter]
         if area is LowDoseArea.PREVIEW:
             camera_set = "P"
         if self.saving_frames.get(camera_set) and self.frames_dir is not None:

@@ -31,8 +31,18 @@ def test_leginon_presets_from_the_low_dose_areas() -> None:
     grid, square = presets.get("Grid"), presets.get("Square")
     assert grid.area == square.area == LowDoseArea.SEARCH
     search = scope.optics.preset(LowDoseArea.SEARCH)  # type: ignore[attr-defined]
-    assert square.conditions.pixel_size_a == pytest.approx(4 * search.pixel_size_a)
-    assert grid.conditions.pixel_size_a == pytest.approx(5 * square.conditions.pixel_size_a)
+    # Magnifications of the microscope's own table nearest Search/4 and Search/20 (2250× →
+    # 562× → 510×, 112× → 115×), each with the pixel of the twin's calibration there, which
+    # below Search's magnification scales as 1/magnification from Search's own pixel.
+    table = scope.optics.magnifications()  # type: ignore[attr-defined]
+    assert (square.conditions.magnification, grid.conditions.magnification) == (510, 115)
+    assert {square.conditions.magnification, grid.conditions.magnification} <= set(table)
+    for preset in (square, grid):
+        c = preset.conditions
+        assert c.unbinned_pixel_size_a * c.magnification == pytest.approx(
+            search.unbinned_pixel_size_a * search.magnification
+        )
+    assert square.conditions.binning == grid.conditions.binning == search.binning
     # Applying Grid puts its magnification into Search; Square puts Search back.
     presets.apply("Grid")
     assert scope.optics.preset(LowDoseArea.SEARCH).magnification == grid.conditions.magnification  # type: ignore[attr-defined]

@@ -10,9 +10,12 @@ own magnifications).
 
 :class:`PresetManager` keeps them, applies them, measures their dose and saves them as YAML.
 Leginon's set for tomography is built from the microscope's areas by :meth:`from_scope`: ``Grid``
-(the atlas, Search at a twentieth of its magnification, ~110× on the twin), ``Square`` (Search at
-a quarter of its magnification: one grid square and its bars in view), ``Hole`` (View),
-``Preview``, ``Focus`` and ``Tomography`` (Record). Users add their own names.
+(the atlas, Search at about a twentieth of its magnification, 115× on the twin), ``Square``
+(Search at about a quarter of its magnification: one grid square and its bars in view, 510× on
+the twin), ``Hole`` (View), ``Preview``, ``Focus`` and ``Tomography`` (Record). Grid and Square
+take the magnification of the microscope's own table nearest the aim (the lenses have no
+others) and the pixel the microscope's calibration gives there (not Search's pixel scaled).
+Users add their own names.
 
 Examples
 --------
@@ -25,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -46,6 +50,19 @@ LEGINON_AREAS = {
     "Focus": LowDoseArea.FOCUS,
     "Tomography": LowDoseArea.RECORD,
 }
+
+
+def nearest_magnification(table: tuple[int, ...] | list[int], wanted: float) -> int:
+    """The magnification of ``table`` nearest ``wanted`` (by ratio, as mags are spaced).
+
+    >>> nearest_magnification((84, 115, 155), 112.5)
+    115
+    """
+    if not table:
+        raise ConfigError("the microscope reported no magnification table")
+    if not wanted > 0:
+        raise ConfigError(f"magnification {wanted} is not positive")
+    return min(table, key=lambda m: abs(math.log(m / wanted)))
 
 
 class Preset(ConfigModel):
@@ -90,14 +107,16 @@ class PresetManager:
     def from_scope(cls, scope: Microscope) -> PresetManager:
         """Leginon's tomography presets, from the microscope's low-dose areas."""
         out = []
+        table = scope.optics.magnifications()
         for name, area in LEGINON_AREAS.items():
             conditions = scope.optics.preset(area)
             factor = {"Grid": GRID_MAG_FACTOR, "Square": SQUARE_MAG_FACTOR}.get(name)
             if factor is not None:
+                magnification = nearest_magnification(table, conditions.magnification / factor)
                 conditions = conditions.model_copy(
                     update={
-                        "magnification": max(1, conditions.magnification // factor),
-                        "unbinned_pixel_size_a": conditions.unbinned_pixel_size_a * factor,
+                        "magnification": magnification,
+                        "unbinned_pixel_size_a": scope.optics.pixel_size_a(magnification),
                     }
                 )
             out.append(Preset(name=name, area=area, conditions=conditions))

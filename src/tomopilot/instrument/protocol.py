@@ -128,6 +128,18 @@ class Optics(Protocol):
         """Set the objective focus readout."""
         ...
 
+    def magnifications(self) -> tuple[int, ...]:
+        """The microscope's magnification table in imaging mode (nominal ×, ascending).
+
+        A preset's magnification must be one of these: the lenses have no others.
+        """
+        ...
+
+    def pixel_size_a(self, magnification: int) -> float:
+        """The camera's unbinned pixel on the specimen (Å) at a magnification of the table,
+        from the microscope's own calibration."""
+        ...
+
     def preset(self, area: LowDoseArea) -> AreaPreset:
         """The imaging conditions of a low-dose area."""
         ...

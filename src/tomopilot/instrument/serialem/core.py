@@ -5,7 +5,7 @@ Low-dose areas map to SerialEM as follows (SerialEM's script commands):
 ===========  ===============  ===============  ==========================
 area         GoToLowDoseArea  acquire command  camera parameter set
 ===========  ===============  ===============  ==========================
-Search       ``S``            ``Search``       ``V`` (Search uses View's)
+Search       ``S``            ``Search``       ``S``
 View         ``V``            ``V``            ``V``
 Focus        ``F``            ``F``            ``F``
 Trial        ``T``            ``T``            ``T``
@@ -19,6 +19,11 @@ pixel on the specimen), ``ReportBinning`` (or, where the module lacks it, ``Imag
 the area's first image), ``ReportExposure``, ``ReportLDDefocusOffset`` (View
 and Search) and ``ReportAxisPosition`` (Focus and Trial). The dose rate is learned from the
 counts of each image (``counts / CountsPerElectron`` per unbinned pixel per second).
+
+The magnification table (:meth:`SerialEMCore.magnification_table`): SerialEM has no command that
+lists it, so it is read once, in the Search area with nothing exposed: ``SetMagIndex i`` and
+``ReportMag`` for i = 1, 2, … until SerialEM refuses the index, each entry's pixel from
+``SpecimenToCameraMatrix i``; the Search magnification is then set back (``SetMagIndex``).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ ACQUIRE_COMMAND = {
     LowDoseArea.PREVIEW: "L",
 }
 CAMERA_SET = {
-    LowDoseArea.SEARCH: "V",
+    LowDoseArea.SEARCH: "S",
     LowDoseArea.VIEW: "V",
     LowDoseArea.FOCUS: "F",
     LowDoseArea.TRIAL: "T",
@@ -60,6 +65,7 @@ CAMERA_SET = {
     LowDoseArea.PREVIEW: "P",
 }
 OFFSET_AREAS = ("V", "S")
+MAX_MAG_INDEX = 80  # beyond any microscope's table (a Krios has about 50 entries, LM and SA)
 """Areas with a defocus offset: the focus readout there is not the Record focus."""
 
 
@@ -123,6 +129,7 @@ class SerialEMCore:
         self.counts_per_electron: float | None = None
         self.binning_unknown: set[LowDoseArea] = set()
         self.n_exposures = 0
+        self.mag_table: list[tuple[int, float]] | None = None
 
     # -- low-dose areas -----------------------------------------------------------------------
     def go_to(self, letter: str) -> None:
@@ -197,6 +204,37 @@ class SerialEMCore:
             offset_along_axis_um=axis,
             beam_diameter_um=self.options.beam_diameter_um,
         )
+
+    def magnification_table(self) -> list[tuple[int, float]]:
+        """(nominal magnification, unbinned pixel Å) of each mag index, ascending (see module
+        docstring); 0 Å where SerialEM has no pixel calibration."""
+        if self.mag_table is not None:
+            return self.mag_table
+        session = self.session
+        self.go_to("S")
+        start = round(session.number("ReportMagIndex"))
+        self.originals.magnifications.setdefault("S", session.number("ReportMag"))
+        table: list[tuple[int, float]] = []
+        try:
+            for index in range(1, MAX_MAG_INDEX + 1):
+                try:
+                    session.call("SetMagIndex", index)
+                except SerialEMCommandError as exc:
+                    if "no such command" in str(exc):
+                        raise
+                    break  # past the end of the table
+                magnification = round(session.number("ReportMag"))
+                a, b, c, d = session.matrix("SpecimenToCameraMatrix", index)
+                px_per_um = math.sqrt(abs(a * d - b * c))
+                table.append((magnification, 1e4 / px_per_um if px_per_um > 0 else 0.0))
+        finally:
+            session.call("SetMagIndex", start)
+            self.camera_matrices.pop("S", None)
+            self.is_matrices.pop("S", None)
+        if not table:
+            raise SerialEMCommandError("SetMagIndex", "SerialEM reported no magnification table")
+        self.mag_table = sorted(table)
+        return self.mag_table
 
     def electrons_per_count(self) -> float:
         """1 / CountsPerElectron of the current camera (1 if SerialEM does not know it)."""

@@ -194,6 +194,24 @@ class SerialEMOptics:
         core.session.call("SetDefocus", float(focus_um))
         core.focus_cache = float(focus_um)
 
+    def magnifications(self) -> tuple[int, ...]:
+        """SerialEM's magnification table (read once; see :mod:`~.core`)."""
+        return tuple(mag for mag, _ in self._core.magnification_table())
+
+    def pixel_size_a(self, magnification: int) -> float:
+        """The unbinned pixel at ``magnification`` from SerialEM's calibration
+        (``SpecimenToCameraMatrix`` at its mag index)."""
+        for mag, pixel_a in self._core.magnification_table():
+            if mag == magnification:
+                if not pixel_a > 0:
+                    raise SerialEMCommandError(
+                        "SpecimenToCameraMatrix", f"no pixel calibration at {magnification}×"
+                    )
+                return pixel_a
+        raise SerialEMCommandError(
+            "SetMag", f"{magnification}× is not in the microscope's magnification table"
+        )
+
     def preset(self, area: LowDoseArea) -> AreaPreset:
         return self._core.preset(area)
 
@@ -237,6 +255,10 @@ class SerialEMOptics:
             session.call("SetMag", int(preset.magnification))
             core.camera_matrices.pop(letter, None)
             core.is_matrices.pop(letter, None)
+            # the pixel is SerialEM's calibration at the new magnification, not the preset's
+            px_per_um = math.sqrt(abs(float(np.linalg.det(core.camera_matrix(letter)))))
+            if px_per_um > 0:
+                preset = preset.model_copy(update={"unbinned_pixel_size_a": 1e4 / px_per_um})
         core.presets[area] = preset
         if area is LowDoseArea.RECORD and LowDoseArea.PREVIEW in core.presets:
             core.presets.pop(LowDoseArea.PREVIEW)  # Preview shares Record's magnification

@@ -33,6 +33,26 @@ def mag_index(magnification: int) -> int:
     return ratios.index(min(ratios)) + 1
 
 
+def calibrated_pixel_size_a(
+    points: list[tuple[int, float]] | tuple[tuple[int, float], ...], magnification: int
+) -> float:
+    """The unbinned pixel (Å) at ``magnification`` from calibrated (magnification, pixel) points.
+
+    A pixel shrinks as 1/magnification; the product pixel × magnification (the camera's
+    effective pixel over the projector's extra factor) is interpolated in log magnification
+    between the calibrated points and held beyond them, so each point is returned exactly.
+    """
+    if magnification <= 0:
+        raise ValueError(f"magnification {magnification} is not positive")
+    known = sorted({int(m): float(p) for m, p in points}.items())
+    if not known:
+        raise ValueError("no calibrated magnification")
+    logs = np.log([m for m, _ in known])
+    products = np.array([m * p for m, p in known])
+    product = float(np.interp(math.log(magnification), logs, products))
+    return product / magnification
+
+
 def intensity(preset: AreaPreset) -> float:
     """The illumination (C2) value SerialEM would read for this preset's beam."""
     return round(INTENSITY_PER_UM * preset.beam_diameter_um, 6)
@@ -62,6 +82,10 @@ class TwinOptics:
         self._units = np.zeros(2)
         self._focus_um = 0.0
         self._presets = {area: core.config.presets.get(area) for area in LowDoseArea}
+        # The pixel calibration: the configured presets' (magnification, pixel) points.
+        self._pixel_points = tuple(
+            (p.magnification, p.unbinned_pixel_size_a) for p in self._presets.values()
+        )
 
     @property
     def image_shift_limit_um(self) -> float:
@@ -127,6 +151,18 @@ class TwinOptics:
         if not math.isfinite(focus_um) or abs(focus_um) > 1000:
             raise ValueError(f"focus {focus_um} µm is outside the objective's range")
         self._focus_um = float(focus_um)
+
+    def magnifications(self) -> tuple[int, ...]:
+        """The twin's magnification table (:data:`MAGNIFICATIONS`, ascending)."""
+        return MAGNIFICATIONS
+
+    def pixel_size_a(self, magnification: int) -> float:
+        """The camera's unbinned pixel on the specimen at ``magnification`` (Å).
+
+        The twin's pixel calibration runs through its configured presets (each preset's own
+        pixel at its magnification) and scales as 1/magnification between and beyond them.
+        """
+        return calibrated_pixel_size_a(self._pixel_points, int(magnification))
 
     def preset(self, area: LowDoseArea) -> AreaPreset:
         return self._presets[LowDoseArea(area)]

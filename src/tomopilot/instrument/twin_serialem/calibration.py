@@ -36,24 +36,42 @@ def as_reported(matrix: Matrix) -> tuple[float, float, float, float]:
 
 
 def mag_table(session: Session) -> list[int]:
-    """The magnifications of the parameter sets, as mag indices 1..n (ascending)."""
-    return sorted({session.scope.optics.preset(area).magnification for area in SET_AREAS})
+    """The microscope's magnification table: mag index i (1-based) is entry i − 1."""
+    return list(session.scope.optics.magnifications())
 
 
 def mag_index(session: Session, area: LowDoseArea) -> int:
-    """The mag index of an area's magnification (1-based)."""
-    return mag_table(session).index(session.scope.optics.preset(area).magnification) + 1
+    """The mag index of an area's magnification (1-based; the nearest entry of the table)."""
+    table = mag_table(session)
+    mag = session.scope.optics.preset(area).magnification
+    ratios = [abs(math.log(mag / m)) for m in table]
+    return ratios.index(min(ratios)) + 1
 
 
-def area_for_mag_index(session: Session, index: int) -> LowDoseArea:
-    """An area imaging at mag index ``index`` (0 = the current low-dose area)."""
-    if index == 0:
-        return session.ld_area
+def magnification_of_index(session: Session, index: int) -> int:
+    """The magnification at mag index ``index`` (1-based); a clear error outside the table."""
     table = mag_table(session)
     if not 1 <= index <= len(table):
-        raise ValueError(f"mag index {index} is not calibrated (1 to {len(table)})")
-    mag = table[index - 1]
-    return next(a for a in SET_AREAS if session.scope.optics.preset(a).magnification == mag)
+        raise ValueError(f"mag index {index} is not in the magnification table (1 to {len(table)})")
+    return table[index - 1]
+
+
+def specimen_to_camera_at(session: Session, index: int) -> Matrix:
+    """Specimen µm -> unbinned camera pixels at mag index ``index`` (0 = the current area).
+
+    At a magnification some area images at, that area's matrix; elsewhere the current area's
+    rotation with the microscope's calibrated pixel at that magnification.
+    """
+    if index == 0:
+        return specimen_to_camera(session, session.ld_area)
+    mag = magnification_of_index(session, index)
+    optics = session.scope.optics
+    area = next((a for a in SET_AREAS if optics.preset(a).magnification == mag), None)
+    if area is not None:
+        return specimen_to_camera(session, area)
+    current = specimen_to_camera(session, session.ld_area)
+    unit = current / math.sqrt(abs(float(np.linalg.det(current))))
+    return np.asarray(unit * (1e4 / optics.pixel_size_a(mag)), np.float64)
 
 
 def specimen_to_camera(session: Session, area: LowDoseArea) -> Matrix:

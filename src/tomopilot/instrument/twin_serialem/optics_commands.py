@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from tomopilot.instrument.twin.microscope import TwinMicroscope
-from tomopilot.instrument.twin.optics import intensity, mag_index
+from tomopilot.instrument.twin.optics import intensity
 from tomopilot.instrument.twin_serialem import calibration as cal
 from tomopilot.instrument.twin_serialem.commands import Reported, command
 from tomopilot.instrument.twin_serialem.session import SET_AREAS, Session
@@ -134,13 +134,13 @@ def report_specimen_shift(session: Session) -> Reported:
 # -- magnification ------------------------------------------------------------------------------
 @command("SetMag", "I")
 def set_mag(session: Session, magnification: int) -> Reported:
-    """Set the magnification of the current area to one of the calibrated mags."""
+    """Set the magnification of the current area to one of the microscope's table."""
     optics = session.scope.optics
-    source = next((a for a in SET_AREAS if optics.preset(a).magnification == magnification), None)
-    if source is None:
+    in_use = any(optics.preset(a).magnification == magnification for a in SET_AREAS)
+    if magnification not in cal.mag_table(session) and not in_use:
         mags = ", ".join(str(m) for m in cal.mag_table(session))
-        raise ValueError(f"Magnification {magnification} is not calibrated (available: {mags})")
-    pixel = optics.preset(source).unbinned_pixel_size_a
+        raise ValueError(f"Magnification {magnification} is not calibrated (the table: {mags})")
+    pixel = optics.pixel_size_a(magnification)
     for area in _areas_of(session.ld_area):
         current = optics.preset(area)
         session.saved_ld_params.setdefault(area, current)
@@ -151,6 +151,12 @@ def set_mag(session: Session, magnification: int) -> Reported:
             ),
         )
     return None
+
+
+@command("SetMagIndex", "I")
+def set_mag_index(session: Session, index: int) -> Reported:
+    """Set the magnification of the current area by its index in the table (1-based)."""
+    return set_mag(session, cal.magnification_of_index(session, index))
 
 
 def _areas_of(area: LowDoseArea) -> list[LowDoseArea]:
@@ -169,21 +175,19 @@ def report_mag(session: Session) -> Reported:
 
 def _matrix_command(name: str, make: object) -> None:
     def handler(session: Session, index: int = 0) -> Reported:
-        area = cal.area_for_mag_index(session, index)
-        return cal.as_reported(make(session, area))  # type: ignore[operator]
+        camera = cal.specimen_to_camera_at(session, index)
+        return cal.as_reported(make(session, camera))  # type: ignore[operator]
 
     command(name, "|I")(handler)
 
 
-_matrix_command("SpecimenToCameraMatrix", lambda s, a: cal.specimen_to_camera(s, a))
-_matrix_command("CameraToSpecimenMatrix", lambda s, a: np.linalg.inv(cal.specimen_to_camera(s, a)))
-_matrix_command("SpecimenToISMatrix", lambda s, a: cal.specimen_to_is(s))
-_matrix_command("ISToSpecimenMatrix", lambda s, a: cal.is_to_specimen(s))
-_matrix_command(
-    "ISToCameraMatrix", lambda s, a: cal.specimen_to_camera(s, a) @ cal.is_to_specimen(s)
-)
-_matrix_command("SpecimenToStageMatrix", lambda s, a: cal.specimen_to_stage(0.0))
-_matrix_command("StageToSpecimenMatrix", lambda s, a: np.linalg.inv(cal.specimen_to_stage(0.0)))
+_matrix_command("SpecimenToCameraMatrix", lambda s, c: c)
+_matrix_command("CameraToSpecimenMatrix", lambda s, c: np.linalg.inv(c))
+_matrix_command("SpecimenToISMatrix", lambda s, c: cal.specimen_to_is(s))
+_matrix_command("ISToSpecimenMatrix", lambda s, c: cal.is_to_specimen(s))
+_matrix_command("ISToCameraMatrix", lambda s, c: c @ cal.is_to_specimen(s))
+_matrix_command("SpecimenToStageMatrix", lambda s, c: cal.specimen_to_stage(0.0))
+_matrix_command("StageToSpecimenMatrix", lambda s, c: np.linalg.inv(cal.specimen_to_stage(0.0)))
 
 
 # -- coma and beam tilt --------------------------------------------------------------------------
@@ -309,8 +313,8 @@ def report_spot_size(session: Session) -> Reported:
 
 @command("ReportMagIndex")
 def report_mag_index(session: Session) -> Reported:
-    """The magnification index of the current area (1-based, in the twin's table)."""
-    return (mag_index(session.scope.optics.preset(session.ld_area).magnification),)
+    """The magnification index of the current area (1-based, in the microscope's table)."""
+    return (cal.mag_index(session, session.ld_area),)
 
 
 @command("ReportPercentC2")
