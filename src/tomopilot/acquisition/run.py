@@ -19,7 +19,12 @@ from tomopilot.acquisition.output.side_files import (
     attach_run_log,
     write_settings_dump,
 )
-from tomopilot.acquisition.plan.run_config import AcquireConfig, ResolvedRun, resolve_run
+from tomopilot.acquisition.plan.run_config import (
+    AcquireConfig,
+    MicroscopeConfig,
+    ResolvedRun,
+    resolve_run,
+)
 from tomopilot.acquisition.plan.run_plan import RunPlan
 from tomopilot.core.config import write_resolved_config
 from tomopilot.core.events import EventBus
@@ -40,7 +45,7 @@ def run_folder(config: AcquireConfig) -> Path:
 
 
 def open_microscope(
-    config: AcquireConfig,
+    micro: MicroscopeConfig,
     run_dir: Path,
     events: EventBus | None = None,
     *,
@@ -52,23 +57,20 @@ def open_microscope(
     configuration names, e.g. a test double with the module's interface).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config.microscope.backend == "serialem":
-        return open_serialem_microscope(config, run_dir, events, module=serialem_module)
-    twin = TwinMicroscope(
-        config.microscope.twin, events=events, command_log=run_dir / "twin_commands.jsonl"
-    )
+    if micro.backend == "serialem":
+        return open_serialem_microscope(micro, run_dir, events, module=serialem_module)
+    twin = TwinMicroscope(micro.twin, events=events, command_log=run_dir / "twin_commands.jsonl")
     return as_microscope(twin)
 
 
 def open_serialem_microscope(
-    config: AcquireConfig,
+    micro: MicroscopeConfig,
     run_dir: Path,
     events: EventBus | None = None,
     *,
     module: Any | None = None,
 ) -> Microscope:
     """SerialEM as the run's microscope (its Python module, or the twin serving its interface)."""
-    micro = config.microscope
     settings = micro.serialem
     options = SerialEMOptions(
         xy_limit_um=settings.stage_xy_limit_um,
@@ -82,7 +84,7 @@ def open_serialem_microscope(
     )
     exposure_ids = None
     if module is None and settings.module == "twin":
-        module, exposure_ids = twin_serialem_module(config, run_dir, events)
+        module, exposure_ids = twin_serialem_module(micro, run_dir, events)
         optics = micro.twin.optics  # the twin behind the module is the microscope
         options.voltage_kv, options.cs_mm = optics.voltage_kv, optics.cs_mm
     scope = open_serialem(
@@ -94,7 +96,7 @@ def open_serialem_microscope(
 
 
 def twin_serialem_module(
-    config: AcquireConfig, run_dir: Path, events: EventBus | None
+    micro: MicroscopeConfig, run_dir: Path, events: EventBus | None
 ) -> tuple[Any, Callable[[], int]]:
     """SerialEM's interface served by the twin, in this process; and the twin's exposure ids.
 
@@ -102,7 +104,7 @@ def twin_serialem_module(
     finds it where it was and ``tomopilot report`` judges the run against its ground truth.
     """
     # the twin reports on its own bus: the backend reports the run's events
-    twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
+    twin = TwinMicroscope(micro.twin, command_log=run_dir / "twin_commands.jsonl")
     module = make_module(
         twin,
         directory=run_dir,
@@ -161,9 +163,9 @@ def start_run(
     bus = events or EventBus()
     if config.microscope.backend == "twin":
         resolved = resolve_run(config)
-        scope = open_microscope(config, run_dir, bus)
+        scope = open_microscope(config.microscope, run_dir, bus)
     else:  # check the plan against the connected microscope's own limits
-        scope = open_microscope(config, run_dir, bus, serialem_module=serialem_module)
+        scope = open_microscope(config.microscope, run_dir, bus, serialem_module=serialem_module)
         try:
             limits = (scope.stage.limits.tilt_deg, scope.optics.image_shift_limit_um)
             resolved = resolve_run(config, limits=limits)

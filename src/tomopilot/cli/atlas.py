@@ -7,7 +7,9 @@ coordinates), ``<root>_atlas.nav`` (the map, the squares, the targets and their 
 ``<root>_tgts.txt`` (what ``tomopilot acquire`` reads: give it as ``targets: {file: ...}`` with
 ``output: {dir: DIR}``) and each target's map ``<root>_tgt_NNN.mrc``.
 
-The YAML holds ``microscope:`` (as for ``tomopilot acquire``; the twin for now), ``atlas:``
+The YAML holds ``microscope:`` (as for ``tomopilot acquire``: the twin, or SerialEM with
+``backend: serialem``, whose magnification table and pixel calibration the Grid and Square
+presets are taken from), ``atlas:``
 (:class:`~tomopilot.targeting.atlas.AtlasSettings`) and ``presets:``, changes to the Leginon
 presets by name (``{Grid: {binning: 16}, Square: {binning: 4}}``).
 """
@@ -25,12 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from tomopilot.acquisition.plan.run_config import MicroscopeConfig
+from tomopilot.acquisition.run import close_microscope, open_microscope
 from tomopilot.cli.common import console, user_errors
 from tomopilot.core.config import ConfigModel
 from tomopilot.core.errors import ConfigError
 from tomopilot.core.events import EventBus
 from tomopilot.core.events import Progress as ProgressEvent
-from tomopilot.instrument import LowDoseArea
+from tomopilot.instrument import LowDoseArea, Microscope
 from tomopilot.instrument.presets import PresetManager
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.microscope import as_microscope
@@ -117,48 +120,54 @@ def run_command(
     """Take the atlas, rank the squares, find holes and write the target list."""
     with user_errors():
         config = load_atlas_config(config_path)
-        if config.microscope.backend != "twin":
-            raise ConfigError(
-                "tomopilot atlas drives the twin for now (microscope.backend: twin)",
-                path=config_path,
-                field="microscope.backend",
-            )
         targets_file = out / f"{root}_tgts.txt"
         if targets_file.exists() and not force:
             raise FileExistsError(f"{targets_file} exists; use --force to replace it")
         bus = EventBus()
-        scope = as_microscope(TwinMicroscope(config.microscope.twin, events=bus))
-        presets = _presets(scope, config.presets)
-        columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            tasks: dict[str, TaskID] = {}
+        if config.microscope.backend == "twin":
+            scope = as_microscope(TwinMicroscope(config.microscope.twin, events=bus))
+        else:  # SerialEM (its module, or the twin serving it); restored when done
+            scope = open_microscope(config.microscope, out, bus)
+        try:
+            _run(scope, config, out, root, bus)
+        finally:
+            for line in close_microscope(scope):
+                console.print(f"[dim]{line}[/dim]")
 
-            def show(event: ProgressEvent) -> None:
-                if event.task not in TASKS:
-                    return
-                if event.task not in tasks:
-                    tasks[event.task] = progress.add_task(TASKS[event.task], total=event.total)
-                progress.update(tasks[event.task], completed=event.done)
 
-            bus.subscribe(ProgressEvent, show)
-            result = grid_to_targets(scope, presets, config.atlas)
-        atlas_files = write_atlas(out, result.atlas, result.survey, name=f"{root}_atlas")
-        preview = scope.optics.preset(LowDoseArea.PREVIEW)
-        path = write_target_list(
-            out,
-            result.targets,
-            root=root,
-            maps=result.maps,
-            pixel_size_a=preview.pixel_size_a,
-            nav_path=atlas_files["nav"],
-        )
-        console.print(_squares_table(result))
-        usable = len(result.survey.ranked())
-        console.print(
-            f"{len(result.survey.squares)} squares, {usable} usable; "
-            f"{len(result.findings)} looked at; {len(result.targets)} targets "
-            f"(dropped: {result.dropped['hole image']} on the hole image, "
-            f"{result.dropped['preview']} on the Preview)"
-        )
-        for kind, written in {**atlas_files, "targets": path}.items():
-            console.print(f"wrote {kind}: {written}")
+def _run(scope: Microscope, config: AtlasConfig, out: Path, root: str, bus: EventBus) -> None:
+    """The atlas, its files and the summary table (``run_command``'s work)."""
+    presets = _presets(scope, config.presets)
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def show(event: ProgressEvent) -> None:
+            if event.task not in TASKS:
+                return
+            if event.task not in tasks:
+                tasks[event.task] = progress.add_task(TASKS[event.task], total=event.total)
+            progress.update(tasks[event.task], completed=event.done)
+
+        bus.subscribe(ProgressEvent, show)
+        result = grid_to_targets(scope, presets, config.atlas)
+    atlas_files = write_atlas(out, result.atlas, result.survey, name=f"{root}_atlas")
+    preview = scope.optics.preset(LowDoseArea.PREVIEW)
+    path = write_target_list(
+        out,
+        result.targets,
+        root=root,
+        maps=result.maps,
+        pixel_size_a=preview.pixel_size_a,
+        nav_path=atlas_files["nav"],
+    )
+    console.print(_squares_table(result))
+    usable = len(result.survey.ranked())
+    console.print(
+        f"{len(result.survey.squares)} squares, {usable} usable; "
+        f"{len(result.findings)} looked at; {len(result.targets)} targets "
+        f"(dropped: {result.dropped['hole image']} on the hole image, "
+        f"{result.dropped['preview']} on the Preview)"
+    )
+    for kind, written in {**atlas_files, "targets": path}.items():
+        console.print(f"wrote {kind}: {written}")

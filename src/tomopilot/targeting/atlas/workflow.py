@@ -12,6 +12,10 @@
    against the Preview preset's dose give the ice thickness (the log ratio again), a target
    outside ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
    series recentres the target by stage moves (Leginon's iterative recentring) when it starts.
+   A real microscope's Preview preset carries no dose until one is measured (Leginon's dose
+   measurement over an empty area): then the Preview dose is measured once over vacuum, at
+   the torn film of a broken square the atlas found; without vacuum in the atlas the targets
+   are kept unjudged (a warning says so).
 
 Everything is in the stage frame of the microscope (stage position plus image shift), so the
 targets are where the same microscope goes back to. Progress is emitted as
@@ -27,13 +31,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
+from scipy import ndimage
 
 from tomopilot.core.config import ConfigModel
 from tomopilot.core.events import Message, Progress
 from tomopilot.instrument import Microscope
 from tomopilot.instrument.presets import PresetManager
 from tomopilot.targeting.atlas.montage import Atlas, acquire_atlas
-from tomopilot.targeting.atlas.squares import Square, SquareSurvey, survey_squares
+from tomopilot.targeting.atlas.squares import (
+    VACUUM_LEVEL,
+    Square,
+    SquareSurvey,
+    survey_squares,
+)
 from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.hole_finder import (
     ICE_MFP_NM,
@@ -127,6 +137,53 @@ def _preview(
     return ice, np.asarray(image.data, np.float32)
 
 
+def vacuum_point_um(
+    atlas_map: MapImage, vacuum_counts: float, margin_px: int = 3
+) -> tuple[float, float] | None:
+    """A specimen point of the atlas well inside vacuum (torn film), nearest the atlas centre;
+    None if the atlas shows none."""
+    smooth = ndimage.gaussian_filter(np.asarray(atlas_map.data, np.float64), 1.0)
+    inside = ndimage.binary_erosion(smooth >= VACUUM_LEVEL * vacuum_counts, iterations=margin_px)
+    rows, cols = np.nonzero(inside)
+    if rows.size == 0:
+        return None
+    ny, nx = smooth.shape
+    nearest = int(np.argmin(np.hypot(cols - nx / 2, rows - ny / 2)))
+    point = atlas_map.to_specimen(np.array([[cols[nearest] + 0.5, rows[nearest] + 0.5]]))[0]
+    return float(point[0]), float(point[1])
+
+
+def _measure_preview_dose(
+    scope: Microscope, presets: PresetManager, atlas_map: MapImage, survey: SquareSurvey
+) -> bool:
+    """Measure the Preview dose over the atlas's vacuum; False if there is none to use."""
+    point = None
+    if survey.vacuum_source != "brightest square pixels":  # a true vacuum reference
+        point = vacuum_point_um(atlas_map, survey.vacuum_counts)
+    if point is None:
+        scope.events.emit(
+            Message(
+                time_s=scope.clock.now_s(),
+                level="warning",
+                text="the Preview preset has no dose and the atlas shows no vacuum to measure "
+                "it over: targets are kept without the Preview's ice check",
+            )
+        )
+        return False
+    scope.optics.set_image_shift_um(0.0, 0.0)
+    scope.stage.move_to(x_um=point[0], y_um=point[1])
+    dose = presets.measure_dose("Preview")
+    scope.events.emit(
+        Message(
+            time_s=scope.clock.now_s(),
+            level="info",
+            text=f"Preview dose {dose:.3g} e/A^2 measured over vacuum at "
+            f"({point[0]:.0f}, {point[1]:.0f}) um",
+        )
+    )
+    return dose > 0
+
+
 def grid_to_targets(
     scope: Microscope, presets: PresetManager, settings: AtlasSettings | None = None
 ) -> AtlasResult:
@@ -139,8 +196,9 @@ def grid_to_targets(
         extent_um=settings.extent_um,
         overlap=settings.overlap,
     )
+    atlas_map = atlas.stitched()
     survey = survey_squares(
-        atlas.stitched(),
+        atlas_map,
         mfp_nm=settings.mfp_nm,
         target_nm=settings.target_ice_nm,
         max_nm=settings.max_square_ice_nm,
@@ -149,6 +207,9 @@ def grid_to_targets(
     ranked = survey.ranked()[: settings.squares]
     if not ranked:
         raise TargetingError("no usable square in the atlas (all broken, empty or too thick)")
+    judge_ice = settings.confirm_with_preview
+    if judge_ice and not presets.get("Preview").dose_e_a2 > 0:
+        judge_ice = _measure_preview_dose(scope, presets, atlas_map, survey)
     for done, square in enumerate(ranked, start=1):
         scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
         image = presets.acquire("Square")
@@ -178,11 +239,12 @@ def grid_to_targets(
             if settings.confirm_with_preview:
                 ice, preview = _preview(scope, presets, settings.mfp_nm)
                 lo, hi = settings.ice_range_nm
-                if not lo <= ice <= hi:
+                if judge_ice and not lo <= ice <= hi:
                     scope.optics.set_image_shift_um(0.0, 0.0)
                     result.dropped["preview"] += 1
                     continue
-                kept = HoleTarget(centre_um=kept.centre_um, focus_um=kept.focus_um, ice_nm=ice)
+                if judge_ice:
+                    kept = HoleTarget(centre_um=kept.centre_um, focus_um=kept.focus_um, ice_nm=ice)
             scope.optics.set_image_shift_um(0.0, 0.0)
             result.targets.append(kept)
             result.maps.append(preview)
