@@ -7,7 +7,8 @@ target the strategy does, in Leginon's order:
 1. (set-up, by the engine) stage to the area, eucentric height, target map, start tilt,
    autofocus at the focus position;
 2. iterative recentring of the target by stage moves (image shift back near zero);
-3. backlash release, then the drift manager;
+3. backlash release, then the drift manager, then a Preview registered to the target's map
+   (what the release and the drift wait moved is taken out);
 4. the first half (start tilt and the + branch): before every tilt the predictor
    (:class:`~tomopilot.geometry.tilt_predictor.TiltPredictor`, group 0) gives the image shift
    and the height change, which sets the focus; after every Record, Leginon's tracking
@@ -170,11 +171,13 @@ class SequentialStrategy:
             )
         if o.backlash_release:
             backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
+        if o.drift_check != "off":  # before the reference, so what drifted meanwhile is caught
+            self._wait_for_drift()
         for number, target in self.targets.items():
             if target.info.skip:
                 continue
             # The target's reference at the start tilt: a Preview at its image shift, which
-            # also catches what the backlash release moved.
+            # also catches what the backlash release and the drift wait moved.
             toolkit.scope.optics.set_image_shift_um(*target.start_is_um)
             preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
             ref = references.get(f"map:{number}")
@@ -182,8 +185,6 @@ class SequentialStrategy:
             if found is not None and math.hypot(*found[0]) < 1.0:
                 sx, sy = target.start_is_um
                 target.start_is_um = (sx + float(found[0][0]), sy + float(found[0][1]))
-        if o.drift_check != "off":
-            self._wait_for_drift()
 
     def _calibration_tilts(self) -> list[float]:
         s, step = self.settings, self.options.calibration_step_deg
