@@ -12,10 +12,12 @@
    against the Preview preset's dose give the ice thickness (the log ratio again), a target
    outside ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
    series recentres the target by stage moves (Leginon's iterative recentring) when it starts.
-   A real microscope's Preview preset carries no dose until one is measured (Leginon's dose
-   measurement over an empty area): then the Preview dose is measured once over vacuum, at
-   the torn film of a broken square the atlas found; without vacuum in the atlas the targets
-   are kept unjudged (a warning says so).
+   The Preview dose is measured once over vacuum, at the torn film of a broken square the
+   atlas found (Leginon's dose measurement over an empty area; a real microscope's preset
+   has no dose until then, and a beam's current is not its nominal one: on the twin a 3 %
+   lower beam read 11 nm too much ice with the nominal dose). A preset whose dose was
+   already measured is used as it is; without vacuum in the atlas the nominal dose is used,
+   or, with none, the targets are kept unjudged (a warning says so).
 
 Everything is in the stage frame of the microscope (stage position plus image shift), so the
 targets are where the same microscope goes back to. Progress is emitted as
@@ -156,17 +158,22 @@ def vacuum_point_um(
 def _measure_preview_dose(
     scope: Microscope, presets: PresetManager, atlas_map: MapImage, survey: SquareSurvey
 ) -> bool:
-    """Measure the Preview dose over the atlas's vacuum; False if there is none to use."""
+    """Measure the Preview dose over the atlas's vacuum; False if there is no vacuum."""
     point = None
     if survey.vacuum_source != "brightest square pixels":  # a true vacuum reference
         point = vacuum_point_um(atlas_map, survey.vacuum_counts)
     if point is None:
+        known = presets.get("Preview").dose_e_a2 > 0
         scope.events.emit(
             Message(
                 time_s=scope.clock.now_s(),
                 level="warning",
-                text="the Preview preset has no dose and the atlas shows no vacuum to measure "
-                "it over: targets are kept without the Preview's ice check",
+                text="the atlas shows no vacuum to measure the Preview dose over: "
+                + (
+                    "the Preview's ice uses the preset's nominal dose"
+                    if known
+                    else "targets are kept without the Preview's ice check"
+                ),
             )
         )
         return False
@@ -208,8 +215,9 @@ def grid_to_targets(
     if not ranked:
         raise TargetingError("no usable square in the atlas (all broken, empty or too thick)")
     judge_ice = settings.confirm_with_preview
-    if judge_ice and not presets.get("Preview").dose_e_a2 > 0:
-        judge_ice = _measure_preview_dose(scope, presets, atlas_map, survey)
+    if judge_ice and presets.get("Preview").measured_dose_e_a2 is None:
+        measured = _measure_preview_dose(scope, presets, atlas_map, survey)
+        judge_ice = measured or presets.get("Preview").dose_e_a2 > 0
     for done, square in enumerate(ranked, start=1):
         scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
         image = presets.acquire("Square")
