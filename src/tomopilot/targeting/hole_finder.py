@@ -10,7 +10,9 @@ its own scattering to the ice). The finder
    keeps local maxima above the noise and above half the typical strong response;
 3. measures each candidate's disc and the ring around it (r…1.5 r): a ring touching opaque
    pixels means a hole cut by a bar or under contamination, a ring as bright as the disc means
-   torn film (no carbon around); both are dropped;
+   torn film (no carbon around); both are dropped. Torn film comes in patches, so a hole just
+   under the torn line whose lattice neighbours are film holes is kept (shot noise on an
+   intact hole); only one clearly without carbon is torn on its own;
 4. classes the rest: holes with ice sit at the square's common disc/ring ratio (the carbon's
    own attenuation) and at the brightness of the typical hole around them; a hole whose ice is
    gone, or a lattice point in torn-away film, is brighter by exp(t/λ): above ``EMPTY_RATIO``
@@ -39,6 +41,7 @@ OPAQUE_LEVEL = 0.3  # below this fraction of the bright level nothing gets throu
 EMPTY_RATIO = 1.05  # disc/ring this far above the square's median: the hole's ice is gone
 TORN_RATIO = 1.035  # disc/ring below this: no carbon around the disc (torn film)
 TORN_SHARE = 0.5  # ... or below half the typical hole's contrast, where that is lower
+TORN_CLEAR = 0.2  # under a fifth of it, torn whatever the neighbours (see the finder)
 ICE_MFP_NM = 350.0
 
 
@@ -240,7 +243,22 @@ def find_holes_in_square(
     in_film = [m[4] for m in measured if m[4] >= TORN_RATIO]
     typical_ratio = float(np.median(in_film)) if in_film else TORN_RATIO
     torn_below = min(TORN_RATIO, 1.0 + TORN_SHARE * (typical_ratio - 1.0))
-    candidates = [m for m in measured if m[4] >= torn_below]
+    # Torn film comes in patches: a hole just under the line amid film holes (its lattice
+    # neighbours' median above it) is shot noise on an intact hole; only a hole clearly without
+    # carbon (under TORN_CLEAR of the typical contrast) is torn on its own.
+    pitch = float(np.hypot(*lattice[1][:, 0])) if lattice is not None else 3.0 * r
+    all_xy = np.array([(m[0], m[1]) for m in measured]).reshape(-1, 2)
+    all_ratio = np.array([m[4] for m in measured])
+    clearly_torn = 1.0 + TORN_CLEAR * (typical_ratio - 1.0)
+    candidates = []
+    for x, y, score, disc, ratio in measured:
+        keep = ratio >= torn_below
+        if not keep and ratio >= clearly_torn:
+            gap = np.hypot(all_xy[:, 0] - x, all_xy[:, 1] - y)
+            near = (gap > 0.5 * pitch) & (gap <= 1.5 * pitch)
+            keep = near.sum() >= 3 and float(np.median(all_ratio[near])) >= torn_below
+        if keep:
+            candidates.append((x, y, score, disc, ratio))
     dropped["torn film"] = len(measured) - len(candidates)
     if not candidates:
         return HoleFinding([], dropped, r)
@@ -252,7 +270,6 @@ def find_holes_in_square(
     # whose ratio is the common one), so vacuum and holes that lost their ice stand out even
     # where the ice changes across the square.
     confident = np.abs(ratios / common - 1.0) < 0.02
-    pitch = float(np.hypot(*lattice[1][:, 0])) if lattice is not None else 3.0 * r
     reference = np.full(
         len(candidates), float(np.median(discs[confident] if confident.any() else discs))
     )
