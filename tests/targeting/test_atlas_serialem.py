@@ -17,9 +17,12 @@ from typer.testing import CliRunner
 
 from tomopilot.cli.main import app
 from tomopilot.instrument import LowDoseArea
+from tomopilot.instrument.serialem import open_serialem, resolve_address
+from tomopilot.instrument.serialem.session import SerialEMCommandError
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.optics import MAGNIFICATIONS
 from tomopilot.instrument.twin.specimen import GridSpecimen
+from tomopilot.instrument.twin_serialem import make_module
 from tomopilot.io.navigator import read_nav
 from tomopilot.targeting.nav_items import nav_items
 
@@ -65,6 +68,39 @@ def atlas_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TwinMicro
         TwinConfig.model_validate(TWIN), command_log=out / "twin_commands.jsonl"
     )
     return out, replayed, result.output
+
+
+def test_the_backend_reads_the_magnification_table_and_puts_search_back() -> None:
+    twin = TwinMicroscope(TwinConfig.model_validate(TWIN))
+    module = make_module(twin, properties={"MaximumTiltAngle": twin.stage.limits.tilt_deg})
+    scope = open_serialem(resolve_address(), module=module)
+    assert scope.optics.magnifications() == MAGNIFICATIONS
+    for mag in (115, 510, 2250, 53000):
+        assert scope.optics.pixel_size_a(mag) == pytest.approx(twin.optics.pixel_size_a(mag))
+    assert twin.optics.preset(LowDoseArea.SEARCH).magnification == 2250  # walked, put back
+    with pytest.raises(SerialEMCommandError, match="not in the microscope's magnification"):
+        scope.optics.pixel_size_a(12345)
+    scope.close()
+    # A table with a gap (an index SerialEM refuses, as on some microscopes) goes on past it.
+    gappy = _RefusingIndex(make_module(twin), refused=5)
+    scope = open_serialem(resolve_address(), module=gappy)
+    assert scope.optics.magnifications() == MAGNIFICATIONS[:4] + MAGNIFICATIONS[5:]
+    scope.close()
+
+
+class _RefusingIndex:
+    """The module, except that ``SetMagIndex`` refuses one index."""
+
+    def __init__(self, module: Any, refused: int) -> None:
+        self._module, self._refused = module, refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def SetMagIndex(self, index: int) -> Any:
+        if int(index) == self._refused:
+            raise self._module.SEMerror(f"Mag index {index} is not available")
+        return self._module.SetMagIndex(index)
 
 
 def test_presets_are_on_the_microscopes_magnification_table(

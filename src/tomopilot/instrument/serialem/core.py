@@ -22,7 +22,8 @@ counts of each image (``counts / CountsPerElectron`` per unbinned pixel per seco
 
 The magnification table (:meth:`SerialEMCore.magnification_table`): SerialEM has no command that
 lists it, so it is read once, in the Search area with nothing exposed: ``SetMagIndex i`` and
-``ReportMag`` for i = 1, 2, … until SerialEM refuses the index, each entry's pixel from
+``ReportMag`` for i = 1, 2, … until SerialEM refuses three indices in a row (a single refused
+index is a gap some microscopes' tables have), each entry's pixel from
 ``SpecimenToCameraMatrix i``; the Search magnification is then set back (``SetMagIndex``).
 """
 
@@ -66,6 +67,7 @@ CAMERA_SET = {
 }
 OFFSET_AREAS = ("V", "S")
 MAX_MAG_INDEX = 80  # beyond any microscope's table (a Krios has about 50 entries, LM and SA)
+MAX_REFUSED_INDICES = 3  # this many refused indices in a row end the table
 """Areas with a defocus offset: the focus readout there is not the Record focus."""
 
 
@@ -215,6 +217,7 @@ class SerialEMCore:
         start = round(session.number("ReportMagIndex"))
         self.originals.magnifications.setdefault("S", session.number("ReportMag"))
         table: list[tuple[int, float]] = []
+        refused = 0
         try:
             for index in range(1, MAX_MAG_INDEX + 1):
                 try:
@@ -222,7 +225,11 @@ class SerialEMCore:
                 except SerialEMCommandError as exc:
                     if "no such command" in str(exc):
                         raise
-                    break  # past the end of the table
+                    refused += 1  # a gap in the table (some scopes), or past its end
+                    if refused >= MAX_REFUSED_INDICES:
+                        break
+                    continue
+                refused = 0
                 magnification = round(session.number("ReportMag"))
                 a, b, c, d = session.matrix("SpecimenToCameraMatrix", index)
                 px_per_um = math.sqrt(abs(a * d - b * c))
@@ -233,7 +240,7 @@ class SerialEMCore:
             self.is_matrices.pop("S", None)
         if not table:
             raise SerialEMCommandError("SetMagIndex", "SerialEM reported no magnification table")
-        self.mag_table = sorted(table)
+        self.mag_table = sorted(set(table))
         return self.mag_table
 
     def electrons_per_count(self) -> float:
