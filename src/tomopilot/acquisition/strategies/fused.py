@@ -293,8 +293,13 @@ class FusedStrategy:
             depth, z_var = ctf_depth_update(depth, z_var, innovation)
         if step.branch != "start" and aligned:
             self.round.lateral.append(unexplained.tolist())
+        start = step.branch == "start"
         if not aligned:
-            state.lost += 1  # keep the prediction; the reference stays the last good image
+            # Keep the prediction; the reference stays the last good image. At the start tilt
+            # nothing is lost: the set-up put the target there (its Preview aligned to the map
+            # at this tilt), and a map from the selection tilt, at another pixel size, often
+            # gives no significant peak against the start Record.
+            state.lost += 0 if start else 1
             true_xy = applied + np.array(state.offset_um)
         else:
             state.lost = 0
@@ -307,10 +312,12 @@ class FusedStrategy:
             absolute is not None
             and float(np.hypot(*offset)) > REFERENCE_MAX_OFFSET_FIELDS * field_um
         )
-        if (aligned and not off_field) or reference is None:
+        if (aligned and not off_field) or reference is None or start:
             # A Record the View (not its own correlation) found far off its target shows mostly
             # somewhere else: the next Record, centred again, would barely overlap it. The
-            # older reference stays.
+            # older reference stays. The start Record is both branches' reference (as in
+            # PACEtomo): a tilt step from the next Records, where the map is the selection
+            # tilt and another pixel size away.
             self._images[key] = image
             state.reference = key
             state.ref_offset_um = offset.tolist()
