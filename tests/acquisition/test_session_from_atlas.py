@@ -33,7 +33,13 @@ TWIN: dict[str, Any] = {
     "specimen": {"kind": "grid", "mesh_diameter_um": 420.0},
     "presets": {
         "record": {"camera_area_px": [2048, 2048], "binning": 8},
-        "preview": {"camera_area_px": [2048, 2048], "binning": 8, "exposure_s": 0.5},
+        # A Preview 0.8 µm wide (a K3's whole chip at Record magnification is about 1.1 µm):
+        # aligned to its map it measures a miss up to about 0.4 µm, more than the stage's
+        # first move under a target errs by. Half as wide (2048 px binned 8, 0.41 µm) it
+        # measured misses up to about 0.2 µm only; beyond, it found a spurious peak near
+        # zero, and whether a series started 0.3-0.6 µm off its hole's centre depended on the
+        # stage's errors and drift at the moment, so on any change of the timeline.
+        "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
         "view": {"camera_area_px": [2048, 2048], "binning": 8},
         "search": {"camera_area_px": [4096, 4096], "binning": 16},
     },
@@ -42,7 +48,8 @@ TWIN: dict[str, Any] = {
 
 def _first_records_sit_in_their_holes(folder: Path, atlas_dir: Path, hole_um: float) -> None:
     """Three of the atlas's targets as a rendered sequential session (±3°): the first Record
-    of each series lies in an intact hole, most of them near its centre."""
+    of each series lies in an intact hole, at its centre (the maps are centred within 10 nm;
+    recentring by stage and the reference Preview take out the stage's errors)."""
     folder.mkdir()
     targets = load_targets(atlas_dir / "grid_tgts.txt")
     save_targets(
@@ -78,7 +85,7 @@ def _first_records_sit_in_their_holes(folder: Path, atlas_dir: Path, hole_um: fl
         gap = np.hypot(holes.centres_um[:, 0] - sx, holes.centres_um[:, 1] - sy)
         assert holes.intact[int(np.argmin(gap))] and gap.min() < hole_um / 2
         gaps.append(float(gap.min()))
-    assert float(np.median(gaps)) < 0.3
+    assert max(gaps) < 0.1, gaps
 
 
 def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:

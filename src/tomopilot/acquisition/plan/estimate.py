@@ -24,8 +24,8 @@ class Timing:
     tilt_speed_deg_s: float = 30.0
     tilt_settle_s: float = 0.3
     image_shift_settle_s: float = 0.5
-    pre_exposure_s: float = 0.8
-    readout_s: float = 1.1
+    pre_exposure_s: float = 0.4
+    readout_s: float = 0.4
     sum_return_s: float = 0.3
     record_s: float = 1.0
     preview_s: float = 0.5

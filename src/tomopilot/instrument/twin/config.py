@@ -130,8 +130,23 @@ class CameraConfig(ConfigModel):
             "need the ground truth and the timing (a strategy that never looks at pixels)"
         ),
     )
-    pre_exposure_s: float = Field(default=0.8, ge=0)
-    readout_s: float = Field(default=1.1, ge=0)
+    pre_exposure_s: float = Field(
+        default=0.4,
+        ge=0,
+        description=(
+            "from the program's request to the beam reaching the detector: the program's own "
+            "call (~0.1 s) and the camera's start-up (~0.3 s); K3T's SerialEM and DM logs"
+        ),
+    )
+    readout_s: float = Field(
+        default=0.4,
+        ge=0,
+        description=(
+            "from the end of the exposure to the image in the program, frame writing aside "
+            "(last frame ~0.2 s late, hand-over and transfer ~0.2 s; K3T); the frames add "
+            "their own writing time"
+        ),
+    )
     sum_return_s: float = Field(
         default=0.3,
         ge=0,
