@@ -28,6 +28,11 @@ def write(folder: Path, name: str, *, loop: bool) -> Path:
     microscope: dict[str, object] = {
         "twin": {
             "seed": 3,
+            # No branch-start jump: after one, pace's targets 2 and 3 end 0.3-0.6 µm off at
+            # -6° by whatever one marginal correlation of target 1 catches, which the loop's few
+            # extra commands (a slightly other timeline) flip; the comparison would then judge
+            # that coin, not the backend.
+            "stage": {"branch_start_jump_um": 0.0},
             "presets": {
                 "record": {"camera_area_px": [2048, 2048], "binning": 8},
                 "preview": {"camera_area_px": [2048, 2048], "binning": 8, "exposure_s": 0.5},
@@ -60,7 +65,7 @@ def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Pat
     assert a["tracking_rms_nm"] == pytest.approx(b["tracking_rms_nm"], rel=0.10)
     assert a["defocus_rms_um"] == pytest.approx(b["defocus_rms_um"], rel=0.10)
     assert a["defocus_rms_um"] < 0.3  # and both are good runs, not equally broken ones
-    assert b["tracking_rms_nm"] < 400
+    assert b["tracking_rms_nm"] < 100
     # the mdocs record the same microscope state, read back through SerialEM's report commands
     for target in (1, 2, 3):
         name = f"L1_ts_{target:03d}.mrc.mdoc"
