@@ -168,9 +168,23 @@ def test_a_dewar_refill_is_recorded_as_housekeeping(tmp_path: Path) -> None:
     from tomopilot.store.models import HousekeepingRow
     from tomopilot.web.app import create_app
 
+    # The fill goes between the middle two Records, placed from an uninterrupted run's own
+    # timeline: a fixed clock time falls elsewhere (or after the run) whenever the
+    # microscope's time costs change.
+    (tmp_path / "plain").mkdir()
+    no_fill = {"housekeeping": {"dewar_first_fill_s": 1e9}}
+    plain, _ = start_run(load_acquire_config(write_config(tmp_path / "plain", twin=no_fill)))
+    assert plain.run().status == "finished"
+    records = sorted(
+        (e.time_s, e.time_s + e.duration_s)
+        for e in plain.scope.ground_truth.exposures  # type: ignore[attr-defined]
+        if e.area == "Record"
+    )
+    middle = len(records) // 2
+    fill_s = (records[middle - 1][1] + records[middle][0]) / 2
     config = write_config(
         tmp_path,
-        twin={"housekeeping": {"dewar_first_fill_s": 130.0, "dewar_refill_duration_s": 300.0}},
+        twin={"housekeeping": {"dewar_first_fill_s": fill_s, "dewar_refill_duration_s": 300.0}},
     )
     engine, resolved = start_run(load_acquire_config(config))
     store = open_store(engine.plan.run_dir)
@@ -178,6 +192,7 @@ def test_a_dewar_refill_is_recorded_as_housekeeping(tmp_path: Path) -> None:
     engine.run()
     assert recorder.close()
     truth = engine.scope.ground_truth  # type: ignore[attr-defined]
+    assert truth.time_by_activity_s["dewar_wait"] > 250.0  # the fill fell mid-run
     with store.reader() as db:
         waits = db.query(HousekeepingRow).filter_by(task="dewar_wait").all()
     assert waits, "the refill the engine waited out is in the archive"
