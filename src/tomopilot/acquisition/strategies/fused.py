@@ -1,20 +1,19 @@
 """``fused``: our strategy — every target's measurements inform every other target.
 
 PACEtomo tracks on target 1 alone and follows focus with an open-loop model. ``fused`` keeps,
-per target, its current position (x, y) and depth z relative to the believed tilt axis, and
-moves them with the rigid rotation from one tilt to the next. What the rotation does not
-explain is split into
-
-- a *common* part, shared by all targets (stage run-out, drift, jumps, run-away branches, the
-  axis-offset and eucentric errors). After a target was aligned at a tilt, it is the median over
-  the targets aligned so far at that tilt, applied to every target imaged after. Before the
-  first target, it is extrapolated from the branch's history of common increments: the median
-  of the last three when it stands out of the branch's noise (slow run-out; a one-off jump is
-  ignored), and beyond 36° a significant last increment across the axis persists, its growth
-  extrapolated (damped) when the step before moved the same way — a run-away branch as it
-  ramps up;
-- an *individual* part, which a Kalman update turns into a better depth for that target: a
-  lateral residual r at a tilt step Δθ means a depth error −r / sin Δθ.
+per target, its current position (x, y) and depth z, and moves them with the rigid rotation
+about the tilt axis from one tilt to the next. Where that axis lies — across it from target 1
+and in depth (what the rough eucentricity and the axis-offset calibration missed) — is fitted
+to target 1's whole lateral track so far (``fused_axis``); each other target's depth relative
+to target 1 is fitted to its lateral offset from target 1 at every tilt (a rigid specimen turns
+that offset with it, free of the stage's common step). What the rotation does not explain of
+the lateral motion is the *common* part, shared by all targets (stage run-out, drift, jumps,
+run-away branches). After a target was aligned at a tilt, it is the median over the targets
+aligned so far at that tilt, applied to every target imaged after. Before the first target, it
+is extrapolated from the branch's history of common increments: the median of the last three
+when it stands out of the branch's noise (slow run-out; a one-off jump is ignored), and beyond
+36° a significant last increment across the axis persists, its growth extrapolated (damped)
+when the step before moved the same way — a run-away branch as it ramps up.
 
 Alignment is one cross-correlation of each Record with the target's last aligned Record
 (``fused_align``); when the first target at a tilt cannot be aligned, or its peak is weak and
@@ -45,11 +44,11 @@ from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
 from tomopilot.acquisition.strategies.fused_align import REFERENCE_MAX_OFFSET_FIELDS, match_record
+from tomopilot.acquisition.strategies.fused_axis import AxisTracker, RelativeTrack
 from tomopilot.acquisition.strategies.fused_depth import (
     CTF_MAX_INNOVATION_UM,
     PRIOR_DEPTH_SIGMA_UM,
     ctf_depth_update,
-    lateral_depth_update,
     measure_depth_um,
 )
 from tomopilot.acquisition.strategies.fused_relocate import VIEW_KEY, ViewRelocation, confirm_record
@@ -77,7 +76,16 @@ class FusedStrategy:
         self.settings = settings
         self.targets: dict[int, FusedTarget] = {}
         self.start_tilt_deg = 0.0
+        # The tilt axis per branch in fused's frame: its lateral position (image shift y, µm)
+        # and how far below target 1's start depth it lies (µm); see ``fused_axis``.
         self.axis_um = {"+": 0.0, "-": 0.0}
+        self.axis_height_um = {"+": 0.0, "-": 0.0}
+        self.axis = AxisTracker(
+            prior_offset_um={
+                "+": -settings.tilt_axis_offset_pos_um,
+                "-": -settings.tilt_axis_offset_neg_um,
+            }
+        )
         self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
         self.history_step: dict[str, int] = {"+": -10, "-": -10}
         self.round = TiltRound()
@@ -85,6 +93,7 @@ class FusedStrategy:
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
         self.spot: TrackSpot | None = None
+        self.relative: dict[int, RelativeTrack] = {}
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(
@@ -117,6 +126,8 @@ class FusedStrategy:
                 skip="skipped in the targets file" if info.skip else None,
             )
             self.targets[info.index] = FusedTarget(info=info, level_um=level, start=state)
+            if info.index != 1:
+                self.relative[info.index] = RelativeTrack(start_tilt_deg, depth)
         self._images = dict(references)
         if 1 in start_is_um:
             # A wide View of target 1: what a lost tracking target is searched for in later.
@@ -158,13 +169,28 @@ class FusedStrategy:
         return predict_common_motion(self.history[step.branch], step.tilt_deg)
 
     def _rotate(self, state: FusedBranch, branch: str, tilt_deg: float) -> tuple[float, float]:
-        """(y, z) of a target after rotating from its last tilt to ``tilt_deg``."""
+        """(y, z) of a target after rotating from its last tilt to ``tilt_deg`` about the
+        branch's tilt axis (``fused_axis``)."""
         axis = self.axis_um.get(branch, 0.0)
+        below = self.axis_height_um.get(branch, 0.0)
         delta = math.radians(tilt_deg - state.last_tilt_deg)
-        n = state.y_um - axis
-        y = axis + n * math.cos(delta) - state.z_um * math.sin(delta)
-        z = n * math.sin(delta) + state.z_um * math.cos(delta)
+        n, m = state.y_um - axis, state.z_um + below
+        y = axis + n * math.cos(delta) - m * math.sin(delta)
+        z = n * math.sin(delta) + m * math.cos(delta) - below
         return y, z
+
+    def _learn_axis(self, step: TiltStep, state: FusedBranch, aligned: bool) -> None:
+        """Target 1 was measured: refit the axis (``fused_axis``) and place it in the frame."""
+        if step.branch == "start":
+            self.axis.start(step.tilt_deg, state.y_um)
+            branches = ["+", "-"]
+        else:
+            self.axis.observe(step.branch, step.tilt_deg, state.y_um if aligned else None)
+            branches = [step.branch]
+        fit = self.axis.current()
+        for branch in branches:
+            self.axis_um[branch] = state.y_um - fit.lateral_um(branch, step.tilt_deg)
+            self.axis_height_um[branch] = fit.depth_um(branch, step.tilt_deg) - state.z_um
 
     def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
         tgt = self.targets[target]
@@ -235,6 +261,25 @@ class FusedStrategy:
         return [float(true_xy[0] - state.x_um), float(true_xy[1] - y_pred)]
 
     # -- learning ---------------------------------------------------------------------------
+    def _relative_depth(
+        self, target: int, step: TiltStep, y_um: float, depth_um: float, z_var_um2: float
+    ) -> float:
+        """The target's depth after its lateral offset from target 1 at this tilt was measured
+        (``fused_axis.RelativeTrack``): target 1's depth plus the rigid offset's, weighed
+        against the depth predicted (Kalman gain; the fit is a better prior, not a new
+        independent measurement, so the variance stays)."""
+        track = self.relative.get(target)
+        first = self.targets.get(1)
+        if track is None or first is None:
+            return depth_um
+        one = first.branch(step.branch)
+        if one.last_tilt_deg != step.tilt_deg or one.lost or one.skip is not None:
+            return depth_um  # target 1 was not found at this tilt
+        track.add(step.tilt_deg, y_um - one.y_um)
+        relative, variance = track.depth_um(step.tilt_deg)
+        gain = z_var_um2 / (z_var_um2 + variance)
+        return depth_um + gain * (one.z_um + relative - depth_um)
+
     def _relocate(self, target: int, step: TiltStep) -> np.ndarray | None:
         """Target 1's offset from the field centre by a View (``fused_relocate``); None for
         any other target, or when the View did not find it."""
@@ -274,11 +319,10 @@ class FusedStrategy:
         y_pred, z_pred = self._rotate(state, step.branch, step.tilt_deg)
         unexplained = true_xy - np.array([state.x_um, y_pred])
         depth = state.z_um + request.predicted_dz_um  # the depth focused for, common part included
+        if target != 1 and aligned:
+            depth = self._relative_depth(target, step, float(true_xy[1]), depth, state.z_var_um2)
         measured = measure_depth_um(image, request.focus_um)
         z_var = state.z_var_um2
-        if step.branch != "start" and self.round.lateral:
-            common_y = statistics.median(v[1] for v in self.round.lateral)
-            lateral_depth_update(state, step.tilt_deg, common_y, unexplained)
         z_common = depth - z_pred
         if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
             measured = None  # an outlier fit: the Thon rings were misread
@@ -307,6 +351,8 @@ class FusedStrategy:
         state.z_um, state.z_var_um2 = float(depth), float(z_var)
         state.offset_um = offset.tolist()
         state.last_tilt_deg = step.tilt_deg
+        if target == 1:
+            self._learn_axis(step, state, aligned)
         key = f"img:{target}:{step.branch}"
         off_field = (
             absolute is not None
@@ -390,6 +436,9 @@ class FusedStrategy:
         return {
             "start_tilt_deg": self.start_tilt_deg,
             "axis_um": self.axis_um,
+            "axis_height_um": self.axis_height_um,
+            "axis": self.axis.to_dict(),
+            "relative": {str(i): t.to_dict() for i, t in self.relative.items()},
             "history": self.history,
             "history_step": self.history_step,
             "round": asdict(self.round),
@@ -405,6 +454,15 @@ class FusedStrategy:
     ) -> None:
         self.start_tilt_deg = float(state["start_tilt_deg"])
         self.axis_um = {k: float(v) for k, v in state["axis_um"].items()}
+        self.axis_height_um = {
+            k: float(v) for k, v in state.get("axis_height_um", {"+": 0.0, "-": 0.0}).items()
+        }
+        if "axis" in state:
+            self.axis = AxisTracker.from_dict(state["axis"])
+        if "relative" in state:
+            self.relative = {
+                int(k): RelativeTrack.from_dict(v) for k, v in state["relative"].items()
+            }
         self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
         self.history_step = {k: int(v) for k, v in state["history_step"].items()}
         self.round = TiltRound(**state["round"])

@@ -41,6 +41,10 @@ SHOT_DOSE_FRACTION = 0.04  # of a Record's exposure time (and dose: same magnifi
 SHOT_MAX_PX = 512  # binned so the shot is at most this wide (fast to read and correlate)
 MIN_SIGNIFICANCE = 6.0
 MIN_SIGNIFICANCE_RELATIVE = 0.4
+# A peak down to this fraction of the needed significance is kept when the step it shows is
+# within PLAUSIBLE_STEP_UM of where the trend put it (a few of a good stage's settling steps).
+WEAK_FRACTION = 0.7
+PLAUSIBLE_STEP_UM = 0.15
 BEAM_CLEARANCE = 1.15  # spot-to-target distance over a beam diameter
 LOST_LIMIT = 2  # shots in a row not aligned: the spot is given up on that branch
 SPOT_NOISE_UM = 0.01
@@ -272,6 +276,14 @@ class TrackSpot:
             needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(self.peaks))
         sin_step = math.sin(math.radians(tilt_deg - state.last_tilt_deg))
         self.significance = None if found is None else float(found[1])
+        if found is not None and WEAK_FRACTION * needed <= found[1] < needed:
+            # A weak peak that puts the spot where it was expected (a small step): a false peak
+            # lands anywhere in the field, so this one is all but surely right; refusing it
+            # would send a View, whose stretched match over a large change of tilt is the
+            # riskier of the two.
+            miss_um = np.asarray(state.ref_offset_um) + found[0]  # from where it was put
+            if float(np.hypot(*miss_um)) <= PLAUSIBLE_STEP_UM:
+                needed = float(found[1])
         if found is None or found[1] < needed:
             state.lost += 1
             if state.lost >= LOST_LIMIT:
