@@ -14,12 +14,19 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.tilt_schemes import dose_symmetric
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.strategies.fused import FusedStrategy
-from tomopilot.acquisition.strategies.fused_axis import AxisStep, AxisTracker, fit_axis
+from tomopilot.acquisition.strategies.fused_axis import (
+    HEIGHT_PRIOR_SIGMA_UM,
+    RUNOUT_SIGMA_UM,
+    AxisStep,
+    AxisTracker,
+    fit_axis,
+)
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.measurements import TwinMeasurements
 from tomopilot.instrument.types import LowDoseArea
 
 MISSED_HEIGHT_UM = 1.2
+SHARE = HEIGHT_PRIOR_SIGMA_UM**2 / (HEIGHT_PRIOR_SIGMA_UM**2 + RUNOUT_SIGMA_UM**2)
 
 
 def _track(
@@ -56,7 +63,8 @@ def test_the_fit_recovers_a_known_height_and_axis_offset_through_stage_noise() -
     # 1 µm above the axis (a rough eucentricity's miss), 0.25 µm beside it, steps of 40 nm.
     errors = []
     for seed in range(5):
-        fit = _track({"+": 0.25, "-": 0.25}, 1.0, 0.04, seed).current()
+        tracker = _track({"+": 0.25, "-": 0.25}, 1.0, 0.04, seed)
+        fit = fit_axis(tracker.steps, runout_sigma_um=0.0)  # a goniometer without run-out
         errors.append((fit.offset_um["+"] - 0.25, fit.offset_um["-"] - 0.25, fit.height_um - 1.0))
         assert fit.steps == 40
         assert fit.step_sigma_um == pytest.approx(0.04, rel=0.5)
@@ -67,9 +75,21 @@ def test_the_fit_recovers_a_known_height_and_axis_offset_through_stage_noise() -
     assert np.sqrt(np.mean(errors_um[:, 2] ** 2)) < 0.2
 
 
+def test_run_out_of_the_same_shape_takes_its_share_of_the_height() -> None:
+    # The lateral track cannot tell a height m (−m sin θ) from run-out of that shape: m is
+    # shrunk by H² / (H² + R²), H and R the prior sizes of the height miss and the run-out.
+    shares = []
+    for seed in range(5):
+        tracker = _track({"+": 0.0, "-": 0.0}, 1.0, 0.02, seed)
+        shares.append(tracker.current().height_um)
+        assert fit_axis(tracker.steps, runout_sigma_um=0.0).height_um == pytest.approx(1.0, abs=0.2)
+    assert np.mean(shares) == pytest.approx(SHARE, abs=0.1)
+
+
 def test_a_jump_is_one_step_of_typical_size_not_a_new_geometry() -> None:
-    calm = _track({"+": 0.1, "-": -0.2}, 0.8, 0.03, seed=7).current()
-    jumped = _track({"+": 0.1, "-": -0.2}, 0.8, 0.03, seed=7, jump=("+", 30.0, 1.5)).current()
+    calm = fit_axis(_track({"+": 0.1, "-": -0.2}, 0.8, 0.03, seed=7).steps, runout_sigma_um=0.0)
+    jumped_track = _track({"+": 0.1, "-": -0.2}, 0.8, 0.03, seed=7, jump=("+", 30.0, 1.5))
+    jumped = fit_axis(jumped_track.steps, runout_sigma_um=0.0)
     assert jumped.outliers >= 1
     assert jumped.height_um == pytest.approx(calm.height_um, abs=0.05)
     assert jumped.offset_um["+"] == pytest.approx(calm.offset_um["+"], abs=0.1)
@@ -139,6 +159,10 @@ def test_on_the_twin_fused_finds_the_height_the_eucentricity_missed(
         first.specimen_centre_um[2] + scope.true_eucentric_z_um() - scope.stage.position().z_um
     )
     assert abs(true_height_um) == pytest.approx(MISSED_HEIGHT_UM, abs=0.1)
-    fit = engine.strategy.axis.current()
+    axis = engine.strategy.axis
+    # This stage's run-out is 0.02 µm: fitted with that, the track gives the height itself.
+    fit = fit_axis(axis.steps, runout_sigma_um=0.02, start_tilt_deg=axis.start_tilt_deg)
     assert fit.height_um == pytest.approx(true_height_um, abs=0.2)
     assert abs(fit.offset_um["+"]) < 0.2 and abs(fit.offset_um["-"]) < 0.2
+    # The strategy, not knowing this stage, allows RUNOUT_SIGMA_UM of run-out: it keeps SHARE.
+    assert axis.current().height_um / true_height_um == pytest.approx(SHARE, abs=0.15)

@@ -22,6 +22,11 @@ jump or a misaligned Record counts as one step of typical size rather than pulli
 Step by step would not do: at 3° one step carries m·0.05 µm of signal against 0.03–0.1 µm of
 stage noise; over a branch the sin θ and cos θ − 1 shapes add up and the noise does not.
 
+The goniometer's run-out across the axis has the same two shapes (a smooth function of the
+tilt, zero at the start): the fit carries it as two more unknowns with their own prior size
+(``RUNOUT_SIGMA_UM``), so a step's sin θ part goes to the height only in proportion to how
+much larger a height miss is expected to be than the run-out.
+
 What no lateral measurement can show is the axis moving along the beam (run-out in z, the
 z part of the stage's steps, drift): that needs a defocus measurement (the Records' Thon rings,
 ``fused_depth``).
@@ -35,8 +40,12 @@ from typing import Any
 
 import numpy as np
 
-#: Prior spread of target 1's height above the tilt axis after a rough eucentricity (µm).
+#: Prior spread of target 1's height above the tilt axis after a rough eucentricity (µm; SEM-H:
+#: the rough routine lands within ~0.5 µm on a good stage, ~1 µm on a side-entry holder).
 HEIGHT_PRIOR_SIGMA_UM = 1.0
+#: Expected size of the goniometer's run-out across the axis over the range (µm): its sin θ and
+#: cos θ − 1 parts look exactly like a height and an axis offset in the lateral track.
+RUNOUT_SIGMA_UM = 0.3
 #: Prior spread of target 1's distance from the tilt axis about -taOffset (µm).
 OFFSET_PRIOR_SIGMA_UM = 0.3
 #: Floor of the steps' noise scale (µm): the alignment's own error.
@@ -89,6 +98,7 @@ def fit_axis(
     *,
     height_sigma_um: float = HEIGHT_PRIOR_SIGMA_UM,
     offset_sigma_um: float = OFFSET_PRIOR_SIGMA_UM,
+    runout_sigma_um: float = RUNOUT_SIGMA_UM,
     start_tilt_deg: float = 0.0,
 ) -> AxisFit:
     """Fit (n₊, n₋, m) to target 1's measured steps (see the module docstring).
@@ -98,17 +108,30 @@ def fit_axis(
     ``MIN_STEP_SIGMA_UM``.
     """
     prior = dict.fromkeys(BRANCHES, 0.0) | dict(prior_offset_um or {})
-    mean = np.array([prior["+"], prior["-"], 0.0])
-    precision = np.diag([offset_sigma_um**-2, offset_sigma_um**-2, height_sigma_um**-2])
+    # (n₊, n₋, m) and the run-out's two shapes of the same form (shared by both branches: a
+    # function of the tilt through 0°), which the data cannot tell apart: each gets its share
+    # of a step's sin θ and cos θ parts by its prior size.
+    mean = np.array([prior["+"], prior["-"], 0.0, 0.0, 0.0])
+    precision = np.diag(
+        [
+            offset_sigma_um**-2,
+            offset_sigma_um**-2,
+            height_sigma_um**-2,
+            max(runout_sigma_um, 1e-6) ** -2,
+            max(runout_sigma_um, 1e-6) ** -2,
+        ]
+    )
     if not steps:
         return AxisFit(dict(prior), 0.0, START_STEP_SIGMA_UM, 0, start_tilt_deg=start_tilt_deg)
-    design = np.zeros((len(steps), 3))
+    design = np.zeros((len(steps), 5))
     dy = np.empty(len(steps))
     for i, s in enumerate(steps):
         t0 = math.radians(s.from_tilt_deg - start_tilt_deg)
         t1 = math.radians(s.to_tilt_deg - start_tilt_deg)
         design[i, 0 if s.branch == "+" else 1] = math.cos(t1) - math.cos(t0)
         design[i, 2] = -(math.sin(t1) - math.sin(t0))
+        design[i, 3] = math.cos(t1) - math.cos(t0)
+        design[i, 4] = design[i, 2]
         dy[i] = s.dy_um
     sigma = START_STEP_SIGMA_UM
     weights = np.ones(len(steps))
