@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.instrument.twin import TwinConfig
+from tomopilot.instrument.twin.housekeeping import DEWAR_POLL_S
 from tomopilot.instrument.types import LowDoseArea
 
 
@@ -31,6 +32,7 @@ class Timing:
     preview_s: float = 0.5
     eucentricity_s: float = 40.0
     autofocus_s: float = 6.0
+    dewar_poll_s: float = DEWAR_POLL_S  # before every Record when checkDewar is on
 
     @classmethod
     def from_twin(cls, config: TwinConfig) -> Timing:
@@ -114,7 +116,8 @@ def estimate_duration(
         if "builtin_settling" not in levers:
             tilting += settings.delay_tilt_s
     delay_is = 0.0 if "builtin_settling" in levers else settings.delay_is_s
-    per_target = _cycle_s(timing, delay_is, timing.record_s, levers)
+    poll = timing.dewar_poll_s if settings.check_dewar else 0.0  # before every Record's shift
+    per_target = _cycle_s(timing, delay_is, timing.record_s, levers, before_shift_s=poll)
     exposures = len(steps) * n_targets * per_target
     if shots_per_tilt and len(steps) > 1:
         shot = _cycle_s(timing, 0.0, shot_s, levers)
@@ -128,12 +131,20 @@ def estimate_duration(
     )
 
 
-def _cycle_s(timing: Timing, delay_s: float, exposure_s: float, levers: Collection[str]) -> float:
+def _cycle_s(
+    timing: Timing,
+    delay_s: float,
+    exposure_s: float,
+    levers: Collection[str],
+    *,
+    before_shift_s: float = 0.0,
+) -> float:
     """One image shift, script delay and exposure, from one camera return to the next.
 
+    ``before_shift_s`` is spent before the image shift (the dewar poll), ``delay_s`` after it.
     With ``early_return`` the camera hands back the sum after ``sum_return_s`` and reads out
     the rest while the image shift settles and the script waits; with ``settle_in_startup`` the
-    settling overlaps the camera's start-up instead of coming before it.
+    settling (counted from the shift) overlaps the camera's start-up instead of coming before it.
     """
     settle = timing.image_shift_settle_s
     overlap = "settle_in_startup" in levers
@@ -142,8 +153,8 @@ def _cycle_s(timing: Timing, delay_s: float, exposure_s: float, levers: Collecti
         camera_free = timing.readout_s - blocking
     else:
         blocking, camera_free = timing.readout_s, 0.0
-    script = delay_s + (0.0 if overlap else settle)
+    script = before_shift_s + delay_s + (0.0 if overlap else settle)
     start = max(script, camera_free) + timing.pre_exposure_s
     if overlap:
-        start = max(start, settle)
+        start = max(start, before_shift_s + settle)
     return blocking + start + exposure_s

@@ -12,6 +12,8 @@ from tomopilot.instrument.events import HousekeepingDone
 from tomopilot.instrument.twin.core import STREAM_HOUSEKEEPING, TwinCore, logged
 from tomopilot.instrument.types import DewarStatus
 
+DEWAR_POLL_S = 0.1  # one query of the dewars' state (SerialEM's AreDewarsFilling; est.)
+
 
 class TwinHousekeeping:
     """Housekeeping of the twin (implements :class:`~tomopilot.instrument.Housekeeping`)."""
@@ -25,7 +27,7 @@ class TwinHousekeeping:
     @logged
     def dewar_status(self) -> DewarStatus:
         core = self._core
-        core.spend("housekeeping_poll", 0.1)
+        core.spend("housekeeping_poll", DEWAR_POLL_S)
         now = core.clock.now_s()
         filling = core.filling()
         return DewarStatus(
