@@ -230,12 +230,27 @@ def read_plain_mrc(path: Path | str) -> NDArray[Any]:
     data then go straight into an array numpy allocated (large pages where the kernel gives
     them, far fewer page faults than a buffer of 4 KiB pages), read on a few threads.
     """
-    import mrcfile
-
     path = Path(path)
     info = mrc_header_info(path)  # the true reason for a refusal, before anything allocates
     if info.mode not in PLAIN_MRC_MODES:
         raise FormatError(f"MRC mode {info.mode} is not read as plain data", path=path)
+    dtype, shape, offset = mrc_data_layout(path, "MRC data")
+    try:
+        array = np.empty(shape, dtype)
+        _read_into(path, array, offset)
+    except Exception as exc:
+        raise FormatError(f"cannot read MRC data: {exc}", path=path) from exc
+    return array
+
+
+def mrc_data_layout(
+    path: Path, what: str = "MRC data"
+) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    """Where an MRC file's data block is: its type (with byte order), its shape as stored and
+    its byte offset, found by mrcfile without reading the data. ``what`` names the data in
+    the error (``cannot read <what>: ...``)."""
+    import mrcfile
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -243,15 +258,13 @@ def read_plain_mrc(path: Path | str) -> NDArray[Any]:
                 mapped = mrc.data
                 if mapped is None:
                     raise FormatError("MRC file holds no data (truncated?)", path=path)
-                dtype, shape, offset = mapped.dtype, mapped.shape, int(mapped.offset)
+                layout = (mapped.dtype, tuple(mapped.shape), int(mapped.offset))
                 del mapped
-        array = np.empty(shape, dtype)
-        _read_into(path, array, offset)
     except FormatError:
         raise
     except Exception as exc:
-        raise FormatError(f"cannot read MRC data: {exc}", path=path) from exc
-    return array
+        raise FormatError(f"cannot read {what}: {exc}", path=path) from exc
+    return layout
 
 
 def _read_mrc(path: Path) -> NDArray[Any]:

@@ -31,7 +31,6 @@ True
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.io.errors import FormatError
-from tomopilot.io.frames import frame_format, read_frames
+from tomopilot.io.frames import frame_format, mrc_data_layout, read_frames
 from tomopilot.io.mrc_header import mrc_header_info
 
 LAZY_MRC_MODES = (0, 1, 2, 6, 12)
@@ -61,25 +60,11 @@ class MrcFrames:
     """
 
     def __init__(self, path: Path) -> None:
-        import mrcfile
-
         self.path = path
         info = mrc_header_info(path)  # checks the size the header announces against the file
         if info.mode not in LAZY_MRC_MODES:
             raise FormatError(f"MRC mode {info.mode} is not read frame by frame", path=path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with mrcfile.mmap(path, mode="r", permissive=True) as mrc:
-                    mapped = mrc.data
-                    if mapped is None:
-                        raise FormatError("MRC file holds no data (truncated?)", path=path)
-                    dtype, shape, offset = mapped.dtype, mapped.shape, int(mapped.offset)
-                    del mapped
-        except FormatError:
-            raise
-        except Exception as exc:
-            raise FormatError(f"cannot read MRC stack: {exc}", path=path) from exc
+        dtype, shape, offset = mrc_data_layout(path, "MRC stack")
         if len(shape) == 2:
             shape = (1, *shape)
         self.shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
