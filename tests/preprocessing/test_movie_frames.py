@@ -104,3 +104,33 @@ def test_a_tiff_movie_read_page_by_page_gives_the_same_outputs(
     lazy = correct_frames(reader, pixel_size_a=2.0, options=options, gain=gain, threads=2)
     for name in OUTPUTS:
         np.testing.assert_array_equal(getattr(lazy, name), getattr(whole, name), err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"compression": "zlib", "rowsperstrip": 7},  # a short last strip
+        {"compression": "lzw", "predictor": True, "rowsperstrip": 16},
+        {"compression": None},  # one strip, uncompressed
+        {"compression": "zlib", "tile": (32, 48)},  # tiles overhanging the page's edges
+        {"compression": None, "byteorder": ">"},  # big-endian counts
+    ],
+    ids=["strips", "lzw_predictor", "plain", "tiles", "big_endian"],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_tiff_pages_decoded_by_segments_equal_the_pages_read_whole(
+    tmp_path: Path, layout: dict[str, object], dtype: type
+) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    pages = rng.integers(0, 250, (3, 61, 83)).astype(dtype)  # sizes no segment divides
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, pages, photometric="minisblack", **layout)  # type: ignore[arg-type]
+    reader = open_movie(path)
+    assert isinstance(reader, TiffFrames) and reader.shape == pages.shape
+    out = np.full(pages.shape[1:], np.nan, np.float32)
+    for index in range(len(pages)):
+        reader.read_into(index, out)
+        np.testing.assert_array_equal(out, read_frames(path)[index])
+        np.testing.assert_array_equal(out, pages[index, ::-1])  # rows top-down: MRC order

@@ -157,10 +157,15 @@ def _prepare(
         moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
         block = max(1, (1 << 16) // max(1, shape[1]))
 
-        def blocks(k: int) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
-            """(top, end, unaligned sum of those rows) over band ``k``."""
+        def blocks(
+            k: int, wanted: Callable[[int], bool] | None = None
+        ) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
+            """(top, end, unaligned sum of those rows) over band ``k`` (the ``wanted``-th
+            blocks only, when given)."""
             buffer = np.empty((block, shape[1]), np.float32)
-            for top in range(bounds[k], bounds[k + 1], block):
+            for number, top in enumerate(range(bounds[k], bounds[k + 1], block)):
+                if wanted is not None and not wanted(number):
+                    continue
                 end = min(top + block, bounds[k + 1])
                 total = buffer[: end - top]
                 np.sum(frames[:, top:end], axis=0, dtype=np.float32, out=total)
@@ -168,10 +173,16 @@ def _prepare(
                     total *= gain[top:end]
                 yield top, end, total
 
+        # The largest good value of every block: the search for hot pixels sums again only
+        # the blocks that pass the threshold (or hold a NaN).
+        peaks: list[list[float]] = [[] for _ in range(threads)]
+
         def add_rows(k: int) -> None:
             for top, end, total in blocks(k):
-                values = total[~bad[top:end]].astype(np.float64)
+                good = total[~bad[top:end]]
+                values = good.astype(np.float64)
                 moments[k] += (values.size, values.sum(), np.square(values, out=values).sum())
+                peaks[k].append(float(good.max()) if good.size else -math.inf)
 
         _run_split(pool, threads, add_rows)
         count, first, second = moments.sum(axis=0)
@@ -184,7 +195,7 @@ def _prepare(
             ]
 
             def find_hot(k: int) -> None:
-                for top, end, total in blocks(k):
+                for top, end, total in blocks(k, lambda b: not peaks[k][b] <= threshold):
                     hot_y, hot_x = np.nonzero((total > threshold) & ~bad[top:end])
                     if hot_y.size:
                         found[k].append((hot_y + top, hot_x))

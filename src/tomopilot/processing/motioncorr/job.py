@@ -15,6 +15,7 @@ files; the job then ends with ``RELION_JOB_EXIT_FAILURE`` after every other movi
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,12 @@ from tomopilot.imaging.blas_threads import single_threaded_blas
 from tomopilot.io.frames import frame_format, frame_stack_info
 from tomopilot.io.gain import read_gain
 from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet
-from tomopilot.processing.executor import Executor, TaskOutcome, threads_per_task
+from tomopilot.processing.executor import (
+    Executor,
+    TaskOutcome,
+    available_cores,
+    threads_per_task,
+)
 from tomopilot.processing.job_tasks import end_status, run_job_tasks
 from tomopilot.processing.motioncorr.movie_task import (
     MovieResult,
@@ -156,7 +162,8 @@ def prepare_gain(options: MotionCorrOptions, job: RelionJob, any_eer: bool) -> P
     )
     gain = np.ascontiguousarray(gain, np.float32)
     target = job.directory / "gain.mrc"
-    write_image_mrc(target, gain, None)
+    with ThreadPoolExecutor(available_cores()) as pool:  # statistics and rows on the cores
+        write_image_mrc(target, gain, None, pool=pool)
     target = target.resolve()
     remember_gain(target, gain)  # the movies of this process use it without reading it back
     return target

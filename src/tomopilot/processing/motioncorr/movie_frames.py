@@ -143,24 +143,56 @@ class TiffFrames:
         return 3
 
     def read_into(self, index: int, out: NDArray[np.float32]) -> None:
-        """Page ``index`` decoded and converted into ``out`` ((height, width), any strides)."""
+        """Page ``index`` decoded and converted into ``out`` ((height, width), any strides).
+
+        A page of one sample per pixel is decoded a strip (or tile) at a time, each converted
+        into its rows of ``out`` while it is in cache: no page-sized array is made (a fresh
+        33 MB per 4096² page of 16-bit counts, which the machine must map and zero). Other
+        pages are decoded whole.
+        """
         import tifffile
 
+        height, width = self.shape[1:]
+        if out.shape != (height, width):
+            raise ValueError(f"frame buffer {out.shape} is not {(height, width)}")
         try:
             with tifffile.TiffFile(self.path) as tif:
-                data = tif.asarray(key=index, maxworkers=1)
+                page = tif.pages[index]
+                if tuple(page.shaped) != (1, 1, height, width, 1) or not _segments_into(page, out):
+                    data = tif.asarray(key=index, maxworkers=1)
+                    if data.shape != (height, width):
+                        raise FormatError(
+                            f"TIFF page {index} is {data.shape} but the first page is "
+                            f"{(height, width)}",
+                            path=self.path,
+                        )
+                    np.copyto(out, data[::-1], casting="unsafe")  # rows top-down: MRC order
+        except FormatError:
+            raise
         except Exception as exc:
             raise FormatError(f"cannot decode TIFF page {index}: {exc}", path=self.path) from exc
-        if data.shape != self.shape[1:]:
-            raise FormatError(
-                f"TIFF page {index} is {data.shape} but the first page is {self.shape[1:]}",
-                path=self.path,
-            )
-        np.copyto(out, data[::-1], casting="unsafe")  # rows top-down: MRC order
 
     def read_all(self) -> NDArray[Any]:
         """All pages at once (as :func:`read_frames`)."""
         return read_frames(self.path, fmt="tiff")
+
+
+def _segments_into(page: Any, out: NDArray[np.float32]) -> bool:
+    """Decode ``page`` (one sample per pixel) segment by segment into ``out``, its rows
+    reversed (TIFF rows are top-down: MRC order); False, with ``out`` partly written, when a
+    segment is empty (the caller then decodes the page whole)."""
+    height, width = out.shape
+    for segment, (_, _, top, left, _), _ in page.segments(maxworkers=1):
+        if segment is None:
+            return False
+        rows = min(segment.shape[1], height - top)
+        cols = min(segment.shape[2], width - left)
+        np.copyto(
+            out[height - top - rows : height - top, left : left + cols],
+            segment[0, :rows, :cols, 0][::-1],
+            casting="unsafe",
+        )
+    return True
 
 
 def open_movie(
