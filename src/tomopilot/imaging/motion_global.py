@@ -54,8 +54,9 @@ from tomopilot.imaging.errors import ImagingError
 from tomopilot.imaging.motion_passes import (
     ComplexStack,
     coarse_shifts,
-    crop_spectra,
+    crop_spectra_into,
     fine_passes,
+    map_row_blocks,
     ssnr_weight,
 )
 from tomopilot.imaging.periodic_component import FrameEdges
@@ -108,19 +109,28 @@ def _crop_grid(
     shape: tuple[int, int],
     size: int,
     edges: FrameEdges | None,
+    pool: Executor | None = None,
+    threads: int = 1,
 ) -> tuple[ComplexStack, NDArray[np.float64], NDArray[np.float64], float, float]:
-    """Crop spectra to a square-pixel grid of ``size`` rows, minus the frames' smooth parts."""
+    """Crop spectra to a square-pixel grid of ``size`` rows, minus the frames' smooth parts
+    (frame by frame, on ``threads`` threads of ``pool`` when given: the same numbers)."""
     ny, nx = shape
     size = min(size, ny - ny % 2)
     size_x = size if nx == ny else round(nx * size / ny)
     size_x = min(size_x + size_x % 2, nx - nx % 2)
-    cropped = crop_spectra(data, shape, (size, size_x))
     scale_y, scale_x = ny / size, nx / size_x  # original pixels per correlation-grid pixel
     fy = np.asarray(np.fft.fftfreq(size) / scale_y, np.float64)
     fx = np.asarray(np.fft.rfftfreq(size_x) / scale_x, np.float64)
-    if edges is not None:
-        edges.subtract_from(cropped, fy, fx)
-    cropped[:, 0, 0] = 0
+    cropped = np.empty((len(data), size, size_x // 2 + 1), np.complex64)
+    subtract = edges.subtractor(fy, fx) if edges is not None else None
+
+    def crop(index: int) -> None:
+        crop_spectra_into(data[index], shape, cropped[index])
+        if subtract is not None:
+            subtract(index, cropped[index])
+        cropped[index, 0, 0] = 0
+
+    map_row_blocks(len(data), 1, crop, pool, threads)
     return cropped, fy, fx, scale_y, scale_x
 
 
@@ -188,7 +198,7 @@ def align_spectra(
             data, shape, weight_profile, edges, initial_shifts_px, max_iterations, tolerance_px
         )
     size = box or ccf_box_size(shape, bfactor_px2)
-    cropped, fy, fx, scale_y, scale_x = _crop_grid(data, shape, size, edges)
+    cropped, fy, fx, scale_y, scale_x = _crop_grid(data, shape, size, edges, pool, threads)
     weight = np.exp(-2.0 * bfactor_px2 * (fy[:, None] ** 2 + fx[None, :] ** 2)).astype(np.float32)
     if initial_shifts_px is None:
         # Two integer-peak searches: a heavy low-pass first, whose broad peaks bring even large
@@ -222,7 +232,9 @@ def align_spectra(
         # so it is measured again once the frames are well aligned.
         size_opt = max(cropped.shape[1], min(optimal_box, ny, nx))
         if size_opt != cropped.shape[1]:
-            cropped, fy, fx, scale_y, scale_x = _crop_grid(data, shape, size_opt, edges)
+            cropped, fy, fx, scale_y, scale_x = _crop_grid(
+                data, shape, size_opt, edges, pool, threads
+            )
             size = size_opt
         step = 0.5 * max(1.0, scale_x, scale_y)
         rounds = ((max(tolerance_px, 0.05), max_iterations), (tolerance_px, min(max_iterations, 4)))

@@ -48,6 +48,16 @@ def crop_spectra(
     ).astype(np.complex64, copy=False)
 
 
+def crop_spectra_into(
+    spectrum: NDArray[np.complexfloating], shape: tuple[int, int], out: NDArray[np.complex64]
+) -> None:
+    """:func:`crop_spectra` of one 2D spectrum into ``out`` ((box_y, box_x // 2 + 1))."""
+    half = out.shape[0] // 2
+    columns = out.shape[1]
+    np.copyto(out[:half], spectrum[:half, :columns], casting="same_kind")
+    np.copyto(out[half:], spectrum[shape[0] - half :, :columns], casting="same_kind")
+
+
 def phase_ramps(
     fy_per_px: NDArray[np.float64], fx_per_px: NDArray[np.float64], shifts_px: NDArray[np.float64]
 ) -> tuple[NDArray[np.complex64], NDArray[np.complex64]]:

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,12 +135,24 @@ class FrameEdges:
         The grid's terms are computed once for all frames; each frame costs two products and a
         sum over the grid (the same numbers as :meth:`smooth_spectra`, frame by frame).
         """
+        subtract = self.subtractor(fy_per_px, fx_per_px)
+        for index in range(spectra.shape[0]):
+            subtract(index, spectra[index])
+
+    def subtractor(
+        self, fy_per_px: NDArray[np.floating], fx_per_px: NDArray[np.floating]
+    ) -> Callable[[int, NDArray[np.complex64]], None]:
+        """``subtract(index, spectrum)``: Ŝ of frame ``index`` taken from one (len(fy),
+        len(fx)) spectrum in place, as :meth:`subtract_from` does (frames may be done on
+        different threads)."""
         column_index, row_index, ey, ex, inverse = self._grid_terms(fy_per_px, fx_per_px)
         row_parts = np.fft.fft(self.jump_rows, axis=1)[:, column_index].astype(np.complex64)
         column_parts = np.fft.fft(self.jump_columns, axis=1)[:, row_index].astype(np.complex64)
-        smooth = np.empty(spectra.shape[1:], np.complex64)
-        for index in range(spectra.shape[0]):
-            np.multiply(row_parts[index][None, :], ey[:, None], out=smooth)
+
+        def subtract(index: int, spectrum: NDArray[np.complex64]) -> None:
+            smooth = np.multiply(row_parts[index][None, :], ey[:, None])
             smooth += column_parts[index][:, None] * ex[None, :]
             smooth *= inverse
-            spectra[index] -= smooth
+            spectrum -= smooth
+
+        return subtract

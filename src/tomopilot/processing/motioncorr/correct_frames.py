@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -138,22 +138,28 @@ def _prepare(
     shape = frames.shape[1:]
     bad = np.zeros(shape, bool)
     hot_xy = np.zeros((0, 2), np.int64)
-    if gain is not None:
-        if gain.shape != shape:
-            raise GainShapeError(
-                f"the gain reference is {gain.shape[1]}×{gain.shape[0]} px but the frames are "
-                f"{shape[1]}×{shape[0]} px (check the gain, its rotation and super-resolution)"
-            )
-        bad |= gain == 0
-    if defects is not None:
-        if defects.shape != shape:
-            raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
-        bad |= defects
+    if gain is not None and gain.shape != shape:
+        raise GainShapeError(
+            f"the gain reference is {gain.shape[1]}×{gain.shape[0]} px but the frames are "
+            f"{shape[1]}×{shape[0]} px (check the gain, its rotation and super-resolution)"
+        )
+    if defects is not None and defects.shape != shape:
+        raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
+    bounds = np.linspace(0, shape[0], threads + 1).astype(int)
+
+    def mark(k: int) -> None:  # zero gain and defects, a band of rows per thread
+        rows = slice(bounds[k], bounds[k + 1])
+        if gain is not None:
+            np.equal(gain[rows], 0, out=bad[rows])
+        if defects is not None:
+            bad[rows] |= defects[rows]
+
+    if gain is not None or defects is not None:
+        _run_split(pool, threads, mark)
     if options.remove_hot_pixels:
         # The unaligned sum, its mean and spread over the pixels not already bad, and the
         # pixels above mean + σ·std: each thread does its band of rows, a block of rows at a
         # time in a small buffer (summed again for the threshold: no frame-sized memory).
-        bounds = np.linspace(0, shape[0], threads + 1).astype(int)
         moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
         block = max(1, (1 << 16) // max(1, shape[1]))
 
@@ -255,7 +261,8 @@ def correct_frames(
     if n < 3:
         raise ImagingError(f"a movie needs at least 3 frames to align, this one has {n}")
     threads = max(1, min(int(threads), n))
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    # One worker more than the threads: the amplitude spectrum's, beside the alignment's.
+    pool = ThreadPoolExecutor(threads + 1) if threads > 1 else None
     try:
         with single_threaded_blas():
             return _correct(
@@ -363,9 +370,15 @@ def _correct(
 
     _run_split(pool, threads, transform)
     power, ps_pixel = None, 0.0
+    spectrum_job: Future[NDArray[np.float32]] | None = None
     if geometry is not None:
-        power = amplitude_spectrum(stack, geometry, options.ps_every_n_frames, pool, threads)
         ps_pixel = geometry.pixel_size_a
+        if pool is None:
+            power = amplitude_spectrum(stack, geometry, options.ps_every_n_frames)
+        else:  # on the pool's spare worker, while the alignment (whose coarse passes use
+            # one core) runs on the others
+            every = options.ps_every_n_frames
+            spectrum_job = pool.submit(amplitude_spectrum, stack, geometry, every)
     bfactor = options.bfactor_px2 / (bin_y * bin_x)
     motion = align_spectra(
         spectra,
@@ -379,6 +392,8 @@ def _correct(
         pool=pool,
         threads=threads,
     )
+    if spectrum_job is not None:
+        power = spectrum_job.result()  # before the sums are built in the first spectra
     shifts = motion.shifts_px
     if options.smooth_trajectory:
         shifts, _ = smooth_trajectory(shifts)
