@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from targeting_helpers import (
+    HOLE_GRID,
+    HOLE_MATCH_UM,
+    NO_DRIFT,
+    SQUARE_PRESETS,
+    score_holes,
+    square_hole_score,
+    square_map_in_truth,
+)
 
 from tomopilot.instrument.presets import PresetManager
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
@@ -21,18 +29,13 @@ from tomopilot.targeting.hole_finder import (
 )
 from tomopilot.targeting.map_image import MapImage
 
-GRID: dict[str, Any] = {"kind": "grid", "mesh_diameter_um": 420.0, "broken_fraction": 0.2}
-# Square preset: Search at about a quarter of its magnification, the table's 510×: 1024² at
-# 847 Å (an 87 µm field).
-PRESETS = {"search": {"camera_area_px": [4096, 4096], "binning": 4}}
-QUIET = {"drift_nm_s": 0.0, "drift_floor_nm_s": 0.0, "jump_probability": 0.0}
-MATCH_UM = 0.5  # a found hole within half a hole radius of a true one is that hole
-
 
 @pytest.fixture(scope="module")
 def looked_at() -> list[tuple[SquareTruth, MapImage, HoleFinding, GridSpecimen]]:
     scope = TwinMicroscope(
-        TwinConfig.model_validate({"seed": 3, "stage": QUIET, "specimen": GRID, "presets": PRESETS})
+        TwinConfig.model_validate(
+            {"seed": 3, "stage": NO_DRIFT, "specimen": HOLE_GRID, "presets": SQUARE_PRESETS}
+        )
     )
     grid = scope.specimen
     assert isinstance(grid, GridSpecimen)
@@ -42,32 +45,9 @@ def looked_at() -> list[tuple[SquareTruth, MapImage, HoleFinding, GridSpecimen]]
     out = []
     for square in picks:
         scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
-        image = presets.acquire("Square")
-        # Compared in the specimen frame: the map is centred where the field truly was (in use
-        # the stage's axis offset is common to every map and target and cancels).
-        truth = scope.ground_truth.exposure(image.exposure_id)
-        matrix = scope.camera.specimen_to_camera_matrix(image.area)
-        square_map = MapImage(image.data, truth.specimen_centre_um[:2], matrix)
+        square_map = square_map_in_truth(scope, presets.acquire("Square"))
         out.append((square, square_map, find_holes_in_square(square_map, 2.0, pitch_um=3.0), grid))
     return out
-
-
-def _score(
-    square_map: MapImage, finding: HoleFinding, grid: GridSpecimen
-) -> tuple[int, int, int, float]:
-    """(true intact holes in view, of them found, false holes, median position error µm)."""
-    cx, cy = square_map.centre_um
-    truth = grid.holes((cx - 45, cx + 45, cy - 45, cy + 45))
-    px = square_map.to_pixels(truth.centres_um)
-    ny, nx = square_map.data.shape
-    r = finding.radius_px
-    in_view = (px[:, 0] > r) & (px[:, 0] < nx - r) & (px[:, 1] > r) & (px[:, 1] < ny - r)
-    centres, intact = truth.centres_um[in_view], truth.intact[in_view]
-    found = np.array([h.centre_um for h in finding.intact]).reshape(-1, 2)
-    distance = np.hypot(*(found[:, None, :] - centres[None, :, :]).transpose(2, 0, 1))
-    nearest, gap = distance.argmin(axis=1), distance.min(axis=1)
-    hit = (gap < MATCH_UM) & intact[nearest]
-    return int(intact.sum()), len(set(nearest[hit])), int(np.sum(~hit)), float(np.median(gap[hit]))
 
 
 def test_the_finder_finds_the_intact_holes_of_a_square_and_few_false_ones(
@@ -75,16 +55,15 @@ def test_the_finder_finds_the_intact_holes_of_a_square_and_few_false_ones(
 ) -> None:
     totals = np.zeros(3)
     for square, square_map, finding, grid in looked_at:
-        n_true, n_found, n_false, error_um = _score(square_map, finding, grid)
-        recall, false_rate = n_found / n_true, n_false / max(1, len(finding.intact))
-        assert recall >= 0.95, (square.state, recall)
-        assert error_um < 0.085  # centres to better than a pixel (85 nm)
+        score = score_holes(square_map, finding, grid)
+        assert score.recall >= 0.95, (square.state, score.recall)
+        assert score.error_um < 0.085  # centres to better than a pixel (85 nm)
         if square.state == "good":
-            assert n_true > 300  # a whole opening: ~20 × 20 holes less those at the bars
-            assert false_rate <= 0.02, false_rate
+            assert score.n_true > 300  # a whole opening: ~20 × 20 holes less those at the bars
+            assert score.false_share <= 0.02, score.false_share
         else:
-            assert n_true < 300 and finding.dropped["torn film"] > 50
-        totals += (n_true, n_found, n_false)
+            assert score.n_true < 300 and finding.dropped["torn film"] > 50
+        totals += (score.n_true, score.n_found, score.n_false)
     assert totals[2] / totals[1] <= 0.02  # false holes over both squares
 
 
@@ -98,7 +77,7 @@ def test_chosen_targets_are_intact_holes_apart_with_focus_on_carbon_along_the_ax
     truth = grid.holes((cx - 45, cx + 45, cy - 45, cy + 45))
     for k, target in enumerate(targets):
         gap = np.hypot(*(truth.centres_um - target.centre_um).T)
-        assert gap.min() < MATCH_UM and truth.intact[int(gap.argmin())]
+        assert gap.min() < HOLE_MATCH_UM and truth.intact[int(gap.argmin())]
         # Focus: on the tilt axis (x), 2-5 µm away, on carbon (clear of every hole).
         dx, dy = np.subtract(target.focus_um, target.centre_um)
         assert abs(dy) < 1e-9 and 2.0 <= abs(dx) <= 5.0
@@ -144,30 +123,6 @@ def test_the_lattice_fit_recovers_a_square_lattice_from_imperfect_detections(
     assert residual.max() < 1.0, residual.max()
 
 
-def _square_finding(
-    seed: int, hole_um: float, spacing_um: float, state: str
-) -> tuple[int, int, int, int, float]:
-    """One square of the given state on a grid of that film: (true intact holes, found, false,
-    holes called intact, median centre error µm)."""
-    film = {"hole_diameter_um": hole_um, "hole_spacing_um": spacing_um}
-    scope = TwinMicroscope(
-        TwinConfig.model_validate(
-            {"seed": seed, "stage": QUIET, "specimen": {**GRID, **film}, "presets": PRESETS}
-        )
-    )
-    grid = scope.specimen
-    assert isinstance(grid, GridSpecimen)
-    square = next(s for s in grid.squares() if s.open_fraction == 1.0 and s.state == state)
-    scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
-    image = PresetManager.from_scope(scope).acquire("Square")
-    truth = scope.ground_truth.exposure(image.exposure_id)
-    matrix = scope.camera.specimen_to_camera_matrix(image.area)
-    square_map = MapImage(image.data, truth.specimen_centre_um[:2], matrix)
-    finding = find_holes_in_square(square_map, hole_um, pitch_um=hole_um + spacing_um)
-    n_true, n_found, n_false, error_um = _score(square_map, finding, grid)
-    return n_true, n_found, n_false, len(finding.intact), error_um
-
-
 def test_small_holes_of_a_finer_film_are_found_too() -> None:
     """R1.2/1.3 film (1.2 µm holes, 14 px at 847 Å) besides R2/1, other grids (seeds) and a
     broken square: the disc/ring contrast of small holes is lower than R2/1's, so the torn-film
@@ -178,13 +133,13 @@ def test_small_holes_of_a_finer_film_are_found_too() -> None:
     cases = [(2, 1.2, 1.3, "good"), (3, 1.2, 1.3, "broken"), (5, 2.0, 1.0, "broken")]
     totals = {1.2: np.zeros(4), 2.0: np.zeros(4)}
     for seed, hole_um, spacing_um, state in cases:
-        n_true, n_found, n_false, n_called, error_um = _square_finding(
-            seed, hole_um, spacing_um, state
-        )
-        assert error_um < 0.085, (seed, hole_um)
-        assert n_found / n_true >= 0.95, (seed, hole_um, state)
-        assert n_false / n_called <= 0.02, (seed, hole_um, state)
-        totals[hole_um] += (n_true, n_found, n_false, n_called)
+        scored = square_hole_score(seed, hole_um, spacing_um, state)
+        assert scored is not None
+        score = scored[1]
+        assert score.error_um < 0.085, (seed, hole_um)
+        assert score.recall >= 0.95, (seed, hole_um, state)
+        assert score.false_share <= 0.02, (seed, hole_um, state)
+        totals[hole_um] += (score.n_true, score.n_found, score.n_false, score.n_called)
     small, large = totals[1.2], totals[2.0]
     assert small[1] / small[0] >= 0.95 and large[1] / large[0] >= 0.95
     assert (small[2] + large[2]) / (small[3] + large[3]) <= 0.02

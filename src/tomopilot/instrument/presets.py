@@ -151,7 +151,11 @@ class PresetManager:
         Counts / (counts per electron × pixel area): through vacuum this is the beam's dose;
         over the specimen it is what came through (Leginon measures where the user points it).
         """
-        image = self.acquire(name)
+        return self.record_dose(name, self.acquire(name))
+
+    def record_dose(self, name: str, image: Image) -> float:
+        """Store the dose ``image`` (an exposure with preset ``name``) counted, as
+        :meth:`measure_dose` does; for a caller that checks the image first (vacuum?)."""
         dose = image.mean_counts / (image.counts_per_electron * image.pixel_size_a**2)
         preset = self.get(name)
         self.presets[name] = preset.model_copy(

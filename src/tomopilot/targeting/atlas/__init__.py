@@ -25,7 +25,12 @@ from tomopilot.targeting.atlas.montage import (
     tiles_for_extent,
 )
 from tomopilot.targeting.atlas.squares import Square, SquareSurvey, find_squares, survey_squares
-from tomopilot.targeting.atlas.workflow import AtlasResult, AtlasSettings, grid_to_targets
+from tomopilot.targeting.atlas.workflow import (
+    AtlasResult,
+    AtlasSettings,
+    grid_to_targets,
+    measure_preview_dose,
+)
 
 __all__ = [
     "Atlas",
@@ -38,6 +43,7 @@ __all__ = [
     "atlas_navigator",
     "find_squares",
     "grid_to_targets",
+    "measure_preview_dose",
     "montage_mdoc_text",
     "serpentine",
     "survey_squares",

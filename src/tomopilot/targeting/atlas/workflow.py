@@ -15,7 +15,9 @@
    The Preview dose is measured once over vacuum, at the torn film of a broken square the
    atlas found (Leginon's dose measurement over an empty area; a real microscope's preset
    has no dose until then, and a beam's current is not its nominal one: on the twin a 3 %
-   lower beam read 11 nm too much ice with the nominal dose). A preset whose dose was
+   lower beam read 11 nm too much ice with the nominal dose). The point is well inside the
+   torn patch (VACUUM_CLEAR_UM, for the stage's error going there) and the Preview must show
+   an even beam, else the dose is not measured (a warning). A preset whose dose was
    already measured is used as it is; without vacuum in the atlas the nominal dose is used,
    or, with none, the targets are kept unjudged (a warning says so).
 
@@ -37,7 +39,7 @@ from scipy import ndimage
 
 from tomopilot.core.config import ConfigModel
 from tomopilot.core.events import Message, Progress
-from tomopilot.instrument import Microscope
+from tomopilot.instrument import Image, Microscope
 from tomopilot.instrument.presets import PresetManager
 from tomopilot.targeting.atlas.montage import Atlas, acquire_atlas
 from tomopilot.targeting.atlas.squares import (
@@ -56,6 +58,9 @@ from tomopilot.targeting.hole_finder import (
 )
 from tomopilot.targeting.hole_pattern import HoleNotFoundError, centre_on_hole
 from tomopilot.targeting.map_image import MapImage
+
+VACUUM_CLEAR_UM = 10.0  # a vacuum point this far inside a torn patch: a stage move's error
+VACUUM_EVEN = 0.8  # a dose measurement's beam is even: no row or column under 80 % of the top
 
 
 class AtlasSettings(ConfigModel):
@@ -140,22 +145,36 @@ def _preview(
 
 
 def vacuum_point_um(
-    atlas_map: MapImage, vacuum_counts: float, margin_px: int = 3
+    atlas_map: MapImage, vacuum_counts: float, clear_um: float = VACUUM_CLEAR_UM
 ) -> tuple[float, float] | None:
-    """A specimen point of the atlas well inside vacuum (torn film), nearest the atlas centre;
-    None if the atlas shows none."""
+    """A specimen point of the atlas in vacuum (torn film) at least ``clear_um`` from anything
+    that is not vacuum, nearest the atlas centre; where no vacuum is that wide, the point
+    deepest inside the vacuum there is. None if the atlas shows no vacuum three pixels wide.
+
+    The clearance is the stage's error in going there: a point three atlas pixels (4.5 µm)
+    inside a torn patch put the Preview on a grid bar for a stage that misses by 7 µm."""
     smooth = ndimage.gaussian_filter(np.asarray(atlas_map.data, np.float64), 1.0)
-    inside = ndimage.binary_erosion(smooth >= VACUUM_LEVEL * vacuum_counts, iterations=margin_px)
-    rows, cols = np.nonzero(inside)
-    if rows.size == 0:
+    depth_um = ndimage.distance_transform_edt(smooth >= VACUUM_LEVEL * vacuum_counts)
+    depth_um = np.asarray(depth_um, np.float64) * atlas_map.pixel_um
+    if depth_um.max() < 3 * atlas_map.pixel_um:
         return None
+    rows, cols = np.nonzero(depth_um >= min(clear_um, float(depth_um.max())))
     ny, nx = smooth.shape
     nearest = int(np.argmin(np.hypot(cols - nx / 2, rows - ny / 2)))
     point = atlas_map.to_specimen(np.array([[cols[nearest] + 0.5, rows[nearest] + 0.5]]))[0]
     return float(point[0]), float(point[1])
 
 
-def _measure_preview_dose(
+def looks_like_vacuum(image: Image) -> bool:
+    """Whether an exposure saw an even beam: no pixel row or column of the image is darker than
+    VACUUM_EVEN of the brightest (a grid bar, the film's edge or a hole's rim in the field is;
+    shot noise at a dose measurement's counts is not)."""
+    data = np.asarray(image.data, np.float64)
+    profiles = [data.mean(axis=0), data.mean(axis=1)]
+    return all(p.max() > 0 and p.min() >= VACUUM_EVEN * p.max() for p in profiles)
+
+
+def measure_preview_dose(
     scope: Microscope, presets: PresetManager, atlas_map: MapImage, survey: SquareSurvey
 ) -> bool:
     """Measure the Preview dose over the atlas's vacuum; False if there is no vacuum."""
@@ -179,7 +198,18 @@ def _measure_preview_dose(
         return False
     scope.optics.set_image_shift_um(0.0, 0.0)
     scope.stage.move_to(x_um=point[0], y_um=point[1])
-    dose = presets.measure_dose("Preview")
+    image = presets.acquire("Preview")
+    if not looks_like_vacuum(image):
+        scope.events.emit(
+            Message(
+                time_s=scope.clock.now_s(),
+                level="warning",
+                text=f"no even beam at ({point[0]:.0f}, {point[1]:.0f}) um, where the atlas "
+                "shows vacuum (the stage missed it?): the Preview dose is not measured",
+            )
+        )
+        return False
+    dose = presets.record_dose("Preview", image)
     scope.events.emit(
         Message(
             time_s=scope.clock.now_s(),
@@ -216,7 +246,7 @@ def grid_to_targets(
         raise TargetingError("no usable square in the atlas (all broken, empty or too thick)")
     judge_ice = settings.confirm_with_preview
     if judge_ice and presets.get("Preview").measured_dose_e_a2 is None:
-        measured = _measure_preview_dose(scope, presets, atlas_map, survey)
+        measured = measure_preview_dose(scope, presets, atlas_map, survey)
         judge_ice = measured or presets.get("Preview").dose_e_a2 > 0
     for done, square in enumerate(ranked, start=1):
         scope.stage.move_to(x_um=square.centre_um[0], y_um=square.centre_um[1])
