@@ -439,14 +439,28 @@ def main() -> dict[str, Any]:
         "met": bool(worst_error <= 0.1),
         "note": "worst over the jobs; RELION's beside ours in metrics.jobs",
     }
+    fraction_how = (
+        "frames/s/core of the whole job (frames / (wall × threads)) over the FFT bound (1 / one "
+        "1-thread real FFT of a frame, output buffer reused, median of 3, timed just before "
+        f"each of our {REPEATS} timed jobs), per repeat, median over the repeats; the "
+        "CPU-based ratio (frames × FFT / the job's CPU s) is in metrics.jobs "
+        "(ours_fraction_of_fft_bound_cpu)"
+    )
     fraction = min(r["ours_fraction_of_fft_bound"] for r in results.values())
     goals["fraction_of_fft_bound_whole_job"] = {
         "value": fraction,
         "goal": ">= 0.25",
         "met": bool(fraction >= 0.25),
-        "note": "worst job; frames/s/core over one reused-buffer real FFT per frame per core, "
-        "median of the per-repeat ratios (CPU-based beside it in metrics.jobs)",
+        "note": f"worst of the jobs below; {fraction_how}",
     }
+    for case, entry in results.items():
+        value = entry["ours_fraction_of_fft_bound"]
+        goals[f"fraction_of_fft_bound_{case}"] = {
+            "value": value,
+            "goal": ">= 0.25",
+            "met": bool(value >= 0.25),
+            "note": f"{entry['movies']} movie(s); {fraction_how}",
+        }
     if RELION:
         for case in ("one_mrc", "one_tiff", "batch_4_mrc"):
             ratio = results[case]["speedup_wall"]

@@ -42,13 +42,22 @@ class BadPixelFill:
         D: neighbours are searched in a (2D + 1)² window.
     min_good_neighbours
         Fewer good neighbours than this means a Gaussian draw instead.
+    positions
+        ``np.nonzero(bad)`` when the caller has it already (rows, columns, row-major).
     """
 
     def __init__(
-        self, bad: NDArray[np.bool_], *, half_window_px: int = 2, min_good_neighbours: int = 7
+        self,
+        bad: NDArray[np.bool_],
+        *,
+        half_window_px: int = 2,
+        min_good_neighbours: int = 7,
+        positions: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None,
     ) -> None:
         h, w = bad.shape
-        self.ys, self.xs = np.nonzero(bad)
+        found = np.nonzero(bad) if positions is None else positions
+        self.ys: NDArray[np.intp] = found[0]
+        self.xs: NDArray[np.intp] = found[1]
         offsets = np.array(
             [
                 (dy, dx)

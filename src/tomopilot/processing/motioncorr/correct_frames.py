@@ -133,8 +133,9 @@ def _prepare(
     options: MotionCorrOptions,
     pool: ThreadPoolExecutor | None = None,
     threads: int = 1,
-) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """The bad-pixel mask (hot ∪ defects ∪ zero gain) and the hot pixels' (x, y)."""
+) -> tuple[NDArray[np.bool_], NDArray[np.int64], tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """The bad-pixel mask (hot ∪ defects ∪ zero gain), the hot pixels' (x, y) and the bad
+    pixels' (rows, columns) as ``np.nonzero`` gives them."""
     shape = frames.shape[1:]
     bad = np.zeros(shape, bool)
     hot_xy = np.zeros((0, 2), np.int64)
@@ -212,7 +213,28 @@ def _prepare(
             hot_x = np.concatenate([p[1] for p in parts] or [np.zeros(0, np.intp)])
             hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
             bad[hot_y, hot_x] = True
-    return bad, hot_xy
+    if gain is None and defects is None and not options.remove_hot_pixels:
+        return bad, hot_xy, (np.zeros(0, np.intp), np.zeros(0, np.intp))  # nothing marked
+    return bad, hot_xy, _bad_positions(bad, bounds, pool, threads)
+
+
+def _bad_positions(
+    bad: NDArray[np.bool_],
+    bounds: NDArray[np.int_],
+    pool: ThreadPoolExecutor | None,
+    threads: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.nonzero(bad)``, a band of rows per thread (the same row-major order)."""
+    parts: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = [
+        (np.zeros(0, np.intp), np.zeros(0, np.intp))
+    ] * threads
+
+    def find(k: int) -> None:
+        ys, xs = np.nonzero(bad[bounds[k] : bounds[k + 1]])
+        parts[k] = (ys + bounds[k], xs)
+
+    _run_split(pool, threads, find)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def correct_frames(
@@ -333,7 +355,7 @@ def _correct(
         _run_split(pool, threads, load)
         frames = stack.view(np.float32)[:, :, : shape[1]]
     assert isinstance(frames, np.ndarray)
-    bad, hot_xy = _prepare(frames, gain, defects, options, pool, threads)
+    bad, hot_xy, bad_yx = _prepare(frames, gain, defects, options, pool, threads)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
     scale = np.float32(out_shape[0] * out_shape[1] / (shape[0] * shape[1]))
@@ -344,8 +366,8 @@ def _correct(
     )
     fulls = None if in_place else work.scratches(threads, shape)
     edges = FrameEdges.empty(n, shape)
-    any_bad = bool(bad.any())
-    filler = BadPixelFill(bad) if any_bad else None
+    any_bad = bool(bad_yx[0].size)
+    filler = BadPixelFill(bad, positions=bad_yx) if any_bad else None
     as_is = frames.dtype == np.float32 and gain is None and not any_bad
 
     def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers

@@ -9,8 +9,8 @@ then touches a third less fresh memory, which the kernel (and, on a virtual mach
 must map and zero on first touch.
 
 MRC files of a plain mode (the data block is the array itself) and TIFF files
-(:class:`TiffFrames`, a page decoded at a time) are read this way; other movies (EER, other MRC
-modes) are read whole, as before (:func:`open_movie`).
+(:class:`TiffFrames`, a page at a time, decoded strip by strip into the frame's rows) are read
+this way; other movies (EER, other MRC modes) are read whole, as before (:func:`open_movie`).
 
 Examples
 --------
@@ -18,10 +18,10 @@ Examples
 >>> from tomopilot.io.frames import write_frames
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "movie.mrc"
 >>> counts = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
->>> write_frames(path, counts, pixel_size_a=1.0)
+>>> _ = write_frames(path, counts, pixel_size_a=1.0)
 >>> movie = open_movie(path)
->>> movie.shape, movie.dtype
-((3, 4, 5), dtype('uint16'))
+>>> movie.shape, movie.dtype == np.uint16
+((3, 4, 5), True)
 >>> out = np.zeros((4, 5), np.float32)
 >>> movie.read_into(2, out)
 >>> bool(np.array_equal(out, counts[2]))
