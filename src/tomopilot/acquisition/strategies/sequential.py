@@ -29,17 +29,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tomopilot.acquisition.events import SetupStep
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.sequential_steps import (
+    MIN_VIEW_SIGNIFICANCE,
     DriftReading,
+    Recentring,
     backlash_release,
     goniometer_defocus_um,
     measure_defocus_tilt_table,
     recentre_by_stage,
+    register_to_map,
     tracking_displacement_um,
     wait_for_drift,
 )
@@ -53,9 +57,6 @@ from tomopilot.geometry.tilt_predictor import (
 from tomopilot.instrument.types import Image, LowDoseArea
 
 _log = logging.getLogger(__name__)
-
-# A View relocation is believed above this significance (standard deviations of the map).
-MIN_VIEW_SIGNIFICANCE = 10.0
 
 
 @dataclass
@@ -154,14 +155,15 @@ class SequentialStrategy:
             focus = focus0_um + (info.defocus_um - s.max_defocus_um) - z0
             is_um = start_is_um[info.index]
             if not info.skip and len(live) == 1 and f"map:{info.index}" in references:
-                is_um, misses = recentre_by_stage(
+                done = recentre_by_stage(
                     toolkit,
                     references[f"map:{info.index}"],
                     is_um,
                     tolerance_um=o.recentre_tolerance_um,
                     iterations=o.recentre_iterations,
                 )
-                _log.info("target %d recentred by stage: misses %s µm", info.index, misses)
+                is_um = done.image_shift_um
+                self._report_recentring(toolkit, info.index, done)
             self.targets[info.index] = SequentialTarget(
                 info=info,
                 start_is_um=is_um,
@@ -181,10 +183,28 @@ class SequentialStrategy:
             toolkit.scope.optics.set_image_shift_um(*target.start_is_um)
             preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
             ref = references.get(f"map:{number}")
-            found = None if ref is None else toolkit.shift_um(ref, preview)
-            if found is not None and math.hypot(*found[0]) < 1.0:
+            found = None if ref is None else register_to_map(toolkit, ref, preview)
+            if found is not None:
                 sx, sy = target.start_is_um
-                target.start_is_um = (sx + float(found[0][0]), sy + float(found[0][1]))
+                target.start_is_um = (sx + float(found[0]), sy + float(found[1]))
+
+    @staticmethod
+    def _report_recentring(toolkit: Toolkit, target: int, done: Recentring) -> None:
+        """A set-up event (typed, on the run's bus) for each target's stage recentring."""
+        misses = ", ".join(f"{m:.3f}" for m in done.misses_um) or "none"
+        if done.lost:
+            detail = (
+                f"target {target} not found on its map (no Preview, whole-chip Preview or "
+                f"View matched it; misses before: {misses} µm): the stage's move is kept, "
+                "unverified"
+            )
+            _log.warning(detail)
+        else:
+            wide = f", {done.widened} found in a wider field" if done.widened else ""
+            detail = f"target {target} recentred by stage: misses {misses} µm{wide}"
+            _log.info(detail)
+        scope = toolkit.scope
+        scope.events.emit(SetupStep(time_s=scope.clock.now_s(), step="recentre", detail=detail))
 
     def _calibration_tilts(self) -> list[float]:
         s, step = self.settings, self.options.calibration_step_deg
@@ -218,7 +238,12 @@ class SequentialStrategy:
             timeout_s=o.drift_timeout_s,
         )
         self.drift.append(reading)
-        if not reading.settled:
+        if not reading.measured:
+            _log.warning(
+                "drift not measured: the Focus-area images show no believable correlation "
+                "(no texture, no beam?); going on"
+            )
+        elif not reading.settled:
             _log.warning(
                 "drift still %.2f nm/s after %.0f s; going on", reading.rate_nm_s, reading.waited_s
             )

@@ -8,7 +8,9 @@
   pause after each, so the final approach is in the direction every later tilt is approached
   from.
 - :func:`recentre_by_stage`: move the stage until the target sits within a tolerance of the
-  field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring.
+  field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring;
+  only believable registrations count (:func:`register_to_map`), a View searches for a map
+  the Preview lost, and a target neither finds is reported lost.
 - :func:`tracking_displacement_um`: Leginon's tracking correlation between two images of one
   target (binned to the coarser pixel first), in specimen µm.
 - :func:`measure_defocus_tilt_table` and :func:`goniometer_defocus_um`: Leginon's defocus–tilt
@@ -24,22 +26,39 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.imaging.errors import NoCorrelationPeakError
 from tomopilot.imaging.tilt_tracking import tracking_shift
+from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, LowDoseArea
 
-# The drift images: a 512² window of the Focus area at binning 2 (a few Å per pixel), enough to
-# see a fraction of a nanometre per second over a couple of seconds.
+# The drift images: the Focus area's whole chip binned to about 512² (16 Å pixels on a 4096²
+# camera at 2 Å), exposed at least DRIFT_EXPOSURE_S: ~500 counts per pixel show the
+# specimen's texture, and a pair measures the displacement to ~1-1.5 nm (the twin, holes of
+# six grids). A 512² window at binning 2 and 0.3 s had ~9 counts per 4 Å pixel: no
+# believable peak in ice or on carbon, and the noise peak read 10-40 nm/s where the twin's
+# specimen drifted 0.2-0.5 nm/s.
 DRIFT_WINDOW_PX = 512
-DRIFT_BINNING = 2
+MAX_DRIFT_BINNING = 16
+DRIFT_EXPOSURE_S = 1.0
+# A drift peak weaker than this (standard deviations above the correlation's mean) is noise:
+# noise peaks of 512² images stand 4-5 high, true ones of textured areas 10-28 (at 0.3 s,
+# 7-9 high ones were 4-5 nm off).
+MIN_DRIFT_SIGNIFICANCE = 8.0
 # The defocus-tilt table: a point further than this from the fitted a·sin θ + b·(cos θ − 1)
 # (and than OUTLIER_FACTOR times the median distance) is not believed. Run-out is tenths of
 # a micrometre on an autoloader, up to ~1 µm on a side-entry holder; a run-away slide, microns.
 OUTLIER_FLOOR_UM = 1.0
 OUTLIER_FACTOR = 5.0
+# A Preview registered to its map (the same field, 256-512² at 16-32 Å): believed from this
+# peak height on (twin, holes of six grids in R2/1 film: true peaks 6-16, noise ones 4.1-4.6
+# on maps of thin featureless ice).
+MIN_MAP_SIGNIFICANCE = 5.5
+# A map located in a View (its field's middle, resampled): believed from this peak height on.
+MIN_VIEW_SIGNIFICANCE = 10.0
 # A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
 # true peaks of 0.8 µm fields stand 20–70 high up to 60°, false ones 4–9.
 MIN_TRACKING_SIGNIFICANCE = 12.0
@@ -47,41 +66,58 @@ MIN_TRACKING_SIGNIFICANCE = 12.0
 
 @dataclass(frozen=True)
 class DriftReading:
-    """What the drift manager saw: the last rate, how long it waited, how many pairs."""
+    """What the drift manager saw: the last rate (nan when the images could not tell it), how
+    long it waited, how many pairs."""
 
     rate_nm_s: float
     waited_s: float
     pairs: int
     settled: bool
 
+    @property
+    def measured(self) -> bool:
+        return not math.isnan(self.rate_nm_s)
+
+
+def drift_image_conditions(scope: Microscope) -> dict[str, object]:
+    """The Focus-area conditions of the drift images: the chip's largest centred square,
+    binned (a power of two) to about DRIFT_WINDOW_PX, exposed at least DRIFT_EXPOSURE_S."""
+    exposure_s = max(scope.optics.preset(LowDoseArea.FOCUS).exposure_s, DRIFT_EXPOSURE_S)
+    width, height = scope.camera.size_px
+    side = min(width, height)
+    binning = 1
+    while side // (2 * binning) >= DRIFT_WINDOW_PX and 2 * binning <= MAX_DRIFT_BINNING:
+        binning *= 2
+    side -= side % binning
+    return {"camera_area_px": (side, side), "binning": binning, "exposure_s": exposure_s}
+
 
 def wait_for_drift(
     toolkit: Toolkit, *, threshold_nm_s: float, interval_s: float, timeout_s: float
 ) -> DriftReading:
-    """Measure the drift rate until it is below ``threshold_nm_s`` or ``timeout_s`` has passed."""
+    """Measure the drift rate until it is below ``threshold_nm_s`` or ``timeout_s`` has passed.
+
+    The rate is the specimen's displacement between two Focus-area images over the time
+    between them; a correlation peak under MIN_DRIFT_SIGNIFICANCE is no measurement."""
     scope = toolkit.scope
     clock = scope.clock
     start = clock.now_s()
-    preset = scope.optics.preset(LowDoseArea.FOCUS)
-    width, height = scope.camera.size_px
-    side = min(DRIFT_WINDOW_PX * preset.binning // DRIFT_BINNING, width, height)
-    side -= side % DRIFT_BINNING
-    update = {"camera_area_px": (side, side), "binning": DRIFT_BINNING}
     pairs = 0
-    rate = math.inf
-    with temporary_preset(scope, LowDoseArea.FOCUS, **update):
+    with temporary_preset(scope, LowDoseArea.FOCUS, **drift_image_conditions(scope)):
         previous = scope.camera.acquire(LowDoseArea.FOCUS)
         while True:
             clock.sleep(interval_s)
             current = scope.camera.acquire(LowDoseArea.FOCUS)
             pairs += 1
             found = toolkit.shift_um(previous, current)
-            dt = max(1e-6, current.time_s - previous.time_s)
-            rate = math.inf if found is None else float(np.hypot(*found[0])) * 1e3 / dt
             waited = clock.now_s() - start
-            # Images that do not correlate (an empty area, no beam) cannot tell the drift, and
-            # waiting will not change that: report it unmeasured and go on.
-            if found is None or rate <= threshold_nm_s or waited >= timeout_s:
+            if found is None or found[1] < MIN_DRIFT_SIGNIFICANCE:
+                # Images without texture (an empty area, no beam, featureless ice) cannot tell
+                # the drift, and waiting will not change that: report it unmeasured, go on.
+                return DriftReading(math.nan, waited, pairs, False)
+            dt = max(1e-6, current.time_s - previous.time_s)
+            rate = float(np.hypot(*found[0])) * 1e3 / dt
+            if rate <= threshold_nm_s or waited >= timeout_s:
                 return DriftReading(rate, waited, pairs, rate <= threshold_nm_s)
             previous = current
 
@@ -97,6 +133,57 @@ def backlash_release(toolkit: Toolkit, start_deg: float, steps: int, pause_s: fl
             scope.clock.sleep(pause_s)
 
 
+def register_to_map(toolkit: Toolkit, reference: Image, image: Image) -> NDArray[np.float64] | None:
+    """The specimen displacement (µm) from a target's map ``reference`` to ``image`` (same
+    area), when it can be believed: a correlation peak of at least MIN_MAP_SIGNIFICANCE,
+    within half the map's field (beyond, the overlap is under half the field). None otherwise:
+    a map with little texture, or a target moved out of the field, gives a noise peak
+    anywhere, often near zero, which would pass for "centred"."""
+    found = toolkit.shift_um(reference, image)
+    if found is None or found[1] < MIN_MAP_SIGNIFICANCE:
+        return None
+    field_um = min(reference.data.shape) * reference.pixel_size_a * 1e-4
+    if math.hypot(*found[0]) > field_um / 2:
+        return None
+    return np.asarray(found[0], dtype=np.float64)
+
+
+def locate_map_wider(toolkit: Toolkit, reference: Image) -> tuple[NDArray[np.float64], str] | None:
+    """Where a target's map lies in a wider field taken now (µm, as :func:`register_to_map`)
+    and which field found it, for a target the Preview lost: first a Preview of the camera's
+    whole chip (the same pixel, a larger field) when the Preview uses part of it, then a
+    View (lower magnification: the map resampled to its pixel). None if neither peak is
+    believable (MIN_MAP_SIGNIFICANCE, MIN_VIEW_SIGNIFICANCE)."""
+    scope = toolkit.scope
+    preset = scope.optics.preset(LowDoseArea.PREVIEW)
+    side = min(scope.camera.size_px)
+    side -= side % preset.binning
+    if preset.camera_area_px is not None and min(preset.camera_area_px) < side:
+        with temporary_preset(scope, LowDoseArea.PREVIEW, camera_area_px=(side, side)):
+            wide = scope.camera.acquire(LowDoseArea.PREVIEW)
+        hit = toolkit.locate_in_wider(reference, wide)
+        reach_um = min(wide.data.shape) * wide.pixel_size_a * 1e-4 / 2
+        if hit is not None and hit[1] >= MIN_MAP_SIGNIFICANCE and math.hypot(*hit[0]) <= reach_um:
+            return np.asarray(hit[0], dtype=np.float64), "whole-chip Preview"
+    hit = toolkit.locate_in_wider(reference, toolkit.view())
+    if hit is None or hit[1] < MIN_VIEW_SIGNIFICANCE:
+        return None
+    return np.asarray(hit[0], dtype=np.float64), "View"
+
+
+@dataclass(frozen=True)
+class Recentring:
+    """What the stage recentring did: the image shift that now centres the target, the misses
+    measured (µm), how many times a wider field had to find the map, and whether the target
+    was found at all (``lost``: no field matched the map; the stage stays where its move put
+    it and the image shift at the origin)."""
+
+    image_shift_um: tuple[float, float]
+    misses_um: list[float]
+    widened: int = 0
+    lost: bool = False
+
+
 def recentre_by_stage(
     toolkit: Toolkit,
     reference: Image,
@@ -104,35 +191,44 @@ def recentre_by_stage(
     *,
     tolerance_um: float,
     iterations: int,
-) -> tuple[tuple[float, float], list[float]]:
+) -> Recentring:
     """Move the stage under the target (its map ``reference``), the image shift back to 0.
 
     The target sits at ``image_shift_um``; the stage takes that shift over, then Preview images
-    aligned to the map correct the rest by stage moves until within ``tolerance_um``. Returns
-    the image shift that now centres the target and the misses measured (µm). A move whose
-    image no longer aligns to the map is undone and the search stops.
+    registered to the map (:func:`register_to_map`) correct the rest by stage moves until
+    within ``tolerance_um``. When a Preview cannot be registered (the stage missed by more
+    than half its field, or it shows too little), a wider field is searched for the map
+    (:func:`locate_map_wider`) and the stage moves by what it finds; when that fails too, the
+    target is reported lost.
     """
     scope = toolkit.scope
     misses: list[float] = []
     shift = np.array(image_shift_um, dtype=np.float64)
     if iterations <= 0:
-        return (float(shift[0]), float(shift[1])), misses
+        return Recentring((float(shift[0]), float(shift[1])), misses)
     base = np.array(scope.optics.image_shift_um()) - shift  # the area's image-shift origin
     scope.stage.move_by(dx_um=float(shift[0]), dy_um=float(shift[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(base[0]), float(base[1]))
     residual = base.copy()
+    widened = 0
+    lost = False
     for i in range(iterations):
-        found = toolkit.shift_um(reference, scope.camera.acquire(LowDoseArea.PREVIEW))
-        if found is None or math.hypot(*found[0]) > 2.0:
-            break  # lost the map: keep what the stage did, image shift at the origin
-        miss = np.asarray(found[0], dtype=np.float64)
+        miss = register_to_map(toolkit, reference, scope.camera.acquire(LowDoseArea.PREVIEW))
+        from_preview = miss is not None
+        if miss is None:
+            wider = locate_map_wider(toolkit, reference)
+            if wider is None:
+                lost = True  # keep what the stage did, image shift at the origin
+                break
+            miss = wider[0]
+            widened += 1
         misses.append(float(np.hypot(*miss)))
-        if misses[-1] <= tolerance_um or i == iterations - 1:
+        if (from_preview and misses[-1] <= tolerance_um) or i == iterations - 1:
             residual = base + miss  # the rest is left to image shift
             break
         scope.stage.move_by(dx_um=float(miss[0]), dy_um=float(miss[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(residual[0]), float(residual[1]))
-    return (float(residual[0]), float(residual[1])), misses
+    return Recentring((float(residual[0]), float(residual[1])), misses, widened, lost)
 
 
 def _coarsen(image: Image, factor: int) -> np.ndarray:
