@@ -1,8 +1,10 @@
 """Image shift in specimen µm through SerialEM's own calibration, for any calibration.
 
 A minimal module with an arbitrary (invertible) ``SpecimenToISMatrix`` records what the backend
-sends: ``SetImageShift`` gets exactly the matrix times the requested shift, and a shift beyond
-``ImageShiftLimit`` on either axis is refused before anything is sent.
+sends: ``SetImageShift`` gets exactly the matrix times the requested shift with the settling
+multiplier 1 (without it SerialEM sets no image-shift time-out and the next exposure could start
+on a moving beam), and a shift beyond ``ImageShiftLimit`` on either axis is refused before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class CalibratedStub:
         self.matrix = matrix
         self.limit_um = limit_um
         self.sent: list[tuple[str, tuple[Any, ...]]] = []
+        self.settling: list[float] = []
 
     def SpecimenToISMatrix(self, mag_index: int) -> tuple[float, ...]:
         return tuple(float(v) for v in self.matrix.ravel())
@@ -33,8 +36,9 @@ class CalibratedStub:
         assert name == "ImageShiftLimit"
         return self.limit_um
 
-    def SetImageShift(self, x: float, y: float) -> None:
+    def SetImageShift(self, x: float, y: float, settling: float = 0.0) -> None:
         self.sent.append(("SetImageShift", (x, y)))
+        self.settling.append(settling)
 
 
 matrices = st.tuples(
@@ -69,6 +73,7 @@ def test_specimen_shift_goes_through_serialems_matrix(
     scope.optics.set_image_shift_um(x, y)
     (name, units), *rest = stub.sent
     assert name == "SetImageShift" and not rest
+    assert stub.settling == [1.0]  # SerialEM's calibrated settling before the next exposure
     np.testing.assert_allclose(units, matrix @ np.array([x, y]), rtol=1e-12, atol=1e-12)
     back = np.linalg.solve(matrix, np.array(units))  # ISToSpecimen of what was sent
     np.testing.assert_allclose(back, [x, y], atol=1e-9)

@@ -16,7 +16,9 @@ is one a facility can have (the twin models each one, ``instrument/twin/timing.p
   its calibrated settling after every tilt (``TiltDelay`` properties, 0.2 s + 0.8 s minimum) and
   image shift (the IS delay table); the twin models both (the stage's tilt settle, the IS table)
   and the slow stage drift after a move (τ 45–90 s), which a 0.3 s delay does not change.
-  Engine-side only: the microscope needs no command.
+  Engine-side only: the microscope needs no command. (SerialEM waits out a script's image shift
+  only when ``SetImageShift`` carries the settling multiplier ``#D``; tomopilot's SerialEM backend
+  sends it with every shift, so its time-out always runs during the camera's start-up.)
 
 ``pace`` and ``none`` imitate PACEtomo, which uses neither; ``fused`` uses both unless the
 ``timeLevers`` setting names a subset.

@@ -11,7 +11,10 @@ Optics: the image shift is kept in specimen µm through SerialEM's own calibrati
 ``SetImageShift`` of ``SpecimenToISMatrix`` × (x, y) at the current magnification (the values
 are in ReportImageShift's frame: tilt-axis offset and low-dose area shifts removed), read back
 with ``ReportSpecimenShift``. The limit is SerialEM's ``ImageShiftLimit`` property, checked
-before anything is sent. Focus: ``SetDefocus``/``ReportDefocus`` in an area without a defocus
+before anything is sent. Every shift is sent with the settling multiplier ``#D`` = 1: without it a
+script's ``SetImageShift`` sets no image-shift time-out, and the next exposure could start before
+the deflectors have settled (SerialEM waits out the time-out from its IS delay table only when
+``#D`` > 0, counting the camera's start-up against it, ``StartupForISDelays``). Focus: ``SetDefocus``/``ReportDefocus`` in an area without a defocus
 offset (Record, Focus, Trial), so the value is the Record focus whatever area was last used.
 """
 
@@ -33,6 +36,8 @@ from tomopilot.instrument.stage_moves import (
     xy_approach_um,
 )
 from tomopilot.instrument.types import AreaPreset, LowDoseArea, StageLimits, StagePosition
+
+IS_SETTLING_MULTIPLIER = 1.0  # SetImageShift's #D: one calibrated settling from SerialEM's table
 
 
 class SerialEMStage:
@@ -163,7 +168,7 @@ class SerialEMOptics:
         if not (math.isfinite(x_um) and math.isfinite(y_um)) or max(abs(x_um), abs(y_um)) > limit:
             raise ImageShiftLimitError((x_um, y_um), limit)
         units = self._core.is_matrix() @ np.array([x_um, y_um], dtype=np.float64)
-        self._core.session.call("SetImageShift", float(units[0]), float(units[1]))
+        self._send_shift(float(units[0]), float(units[1]))
         self._core.image_shift_cache = (float(x_um), float(y_um))
 
     def image_shift_units(self) -> tuple[float, float]:
@@ -175,8 +180,11 @@ class SerialEMOptics:
         limit = self.image_shift_limit_um
         if not (math.isfinite(x) and math.isfinite(y)) or np.any(np.abs(um) > limit):
             raise ImageShiftLimitError((float(um[0]), float(um[1])), limit)
-        self._core.session.call("SetImageShift", float(x), float(y))
+        self._send_shift(float(x), float(y))
         self._core.image_shift_cache = None
+
+    def _send_shift(self, x: float, y: float) -> None:
+        self._core.session.call("SetImageShift", x, y, IS_SETTLING_MULTIPLIER)
 
     def specimen_to_is_matrix(self) -> NDArray[np.float64]:
         return self._core.is_matrix().copy()
