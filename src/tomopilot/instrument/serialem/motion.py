@@ -11,11 +11,13 @@ Optics: the image shift is kept in specimen µm through SerialEM's own calibrati
 ``SetImageShift`` of ``SpecimenToISMatrix`` × (x, y) at the current magnification (the values
 are in ReportImageShift's frame: tilt-axis offset and low-dose area shifts removed), read back
 with ``ReportSpecimenShift``. The limit is SerialEM's ``ImageShiftLimit`` property, checked
-before anything is sent. Every shift is sent with the settling multiplier ``#D`` = 1: without it a
-script's ``SetImageShift`` sets no image-shift time-out, and the next exposure could start before
-the deflectors have settled (SerialEM waits out the time-out from its IS delay table only when
-``#D`` > 0, counting the camera's start-up against it, ``StartupForISDelays``). Focus: ``SetDefocus``/``ReportDefocus`` in an area without a defocus
-offset (Record, Focus, Trial), so the value is the Record focus whatever area was last used.
+before anything is sent. Every shift is sent with the settling multiplier ``#D`` = 1: without it
+a script's ``SetImageShift`` sets no image-shift time-out, and the next exposure could start
+before the deflectors have settled (SerialEM waits out the time-out from its IS delay table only
+when ``#D`` > 0, counting the camera's start-up against it, ``StartupForISDelays``).
+
+Focus: ``SetDefocus``/``ReportDefocus`` in an area without a defocus offset (Record, Focus,
+Trial), so the value is the Record focus whatever area was last used.
 """
 
 from __future__ import annotations
