@@ -134,3 +134,34 @@ def test_tiff_pages_decoded_by_segments_equal_the_pages_read_whole(
         reader.read_into(index, out)
         np.testing.assert_array_equal(out, read_frames(path)[index])
         np.testing.assert_array_equal(out, pages[index, ::-1])  # rows top-down: MRC order
+
+
+@pytest.mark.parametrize("with_gain", [True, False])
+def test_a_frame_prepared_row_block_by_row_block_transforms_as_one_prepared_whole(
+    with_gain: bool,
+) -> None:
+    from tomopilot.imaging.bad_pixels import BadPixelFill
+    from tomopilot.imaging.frame_spectra import real_part, rfft2_in_place
+    from tomopilot.imaging.periodic_component import FrameEdges
+    from tomopilot.processing.motioncorr.correct_frames import _prepare_and_transform
+
+    rng = np.random.default_rng(9)
+    shape = (75, 64)  # row blocks of 32: the last one short
+    counts = rng.poisson(20.0, shape).astype(np.uint16)
+    gain = rng.normal(1.0, 0.1, shape).astype(np.float32) if with_gain else None
+    bad = rng.random(shape) < 0.02
+    bad[0, 3] = bad[-1, -1] = bad[31, 0] = bad[32, 63] = True  # on borders and block edges
+    filler = BadPixelFill(bad)
+    whole = counts.astype(np.float32) * (gain if gain is not None else np.float32(1.0))
+    filler.apply(whole, seed=4)
+    expected_edges = FrameEdges.empty(1, shape)
+    expected_edges.set_frame(0, whole)
+    expected = np.empty((shape[0], shape[1] // 2 + 1), np.complex64)
+    real_part(expected, shape[1])[...] = whole
+    rfft2_in_place(expected, shape[1])
+    spectrum = np.empty_like(expected)
+    edges = FrameEdges.empty(1, shape)
+    _prepare_and_transform(counts, spectrum, gain, filler, 4, edges, 0)
+    np.testing.assert_array_equal(spectrum, expected)
+    np.testing.assert_array_equal(edges.jump_rows, expected_edges.jump_rows)
+    np.testing.assert_array_equal(edges.jump_columns, expected_edges.jump_columns)

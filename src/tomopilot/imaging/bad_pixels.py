@@ -20,6 +20,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -78,17 +80,39 @@ class BadPixelFill:
         """Fill the bad pixels of one frame in place (seeded random choices)."""
         if self.ys.size == 0:
             return
+        frame[self.ys, self.xs] = self.values(frame, seed)
+
+    def values(
+        self, frame: NDArray[Any], seed: int, gain: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        """What :meth:`apply` writes at (``ys``, ``xs``) into the float32 frame
+        ``frame × gain`` (``frame`` itself without a gain), from ``frame`` and ``gain``
+        alone: the product is formed only where it is read."""
+
+        def at(ys: NDArray[np.intp], xs: NDArray[np.intp]) -> NDArray[np.float32]:
+            if gain is None:
+                return np.asarray(frame[ys, xs], np.float32)
+            product: NDArray[np.float32] = np.multiply(
+                frame[ys, xs], gain[ys, xs], dtype=np.float32, casting="unsafe"
+            )
+            return product
+
         rng = np.random.default_rng(seed)
-        sample = frame[::8, ::8][~self._bad[::8, ::8]]  # the frame's statistics, cheaply
+        if gain is None:
+            grid = np.asarray(frame[::8, ::8], np.float32)
+        else:
+            grid = np.multiply(frame[::8, ::8], gain[::8, ::8], dtype=np.float32, casting="unsafe")
+        sample = grid[~self._bad[::8, ::8]]  # the frame's statistics, cheaply
         mean = float(sample.mean()) if sample.size else 0.0
         std = float(sample.std()) if sample.size else 0.0
         keys = rng.random(self._good.shape)
         keys[~self._good] = -1.0
         choice = np.argmax(keys, axis=1)
         rows = np.arange(self.ys.size)
-        picked = frame[self._ny[rows, choice], self._nx[rows, choice]]
+        picked = at(self._ny[rows, choice], self._nx[rows, choice])
         fallback = rng.normal(mean, std, size=self.ys.size).astype(np.float32)
-        frame[self.ys, self.xs] = np.where(self._enough, picked, fallback)
+        filled: NDArray[np.float32] = np.where(self._enough, picked, fallback)
+        return filled
 
 
 def fill_bad_pixels(

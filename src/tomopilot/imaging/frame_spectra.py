@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,10 @@ def real_part(spectrum: NDArray[np.complex64], width: int) -> NDArray[np.float32
 
 
 def rfft2_in_place(
-    spectrum: NDArray[np.complex64], width: int, threads: int = 1
+    spectrum: NDArray[np.complex64],
+    width: int,
+    threads: int = 1,
+    rows: Callable[[int, int, NDArray[np.float32]], None] | None = None,
 ) -> NDArray[np.complex64]:
     """Replace the image held in ``real_part(spectrum, width)`` by its half-spectrum.
 
@@ -81,17 +85,34 @@ def rfft2_in_place(
     are transformed a block at a time into a small buffer that is copied back over the rows
     it came from (pocketfft's r2c must not write over its input), then the columns are
     transformed in place (which its c2c allows).
+
+    ``rows(top, end, out)``, when given, writes the image's rows ``top:end`` into ``out`` (a
+    small buffer) just before they are transformed, instead of their being read from the
+    spectrum's memory: a frame can so be prepared (gain, bad pixels) while its rows are in
+    cache. It may read rows of the spectrum's memory from ``top`` down: those above are
+    already transformed.
     """
     real = real_part(spectrum, width)
     height = spectrum.shape[0]
     if _POCKETFFT is None:  # pragma: no cover - other scipy versions
-        spectrum[...] = sfft.rfft2(np.array(real))
+        image = np.array(real)
+        if rows is not None:
+            for top in range(0, height, ROW_BLOCK):
+                rows(top, min(top + ROW_BLOCK, height), image[top : top + ROW_BLOCK])
+        spectrum[...] = sfft.rfft2(image)
         return spectrum
     block = np.empty((min(ROW_BLOCK, height), spectrum.shape[1]), np.complex64)
+    staging = None if rows is None else np.empty((min(ROW_BLOCK, height), width), np.float32)
     for top in range(0, height, ROW_BLOCK):
         end = min(top + ROW_BLOCK, height)
         part = block[: end - top]
-        _POCKETFFT.r2c(real[top:end], (1,), True, 0, part, 1)
+        if staging is None:
+            source = real[top:end]
+        else:
+            source = staging[: end - top]
+            assert rows is not None
+            rows(top, end, source)
+        _POCKETFFT.r2c(source, (1,), True, 0, part, 1)
         spectrum[top:end] = part
     _POCKETFFT.c2c(spectrum, (0,), True, 0, spectrum, max(1, threads))
     return spectrum

@@ -77,8 +77,19 @@ class FrameEdges:
 
     def set_frame(self, index: int, frame: NDArray[np.floating]) -> None:
         """Record the border jumps of one frame."""
-        self.jump_rows[index] = frame[-1, :].astype(np.float64) - frame[0, :]
-        self.jump_columns[index] = frame[:, -1].astype(np.float64) - frame[:, 0]
+        self.set_borders(index, frame[0, :], frame[-1, :], frame[:, 0], frame[:, -1])
+
+    def set_borders(
+        self,
+        index: int,
+        top: NDArray[np.floating],
+        bottom: NDArray[np.floating],
+        left: NDArray[np.floating],
+        right: NDArray[np.floating],
+    ) -> None:
+        """Record the border jumps of one frame from its first and last rows and columns."""
+        self.jump_rows[index] = bottom.astype(np.float64) - top
+        self.jump_columns[index] = right.astype(np.float64) - left
 
     def with_grid(self, pixel_factors: tuple[float, float], amplitude: float) -> FrameEdges:
         """The same edges for spectra on a binned grid."""

@@ -372,6 +372,9 @@ def _correct(
 
     def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers
         for i in range(k, n, threads):
+            if in_place and (gain is not None or filler is not None or not lazy):
+                _prepare_and_transform(frames[i], stack[i], gain, filler, seed + i, edges, i)
+                continue
             if as_is and not in_place:  # nothing to change: transform the frame where it lies
                 frame = np.ascontiguousarray(frames[i])
             else:
@@ -449,6 +452,45 @@ def _correct(
         n_frames=n,
         frame_shape=shape,
     )
+
+
+def _prepare_and_transform(
+    frame: NDArray[Any],
+    spectrum: NDArray[np.complex64],
+    gain: NDArray[np.float32] | None,
+    filler: BadPixelFill | None,
+    seed: int,
+    edges: FrameEdges,
+    index: int,
+) -> None:
+    """One frame made ready (counts × gain in float32, bad pixels filled) and transformed
+    into ``spectrum`` a block of rows at a time, while the rows are in cache (the frame may
+    be the spectrum's own memory): the same numbers as preparing the whole frame first."""
+    height, width = frame.shape
+    values = None if filler is None else filler.values(frame, seed, gain)
+    ys, xs = (filler.ys, filler.xs) if filler is not None else (None, None)
+    top_row = np.empty(width, np.float32)
+    bottom_row = np.empty(width, np.float32)
+    left = np.empty(height, np.float32)
+    right = np.empty(height, np.float32)
+
+    def rows(top: int, end: int, out: NDArray[np.float32]) -> None:
+        if gain is not None:
+            np.multiply(frame[top:end], gain[top:end], out=out, dtype=np.float32, casting="unsafe")
+        else:
+            np.copyto(out, frame[top:end], casting="unsafe")
+        if values is not None and ys is not None and xs is not None:
+            first, last = np.searchsorted(ys, (top, end))  # bad pixels in row-major order
+            out[ys[first:last] - top, xs[first:last]] = values[first:last]
+        if top == 0:
+            top_row[...] = out[0]
+        if end == height:
+            bottom_row[...] = out[end - top - 1]
+        left[top:end] = out[:, 0]
+        right[top:end] = out[:, -1]
+
+    rfft2_in_place(spectrum, width, rows=rows)
+    edges.set_borders(index, top_row, bottom_row, left, right)
 
 
 def _scale_observations(
