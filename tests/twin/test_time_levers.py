@@ -6,6 +6,7 @@ import pytest
 from twin_helpers import small_config
 
 from tomopilot.instrument.twin import TwinMicroscope
+from tomopilot.instrument.twin.optics import image_shift_delay_s
 from tomopilot.instrument.types import LowDoseArea
 
 
@@ -41,27 +42,62 @@ def test_early_return_hands_back_the_sum_and_the_next_exposure_waits_for_the_cam
     assert _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD)) == pytest.approx(plain)
 
 
+def test_image_shift_delay_follows_serialem() -> None:
+    """ComputeISDelay: the larger axis in Thermo's table, plus 0.1 s per halving of a Record
+    pixel below 1 nm, scaled; nothing for no move."""
+    optics = small_config().optics
+    assert image_shift_delay_s((0.0, 0.0), 0.2, optics) == 0.0
+    assert image_shift_delay_s((2.0, 0.0), 1.6, optics) == pytest.approx(0.5)
+    # The larger of the two axes counts, not the length of the move: 0.2 µm each way -> 0.2 µm.
+    assert image_shift_delay_s((0.2, -0.2), 1.6, optics) == pytest.approx(0.2)
+    assert image_shift_delay_s((0.05, 0.0), 1.6, optics) == 0.0
+    # A 2 Å Record pixel is 2.32 halvings below 1 nm.
+    assert image_shift_delay_s((2.0, 0.0), 0.2, optics) == pytest.approx(0.5 + 0.1 * 2.321928)
+    assert image_shift_delay_s((0.05, 0.0), 0.25, optics) == pytest.approx(0.2)
+    jeol = optics.model_copy(update={"is_settle_s": 0.1})  # ISdelayScaleFactor 0.2
+    assert image_shift_delay_s((2.0, 0.0), 0.2, jeol) == pytest.approx(0.2 * (0.5 + 0.232193))
+
+
 def test_image_shift_settling_overlaps_the_camera_start_up() -> None:
-    scope = _scope()
+    # A 1.6 nm Record pixel (no magnification term): a move of >= 0.5 um needs 0.5 s, and the
+    # beam comes on no earlier than 0.25 s after that (the start-up SerialEM takes as built in).
+    scope = TwinMicroscope(
+        small_config(camera={"render": False}, presets={"record": {"binning": 8}})
+    )
     cam = scope.config.camera
     exposure = scope.optics.preset(LowDoseArea.RECORD).exposure_s
-    settle = scope.config.optics.is_settle_s  # a shift of ≥ 0.5 µm
+    settle = scope.config.optics.is_settle_s
+    built_in = scope.config.optics.is_settle_startup_s
+    assert cam.pre_exposure_s >= built_in
     blocking = _timed(scope, lambda: scope.optics.set_image_shift_um(2.0, 0.0))
     assert blocking == pytest.approx(settle)
+    # Sleeping the delay first, the start-up covers the built-in part.
+    shot = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
+    assert shot == pytest.approx(cam.pre_exposure_s + exposure + cam.readout_s)
     scope.optics.set_settling_during_startup(True)
     assert _timed(scope, lambda: scope.optics.set_image_shift_um(0.0, 0.0)) == 0.0
+    start = scope.clock.now_s()
     shot = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
-    start_up = max(cam.pre_exposure_s, settle)
+    start_up = max(cam.pre_exposure_s, settle + built_in)
     assert shot == pytest.approx(start_up + exposure + cam.readout_s)
-    # A short shift settles at once (Thermo's table: 0.1 µm → 0 s).
+    assert scope.ground_truth.exposures[-1].time_s == pytest.approx(start + settle + built_in)
+    # A short shift settles at once (Thermo's table: 0.1 µm → 0 s), built-in part and all.
     scope.optics.set_image_shift_um(0.05, 0.0)
     shot = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
     assert shot == pytest.approx(cam.pre_exposure_s + exposure + cam.readout_s)
     # Settling longer than the start-up is waited out before the exposure, and booked as such.
-    slow = TwinMicroscope(small_config(camera={"render": False}, optics={"is_settle_s": 2.0}))
+    slow = TwinMicroscope(
+        small_config(
+            camera={"render": False},
+            optics={"is_settle_s": 2.0},
+            presets={"record": {"binning": 8}},
+        )
+    )
     slow.optics.set_settling_during_startup(True)
     slow.optics.set_image_shift_um(3.0, 0.0)
     shot = _timed(slow, lambda: slow.camera.acquire(LowDoseArea.RECORD))
-    assert shot == pytest.approx(2.0 + exposure + cam.readout_s)
+    assert shot == pytest.approx(2.0 + built_in + exposure + cam.readout_s)
     exposure_truth = slow.ground_truth.exposures[-1]
-    assert exposure_truth.time_s == pytest.approx(2.0)  # the beam came on once settled
+    assert exposure_truth.time_s == pytest.approx(2.0 + built_in)  # the beam came on once settled
+    booked = slow.ground_truth.time_by_activity_s["image_shift_settle"]
+    assert booked == pytest.approx(2.0 + built_in - cam.pre_exposure_s)

@@ -93,7 +93,31 @@ class OpticsConfig(ConfigModel):
     image_shift_limit_um: float = Field(default=15.0, gt=0)
     is_scale_error: float = Field(default=0.01, ge=-0.2, le=0.2)
     is_rotation_error_deg: float = Field(default=0.3, ge=-10, le=10)
-    is_settle_s: float = Field(default=0.5, ge=0)
+    is_settle_s: float = Field(
+        default=0.5,
+        ge=0,
+        description=(
+            "the IS delay table's longest delay (Thermo's newer table, ≥ 0.5 µm); the table is "
+            "scaled by is_settle_s / 0.5 (SerialEM's ISdelayScaleFactor)"
+        ),
+    )
+    is_settle_startup_s: float = Field(
+        default=0.25,
+        ge=0,
+        description=(
+            "camera start-up taken as built into the IS delay table: the beam comes on no "
+            "earlier than this after the table's delay (SerialEM's StartupForISDelays, 0.25 s "
+            "with Thermo's newer table)"
+        ),
+    )
+    is_delay_per_mag_doubling_s: float = Field(
+        default=0.1,
+        ge=0,
+        description=(
+            "extra settling per halving of the Record pixel below 1 nm (SerialEM's "
+            "DelayPerMagDoubling, capped at 0.1 s on Thermo scopes with the newer table)"
+        ),
+    )
     tilt_axis_angle_deg: float = Field(
         default=85.3, description="tilt axis on the camera, IMOD/RELION convention (from Y, CCW)"
     )

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.instrument.errors import ImageShiftLimitError
+from tomopilot.instrument.twin.config import OpticsConfig
 from tomopilot.instrument.twin.core import TwinCore, logged
 from tomopilot.instrument.types import AreaPreset, LowDoseArea
 
@@ -62,6 +63,27 @@ def intensity(preset: AreaPreset) -> float:
 _IS_SETTLE_TABLE = ((0.0, 0.0), (0.1, 0.0), (0.3, 0.4), (0.5, 0.5), (100.0, 0.5))
 
 
+def image_shift_delay_s(
+    moved_xy_um: tuple[float, float], record_pixel_nm: float, optics: OpticsConfig
+) -> float:
+    """The settling an image shift of ``moved_xy_um`` needs, as SerialEM computes it.
+
+    SerialEM's ``ShiftManager::ComputeISDelay``: the larger of the two axes' moves (not the
+    length of the move) is looked up in the IS delay table, a Record pixel finer than 1 nm adds
+    ``is_delay_per_mag_doubling_s`` per halving, and the whole is scaled (``ISdelayScaleFactor``,
+    here ``is_settle_s`` / 0.5). No move, no delay. The camera start-up SerialEM takes as built
+    into this delay (``StartupForISDelays``) comes on top (``TwinOptics.set_image_shift_units``).
+    """
+    moved = max(abs(moved_xy_um[0]), abs(moved_xy_um[1]))
+    if moved <= 0.0:
+        return 0.0
+    table = np.array(_IS_SETTLE_TABLE)
+    delay = float(np.interp(moved, table[:, 0], table[:, 1]))
+    if 0.0 < record_pixel_nm < 1.0:
+        delay += optics.is_delay_per_mag_doubling_s * math.log2(1.0 / record_pixel_nm)
+    return delay * optics.is_settle_s / 0.5
+
+
 class TwinOptics:
     """Image shift, focus and presets (implements :class:`~tomopilot.instrument.Optics`).
 
@@ -107,16 +129,26 @@ class TwinOptics:
         limit = self.image_shift_limit_um
         if not (math.isfinite(x) and math.isfinite(y)) or np.any(np.abs(um) > limit):
             raise ImageShiftLimitError((float(um[0]), float(um[1])), limit)
-        moved = float(np.hypot(*(np.array([x, y]) - self._units)))
+        moved = np.linalg.solve(self.specimen_to_is_matrix(), np.array([x, y]) - self._units)
         self._units = np.array([x, y], dtype=np.float64)
-        table = np.array(_IS_SETTLE_TABLE)
-        settle = float(np.interp(moved, table[:, 0], table[:, 1]))
-        seconds = settle * self._core.config.optics.is_settle_s / 0.5
         core = self._core
+        record = self._presets[LowDoseArea.RECORD]
+        seconds = image_shift_delay_s(
+            (float(moved[0]), float(moved[1])),
+            record.unbinned_pixel_size_a * record.binning / 10.0,
+            core.config.optics,
+        )
+        if seconds <= 0.0:
+            return
+        # The beam may come on once the delay and the start-up built into it have passed
+        # (SerialEM waits for the IS time-out plus StartupForISDelays minus the camera's own
+        # start-up before it starts the camera).
+        built_in = core.config.optics.is_settle_startup_s
         if core.settle_during_startup:  # the next exposure waits for what is left of it
-            core.settled_s = max(core.settled_s, core.clock.now_s() + seconds)
+            core.settled_s = max(core.settled_s, core.clock.now_s() + seconds + built_in)
         else:
             core.spend("image_shift_settle", seconds)
+            core.settled_s = max(core.settled_s, core.clock.now_s() + built_in)
 
     @logged
     def set_settling_during_startup(self, enabled: bool) -> None:

@@ -59,11 +59,21 @@ TIME_COSTS: tuple[TimeCost, ...] = (
     ),
     TimeCost(
         "image-shift settling",
-        "by the shift: 0.1 µm 0 s, 0.3 µm 0.4 s, ≥ 0.5 µm 0.5 s",
-        "SEM-P (Thermo's newer IS delay table)",
-        "short jumps settle faster (ordering the targets); overlapped with the camera start-up "
-        "(settle_in_startup)",
-        "IS delay table in the properties; SetImageShift's settling factor",
+        "by the larger axis of the move: 0.1 µm 0 s, 0.3 µm 0.4 s, ≥ 0.5 µm 0.5 s; plus 0.1 s "
+        "per halving of a Record pixel below 1 nm (0.23 s at 2 Å); the beam on no earlier than "
+        "0.25 s after that (a 1.6 nm Record pixel: 0.75 s after a jump between targets)",
+        "SEM-P (Thermo's newer IS delay table); SerialEM's ShiftManager::ComputeISDelay (the "
+        "larger axis, the table, DelayPerMagDoubling capped at 0.1 s on Thermo scopes with the "
+        "newer table, ISdelayScaleFactor 0.2 on JEOL) and StartupForISDelays (0.25 s with the "
+        "newer table: the camera start-up the table takes as built in; CameraController waits "
+        "for the IS time-out plus it, less the camera's own start-up, before starting the camera)",
+        "overlapped with the camera start-up (settle_in_startup): only what outlasts the start-up "
+        "is waited. Ordering the targets does not pay: targets are microns apart, on the flat end "
+        "of the table. The dewar check runs after the shift, inside the settling (as PACEtomo "
+        "checks between its image shift and its delayIS)",
+        "SetImageShift / ImageShiftByMicrons with a delay factor (their 3rd argument, 1 = the "
+        "table's delay): SerialEM sets the IS time-out and the next shot waits it out during the "
+        "start-up. Without the argument SerialEM sets no time-out (PACEtomo relies on delayIS)",
     ),
     TimeCost(
         "stage tilt",
