@@ -313,10 +313,12 @@ class AcquisitionEngine:
 
     def _apply(self, request: ExposureRequest) -> None:
         scope, s = self.scope, self.plan.settings
-        if s.check_dewar:
-            protect_from_dewar(scope)
         scope.optics.set_image_shift_um(*request.image_shift_um)
         scope.optics.set_focus_um(request.focus_um)
+        if s.check_dewar:
+            # After the shift, as PACEtomo checks (checkFilling between its image shift and
+            # its delayIS): the query runs while the shift settles.
+            protect_from_dewar(scope)
         if s.delay_is_s > 0 and "builtin_settling" not in self.levers:
             scope.clock.sleep(s.delay_is_s)
 
