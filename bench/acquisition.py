@@ -137,6 +137,9 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
         levers=engine.levers,
         shots_per_tilt=int(strategy == "fused" and resolved.settings.track_spot),
         shot_s=SHOT_DOSE_FRACTION * record_s,
+        approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
+        realign=bool(resolved.targets and resolved.targets[0].view_file),
+        start_views=int(strategy == "fused"),
     )
     pooled = quality.pooled()
     track = np.concatenate([t.tracking_nm for t in quality.targets])

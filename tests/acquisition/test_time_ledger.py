@@ -59,8 +59,16 @@ def test_the_engine_ledger_matches_the_twins(tmp_path: Path) -> None:
         levers=engine.levers,
         shots_per_tilt=1,
         shot_s=SHOT_DOSE_FRACTION * twin_config.presets.record.exposure_s,
+        approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
+        realign=bool(resolved.targets[0].view_file),
+        start_views=1,
     )
     assert estimate.total_s == pytest.approx(summary.microscope_s, rel=0.1)
+    # The set-up (stage moves to the area, eucentricity with its Views, maps, focus, fused's
+    # wide View of target 1) is what passes before the first Record's beam comes on, less the
+    # first Record's own image shift and camera start-up (about a second).
+    first_record_s = min(e.time_s for e in records)
+    assert estimate.setup_s == pytest.approx(first_record_s, rel=0.1)
     # ... and `tomopilot report` shows it with the efficiency.
     result = CliRunner().invoke(app, ["report", str(engine.plan.run_dir)], terminal_width=160)
     assert result.exit_code == 0, result.output

@@ -96,6 +96,9 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         levers=levers_for(strategy or config.strategy, settings),
         shots_per_tilt=int((strategy or config.strategy) == "fused" and settings.track_spot),
         shot_s=SHOT_DOSE_FRACTION * record_s,
+        approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
+        realign=bool(resolved.targets and resolved.targets[0].view_file),
+        start_views=int((strategy or config.strategy) == "fused"),
     )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "

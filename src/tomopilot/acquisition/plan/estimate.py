@@ -15,7 +15,21 @@ from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltScheme
 from tomopilot.instrument.twin import TwinConfig
 from tomopilot.instrument.twin.housekeeping import DEWAR_POLL_S
+from tomopilot.instrument.twin.optics import image_shift_delay_s
+from tomopilot.instrument.twin.stage import Z_SETTLE_S, Z_SPEED_UM_S
 from tomopilot.instrument.types import LowDoseArea
+
+# Targets sit microns apart: every jump between them is on the flat end of the IS delay table.
+_TARGET_JUMP_UM = 1.0
+# Set-up moves: a realignment's correction and the image-shift reset move the stage by about a
+# micron; the rough eucentricity moves z by a few.
+_SHORT_MOVE_UM = 1.0
+_EUCENTRIC_DZ_UM = 5.0
+# The X,Y-positioning routine (targeting/realign.py): View images until the correction is below
+# 20 nm (two typically, three at most), one stage move with backlash between them, the move that
+# resets the image shift, and one View to align the result to the map.
+_REALIGN_VIEWS = 2
+_REALIGN_MOVES = 3
 
 
 @dataclass(frozen=True)
@@ -24,13 +38,16 @@ class Timing:
 
     tilt_speed_deg_s: float = 30.0
     tilt_settle_s: float = 0.3
-    image_shift_settle_s: float = 0.5
+    image_shift_settle_s: float = 0.5  # a jump between targets (SerialEM's IS delay table)
+    settle_startup_s: float = 0.25  # start-up built into that delay (StartupForISDelays)
     pre_exposure_s: float = 0.4
     readout_s: float = 0.4
     sum_return_s: float = 0.3
     record_s: float = 1.0
     preview_s: float = 0.5
-    eucentricity_s: float = 40.0
+    view_s: float = 1.0
+    xy_move_s: float = 2.8  # a short stage move: its settling dominates (SEM-P: 2.0 + 0.8 s)
+    eucentricity_s: float = 40.0  # the rough routine with its two Views and z move
     autofocus_s: float = 6.0
     dewar_poll_s: float = DEWAR_POLL_S  # before every Record when checkDewar is on
 
@@ -38,16 +55,27 @@ class Timing:
     def from_twin(cls, config: TwinConfig) -> Timing:
         """The twin's own time costs."""
         presets = config.presets
+        record = presets.get(LowDoseArea.RECORD)
+        record_pixel_nm = record.unbinned_pixel_size_a * record.binning / 10.0
+        view_s = presets.get(LowDoseArea.VIEW).exposure_s
         return cls(
             tilt_speed_deg_s=config.stage.tilt_speed_deg_s,
             tilt_settle_s=config.stage.tilt_settle_s,
-            image_shift_settle_s=config.optics.is_settle_s,
+            image_shift_settle_s=image_shift_delay_s(
+                (_TARGET_JUMP_UM, 0.0), record_pixel_nm, config.optics
+            ),
+            settle_startup_s=config.optics.is_settle_startup_s,
             pre_exposure_s=config.camera.pre_exposure_s,
             readout_s=config.camera.readout_s,
             sum_return_s=config.camera.sum_return_s,
-            record_s=presets.get(LowDoseArea.RECORD).exposure_s,
+            record_s=record.exposure_s,
             preview_s=presets.get(LowDoseArea.PREVIEW).exposure_s,
-            eucentricity_s=config.housekeeping.eucentric_rough_s + 10.0,
+            view_s=view_s,
+            xy_move_s=_SHORT_MOVE_UM / config.stage.xy_speed_um_s + config.stage.xy_settle_s,
+            eucentricity_s=config.housekeeping.eucentric_rough_s
+            + 2 * (config.camera.pre_exposure_s + view_s + config.camera.readout_s)
+            + _EUCENTRIC_DZ_UM / Z_SPEED_UM_S
+            + Z_SETTLE_S,
             autofocus_s=config.housekeeping.autofocus_overhead_s
             + 2
             * (
@@ -90,16 +118,28 @@ def estimate_duration(
     levers: Collection[str] = (),
     shots_per_tilt: int = 0,
     shot_s: float = 0.0,
+    approach: bool = False,
+    realign: bool = False,
+    start_views: int = 0,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
     With measureGeo, each of ``n_geo_points`` costs one defocus measurement. ``levers`` are the
     time levers the run uses (``acquisition/time_levers.py``); ``shots_per_tilt`` extra
     exposures of ``shot_s`` each are taken at every tilt after the first (``fused``'s
-    tracking spot).
+    tracking spot). The set-up moves the stage to the area first (``approach``, with backlash
+    correction: two moves), realigns to target 1's saved View (``realign``: the X,Y-positioning
+    routine's Views and moves) and takes ``start_views`` Views of its own (``fused``'s wide View
+    of target 1). Views a strategy takes when it loses a target are not foreseeable here.
     """
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
+    per_view = timing.pre_exposure_s + timing.view_s + timing.readout_s
     setup = timing.eucentricity_s + timing.autofocus_s + n_targets * per_preview
+    if approach:
+        setup += 2 * timing.xy_move_s
+    if realign:
+        setup += (_REALIGN_VIEWS + 1) * per_view + _REALIGN_MOVES * timing.xy_move_s
+    setup += start_views * _cycle_s(timing, 0.0, timing.view_s, levers)
     if settings.measure_geometry and n_geo_points >= 3:
         setup += n_geo_points * timing.autofocus_s
     if settings.preview_align:
@@ -116,8 +156,8 @@ def estimate_duration(
         if "builtin_settling" not in levers:
             tilting += settings.delay_tilt_s
     delay_is = 0.0 if "builtin_settling" in levers else settings.delay_is_s
-    poll = timing.dewar_poll_s if settings.check_dewar else 0.0  # before every Record's shift
-    per_target = _cycle_s(timing, delay_is, timing.record_s, levers, before_shift_s=poll)
+    poll = timing.dewar_poll_s if settings.check_dewar else 0.0  # after every Record's shift
+    per_target = _cycle_s(timing, poll + delay_is, timing.record_s, levers)
     exposures = len(steps) * n_targets * per_target
     if shots_per_tilt and len(steps) > 1:
         shot = _cycle_s(timing, 0.0, shot_s, levers)
@@ -136,15 +176,15 @@ def _cycle_s(
     delay_s: float,
     exposure_s: float,
     levers: Collection[str],
-    *,
-    before_shift_s: float = 0.0,
 ) -> float:
     """One image shift, script delay and exposure, from one camera return to the next.
 
-    ``before_shift_s`` is spent before the image shift (the dewar poll), ``delay_s`` after it.
-    With ``early_return`` the camera hands back the sum after ``sum_return_s`` and reads out
-    the rest while the image shift settles and the script waits; with ``settle_in_startup`` the
-    settling (counted from the shift) overlaps the camera's start-up instead of coming before it.
+    ``delay_s`` is spent after the image shift (the dewar poll, a script delay). With
+    ``early_return`` the camera hands back the sum after ``sum_return_s`` and reads out the rest
+    while the image shift settles and the script waits; with ``settle_in_startup`` the settling
+    (counted from the shift) overlaps the camera's start-up instead of coming before it. Either
+    way the beam comes on no earlier than the settling plus the start-up SerialEM takes as built
+    into it (``settle_startup_s``) after the shift.
     """
     settle = timing.image_shift_settle_s
     overlap = "settle_in_startup" in levers
@@ -153,8 +193,8 @@ def _cycle_s(
         camera_free = timing.readout_s - blocking
     else:
         blocking, camera_free = timing.readout_s, 0.0
-    script = before_shift_s + delay_s + (0.0 if overlap else settle)
+    script = delay_s + (0.0 if overlap else settle)
     start = max(script, camera_free) + timing.pre_exposure_s
-    if overlap:
-        start = max(start, before_shift_s + settle)
+    # The beam comes on no earlier than the settling and the start-up built into it.
+    start = max(start, settle + timing.settle_startup_s)
     return blocking + start + exposure_s
