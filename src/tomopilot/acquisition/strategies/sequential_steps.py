@@ -37,7 +37,7 @@ from tomopilot.instrument.types import Image, LowDoseArea
 
 # The drift images: the Focus area's whole chip binned to about 512² (16 Å pixels on a 4096²
 # camera at 2 Å), exposed at least DRIFT_EXPOSURE_S: ~500 counts per pixel show the
-# specimen's texture, and a pair measures the displacement to ~1-1.5 nm (the twin, holes of
+# specimen's texture, and a pair measures the displacement to 1-2 nm, rarely 5 (the twin, holes of
 # six grids). A 512² window at binning 2 and 0.3 s had ~9 counts per 4 Å pixel: no
 # believable peak in ice or on carbon, and the noise peak read 10-40 nm/s where the twin's
 # specimen drifted 0.2-0.5 nm/s.
