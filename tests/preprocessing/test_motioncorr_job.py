@@ -192,3 +192,31 @@ def test_dask_cluster_gives_the_serial_output(make_project, tmp_path: Path) -> N
     a = (serial_job.directory / "tilt_series" / "TS_01.star").read_text()
     b = (dask_job.directory / "tilt_series" / "TS_01.star").read_text()
     assert a.replace("job002", "jobNNN") == b.replace("job003", "jobNNN")
+
+
+def test_the_gain_saved_while_the_movies_run_is_the_gain_saved_first(  # type: ignore[no-untyped-def]
+    make_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tomopilot.processing.motioncorr import job as job_module
+
+    project = make_project(suffixes=(".mrc", ".tif"))
+    gain = tmp_path / "gain.mrc"
+    with mrcfile.new(gain) as mrc:
+        mrc.set_data(np.random.default_rng(2).uniform(0.8, 1.2, (256, 256)).astype(np.float32))
+    options = MotionCorrOptions(gain_path=gain, gain_rotation=1, gain_flip=2)
+    first = RelionJob.create(project, "MotionCorr")
+    prepared = job_module.prepare_gain(options, first, False)  # written before returning
+    assert prepared.token is None and prepared.path is not None and prepared.path.is_file()
+    in_process, summary = _run(project, options, executor=SerialExecutor())  # written aside
+    assert summary.status is JobStatus.SUCCESS
+    assert filecmp.cmp(prepared.path, in_process.directory / "gain.mrc", shallow=False)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(job_module, "write_image_mrc", full_disk)
+    job = RelionJob.create(project, "MotionCorr")
+    with pytest.raises(OSError, match="No space left"):
+        _run(project, options, job=job, executor=SerialExecutor())
+    assert (job.directory / "RELION_JOB_EXIT_FAILURE").is_file()
+    assert "No space left" in (job.directory / "log.txt").read_text()

@@ -15,6 +15,7 @@ files; the job then ends with ``RELION_JOB_EXIT_FAILURE`` after every other movi
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,9 @@ from tomopilot.io.gain import read_gain
 from tomopilot.io.star import MOTIONCORR_LABELS, TiltSeries, TiltSeriesSet
 from tomopilot.processing.executor import (
     Executor,
+    SerialExecutor,
     TaskOutcome,
+    ThreadExecutor,
     available_cores,
     threads_per_task,
 )
@@ -42,6 +45,8 @@ from tomopilot.processing.motioncorr.movie_task import (
     read_movie_shifts,
     remember_gain,
     run_movie_task,
+    share_gain,
+    unshare_gain,
     write_image_mrc,
 )
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
@@ -150,10 +155,40 @@ def plan_tasks(
     return tasks
 
 
-def prepare_gain(options: MotionCorrOptions, job: RelionJob, any_eer: bool) -> Path | None:
-    """Orient the gain reference once for the whole job and save it as ``<job>/gain.mrc``."""
+@dataclass
+class PreparedGain:
+    """The job's oriented gain: where it is saved and, for movies run in this process, the
+    token of the copy held in memory. The file may still be being written (see :meth:`wait`)."""
+
+    path: Path | None = None
+    token: str | None = None
+    _writer: threading.Thread | None = None
+    _error: list[BaseException] = field(default_factory=list)
+
+    def wait(self) -> None:
+        """Wait until ``gain.mrc`` is written, and let the copy in memory go; raises what
+        writing it raised."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self.token is not None:
+            unshare_gain(self.token)
+            self.token = None
+        if self._error:
+            raise self._error.pop()
+
+
+def prepare_gain(
+    options: MotionCorrOptions, job: RelionJob, any_eer: bool, *, in_process: bool = False
+) -> PreparedGain:
+    """Orient the gain reference once for the whole job and save it as ``<job>/gain.mrc``.
+
+    With ``in_process`` (the movies run in this process and take the gain from memory) the
+    file is written on a thread of its own while the movies run: call
+    :meth:`PreparedGain.wait` before the job ends.
+    """
     if options.gain_path is None:
-        return None
+        return PreparedGain()
     gain = read_gain(
         options.gain_path,
         rotation=options.gain_rotation,
@@ -161,12 +196,27 @@ def prepare_gain(options: MotionCorrOptions, job: RelionJob, any_eer: bool) -> P
         for_eer=any_eer,
     )
     gain = np.ascontiguousarray(gain, np.float32)
-    target = job.directory / "gain.mrc"
-    with ThreadPoolExecutor(available_cores()) as pool:  # statistics and rows on the cores
-        write_image_mrc(target, gain, None, pool=pool)
-    target = target.resolve()
-    remember_gain(target, gain)  # the movies of this process use it without reading it back
-    return target
+    target = (job.directory / "gain.mrc").resolve()
+
+    def write() -> None:
+        with ThreadPoolExecutor(available_cores()) as pool:  # statistics and rows on the cores
+            write_image_mrc(target, gain, None, pool=pool)
+
+    if not in_process:
+        write()
+        remember_gain(target, gain)  # movies run in this process need not read it back
+        return PreparedGain(target)
+    prepared = PreparedGain(target, share_gain(gain))
+
+    def write_reporting() -> None:
+        try:
+            write()
+        except BaseException as exc:  # raised again by wait()
+            prepared._error.append(exc)
+
+    prepared._writer = threading.Thread(target=write_reporting, name="gain.mrc", daemon=True)
+    prepared._writer.start()
+    return prepared
 
 
 def _describe_plan(tasks: list[MovieTask], done: list[MovieTask], job: RelionJob) -> list[str]:
@@ -280,19 +330,51 @@ def run_motioncorr(
             bus.emit(Message(text=line))
         return summary
     job.begin(argv or ["tomopilot", "preprocess", "motioncorr"])
+    in_process = executor is None or isinstance(executor, SerialExecutor | ThreadExecutor)
     try:
         any_eer = any(frame_format(t.movie_path) == "eer" for t in provisional)
-        gain_path = prepare_gain(options, job, any_eer)
+        gain = prepare_gain(options, job, any_eer, in_process=in_process)
     except Exception as exc:
-        job.log(f"ERROR: {exc}")
-        bus.emit(Message(level="error", text=str(exc)))
-        job.finish(JobStatus.FAILURE)
-        summary.status = JobStatus.FAILURE
+        _fail(job, bus, summary, exc)
         raise
-    tasks = plan_tasks(selected, job, options, gain_path)
+    try:
+        tasks, results, outcomes = _run_tasks(selected, job, options, gain, summary, executor, bus)
+    finally:
+        try:
+            gain.wait()
+        except Exception as exc:
+            _fail(job, bus, summary, exc)
+            raise
+    write_star_files(selected, job, options, tasks, results)
+    summary.status = end_status(job, outcomes, failed=bool(summary.failures))
+    if summary.status is JobStatus.FAILURE:
+        job.log(f"{len(summary.failures)} of {len(tasks)} movies failed; rerun to retry them")
+    job.finish(summary.status)
+    return summary
+
+
+def _fail(job: RelionJob, bus: EventBus, summary: MotionCorrSummary, exc: Exception) -> None:
+    job.log(f"ERROR: {exc}")
+    bus.emit(Message(level="error", text=str(exc)))
+    job.finish(JobStatus.FAILURE)
+    summary.status = JobStatus.FAILURE
+
+
+def _run_tasks(
+    selected: TiltSeriesSet,
+    job: RelionJob,
+    options: MotionCorrOptions,
+    gain: PreparedGain,
+    summary: MotionCorrSummary,
+    executor: Executor | None,
+    bus: EventBus,
+) -> tuple[list[MovieTask], dict[tuple[str, int], MovieResult], list[TaskOutcome[MovieResult]]]:
+    """Run the movies not yet done: the tasks, every movie's result and this run's outcomes
+    (the summary gets the counts and failures)."""
+    tasks = plan_tasks(selected, job, options, gain.path)
     todo = [t for t in tasks if not t.is_done()]
     threads = threads_per_task(executor, len(todo))
-    todo = [replace(t, threads=threads) for t in todo]
+    todo = [replace(t, threads=threads, gain_token=gain.token) for t in todo]
     results: dict[tuple[str, int], MovieResult] = {}
     for task in tasks:
         if task.is_done():
@@ -334,9 +416,4 @@ def run_motioncorr(
     )
     summary.n_processed = sum(1 for o in outcomes if o.value is not None and o.value.ok)
     summary.failures = [r for r in results.values() if not r.ok]
-    write_star_files(selected, job, options, tasks, results)
-    summary.status = end_status(job, outcomes, failed=bool(summary.failures))
-    if summary.status is JobStatus.FAILURE:
-        job.log(f"{len(summary.failures)} of {len(tasks)} movies failed; rerun to retry them")
-    job.finish(summary.status)
-    return summary
+    return tasks, results, outcomes

@@ -16,7 +16,8 @@ Examples
 --------
 >>> import numpy as np, tempfile, pathlib
 >>> from tomopilot.io.frames import write_frames
->>> path = pathlib.Path(tempfile.mkdtemp()) / "movie.mrc"
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = pathlib.Path(folder.name) / "movie.mrc"
 >>> counts = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
 >>> _ = write_frames(path, counts, pixel_size_a=1.0)
 >>> movie = open_movie(path)
@@ -26,6 +27,7 @@ Examples
 >>> movie.read_into(2, out)
 >>> bool(np.array_equal(out, counts[2]))
 True
+>>> folder.cleanup()
 """
 
 from __future__ import annotations

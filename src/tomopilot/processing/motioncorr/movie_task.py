@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -93,6 +94,9 @@ class MovieTask:
         Name of the tilt series and position of the tilt in it.
     threads
         Threads the correction of this movie may use (the outputs do not depend on it).
+    gain_token
+        The job's gain as this process holds it in memory (see :func:`share_gain`), when the
+        movie runs in the process that prepared it; ``gain_path`` is read otherwise.
     """
 
     movie_path: Path
@@ -107,6 +111,7 @@ class MovieTask:
     tilt_series: str
     index: int
     threads: int = 1
+    gain_token: str | None = None
 
     def outputs(self) -> dict[str, Path]:
         """The files this task writes (label → path), per the options."""
@@ -184,6 +189,31 @@ def _load_gain(path: str, mtime: float) -> NDArray[np.float32]:
             while len(_GAINS) > _GAINS_KEPT:
                 del _GAINS[next(iter(_GAINS))]
     return gain
+
+
+_SHARED: dict[str, NDArray[np.float32]] = {}
+
+
+def share_gain(gain: NDArray[np.float32]) -> str:
+    """Hold a job's prepared gain in memory for its movies; returns the token they name it by
+    (:attr:`MovieTask.gain_token`). :func:`unshare_gain` lets it go."""
+    token = uuid.uuid4().hex
+    with _GAINS_LOCK:
+        _SHARED[token] = gain
+    return token
+
+
+def unshare_gain(token: str) -> None:
+    """Forget a gain held by :func:`share_gain`."""
+    with _GAINS_LOCK:
+        _SHARED.pop(token, None)
+
+
+def _shared_gain(token: str | None) -> NDArray[np.float32] | None:
+    if token is None:
+        return None
+    with _GAINS_LOCK:
+        return _SHARED.get(token)
 
 
 @functools.lru_cache(maxsize=4)
@@ -372,7 +402,9 @@ def correct_movie_file(task: MovieTask) -> MovieCorrection:
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     gain = None
     if task.gain_path is not None:
-        gain = _load_gain(str(task.gain_path), task.gain_path.stat().st_mtime)
+        gain = _shared_gain(task.gain_token)
+        if gain is None:  # another process: the job's gain.mrc
+            gain = _load_gain(str(task.gain_path), task.gain_path.stat().st_mtime)
         if frame_format(task.movie_path) == "eer":
             gain = resample_gain_for_eer(gain, shape)
         if gain.shape != shape:
