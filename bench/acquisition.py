@@ -49,6 +49,7 @@ from tomopilot.acquisition.plan.scenarios import SCENARIOS, scenario_config
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
+from tomopilot.acquisition.strategies.fused_focus import planned_checks
 from tomopilot.acquisition.strategies.fused_track import SHOT_DOSE_FRACTION
 from tomopilot.acquisition.time_ledger import ACTIVITIES, efficiency
 
@@ -140,6 +141,7 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int(strategy == "fused"),
+        focus_checks=planned_checks(steps) if strategy == "fused" else 0,
     )
     pooled = quality.pooled()
     track = np.concatenate([t.tracking_nm for t in quality.targets])

@@ -37,6 +37,7 @@ from tomopilot.acquisition.session import (
 )
 from tomopilot.acquisition.setup.measure_geo import geo_points_for
 from tomopilot.acquisition.strategies import STRATEGIES
+from tomopilot.acquisition.strategies.fused_focus import planned_checks
 from tomopilot.acquisition.strategies.fused_track import SHOT_DOSE_FRACTION
 from tomopilot.acquisition.time_ledger import ACTIVITIES, efficiency
 from tomopilot.acquisition.time_levers import levers_for
@@ -99,6 +100,11 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int((strategy or config.strategy) == "fused"),
+        focus_checks=(
+            planned_checks(resolved.scheme.steps())
+            if (strategy or config.strategy) == "fused"
+            else 0
+        ),
     )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "

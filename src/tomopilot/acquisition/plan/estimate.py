@@ -121,6 +121,7 @@ def estimate_duration(
     approach: bool = False,
     realign: bool = False,
     start_views: int = 0,
+    focus_checks: int = 0,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
@@ -131,6 +132,7 @@ def estimate_duration(
     correction: two moves), realigns to target 1's saved View (``realign``: the X,Y-positioning
     routine's Views and moves) and takes ``start_views`` Views of its own (``fused``'s wide View
     of target 1). Views a strategy takes when it loses a target are not foreseeable here.
+    ``focus_checks`` defocus measurements (``fused``'s focus check) cost an autofocus each.
     """
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
     per_view = timing.pre_exposure_s + timing.view_s + timing.readout_s
@@ -162,6 +164,7 @@ def estimate_duration(
     if shots_per_tilt and len(steps) > 1:
         shot = _cycle_s(timing, 0.0, shot_s, levers)
         exposures += (len(steps) - 1) * shots_per_tilt * shot
+    exposures += focus_checks * timing.autofocus_s
     return DurationEstimate(
         setup_s=setup,
         tilting_s=tilting,

@@ -27,6 +27,12 @@ hence the target's depth (defocus = focus + z). The common part of those measure
 the focus of the targets still to be imaged at the same tilt (closed-loop focus at no extra
 dose), and their next tilt of the branch starts from the last common correction.
 
+Once per branch, at the first tilt 39° from the start, the Focus area beside target 1 reads
+the defocus planned for target 1 (``fused_focus``): what the axis's own motion along the beam
+(run-out in z, the z part of the stage's steps and drift) did, which no lateral measurement
+shows and, at the usual screening pixel, no Thon ring either. It corrects that tilt and the
+rest of the branch.
+
 The compute per Record is one cross-correlation and one 1D CTF fit on the central crop.
 """
 
@@ -40,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.target_defocus import defocus_range_um
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.common_motion import predict_common_motion
@@ -51,6 +58,7 @@ from tomopilot.acquisition.strategies.fused_depth import (
     ctf_depth_update,
     measure_depth_um,
 )
+from tomopilot.acquisition.strategies.fused_focus import FOCUS_CHECK_DEFOCUS_UM, FocusCheck
 from tomopilot.acquisition.strategies.fused_relocate import VIEW_KEY, ViewRelocation, confirm_record
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
 from tomopilot.acquisition.strategies.fused_track import TrackSpot, start_spot
@@ -94,6 +102,7 @@ class FusedStrategy:
         self._images: dict[str, Image] = {}
         self.spot: TrackSpot | None = None
         self.relative: dict[int, RelativeTrack] = {}
+        self.focus = FocusCheck()
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(
@@ -108,6 +117,7 @@ class FusedStrategy:
         s = self.settings
         self._toolkit = toolkit
         self.start_tilt_deg = start_tilt_deg
+        self.focus = FocusCheck(start_tilt_deg=start_tilt_deg)
         alpha = math.radians(start_tilt_deg)
         for info in targets:
             x, y = info.ss_um
@@ -200,8 +210,11 @@ class FusedStrategy:
         if self._spot_due(step):
             self._measure_spot(step, previous)
             cx, cy, cz = self._common(step)
+        if self._focus_check_due(step):
+            self._check_focus(step)
         y, z = self._rotate(state, step.branch, step.tilt_deg)
-        focus = tgt.level_um - (z + cz)
+        axis_z = self.focus.axis_depth_um(step.branch, step.tilt_deg)
+        focus = tgt.level_um - (z + cz + axis_z)
         return ExposureRequest(
             image_shift_um=(state.x_um + cx, y + cy),
             focus_um=focus,
@@ -227,6 +240,7 @@ class FusedStrategy:
         if previous.step_index != step.index:
             self.spot.learn(previous.step_index, previous.lateral)
         trend = self._trend(step)
+        trend[2] += self.focus.axis_depth_um(step.branch, step.tilt_deg)
         self.round.spot = self.spot.measure(
             self._toolkit,
             step.branch,
@@ -259,6 +273,37 @@ class FusedStrategy:
             return None
         true_xy = applied + absolute
         return [float(true_xy[0] - state.x_um), float(true_xy[1] - y_pred)]
+
+    def _focus_check_due(self, step: TiltStep) -> bool:
+        return (
+            self._toolkit is not None
+            and not self.round.lateral
+            and not self.round.depth
+            and self.focus.due(step.branch, step.tilt_deg)
+            and 1 in self.targets
+            and self.alive(1, step.branch)
+        )
+
+    def _check_focus(self, step: TiltStep) -> None:
+        """The Focus area beside target 1 read at the focus planned for target 1
+        (``fused_focus``): the axis's unpredicted motion along the beam at this tilt."""
+        assert self._toolkit is not None
+        s = self.settings
+        one = self.targets[1]
+        state = one.branch(step.branch)
+        cx, cy, cz = self._common(step)
+        y, z = self._rotate(state, step.branch, step.tilt_deg)
+        axis_z = self.focus.axis_depth_um(step.branch, step.tilt_deg)
+        scope = self._toolkit.scope
+        # The set-up's autofocus made the Focus area read the most underfocused level at F0;
+        # target 1's level lies (its defocus - maxDefocus) from F0. The reading is taken
+        # nearer focus (a known lens change), where the autofocus's scale error costs less.
+        planned = defocus_range_um(s)[0] + (one.info.defocus_um - s.max_defocus_um)
+        nearer = FOCUS_CHECK_DEFOCUS_UM - planned if planned < FOCUS_CHECK_DEFOCUS_UM else 0.0
+        scope.optics.set_image_shift_um(state.x_um + cx, y + cy)
+        scope.optics.set_focus_um(one.level_um - (z + cz + axis_z) + nearer)
+        measured = scope.measurements.measure_defocus_um()
+        self.focus.record(step.branch, step.tilt_deg, measured - (planned + nearer))
 
     # -- learning ---------------------------------------------------------------------------
     def _relative_depth(
@@ -322,6 +367,8 @@ class FusedStrategy:
         if target != 1 and aligned:
             depth = self._relative_depth(target, step, float(true_xy[1]), depth, state.z_var_um2)
         measured = measure_depth_um(image, request.focus_um)
+        if measured is not None:  # the target's depth about the axis: the axis's own z aside
+            measured -= self.focus.axis_depth_um(step.branch, step.tilt_deg)
         z_var = state.z_var_um2
         z_common = depth - z_pred
         if measured is not None and abs(measured - depth) > CTF_MAX_INNOVATION_UM:
@@ -439,6 +486,7 @@ class FusedStrategy:
             "axis_height_um": self.axis_height_um,
             "axis": self.axis.to_dict(),
             "relative": {str(i): t.to_dict() for i, t in self.relative.items()},
+            "focus_check": self.focus.to_dict(),
             "history": self.history,
             "history_step": self.history_step,
             "round": asdict(self.round),
@@ -463,6 +511,9 @@ class FusedStrategy:
             self.relative = {
                 int(k): RelativeTrack.from_dict(v) for k, v in state["relative"].items()
             }
+        self.focus = FocusCheck.from_dict(
+            state.get("focus_check", {"start_tilt_deg": self.start_tilt_deg})
+        )
         self.history = {k: [[float(x) for x in p] for p in v] for k, v in state["history"].items()}
         self.history_step = {k: int(v) for k, v in state["history_step"].items()}
         self.round = TiltRound(**state["round"])
