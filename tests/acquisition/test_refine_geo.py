@@ -42,7 +42,7 @@ SETTINGS = {
 TWIN = {
     "specimen": {"kind": "lamella", "pretilt_deg": 12.0, "rotation_deg": 0.0},
     # 4 Å pixels: the Thon rings of a −3.5 µm Record lie below Nyquist
-    "presets": {"record": {"camera_area_px": [1024, 1024], "binning": 2}},
+    "presets": {"record": {"camera_area_px": [1024, 1024], "binning": 2, "exposure_s": 3.0}},
 }
 
 

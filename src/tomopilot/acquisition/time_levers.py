@@ -20,8 +20,13 @@ is one a facility can have (the twin models each one, ``instrument/twin/timing.p
   only when ``SetImageShift`` carries the settling multiplier ``#D``; tomopilot's SerialEM backend
   sends it with every shift, so its time-out always runs during the camera's start-up.)
 
-``pace`` and ``none`` imitate PACEtomo, which uses neither; ``fused`` uses both unless the
-``timeLevers`` setting names a subset.
+``pace`` and ``none`` imitate PACEtomo on SerialEM. PACEtomo's image shifts
+(``SetImageShift``/``ImageShiftByMicrons`` without the settling multiplier) set no SerialEM
+time-out: the deflectors settle while its dewar check, ``delayIS`` and the camera's start-up run,
+and the beam comes on about 0.8 s after the shift. That is ``settle_in_startup``, so the two use
+it: without it the twin would first sleep the table's settling and only then PACEtomo's
+``delayIS`` (about 0.45 s per Record that PACEtomo does not spend). They use neither of the other
+levers. ``fused`` uses all three unless the ``timeLevers`` setting names a subset.
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ from tomopilot.acquisition.plan.settings import AcquisitionSettings, TimeLever
 from tomopilot.instrument.protocol import Microscope
 
 ALL_LEVERS: tuple[str, ...] = get_args(TimeLever)
-_BY_STRATEGY: dict[str, tuple[str, ...]] = {"fused": ALL_LEVERS}
+_PACETOMO = ("settle_in_startup",)  # how PACEtomo's shifts settle on SerialEM (see above)
+_BY_STRATEGY: dict[str, tuple[str, ...]] = {
+    "fused": ALL_LEVERS,
+    "pace": _PACETOMO,
+    "none": _PACETOMO,
+}
 
 
 def levers_for(strategy: str, settings: AcquisitionSettings) -> tuple[str, ...]:

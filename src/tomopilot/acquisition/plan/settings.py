@@ -90,7 +90,8 @@ class AcquisitionSettings(ConfigModel):
     """Wait after every stage tilt."""
     time_levers: list[TimeLever] | None = Field(None, alias="timeLevers")
     """Time savers the engine commands (see ``acquisition/time_levers.py``); None = the
-    strategy's choice: ``fused`` uses all, ``pace`` and ``none`` none (as PACEtomo)."""
+    strategy's choice: ``fused`` uses all; ``pace`` and ``none`` only ``settle_in_startup``, which
+    is how PACEtomo's image shifts settle on SerialEM."""
     zero_exp_time_s: float = Field(0.0, alias="zeroExpTime", ge=0, le=600)
     """Exposure of the start-tilt image; 0 = the Record exposure."""
     zero_defocus_um: float = Field(0.0, alias="zeroDefocus", ge=-100)
