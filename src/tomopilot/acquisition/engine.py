@@ -11,6 +11,7 @@ back to the interrupted tilt and target 1 is re-aligned before the next target, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import replace
@@ -234,6 +235,7 @@ class AcquisitionEngine:
         while (step := controller.next_step()) is not None:
             self.control.checkpoint()
             if not (first and step.index == self._recovered_at):  # the resume tilted there
+                self._shift_before_tilt(step)
                 self._tilt(step, recovering=False)
             self.events.emit(
                 TiltReached(
@@ -254,6 +256,20 @@ class AcquisitionEngine:
             self._end_dead_branches(controller, step)
             self._housekeeping_after_round()
         return "finished"
+
+    def _shift_before_tilt(self, step: TiltStep) -> None:
+        """With ``settle_in_startup``, the tilt's first image shift before the stage tilts, when
+        the strategy knows it (``first_shift_um``): SerialEM's IS time-out then runs during the
+        tilt, not after it. The shift moves the beam, not the stage, so the tilt is unchanged."""
+        first_shift = getattr(self.strategy, "first_shift_um", None)
+        if first_shift is None or "settle_in_startup" not in self.levers:
+            return
+        shift = first_shift(step)
+        if shift is None:
+            return
+        # Beyond the limit: the strategy meets it itself when it takes the shot.
+        with contextlib.suppress(ImageShiftLimitError):
+            self.scope.optics.set_image_shift_um(*shift)
 
     def _tilt(self, step: TiltStep, *, recovering: bool) -> None:
         scope, s = self.scope, self.plan.settings
