@@ -223,6 +223,20 @@ class FusedStrategy:
             predicted_dz_um=z - state.z_um + cz,
         )
 
+    def first_shift_um(self, step: TiltStep) -> tuple[float, float] | None:
+        """The image shift of the tilt's first exposure, the tracking spot's shot, before the
+        stage tilts to ``step`` (None: no spot shot comes first). The engine sets it then, so
+        that with ``settle_in_startup`` its settling runs while the stage tilts."""
+        if self.spot is None or self._toolkit is None or step.branch == "start":
+            return None
+        previous = self.round
+        if previous.step_index != step.index:
+            self.spot.learn(previous.step_index, previous.lateral)  # as _measure_spot does
+        trend = self._trend(step)
+        return self.spot.aim(
+            step.branch, step.tilt_deg, (trend[0], trend[1], trend[2]), self._rotate
+        )
+
     def _spot_due(self, step: TiltStep) -> bool:
         r = self.round
         return (

@@ -245,6 +245,17 @@ class TrackSpot:
         ):
             return scope.camera.acquire(LowDoseArea.PREVIEW)
 
+    def aim(
+        self, branch: str, tilt_deg: float, trend_um: tuple[float, float, float], rotate: Rotate
+    ) -> tuple[float, float] | None:
+        """Where :meth:`measure` will put the spot's shot (image shift, µm); None if it takes
+        none on ``branch``. Known before the stage tilts: the prediction needs no image."""
+        state = self.states.get(branch)
+        if state is None or state.skip is not None:
+            return None
+        y_pred, _ = rotate(state, branch, tilt_deg)
+        return (state.x_um + trend_um[0], y_pred + trend_um[1])
+
     def measure(
         self,
         toolkit: Toolkit,
@@ -260,7 +271,7 @@ class TrackSpot:
         if state is None or state.skip is not None:
             return None
         y_pred, z_pred = rotate(state, branch, tilt_deg)
-        applied = (state.x_um + trend_um[0], y_pred + trend_um[1])
+        applied = (state.x_um + trend_um[0], y_pred + trend_um[1])  # as aim() gives it
         image = self._shot(toolkit, applied, self.level_um - (z_pred + trend_um[2]))
         reference = self.images.get(branch)
         if reference is None:  # after a resume: this shot anchors the spot again
