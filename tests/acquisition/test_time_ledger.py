@@ -49,6 +49,25 @@ def test_the_engine_ledger_matches_the_twins(tmp_path: Path) -> None:
     journal = engine.journal_path.read_text().splitlines()
     finished = json.loads(journal[-1])
     assert finished["time_ledger_s"]["exposure"] == pytest.approx(mine["exposure"], abs=1e-3)
+    # The tracking spot's image shift is set before the stage tilts, and the shot after the
+    # tilt finds it there (no second move): its settling ran during the tilt.
+    commands = [
+        json.loads(line)
+        for line in (engine.plan.run_dir / "twin_commands.jsonl").read_text().splitlines()
+    ]
+    names = [f"{c['part']}.{c['method']}" for c in commands]
+    shifted_first = 0
+    for i in range(1, len(names) - 1):
+        if names[i] == "stage.tilt_to" and names[i - 1] == "optics.set_image_shift_um":
+            after = next(j for j in range(i + 1, len(names)) if names[j] != "stage.tilt_to")
+            assert names[after] == "optics.set_image_shift_um"
+            assert commands[after]["args"] == commands[i - 1]["args"]
+            shifted_first += 1
+    spot_shots = sum(
+        1 for e in truth.exposures if e.area == "Preview" and e.time_s > records[0].time_s
+    )
+    assert spot_shots > 0
+    assert shifted_first == spot_shots
     # The dry-run estimate knows the levers and the tracking spot's shots.
     twin_config = config.microscope.twin
     estimate = estimate_duration(

@@ -10,7 +10,9 @@ is one a facility can have (the twin models each one, ``instrument/twin/timing.p
 - ``settle_in_startup``: image-shift settling is a time-out that the next exposure waits out
   while the camera starts up (SerialEM's image-shift time-out, ``SetISTimeOut``, with the
   camera start-up counted, ``StartupForISDelays``), instead of a sleep before the exposure is
-  even asked for.
+  even asked for. The engine then also sets a tilt's first image shift before the stage tilts
+  when the strategy knows it (``first_shift_um``: fused's tracking spot), so it settles during
+  the tilt.
 - ``builtin_settling``: no script delays on top of the microscope's own settling (PACEtomo's
   ``delayTilt`` after each tilt and ``delayIS`` after each image shift). SerialEM already waits
   its calibrated settling after every tilt (``TiltDelay`` properties, 0.2 s + 0.8 s minimum) and

@@ -162,7 +162,11 @@ def estimate_duration(
     per_target = _cycle_s(timing, poll + delay_is, timing.record_s, levers)
     exposures = len(steps) * n_targets * per_target
     if shots_per_tilt and len(steps) > 1:
-        shot = _cycle_s(timing, 0.0, shot_s, levers)
+        # With settle_in_startup the engine sets the shot's image shift before the stage tilts
+        # (engine._shift_before_tilt): the tilt's own time counts towards its settling.
+        tilt_s = scheme.step_deg / timing.tilt_speed_deg_s + timing.tilt_settle_s
+        ahead = tilt_s if "settle_in_startup" in levers else 0.0
+        shot = _cycle_s(timing, 0.0, shot_s, levers, settling_ahead_s=ahead)
         exposures += (len(steps) - 1) * shots_per_tilt * shot
     exposures += focus_checks * timing.autofocus_s
     return DurationEstimate(
@@ -179,6 +183,8 @@ def _cycle_s(
     delay_s: float,
     exposure_s: float,
     levers: Collection[str],
+    *,
+    settling_ahead_s: float = 0.0,
 ) -> float:
     """One image shift, script delay and exposure, from one camera return to the next.
 
@@ -187,7 +193,8 @@ def _cycle_s(
     while the image shift settles and the script waits; with ``settle_in_startup`` the settling
     (counted from the shift) overlaps the camera's start-up instead of coming before it. Either
     way the beam comes on no earlier than the settling plus the start-up SerialEM takes as built
-    into it (``settle_startup_s``) after the shift.
+    into it (``settle_startup_s``) after the shift; ``settling_ahead_s`` of it passed before
+    the cycle began (the shift was set before the stage tilted).
     """
     settle = timing.image_shift_settle_s
     overlap = "settle_in_startup" in levers
@@ -199,5 +206,5 @@ def _cycle_s(
     script = delay_s + (0.0 if overlap else settle)
     start = max(script, camera_free) + timing.pre_exposure_s
     # The beam comes on no earlier than the settling and the start-up built into it.
-    start = max(start, settle + timing.settle_startup_s)
+    start = max(start, settle + timing.settle_startup_s - settling_ahead_s)
     return blocking + start + exposure_s

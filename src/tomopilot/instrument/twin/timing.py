@@ -70,7 +70,8 @@ TIME_COSTS: tuple[TimeCost, ...] = (
         "overlapped with the camera start-up (settle_in_startup): only what outlasts the start-up "
         "is waited. Ordering the targets does not pay: targets are microns apart, on the flat end "
         "of the table. The dewar check runs after the shift, inside the settling (as PACEtomo "
-        "checks between its image shift and its delayIS)",
+        "checks between its image shift and its delayIS); the tilt's first shift (fused's "
+        "tracking spot) is set before the stage tilts, so it settles during the tilt",
         "SetImageShift / ImageShiftByMicrons with a delay factor (their 3rd argument, 1 = the "
         "table's delay): SerialEM sets the IS time-out and the next shot waits it out during the "
         "start-up. Without the argument SerialEM sets no time-out (PACEtomo relies on delayIS)",
