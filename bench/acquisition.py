@@ -141,7 +141,9 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int(strategy == "fused"),
-        focus_checks=planned_checks(steps) if strategy == "fused" else 0,
+        focus_checks=(
+            planned_checks(steps) if strategy == "fused" and resolved.settings.focus_check else 0
+        ),
     )
     pooled = quality.pooled()
     track = np.concatenate([t.tracking_nm for t in quality.targets])

@@ -15,7 +15,6 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.tilt_schemes import dose_symmetric
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.strategies import fused_focus
 from tomopilot.acquisition.strategies.fused import FusedStrategy
 from tomopilot.acquisition.strategies.fused_focus import FocusCheck, planned_checks
 from tomopilot.instrument.twin import TwinMicroscope
@@ -54,7 +53,9 @@ def test_the_dry_run_counts_one_check_per_branch_that_reaches_the_check_tilt() -
     assert planned_checks(dose_symmetric(10.0, -20.0, 60.0, 2.0, 3)) == 1  # − branch: 30°
 
 
-def _run(tmp_path: Path) -> tuple[FusedStrategy, TwinMicroscope, NDArray[np.float64]]:
+def _run(
+    tmp_path: Path, *, check: bool = True
+) -> tuple[FusedStrategy, TwinMicroscope, NDArray[np.float64]]:
     """A calm stage whose axis sinks along the beam; fused's per-Record (tilt, defocus error)."""
     tmp_path.mkdir()
     config = write_config(
@@ -62,7 +63,13 @@ def _run(tmp_path: Path) -> tuple[FusedStrategy, TwinMicroscope, NDArray[np.floa
         strategy="fused",
         seed=5,
         targets=[{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.5, "SSY": 1.0}],
-        settings={"minTilt": -60, "maxTilt": 60, "step": 6, "pretilt": 0.0},
+        settings={
+            "minTilt": -60,
+            "maxTilt": 60,
+            "step": 6,
+            "pretilt": 0.0,
+            "focusCheck": check,
+        },
         twin={
             "specimen": {"kind": "lamella", "pretilt_deg": 0.0},
             "stage": {
@@ -104,8 +111,7 @@ def test_on_the_twin_the_check_reads_the_axis_sinking_and_fused_follows_it(
 
     monkeypatch.setattr(StageModel, "runout_um", sinking)
     strategy, scope, checked = _run(tmp_path / "checked")
-    monkeypatch.setattr(fused_focus, "FOCUS_CHECK_DEG", ())
-    _, _, unchecked = _run(tmp_path / "unchecked")
+    _, _, unchecked = _run(tmp_path / "unchecked", check=False)
 
     # One check per branch, at the first tilt beyond 39°, each an autofocus measurement: two
     # Focus exposures (the set-up's autofocus made the others).

@@ -102,7 +102,7 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         start_views=int((strategy or config.strategy) == "fused"),
         focus_checks=(
             planned_checks(resolved.scheme.steps())
-            if (strategy or config.strategy) == "fused"
+            if (strategy or config.strategy) == "fused" and settings.focus_check
             else 0
         ),
     )

@@ -111,6 +111,9 @@ class AcquisitionSettings(ConfigModel):
     track_spot: bool = Field(True, alias="trackSpot")
     """fused: measure each tilt's common step on a spot next to target 1, with a short binned
     exposure off the targets, before target 1's Record (``strategies/fused_track.py``)."""
+    focus_check: bool = Field(True, alias="focusCheck")
+    """fused: once per branch at high tilt, read the defocus on the Focus area beside target 1
+    and follow the tilt axis's motion along the beam (``strategies/fused_focus.py``)."""
 
     # Specimen geometry
     pretilt_deg: float = Field(0.0, alias="pretilt", gt=-90, lt=90)

@@ -290,7 +290,8 @@ class FusedStrategy:
 
     def _focus_check_due(self, step: TiltStep) -> bool:
         return (
-            self._toolkit is not None
+            self.settings.focus_check
+            and self._toolkit is not None
             and not self.round.lateral
             and not self.round.depth
             and self.focus.due(step.branch, step.tilt_deg)
