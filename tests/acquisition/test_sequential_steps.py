@@ -12,11 +12,13 @@ from numpy.typing import NDArray
 
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.setup.reach_area import AreaSetup, prepare_start
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.sequential_steps import recentre_by_stage, wait_for_drift
 from tomopilot.instrument import Image, LowDoseArea
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.specimen import GridSpecimen
+from tomopilot.targeting.targets import Target
 
 # The unattended session's twin (tests/acquisition/test_session_from_atlas.py): a whole grid,
 # R2/1 film, the autoloader stage (drift 0.5 nm/s after a move, τ 45 s, floor 0.1 nm/s).
@@ -148,3 +150,28 @@ def test_a_target_beyond_half_the_preview_is_found_in_a_wider_field(seed: int, w
     done = recentre_by_stage(toolkit, reference, (0.0, 0.0), tolerance_um=0.05, iterations=3)
     assert not done.lost and done.widened >= 1
     assert _beam_from_target_um(scope, target) < 0.03, done
+
+
+@pytest.mark.parametrize(
+    ("seed", "which", "textured"), [(3, 0, False), (5, 1, False), (4, 1, True)]
+)
+def test_the_start_preview_moves_a_target_only_by_a_believable_match(
+    seed: int, which: int, textured: bool
+) -> None:
+    """The area set-up aligns each target's start Preview to its map (every strategy): a
+    featureless map's noise peak used to be taken (any shift under 2 µm) and moved the
+    target's start by up to ~0.2 µm; now such a target keeps its image shift, and a textured
+    one is moved onto its map (the stage 0.1 µm off: within 10 nm of the map's centre)."""
+    scope, _ = _at_a_hole(seed, which, NARROW)
+    reference = scope.camera.acquire(LowDoseArea.PREVIEW)
+    target = np.array(scope.ground_truth.exposure(reference.exposure_id).specimen_centre_um[:2])
+    at = scope.stage.position()
+    scope.stage.move_to(x_um=at.x_um + 0.1, y_um=at.y_um)
+    setup = AreaSetup(maps={1: reference})
+    toolkit = Toolkit(scope, AcquisitionSettings())
+    prepare_start(scope, [Target()], AcquisitionSettings(), 0.0, setup, toolkit)
+    if textured:
+        scope.optics.set_image_shift_um(*setup.start_is_um[1])
+        assert _beam_from_target_um(scope, target) < 0.01
+    else:
+        assert setup.start_is_um[1] == pytest.approx((0.0, 0.0), abs=1e-12)

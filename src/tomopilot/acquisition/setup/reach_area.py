@@ -27,6 +27,7 @@ from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.target_defocus import defocus_range_um
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.geometry_model import approach_scale
+from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.core.errors import ConfigError
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.instrument.protocol import Microscope
@@ -194,9 +195,9 @@ def prepare_start(
         scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
         if settings.preview_align and number in setup.maps:
             preview = scope.camera.acquire(LowDoseArea.PREVIEW)
-            found = toolkit.shift_um(setup.maps[number], preview)
-            if found is not None and math.hypot(*found[0]) < 2.0:
-                shift = shift + found[0]
+            found = register_to_map(toolkit, setup.maps[number], preview)
+            if found is not None:
+                shift = shift + found
             else:
                 _log.warning(
                     "target %d: no reliable alignment to its map at the start tilt", number

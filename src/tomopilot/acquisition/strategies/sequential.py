@@ -35,6 +35,7 @@ from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
+from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_SIGNIFICANCE,
     DriftReading,
@@ -43,7 +44,6 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     goniometer_defocus_um,
     measure_defocus_tilt_table,
     recentre_by_stage,
-    register_to_map,
     tracking_displacement_um,
     wait_for_drift,
 )

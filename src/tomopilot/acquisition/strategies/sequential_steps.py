@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.map_register import MIN_MAP_SIGNIFICANCE, register_to_map
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.imaging.errors import NoCorrelationPeakError
 from tomopilot.imaging.tilt_tracking import tracking_shift
@@ -53,10 +54,6 @@ MIN_DRIFT_SIGNIFICANCE = 8.0
 # a micrometre on an autoloader, up to ~1 µm on a side-entry holder; a run-away slide, microns.
 OUTLIER_FLOOR_UM = 1.0
 OUTLIER_FACTOR = 5.0
-# A Preview registered to its map (the same field, 256-512² at 16-32 Å): believed from this
-# peak height on (twin, holes of six grids in R2/1 film: true peaks 6-16, noise ones 4.1-4.6
-# on maps of thin featureless ice).
-MIN_MAP_SIGNIFICANCE = 5.5
 # A map located in a View (its field's middle, resampled): believed from this peak height on.
 MIN_VIEW_SIGNIFICANCE = 10.0
 # A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
@@ -131,21 +128,6 @@ def backlash_release(toolkit: Toolkit, start_deg: float, steps: int, pause_s: fl
         scope.stage.tilt_to(max(-limit, start_deg - k))
         if pause_s > 0:
             scope.clock.sleep(pause_s)
-
-
-def register_to_map(toolkit: Toolkit, reference: Image, image: Image) -> NDArray[np.float64] | None:
-    """The specimen displacement (µm) from a target's map ``reference`` to ``image`` (same
-    area), when it can be believed: a correlation peak of at least MIN_MAP_SIGNIFICANCE,
-    within half the map's field (beyond, the overlap is under half the field). None otherwise:
-    a map with little texture, or a target moved out of the field, gives a noise peak
-    anywhere, often near zero, which would pass for "centred"."""
-    found = toolkit.shift_um(reference, image)
-    if found is None or found[1] < MIN_MAP_SIGNIFICANCE:
-        return None
-    field_um = min(reference.data.shape) * reference.pixel_size_a * 1e-4
-    if math.hypot(*found[0]) > field_um / 2:
-        return None
-    return np.asarray(found[0], dtype=np.float64)
 
 
 def locate_map_wider(toolkit: Toolkit, reference: Image) -> tuple[NDArray[np.float64], str] | None:
