@@ -7,6 +7,35 @@ from typing import Any
 
 import yaml
 
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.strategies.fused import FusedStrategy
+from tomopilot.instrument.twin import TwinMicroscope
+
+
+def calm_stage(**overrides: float) -> dict[str, float]:
+    """Twin stage settings of a calm goniometer: 20 nm run-out and steps, no axis calibration
+    residual, no jumps or run-aways (``overrides`` replace or add keys)."""
+    return {
+        "tilt_axis_calibration_residual_um": 0.0,
+        "runout_x_um": 0.02,
+        "runout_y_um": 0.02,
+        "runout_z_um": 0.02,
+        "step_error_sigma_um": 0.02,
+        "jump_probability": 0.0,
+        "runaway_probability": 0.0,
+        **overrides,
+    }
+
+
+def run_fused_on_twin(config: Path) -> tuple[FusedStrategy, TwinMicroscope]:
+    """Run a fused configuration to the end; its strategy and the twin it ran on."""
+    engine, _ = start_run(load_acquire_config(config))
+    assert engine.run().status == "finished"
+    scope = engine.scope.wrapped  # type: ignore[attr-defined]  # the twin inside the ledger
+    assert isinstance(scope, TwinMicroscope) and isinstance(engine.strategy, FusedStrategy)
+    return engine.strategy, scope
+
 
 def write_config(
     folder: Path,

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from acq_helpers import write_config
+from acq_helpers import calm_stage, run_fused_on_twin, write_config
 
-from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.tilt_schemes import dose_symmetric
-from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.strategies.fused import FusedStrategy
 from tomopilot.acquisition.strategies.fused_axis import (
     HEIGHT_PRIOR_SIGMA_UM,
     RUNOUT_SIGMA_UM,
@@ -21,7 +18,6 @@ from tomopilot.acquisition.strategies.fused_axis import (
     AxisTracker,
     fit_axis,
 )
-from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.twin.measurements import TwinMeasurements
 from tomopilot.instrument.types import LowDoseArea
 
@@ -135,23 +131,10 @@ def test_on_the_twin_fused_finds_the_height_the_eucentricity_missed(
         targets=[{"SSX": 0.0, "SSY": 0.0}, {"SSX": 1.5, "SSY": 1.0}],
         settings={"minTilt": -36, "maxTilt": 36, "step": 4, "pretilt": 0.0},
         twin={
-            "stage": {
-                "eucentric_rough_sigma_um": 0.0,
-                "eucentric_fine_sigma_um": 0.0,
-                "tilt_axis_calibration_residual_um": 0.0,
-                "runout_x_um": 0.02,
-                "runout_y_um": 0.02,
-                "runout_z_um": 0.02,
-                "step_error_sigma_um": 0.02,
-                "jump_probability": 0.0,
-                "runaway_probability": 0.0,
-            },
+            "stage": calm_stage(eucentric_rough_sigma_um=0.0, eucentric_fine_sigma_um=0.0),
         },
     )
-    engine, _ = start_run(load_acquire_config(config))
-    assert engine.run().status == "finished"
-    scope = engine.scope.wrapped  # type: ignore[attr-defined]  # the twin inside the ledger
-    assert isinstance(scope, TwinMicroscope) and isinstance(engine.strategy, FusedStrategy)
+    strategy, scope = run_fused_on_twin(config)
     first = next(e for e in scope.ground_truth.exposures if e.area == LowDoseArea.RECORD.value)
     # Along the beam (depth, down positive) from the axis: the point's own z, plus how far the
     # eucentric stage z is from where the stage stands.
@@ -159,7 +142,7 @@ def test_on_the_twin_fused_finds_the_height_the_eucentricity_missed(
         first.specimen_centre_um[2] + scope.true_eucentric_z_um() - scope.stage.position().z_um
     )
     assert abs(true_height_um) == pytest.approx(MISSED_HEIGHT_UM, abs=0.1)
-    axis = engine.strategy.axis
+    axis = strategy.axis
     # This stage's run-out is 0.02 µm: fitted with that, the track gives the height itself.
     fit = fit_axis(axis.steps, runout_sigma_um=0.02, start_tilt_deg=axis.start_tilt_deg)
     assert fit.height_um == pytest.approx(true_height_um, abs=0.2)

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from acq_helpers import write_config
+from acq_helpers import calm_stage, run_fused_on_twin, write_config
 from numpy.typing import NDArray
 
-from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.tilt_schemes import dose_symmetric
 from tomopilot.acquisition.quality import assess_run_dir
-from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.strategies.fused import FusedStrategy
 from tomopilot.acquisition.strategies.fused_focus import FocusCheck, planned_checks
 from tomopilot.instrument.twin import TwinMicroscope
@@ -72,22 +70,10 @@ def _run(
         },
         twin={
             "specimen": {"kind": "lamella", "pretilt_deg": 0.0},
-            "stage": {
-                "tilt_axis_calibration_residual_um": 0.0,
-                "eucentric_rough_sigma_um": 0.1,
-                "runout_x_um": 0.02,
-                "runout_y_um": 0.02,
-                "runout_z_um": 0.02,
-                "step_error_sigma_um": 0.02,
-                "jump_probability": 0.0,
-                "runaway_probability": 0.0,
-            },
+            "stage": calm_stage(eucentric_rough_sigma_um=0.1),
         },
     )
-    engine, _ = start_run(load_acquire_config(config))
-    assert engine.run().status == "finished"
-    scope = engine.scope.wrapped  # type: ignore[attr-defined]  # the twin inside the ledger
-    assert isinstance(scope, TwinMicroscope) and isinstance(engine.strategy, FusedStrategy)
+    strategy, scope = run_fused_on_twin(config)
     quality = assess_run_dir(tmp_path / "run")
     errors = np.array(
         [
@@ -96,7 +82,7 @@ def _run(
             for tilt, err in zip(t.tilts_deg, t.defocus_error_um, strict=True)
         ]
     )
-    return engine.strategy, scope, errors
+    return strategy, scope, errors
 
 
 def test_on_the_twin_the_check_reads_the_axis_sinking_and_fused_follows_it(
