@@ -20,13 +20,16 @@ target the strategy does, in Leginon's order:
 Exposure can follow 1/cos θ with a total dose spread over the series (Leginon's default), and a
 dose cap ends a target's branches before they pass it. The state (predictor, references,
 accumulated dose) is journalled after every Record, so a killed run continues where it stopped.
+
+The steps (recentring, backlash, drift, tracking correlation) are in :mod:`.sequential_steps`,
+the exposure table and dose cap in :mod:`.sequential_dose`, a target's state and its journal
+form in :mod:`.sequential_state`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from tomopilot.acquisition.events import SetupStep
@@ -36,6 +39,18 @@ from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.map_register import register_to_map
+from tomopilot.acquisition.strategies.sequential_dose import (
+    exposure_schedule,
+    over_dose_cap,
+    tilt_key,
+)
+from tomopilot.acquisition.strategies.sequential_state import (
+    Reference,
+    SequentialTarget,
+    group_of,
+    target_from_state,
+    target_state,
+)
 from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_SIGNIFICANCE,
     DriftReading,
@@ -57,36 +72,6 @@ from tomopilot.geometry.tilt_predictor import (
 from tomopilot.instrument.types import Image, LowDoseArea
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class Reference:
-    """An image the next correlation of a group compares with: the target's offset from the
-    field centre in it (µm) and its tilt."""
-
-    key: str
-    offset_um: tuple[float, float]
-    tilt_deg: float
-
-
-@dataclass
-class SequentialTarget:
-    """One target's series: its predictor, references, dose and ended branches."""
-
-    info: TargetInfo
-    start_is_um: tuple[float, float]
-    focus_start_um: float
-    predictor: TiltPredictor
-    references: dict[int, Reference] = field(default_factory=dict)
-    second_half_ready: bool = False
-    dose_e_a2: float = 0.0
-    start_dose_e_a2: float = 0.0
-    branch_dose_e_a2: dict[str, float] = field(default_factory=dict)
-    skipped: set[str] = field(default_factory=set)
-
-
-def _group(branch: str) -> int:
-    return 1 if branch == "-" else 0
 
 
 class SequentialStrategy:
@@ -138,7 +123,7 @@ class SequentialStrategy:
         self._toolkit = toolkit
         self._images = dict(references)
         self.start_tilt_deg = start_tilt_deg
-        self.exposures_s = self._exposure_schedule(toolkit)
+        self.exposures_s = exposure_schedule(s, o, toolkit)
         live = [t for t in targets if not t.skip]
         earlier = self.history.recent_series(o.max_series - 1) if self.history else []
         reach = max(abs(s.min_tilt_deg), abs(s.max_tilt_deg))
@@ -213,21 +198,6 @@ class SequentialStrategy:
         tilts = [s.start_tilt_deg + k * step for k in range(-n_down, n_up + 1)]
         return sorted({*tilts, s.min_tilt_deg, s.max_tilt_deg})
 
-    def _exposure_schedule(self, toolkit: Toolkit) -> dict[float, float]:
-        s = self.settings
-        preset = toolkit.scope.optics.preset(LowDoseArea.RECORD)
-        n_up = math.floor((s.max_tilt_deg - s.start_tilt_deg) / s.step_deg + 1e-6)
-        n_down = math.floor((s.start_tilt_deg - s.min_tilt_deg) / s.step_deg + 1e-6)
-        tilts = [
-            round(s.start_tilt_deg + k * s.step_deg, 6) + 0.0 for k in range(-n_down, n_up + 1)
-        ]
-        times = self.options.exposure_times_s(
-            tilts,
-            dose_rate_e_a2_s=preset.dose_e_a2 / preset.exposure_s,
-            preset_exposure_s=preset.exposure_s,
-        )
-        return dict(zip(tilts, times, strict=True))
-
     def _wait_for_drift(self) -> None:
         assert self._toolkit is not None
         o = self.options
@@ -262,7 +232,7 @@ class SequentialStrategy:
         if step.branch == "start":
             x, y, dz = t.start_is_um[0], t.start_is_um[1], 0.0
         else:
-            prediction = t.predictor.predict(_group(step.branch), step.tilt_deg)
+            prediction = t.predictor.predict(group_of(step.branch), step.tilt_deg)
             x, y, dz = prediction.x_um, prediction.y_um, prediction.dz_um
         assert self._toolkit is not None
         pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
@@ -276,7 +246,7 @@ class SequentialStrategy:
             image_shift_um=(x, y),
             focus_um=t.focus_start_um - change,
             target_defocus_um=t.info.defocus_um,
-            exposure_s=self.exposures_s.get(round(step.tilt_deg, 6) + 0.0),
+            exposure_s=self.exposures_s.get(tilt_key(step.tilt_deg)),
             predicted_dz_um=dz,
         )
 
@@ -341,7 +311,7 @@ class SequentialStrategy:
                 t.branch_dose_e_a2.get(step.branch, 0.0) + image.dose_e_a2
             )
         number = t.info.index
-        group = _group(step.branch)
+        group = group_of(step.branch)
         key = f"img:{number}:{step.branch}"
         ix, iy = request.image_shift_um
         offset: tuple[float, float] | None = (0.0, 0.0)  # the start image defines the target
@@ -364,7 +334,14 @@ class SequentialStrategy:
         if s.min_counts_per_s > 0 and image.mean_counts_per_s < s.min_counts_per_s:
             self.abort(target, step.branch, "too dark")
             return Outcome(alignment_um=offset, aborted="too dark")
-        if self._over_dose_cap(t, step):
+        if over_dose_cap(
+            t,
+            step,
+            self.options.dose_cap_e_a2,
+            s.step_deg,
+            self.exposures_s,
+            self._toolkit,
+        ):
             self.abort(target, step.branch, "dose cap")
             return Outcome(alignment_um=offset, aborted="dose cap")
         return Outcome(alignment_um=offset)
@@ -410,26 +387,6 @@ class SequentialStrategy:
         _log.info("target %d relocated in a View: %.0f nm", t.info.index, 1e3 * math.hypot(*d))
         return (float(d[0]) + reference.offset_um[0], float(d[1]) + reference.offset_um[1])
 
-    def _over_dose_cap(self, t: SequentialTarget, step: TiltStep) -> bool:
-        """Whether the next Record of this branch would pass the branch's half of the cap."""
-        cap = self.options.dose_cap_e_a2
-        if cap is None or step.branch == "start":
-            return False
-        budget = (cap - t.start_dose_e_a2) / 2.0
-        spent = t.branch_dose_e_a2.get(step.branch, 0.0)
-        sign = 1.0 if step.branch == "+" else -1.0
-        next_tilt = round(step.tilt_deg + sign * self.settings.step_deg, 6) + 0.0
-        exposure = self.exposures_s.get(next_tilt)
-        if exposure is None:  # the branch's last tilt: nothing follows
-            return False
-        expected = self._dose_rate() * exposure
-        return spent + expected > budget
-
-    def _dose_rate(self) -> float:
-        assert self._toolkit is not None
-        preset = self._toolkit.scope.optics.preset(LowDoseArea.RECORD)
-        return preset.dose_e_a2 / preset.exposure_s
-
     def abort(self, target: int, branch: str, reason: str) -> None:
         self.targets[target].skipped |= {"+", "-"} if branch == "start" else {branch}
 
@@ -438,7 +395,7 @@ class SequentialStrategy:
         t = self.targets.get(1)
         if t is None:
             return
-        t.predictor.shift_last(_group(step.branch), *shift_um)
+        t.predictor.shift_last(group_of(step.branch), *shift_um)
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
         for number, dz in corrections_um.items():
@@ -457,29 +414,7 @@ class SequentialStrategy:
             "calibration": None
             if self.calibration is None
             else [[k, v] for k, v in self.calibration.items()],
-            "targets": {
-                str(n): {
-                    "info": {
-                        "index": t.info.index,
-                        "ss_um": list(t.info.ss_um),
-                        "defocus_um": t.info.defocus_um,
-                        "skip": t.info.skip,
-                    },
-                    "start_is_um": list(t.start_is_um),
-                    "focus_start_um": t.focus_start_um,
-                    "predictor": t.predictor.state(),
-                    "references": {
-                        str(g): [r.key, list(r.offset_um), r.tilt_deg]
-                        for g, r in t.references.items()
-                    },
-                    "second_half_ready": t.second_half_ready,
-                    "dose_e_a2": t.dose_e_a2,
-                    "start_dose_e_a2": t.start_dose_e_a2,
-                    "branch_dose_e_a2": dict(t.branch_dose_e_a2),
-                    "skipped": sorted(t.skipped),
-                }
-                for n, t in self.targets.items()
-            },
+            "targets": {str(n): target_state(t) for n, t in self.targets.items()},
         }
 
     def restore(
@@ -492,29 +427,10 @@ class SequentialStrategy:
         self.exposures_s = {float(k): float(v) for k, v in state["exposures_s"]}
         table = state.get("calibration")
         self.calibration = None if table is None else {float(k): float(v) for k, v in table}
-        self.targets = {}
-        for key, data in state["targets"].items():
-            info = data["info"]
-            self.targets[int(key)] = SequentialTarget(
-                info=TargetInfo(
-                    index=int(info["index"]),
-                    ss_um=(float(info["ss_um"][0]), float(info["ss_um"][1])),
-                    defocus_um=float(info["defocus_um"]),
-                    skip=bool(info["skip"]),
-                ),
-                start_is_um=(float(data["start_is_um"][0]), float(data["start_is_um"][1])),
-                focus_start_um=float(data["focus_start_um"]),
-                predictor=TiltPredictor.from_state(data["predictor"], self.predictor_settings),
-                references={
-                    int(g): Reference(str(r[0]), (float(r[1][0]), float(r[1][1])), float(r[2]))
-                    for g, r in data["references"].items()
-                },
-                second_half_ready=bool(data["second_half_ready"]),
-                dose_e_a2=float(data["dose_e_a2"]),
-                start_dose_e_a2=float(data["start_dose_e_a2"]),
-                branch_dose_e_a2={k: float(v) for k, v in data["branch_dose_e_a2"].items()},
-                skipped=set(data["skipped"]),
-            )
+        self.targets = {
+            int(key): target_from_state(data, self.predictor_settings)
+            for key, data in state["targets"].items()
+        }
 
     def reference_keys(self) -> set[str]:
         keys = set()
