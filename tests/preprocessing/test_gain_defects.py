@@ -20,7 +20,8 @@ from tomopilot.io.gain import (
     read_gain,
     unorient_gain,
 )
-from tomopilot.processing.motioncorr.correct_frames import GainShapeError, correct_frames
+from tomopilot.processing.motioncorr.bad_pixel_mask import GainShapeError
+from tomopilot.processing.motioncorr.correct_frames import correct_frames
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 
 ORIENTATIONS = [(rotation, flip) for rotation in range(4) for flip in (0, 1)]

@@ -143,7 +143,7 @@ def test_a_frame_prepared_row_block_by_row_block_transforms_as_one_prepared_whol
     from tomopilot.imaging.bad_pixels import BadPixelFill
     from tomopilot.imaging.frame_spectra import real_part, rfft2_in_place
     from tomopilot.imaging.periodic_component import FrameEdges
-    from tomopilot.processing.motioncorr.correct_frames import _prepare_and_transform
+    from tomopilot.processing.motioncorr.frame_transform import prepare_and_transform
 
     rng = np.random.default_rng(9)
     shape = (75, 64)  # row blocks of 32: the last one short
@@ -161,7 +161,7 @@ def test_a_frame_prepared_row_block_by_row_block_transforms_as_one_prepared_whol
     rfft2_in_place(expected, shape[1])
     spectrum = np.empty_like(expected)
     edges = FrameEdges.empty(1, shape)
-    _prepare_and_transform(counts, spectrum, gain, filler, 4, edges, 0)
+    prepare_and_transform(counts, spectrum, gain, filler, 4, edges, 0)
     np.testing.assert_array_equal(spectrum, expected)
     np.testing.assert_array_equal(edges.jump_rows, expected_edges.jump_rows)
     np.testing.assert_array_equal(edges.jump_columns, expected_edges.jump_columns)

@@ -71,14 +71,14 @@ def test_thread_executor_stops_when_asked() -> None:
 def test_bad_pixels_listed_by_bands_of_rows_are_in_nonzero_order() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from tomopilot.processing.motioncorr.correct_frames import _bad_positions
+    from tomopilot.processing.motioncorr.bad_pixel_mask import bad_positions
 
     bad = np.random.default_rng(4).random((37, 23)) < 0.05
     bad[0, 0] = bad[-1, -1] = True  # the corners of the first and last bands
     with ThreadPoolExecutor(3) as pool:
         for threads in (1, 2, 3):
             bounds = np.linspace(0, bad.shape[0], threads + 1).astype(int)
-            ys, xs = _bad_positions(bad, bounds, pool if threads > 1 else None, threads)
+            ys, xs = bad_positions(bad, bounds, pool if threads > 1 else None, threads)
             expected = np.nonzero(bad)
             np.testing.assert_array_equal(ys, expected[0])
             np.testing.assert_array_equal(xs, expected[1])

@@ -6,6 +6,8 @@ alignment (:mod:`tomopilot.imaging.motion_global`); optionally local alignment w
 polynomial model (:mod:`tomopilot.imaging.motion_local`); then the aligned sum, built in Fourier
 space (global only) or by resampling (local), with even/odd sums and optional dose weighting.
 
+The bad-pixel search is :mod:`~tomopilot.processing.motioncorr.bad_pixel_mask`, the fused
+per-frame preparation and transform :mod:`~tomopilot.processing.motioncorr.frame_transform`.
 Nothing here touches files: :mod:`~tomopilot.processing.motioncorr.movie_task` reads the movie
 and writes the outputs. Shifts are returned in original movie pixels, frame 0 = (0, 0).
 
@@ -24,8 +26,6 @@ Examples
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +50,8 @@ from tomopilot.imaging.motion_passes import crop_spectra
 from tomopilot.imaging.periodic_component import FrameEdges
 from tomopilot.imaging.trajectory import smooth_trajectory
 from tomopilot.processing.motioncorr.aligned_sums import sum_global, sum_local
+from tomopilot.processing.motioncorr.bad_pixel_mask import mark_bad_pixels, run_split
+from tomopilot.processing.motioncorr.frame_transform import prepare_and_transform
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 
 
@@ -66,10 +68,6 @@ class FrameReader(Protocol):
     def read_into(self, index: int, out: NDArray[np.float32]) -> None: ...
 
     def read_all(self) -> NDArray[Any]: ...
-
-
-class GainShapeError(ImagingError):
-    """The gain reference and the movie frames differ in size."""
 
 
 @dataclass
@@ -124,117 +122,6 @@ def binned_shape(shape: tuple[int, int], bin_factor: float) -> tuple[int, int]:
     if by < 32 or bx < 32:
         raise ImagingError(f"binning {ny}×{nx} by {bin_factor} leaves too few pixels")
     return by, bx
-
-
-def _prepare(
-    frames: NDArray[np.generic],
-    gain: NDArray[np.float32] | None,
-    defects: NDArray[np.bool_] | None,
-    options: MotionCorrOptions,
-    pool: ThreadPoolExecutor | None = None,
-    threads: int = 1,
-) -> tuple[NDArray[np.bool_], NDArray[np.int64], tuple[NDArray[np.intp], NDArray[np.intp]]]:
-    """The bad-pixel mask (hot ∪ defects ∪ zero gain), the hot pixels' (x, y) and the bad
-    pixels' (rows, columns) as ``np.nonzero`` gives them."""
-    shape = frames.shape[1:]
-    bad = np.zeros(shape, bool)
-    hot_xy = np.zeros((0, 2), np.int64)
-    if gain is not None and gain.shape != shape:
-        raise GainShapeError(
-            f"the gain reference is {gain.shape[1]}×{gain.shape[0]} px but the frames are "
-            f"{shape[1]}×{shape[0]} px (check the gain, its rotation and super-resolution)"
-        )
-    if defects is not None and defects.shape != shape:
-        raise ImagingError(f"defect mask {defects.shape} does not match frames {shape}")
-    bounds = np.linspace(0, shape[0], threads + 1).astype(int)
-
-    def mark(k: int) -> None:  # zero gain and defects, a band of rows per thread
-        rows = slice(bounds[k], bounds[k + 1])
-        if gain is not None:
-            np.equal(gain[rows], 0, out=bad[rows])
-        if defects is not None:
-            bad[rows] |= defects[rows]
-
-    if gain is not None or defects is not None:
-        _run_split(pool, threads, mark)
-    if options.remove_hot_pixels:
-        # The unaligned sum, its mean and spread over the pixels not already bad, and the
-        # pixels above mean + σ·std: each thread does its band of rows, a block of rows at a
-        # time in a small buffer (summed again for the threshold: no frame-sized memory).
-        moments = np.zeros((threads, 3))  # count, Σ, Σ² per band (float64)
-        block = max(1, (1 << 16) // max(1, shape[1]))
-
-        def blocks(
-            k: int, wanted: Callable[[int], bool] | None = None
-        ) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
-            """(top, end, unaligned sum of those rows) over band ``k`` (the ``wanted``-th
-            blocks only, when given)."""
-            buffer = np.empty((block, shape[1]), np.float32)
-            for number, top in enumerate(range(bounds[k], bounds[k + 1], block)):
-                if wanted is not None and not wanted(number):
-                    continue
-                end = min(top + block, bounds[k + 1])
-                total = buffer[: end - top]
-                np.sum(frames[:, top:end], axis=0, dtype=np.float32, out=total)
-                if gain is not None:
-                    total *= gain[top:end]
-                yield top, end, total
-
-        # The largest good value of every block: the search for hot pixels sums again only
-        # the blocks that pass the threshold (or hold a NaN).
-        peaks: list[list[float]] = [[] for _ in range(threads)]
-
-        def add_rows(k: int) -> None:
-            for top, end, total in blocks(k):
-                good = total[~bad[top:end]]
-                values = good.astype(np.float64)
-                moments[k] += (values.size, values.sum(), np.square(values, out=values).sum())
-                peaks[k].append(float(good.max()) if good.size else -math.inf)
-
-        _run_split(pool, threads, add_rows)
-        count, first, second = moments.sum(axis=0)
-        if count:
-            mean = first / count
-            std = math.sqrt(max(second / count - mean * mean, 0.0))
-            threshold = np.float32(mean + options.hot_pixel_sigma * std)
-            found: list[list[tuple[NDArray[np.intp], NDArray[np.intp]]]] = [
-                [] for _ in range(threads)
-            ]
-
-            def find_hot(k: int) -> None:
-                for top, end, total in blocks(k, lambda b: not peaks[k][b] <= threshold):
-                    hot_y, hot_x = np.nonzero((total > threshold) & ~bad[top:end])
-                    if hot_y.size:
-                        found[k].append((hot_y + top, hot_x))
-
-            _run_split(pool, threads, find_hot)
-            parts = [part for band in found for part in band]  # row-major, as np.nonzero
-            hot_y = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.intp)])
-            hot_x = np.concatenate([p[1] for p in parts] or [np.zeros(0, np.intp)])
-            hot_xy = np.stack([hot_x, hot_y], axis=1).astype(np.int64)
-            bad[hot_y, hot_x] = True
-    if gain is None and defects is None and not options.remove_hot_pixels:
-        return bad, hot_xy, (np.zeros(0, np.intp), np.zeros(0, np.intp))  # nothing marked
-    return bad, hot_xy, _bad_positions(bad, bounds, pool, threads)
-
-
-def _bad_positions(
-    bad: NDArray[np.bool_],
-    bounds: NDArray[np.int_],
-    pool: ThreadPoolExecutor | None,
-    threads: int,
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """``np.nonzero(bad)``, a band of rows per thread (the same row-major order)."""
-    parts: list[tuple[NDArray[np.intp], NDArray[np.intp]]] = [
-        (np.zeros(0, np.intp), np.zeros(0, np.intp))
-    ] * threads
-
-    def find(k: int) -> None:
-        ys, xs = np.nonzero(bad[bounds[k] : bounds[k + 1]])
-        parts[k] = (ys + bounds[k], xs)
-
-    _run_split(pool, threads, find)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def correct_frames(
@@ -306,16 +193,6 @@ def correct_frames(
             pool.shutdown()
 
 
-def _run_split(pool: ThreadPoolExecutor | None, parts: int, work: Callable[[int], None]) -> None:
-    """``work(k)`` for k in range(parts), on the pool's threads when there is a pool."""
-    if pool is None:
-        for k in range(parts):
-            work(k)
-        return
-    for future in [pool.submit(work, k) for k in range(parts)]:
-        future.result()
-
-
 def _correct(
     frames: NDArray[np.generic] | FrameReader,
     pixel_size_a: float,
@@ -352,10 +229,10 @@ def _correct(
             for i in range(k, n, threads):
                 reader.read_into(i, slots[i])
 
-        _run_split(pool, threads, load)
+        run_split(pool, threads, load)
         frames = stack.view(np.float32)[:, :, : shape[1]]
     assert isinstance(frames, np.ndarray)
-    bad, hot_xy, bad_yx = _prepare(frames, gain, defects, options, pool, threads)
+    bad, hot_xy, bad_yx = mark_bad_pixels(frames, gain, defects, options, pool, threads)
     bin_y, bin_x = shape[0] / out_shape[0], shape[1] / out_shape[1]
     out_pixel = pixel_size_a * shape[0] / out_shape[0]
     scale = np.float32(out_shape[0] * out_shape[1] / (shape[0] * shape[1]))
@@ -373,7 +250,7 @@ def _correct(
     def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers
         for i in range(k, n, threads):
             if in_place and (gain is not None or filler is not None or not lazy):
-                _prepare_and_transform(frames[i], stack[i], gain, filler, seed + i, edges, i)
+                prepare_and_transform(frames[i], stack[i], gain, filler, seed + i, edges, i)
                 continue
             if as_is and not in_place:  # nothing to change: transform the frame where it lies
                 frame = np.ascontiguousarray(frames[i])
@@ -393,7 +270,7 @@ def _correct(
                 stack[i] = crop_spectra(rfft2_into(frame, fulls[k]), shape, out_shape)
                 stack[i] *= scale
 
-    _run_split(pool, threads, transform)
+    run_split(pool, threads, transform)
     power, ps_pixel = None, 0.0
     spectrum_job: Future[NDArray[np.float32]] | None = None
     if geometry is not None:
@@ -452,45 +329,6 @@ def _correct(
         n_frames=n,
         frame_shape=shape,
     )
-
-
-def _prepare_and_transform(
-    frame: NDArray[Any],
-    spectrum: NDArray[np.complex64],
-    gain: NDArray[np.float32] | None,
-    filler: BadPixelFill | None,
-    seed: int,
-    edges: FrameEdges,
-    index: int,
-) -> None:
-    """One frame made ready (counts × gain in float32, bad pixels filled) and transformed
-    into ``spectrum`` a block of rows at a time, while the rows are in cache (the frame may
-    be the spectrum's own memory): the same numbers as preparing the whole frame first."""
-    height, width = frame.shape
-    values = None if filler is None else filler.values(frame, seed, gain)
-    ys, xs = (filler.ys, filler.xs) if filler is not None else (None, None)
-    top_row = np.empty(width, np.float32)
-    bottom_row = np.empty(width, np.float32)
-    left = np.empty(height, np.float32)
-    right = np.empty(height, np.float32)
-
-    def rows(top: int, end: int, out: NDArray[np.float32]) -> None:
-        if gain is not None:
-            np.multiply(frame[top:end], gain[top:end], out=out, dtype=np.float32, casting="unsafe")
-        else:
-            np.copyto(out, frame[top:end], casting="unsafe")
-        if values is not None and ys is not None and xs is not None:
-            first, last = np.searchsorted(ys, (top, end))  # bad pixels in row-major order
-            out[ys[first:last] - top, xs[first:last]] = values[first:last]
-        if top == 0:
-            top_row[...] = out[0]
-        if end == height:
-            bottom_row[...] = out[end - top - 1]
-        left[top:end] = out[:, 0]
-        right[top:end] = out[:, -1]
-
-    rfft2_in_place(spectrum, width, rows=rows)
-    edges.set_borders(index, top_row, bottom_row, left, right)
 
 
 def _scale_observations(
