@@ -45,162 +45,33 @@ from typing import Any
 
 import numpy as np
 
-from tomopilot.acquisition.plan.settings import AcquisitionSettings
-from tomopilot.acquisition.plan.target_defocus import defocus_range_um
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
-from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
-from tomopilot.acquisition.strategies.common_motion import predict_common_motion
+from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, Toolkit
 from tomopilot.acquisition.strategies.fused_align import REFERENCE_MAX_OFFSET_FIELDS, match_record
 from tomopilot.acquisition.strategies.fused_axis import AxisTracker, RelativeTrack
+from tomopilot.acquisition.strategies.fused_before_record import FusedBeforeRecord
 from tomopilot.acquisition.strategies.fused_depth import (
     CTF_MAX_INNOVATION_UM,
-    PRIOR_DEPTH_SIGMA_UM,
     ctf_depth_update,
     measure_depth_um,
 )
-from tomopilot.acquisition.strategies.fused_focus import FOCUS_CHECK_DEFOCUS_UM, FocusCheck
+from tomopilot.acquisition.strategies.fused_focus import FocusCheck
 from tomopilot.acquisition.strategies.fused_relocate import VIEW_KEY, ViewRelocation, confirm_record
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget, TiltRound
-from tomopilot.acquisition.strategies.fused_track import TrackSpot, start_spot
-from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
+from tomopilot.acquisition.strategies.fused_track import TrackSpot
 from tomopilot.instrument.types import Image
 
 HISTORY_STEPS = 8
 # A target not found at this many successive tilts of a branch (and not relocated by a View)
 # has left the field for good: its branch ends rather than exposing the wrong place.
 LOST_LIMIT = 2
-# The spot's shots (binned to ~32 Å) are aligned with a plain correlation: removing a 130 Å
-# background at that pixel left mostly noise, and the spot was lost beyond ±20° (autoloader
-# lamella, seed 1: target 1 within 50 nm at 68 % of its tilts against 83 % with the plain one).
-SPOT_FLATTEN_A: float | None = None
 
 
-class FusedStrategy:
-    """Joint tracking and closed-loop focus (see module docstring)."""
+class FusedStrategy(FusedBeforeRecord):
+    """Joint tracking and closed-loop focus (see module docstring); the motion model is
+    ``fused_model``'s, the measurements before a tilt's first Record ``fused_before_record``'s."""
 
     name = "fused"
-
-    def __init__(self, settings: AcquisitionSettings) -> None:
-        self.settings = settings
-        self.targets: dict[int, FusedTarget] = {}
-        self.start_tilt_deg = 0.0
-        # The tilt axis per branch in fused's frame: its lateral position (image shift y, µm)
-        # and how far below target 1's start depth it lies (µm); see ``fused_axis``.
-        self.axis_um = {"+": 0.0, "-": 0.0}
-        self.axis_height_um = {"+": 0.0, "-": 0.0}
-        self.axis = AxisTracker(
-            prior_offset_um={
-                "+": -settings.tilt_axis_offset_pos_um,
-                "-": -settings.tilt_axis_offset_neg_um,
-            }
-        )
-        self.history: dict[str, list[list[float]]] = {"+": [], "-": []}
-        self.history_step: dict[str, int] = {"+": -10, "-": -10}
-        self.round = TiltRound()
-        self.relocation = ViewRelocation()
-        self._toolkit: Toolkit | None = None
-        self._images: dict[str, Image] = {}
-        self.spot: TrackSpot | None = None
-        self.relative: dict[int, RelativeTrack] = {}
-        self.focus = FocusCheck()
-
-    # -- set-up -----------------------------------------------------------------------------
-    def setup(
-        self,
-        targets: list[TargetInfo],
-        start_tilt_deg: float,
-        focus0_um: float,
-        start_is_um: dict[int, tuple[float, float]],
-        toolkit: Toolkit,
-        references: dict[str, Image],
-    ) -> None:
-        s = self.settings
-        self._toolkit = toolkit
-        self.start_tilt_deg = start_tilt_deg
-        self.focus = FocusCheck(start_tilt_deg=start_tilt_deg)
-        alpha = math.radians(start_tilt_deg)
-        for info in targets:
-            x, y = info.ss_um
-            z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
-            depth = y * math.sin(alpha) + z0 * math.cos(alpha)  # relative to target 1
-            is_x, is_y = start_is_um[info.index]
-            level = focus0_um + (info.defocus_um - s.max_defocus_um)
-            # Target 1 is focused to F0 by the autofocus, so depths are relative to it.
-            state = FusedBranch(
-                x_um=is_x,
-                y_um=is_y,
-                z_um=depth,
-                z_var_um2=PRIOR_DEPTH_SIGMA_UM**2 if info.index != 1 else 0.05**2,
-                last_tilt_deg=start_tilt_deg,
-                reference=f"map:{info.index}",
-                skip="skipped in the targets file" if info.skip else None,
-            )
-            self.targets[info.index] = FusedTarget(info=info, level_um=level, start=state)
-            if info.index != 1:
-                self.relative[info.index] = RelativeTrack(start_tilt_deg, depth)
-        self._images = dict(references)
-        if 1 in start_is_um:
-            # A wide View of target 1: what a lost tracking target is searched for in later.
-            toolkit.scope.optics.set_image_shift_um(*start_is_um[1])
-            view = toolkit.view()
-            self.relocation.start(self._images, view, start_tilt_deg)
-            if s.track_spot:
-                self.spot = start_spot(
-                    s, self.targets, start_is_um, toolkit, start_tilt_deg, view=view
-                )
-
-    # -- prediction -------------------------------------------------------------------------
-    def alive(self, target: int, branch: str) -> bool:
-        return self.targets[target].branch(branch).skip is None
-
-    def _common(self, step: TiltStep) -> tuple[float, float, float]:
-        """Expected unexplained (x, y, z) motion of any target at this step.
-
-        After a target was imaged at this tilt, the median of what the rotation did not explain
-        for the targets imaged so far; before that, the branch's extrapolated trend.
-        """
-        r = self.round
-        if r.step_index != step.index:
-            self.round = r = TiltRound(step_index=step.index)
-        if step.branch == "start":
-            return 0.0, 0.0, 0.0
-        cx, cy, cz = self._trend(step)
-        if r.lateral:
-            cx = statistics.median(v[0] for v in r.lateral)
-            cy = statistics.median(v[1] for v in r.lateral)
-        elif r.spot is not None:
-            cx, cy = r.spot
-        if r.depth:
-            cz = statistics.median(r.depth)
-        return cx, cy, cz
-
-    def _trend(self, step: TiltStep) -> list[float]:
-        """Common motion expected at this step before any target has shown it (x, y, z)."""
-        return predict_common_motion(self.history[step.branch], step.tilt_deg)
-
-    def _rotate(self, state: FusedBranch, branch: str, tilt_deg: float) -> tuple[float, float]:
-        """(y, z) of a target after rotating from its last tilt to ``tilt_deg`` about the
-        branch's tilt axis (``fused_axis``)."""
-        axis = self.axis_um.get(branch, 0.0)
-        below = self.axis_height_um.get(branch, 0.0)
-        delta = math.radians(tilt_deg - state.last_tilt_deg)
-        n, m = state.y_um - axis, state.z_um + below
-        y = axis + n * math.cos(delta) - m * math.sin(delta)
-        z = n * math.sin(delta) + m * math.cos(delta) - below
-        return y, z
-
-    def _learn_axis(self, step: TiltStep, state: FusedBranch, aligned: bool) -> None:
-        """Target 1 was measured: refit the axis (``fused_axis``) and place it in the frame."""
-        if step.branch == "start":
-            self.axis.start(step.tilt_deg, state.y_um)
-            branches = ["+", "-"]
-        else:
-            self.axis.observe(step.branch, step.tilt_deg, state.y_um if aligned else None)
-            branches = [step.branch]
-        fit = self.axis.current()
-        for branch in branches:
-            self.axis_um[branch] = state.y_um - fit.lateral_um(branch, step.tilt_deg)
-            self.axis_height_um[branch] = fit.depth_um(branch, step.tilt_deg) - state.z_um
 
     def prepare(self, target: int, step: TiltStep) -> ExposureRequest:
         tgt = self.targets[target]
@@ -223,103 +94,6 @@ class FusedStrategy:
             predicted_dz_um=z - state.z_um + cz,
         )
 
-    def first_shift_um(self, step: TiltStep) -> tuple[float, float] | None:
-        """The image shift of the tilt's first exposure, the tracking spot's shot, before the
-        stage tilts to ``step`` (None: no spot shot comes first). The engine sets it then, so
-        that with ``settle_in_startup`` its settling runs while the stage tilts."""
-        if self.spot is None or self._toolkit is None or step.branch == "start":
-            return None
-        previous = self.round
-        if previous.step_index != step.index:
-            self.spot.learn(previous.step_index, previous.lateral)  # as _measure_spot does
-        trend = self._trend(step)
-        return self.spot.aim(
-            step.branch, step.tilt_deg, (trend[0], trend[1], trend[2]), self._rotate
-        )
-
-    def _spot_due(self, step: TiltStep) -> bool:
-        r = self.round
-        return (
-            self.spot is not None
-            and self._toolkit is not None
-            and step.branch != "start"
-            and not r.lateral
-            and not r.spot_tried
-        )
-
-    def _measure_spot(self, step: TiltStep, previous: TiltRound) -> None:
-        """The tracking spot's shot before the first Record of the tilt (``fused_track``)."""
-        assert self.spot is not None and self._toolkit is not None
-        self.round.spot_tried = True
-        if previous.step_index != step.index:
-            self.spot.learn(previous.step_index, previous.lateral)
-        trend = self._trend(step)
-        trend[2] += self.focus.axis_depth_um(step.branch, step.tilt_deg)
-        self.round.spot = self.spot.measure(
-            self._toolkit,
-            step.branch,
-            step.tilt_deg,
-            step.index,
-            (trend[0], trend[1], trend[2]),
-            self._rotate,
-            SPOT_FLATTEN_A,
-        )
-        last = self.spot.last
-        if self.round.spot is None and last is not None and last.get("failed"):
-            # Not found where the trend put it: the step left the spot's small field (a
-            # run-away ramping up, a jump). A View of target 1 measures the step instead,
-            # before target 1's Record rather than after it.
-            self.round.spot = self._view_common_step(step, trend)
-            if self.round.spot is not None:
-                self.spot.reanchor(self.round.spot)
-
-    def _view_common_step(self, step: TiltStep, trend: list[float]) -> list[float] | None:
-        """The common (x, y) step at this tilt from a View of target 1 (None: not found)."""
-        assert self._toolkit is not None
-        if 1 not in self.targets or not self.alive(1, step.branch):
-            return None
-        state = self.targets[1].branch(step.branch)
-        y_pred, _ = self._rotate(state, step.branch, step.tilt_deg)
-        applied = np.array([state.x_um + trend[0], y_pred + trend[1]])
-        self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
-        absolute = self._relocate(1, step)
-        if absolute is None:
-            return None
-        true_xy = applied + absolute
-        return [float(true_xy[0] - state.x_um), float(true_xy[1] - y_pred)]
-
-    def _focus_check_due(self, step: TiltStep) -> bool:
-        return (
-            self.settings.focus_check
-            and self._toolkit is not None
-            and not self.round.lateral
-            and not self.round.depth
-            and self.focus.due(step.branch, step.tilt_deg)
-            and 1 in self.targets
-            and self.alive(1, step.branch)
-        )
-
-    def _check_focus(self, step: TiltStep) -> None:
-        """The Focus area beside target 1 read at the focus planned for target 1
-        (``fused_focus``): the axis's unpredicted motion along the beam at this tilt."""
-        assert self._toolkit is not None
-        s = self.settings
-        one = self.targets[1]
-        state = one.branch(step.branch)
-        cx, cy, cz = self._common(step)
-        y, z = self._rotate(state, step.branch, step.tilt_deg)
-        axis_z = self.focus.axis_depth_um(step.branch, step.tilt_deg)
-        scope = self._toolkit.scope
-        # The set-up's autofocus made the Focus area read the most underfocused level at F0;
-        # target 1's level lies (its defocus - maxDefocus) from F0. The reading is taken
-        # nearer focus (a known lens change), where the autofocus's scale error costs less.
-        planned = defocus_range_um(s)[0] + (one.info.defocus_um - s.max_defocus_um)
-        nearer = FOCUS_CHECK_DEFOCUS_UM - planned if planned < FOCUS_CHECK_DEFOCUS_UM else 0.0
-        scope.optics.set_image_shift_um(state.x_um + cx, y + cy)
-        scope.optics.set_focus_um(one.level_um - (z + cz + axis_z) + nearer)
-        measured = scope.measurements.measure_defocus_um()
-        self.focus.record(step.branch, step.tilt_deg, measured - (planned + nearer))
-
     # -- learning ---------------------------------------------------------------------------
     def _relative_depth(
         self, target: int, step: TiltStep, y_um: float, depth_um: float, z_var_um2: float
@@ -339,14 +113,6 @@ class FusedStrategy:
         relative, variance = track.depth_um(step.tilt_deg)
         gain = z_var_um2 / (z_var_um2 + variance)
         return depth_um + gain * (one.z_um + relative - depth_um)
-
-    def _relocate(self, target: int, step: TiltStep) -> np.ndarray | None:
-        """Target 1's offset from the field centre by a View (``fused_relocate``); None for
-        any other target, or when the View did not find it."""
-        assert self._toolkit is not None
-        if target != 1:
-            return None
-        return self.relocation.relocate(self._toolkit, self.settings, self._images, step)
 
     def observe(
         self, target: int, step: TiltStep, image: Image, request: ExposureRequest
