@@ -11,7 +11,6 @@ back to the interrupted tilt and target 1 is re-aligned before the next target, 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import replace
@@ -27,7 +26,8 @@ from tomopilot.acquisition.events import (
     SetupStep,
     TiltReached,
 )
-from tomopilot.acquisition.housekeeping_ops import after_round, protect_from_dewar
+from tomopilot.acquisition.exposure_steps import apply_request, record_with_retries
+from tomopilot.acquisition.housekeeping_ops import after_round
 from tomopilot.acquisition.output.journal import (
     JournalState,
     RunJournal,
@@ -45,6 +45,7 @@ from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.record_ctf import record_ctf_um
+from tomopilot.acquisition.run_time import RunTime
 from tomopilot.acquisition.setup.adjustments import adjust_area
 from tomopilot.acquisition.setup.reach_area import (
     AreaSetup,
@@ -60,22 +61,15 @@ from tomopilot.acquisition.strategies.base import (
     TargetInfo,
     Toolkit,
 )
+from tomopilot.acquisition.tilting import shift_before_tilt, tilt_to_step
 from tomopilot.acquisition.time_ledger import TimeLedger, ledgered, unwrap
 from tomopilot.acquisition.time_levers import levers_for, switch_levers
 from tomopilot.core.events import EventBus
-from tomopilot.instrument.errors import (
-    CameraTimeoutError,
-    ImageShiftLimitError,
-    InstrumentError,
-    NoBeamError,
-    OperatorStop,
-)
+from tomopilot.instrument.errors import ImageShiftLimitError, InstrumentError, OperatorStop
 from tomopilot.instrument.protocol import Microscope
 from tomopilot.instrument.types import Image, Movie
 
 _log = logging.getLogger(__name__)
-
-CAMERA_RETRIES = 2
 
 
 class AcquisitionEngine:
@@ -103,11 +97,10 @@ class AcquisitionEngine:
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
         self.journal = RunJournal(self.journal_path)
         self.records = RunRecords(plan, self.toolkit, self.journal, self.events, self.strategy)
-        self.records.checkpoint = self._ledger_point  # every commit keeps the ledger so far
-        self._start_s = scope.clock.now_s()
-        self._prior_s = 0.0  # microscope time of earlier sessions of this run (resume)
+        self.time = RunTime(scope.clock, self.ledger)
+        self.records.checkpoint = self.time.point  # every commit keeps the ledger so far
         self.levers: tuple[str, ...] = ()  # time levers in use (time_levers.py)
-        self._last_zlp_s = self._start_s
+        self._last_zlp_s = self.time.start_s
         self.targets = self._target_infos()
         self._start_round: dict[int, tuple[float | None, ExposureRequest]] = {}
         self._frames: Movie | None = None
@@ -141,9 +134,9 @@ class AcquisitionEngine:
                 f"{self.journal_path} holds a previous run; use --resume to continue it"
             )
         if state is not None and state.finished is not None:  # an aborted run, continued
-            self._continue_ledger(state.finished.get("time_ledger_s") or {})
+            self.time.continue_from(state.finished.get("time_ledger_s") or {})
         elif state is not None and state.ledger is not None:  # a crashed run, resumed
-            self._continue_ledger(state.ledger, since_s=state.ledger_time_s)
+            self.time.continue_from(state.ledger, since_s=state.ledger_time_s)
         self.levers = switch_levers(self.scope, levers_for(self.plan.strategy, self.plan.settings))
         try:
             if state is not None and state.setup is not None:
@@ -194,7 +187,7 @@ class AcquisitionEngine:
             views=self.records.save_held_images(),
             focus0_um=setup.focus0_um,
             start_is_um={str(k): list(v) for k, v in setup.start_is_um.items()},
-            **self._ledger_point(),
+            **self.time.point(),
         )
 
     def _started(self, *, resumed: bool) -> None:
@@ -235,7 +228,7 @@ class AcquisitionEngine:
         while (step := controller.next_step()) is not None:
             self.control.checkpoint()
             if not (first and step.index == self._recovered_at):  # the resume tilted there
-                self._shift_before_tilt(step)
+                shift_before_tilt(self.scope, self.strategy, step, self.levers)
                 self._tilt(step, recovering=False)
             self.events.emit(
                 TiltReached(
@@ -257,34 +250,8 @@ class AcquisitionEngine:
             self._housekeeping_after_round()
         return "finished"
 
-    def _shift_before_tilt(self, step: TiltStep) -> None:
-        """With ``settle_in_startup``, the tilt's first image shift before the stage tilts, when
-        the strategy knows it (``first_shift_um``): SerialEM's IS time-out then runs during the
-        tilt, not after it. The shift moves the beam, not the stage, so the tilt is unchanged."""
-        first_shift = getattr(self.strategy, "first_shift_um", None)
-        if first_shift is None or "settle_in_startup" not in self.levers:
-            return
-        shift = first_shift(step)
-        if shift is None:
-            return
-        # Beyond the limit: the strategy meets it itself when it takes the shot.
-        with contextlib.suppress(ImageShiftLimitError):
-            self.scope.optics.set_image_shift_um(*shift)
-
     def _tilt(self, step: TiltStep, *, recovering: bool) -> None:
-        scope, s = self.scope, self.plan.settings
-        at_start = math.isclose(scope.stage.position().tilt_deg, step.tilt_deg, abs_tol=1e-3)
-        if step.branch == "start" and not recovering and at_start:
-            return  # the set-up approached the start tilt already
-        if step.approach_deg is not None or recovering:
-            approach = (
-                step.approach_deg if step.approach_deg is not None else step.tilt_deg - s.step_deg
-            )
-            limit = scope.stage.limits.tilt_deg
-            scope.stage.tilt_to(max(-limit, min(limit, approach)))
-        scope.stage.tilt_to(step.tilt_deg)
-        if s.delay_tilt_s > 0 and "builtin_settling" not in self.levers:
-            scope.clock.sleep(s.delay_tilt_s)
+        tilt_to_step(self.scope, step, self.plan.settings, self.levers, recovering=recovering)
 
     def _expose_target(self, info: TargetInfo, step: TiltStep, n_steps: int) -> None:
         target = info.index
@@ -328,37 +295,21 @@ class AcquisitionEngine:
             self._branch_event(target, step, outcome.aborted)
 
     def _apply(self, request: ExposureRequest) -> None:
-        scope, s = self.scope, self.plan.settings
-        scope.optics.set_image_shift_um(*request.image_shift_um)
-        scope.optics.set_focus_um(request.focus_um)
-        if s.check_dewar:
-            # After the shift, as PACEtomo checks (checkFilling between its image shift and
-            # its delayIS): the query runs while the shift settles.
-            protect_from_dewar(scope)
-        if s.delay_is_s > 0 and "builtin_settling" not in self.levers:
-            scope.clock.sleep(s.delay_is_s)
+        apply_request(self.scope, request, self.plan.settings, self.levers)
 
     def _record(self, target: int, step: TiltStep, request: ExposureRequest) -> Image | None:
         self.journal.write("started", target=target, step_index=step.index, tilt_deg=step.tilt_deg)
-        failures = 0
-        while True:
-            try:
-                if self.plan.save_frames:
-                    movie = self.toolkit.record_movie(
-                        request.exposure_s, magnification=request.magnification
-                    )
-                    self._frames = movie
-                    return movie.image
-                self._frames = None
-                return self.toolkit.record(request.exposure_s, magnification=request.magnification)
-            except (CameraTimeoutError, NoBeamError) as exc:
-                failures += 1
-                _log.warning(
-                    "target %d at %g°: %s (attempt %d)", target, step.tilt_deg, exc, failures
-                )
-                if failures > CAMERA_RETRIES:
-                    self._lost(target, step, str(exc))
-                    return None
+        taken = record_with_retries(
+            self.toolkit,
+            request,
+            save_frames=self.plan.save_frames,
+            what=f"target {target} at {step.tilt_deg:g}°",
+            lost=lambda reason: self._lost(target, step, reason),
+        )
+        if taken is None:
+            return None
+        image, self._frames = taken
+        return image
 
     def _lost(self, target: int, step: TiltStep, reason: str) -> None:
         self.records.lost(target, step, reason, self.scope.clock.now_s())
@@ -448,14 +399,9 @@ class AcquisitionEngine:
     def _finish(self, status: str) -> None:
         if status == "finished":
             self.records.finish_series()
-        minutes = (self.scope.clock.now_s() - self._start_s) / 60.0
-        self.ledger.close(self._prior_s + self.scope.clock.now_s() - self._start_s)
+        minutes = self.time.session_s() / 60.0
         self.journal.write(
-            "finished",
-            status=status,
-            time_s=self.scope.clock.now_s(),
-            time_ledger_s=self.ledger.as_dict(),
-            ledger_time_s=self.scope.clock.now_s(),
+            "finished", status=status, time_s=self.scope.clock.now_s(), **self.time.close()
         )
         self.events.emit(
             RunFinished(
@@ -467,30 +413,13 @@ class AcquisitionEngine:
             )
         )
 
-    def _continue_ledger(self, earlier: dict[str, float], since_s: float | None = None) -> None:
-        """Start from an earlier session's ledger. After a crash (``since_s``: when that ledger
-        was journalled) the time from then to this session's start is booked as
-        ``interrupted``: the work the crash lost and the time the run stood still."""
-        self.ledger.add(earlier)
-        gap = 0.0 if since_s is None else max(0.0, self._start_s - since_s)
-        self.ledger.book("interrupted", gap)
-        self._prior_s = sum(earlier.values()) + gap
-
-    def _ledger_point(self) -> dict[str, Any]:
-        """The ledger so far, closed now, for the journal (see ``time_ledger``)."""
-        now = self.scope.clock.now_s()
-        return {
-            "time_ledger_s": self.ledger.snapshot(self._prior_s + now - self._start_s),
-            "ledger_time_s": now,
-        }
-
     def _summary(self, status: str, state: JournalState) -> RunSummary:
         finished = state.finished or {}
         return RunSummary(
             status=status,
             n_exposures=len(state.committed),
             lost=len(state.lost),
-            microscope_s=self.scope.clock.now_s() - self._start_s,
+            microscope_s=self.time.session_s(),
             sections=dict(state.sections),
             time_by_activity_s=dict(finished.get("time_ledger_s") or {}),
         )

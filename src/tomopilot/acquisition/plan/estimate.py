@@ -163,7 +163,7 @@ def estimate_duration(
     exposures = len(steps) * n_targets * per_target
     if shots_per_tilt and len(steps) > 1:
         # With settle_in_startup the engine sets the shot's image shift before the stage tilts
-        # (engine._shift_before_tilt): the tilt's own time counts towards its settling.
+        # (tilting.shift_before_tilt): the tilt's own time counts towards its settling.
         tilt_s = scheme.step_deg / timing.tilt_speed_deg_s + timing.tilt_settle_s
         ahead = tilt_s if "settle_in_startup" in levers else 0.0
         shot = _cycle_s(timing, 0.0, shot_s, levers, settling_ahead_s=ahead)
