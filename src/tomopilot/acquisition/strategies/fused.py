@@ -47,7 +47,11 @@ import numpy as np
 
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, Toolkit
-from tomopilot.acquisition.strategies.fused_align import REFERENCE_MAX_OFFSET_FIELDS, match_record
+from tomopilot.acquisition.strategies.fused_align import (
+    REFERENCE_MAX_OFFSET_FIELDS,
+    match_record,
+    specimen_stretch,
+)
 from tomopilot.acquisition.strategies.fused_axis import AxisTracker, RelativeTrack
 from tomopilot.acquisition.strategies.fused_before_record import FusedBeforeRecord
 from tomopilot.acquisition.strategies.fused_depth import (
@@ -125,7 +129,10 @@ class FusedStrategy(FusedBeforeRecord):
         limit = None if first_at_tilt else s.align_limit_um
         reference = self._images.get(state.reference or "")
         field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
-        match = match_record(self._toolkit, state, reference, image, limit)
+        stretch = 1.0
+        if state.ref_tilt_deg is not None:
+            stretch = specimen_stretch(s, state.ref_tilt_deg, step.tilt_deg)
+        match = match_record(self._toolkit, state, reference, image, limit, stretch)
         found, aligned, shift = match.found, match.aligned, match.shift
         base = np.array(state.ref_offset_um) if step.branch != "start" else np.zeros(2)
         absolute = None
@@ -194,6 +201,7 @@ class FusedStrategy(FusedBeforeRecord):
             # tilt and another pixel size away.
             self._images[key] = image
             state.reference = key
+            state.ref_tilt_deg = step.tilt_deg
             state.ref_offset_um = offset.tolist()
         state.images += 1
         if step.branch != "start" and self.round.lateral:

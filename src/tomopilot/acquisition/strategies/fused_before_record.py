@@ -65,6 +65,7 @@ class FusedBeforeRecord(FusedModel):
             (trend[0], trend[1], trend[2]),
             self._rotate,
             SPOT_FLATTEN_A,
+            self.settings,
         )
         last = self.spot.last
         if self.round.spot is None and last is not None and last.get("failed"):

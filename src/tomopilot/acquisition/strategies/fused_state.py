@@ -20,6 +20,7 @@ class FusedBranch:
     ref_offset_um: list[float] = field(default_factory=lambda: [0.0, 0.0])
     last_tilt_deg: float = 0.0
     reference: str | None = None
+    ref_tilt_deg: float | None = None  # the tilt of ``reference`` (None: a map, not a Record)
     skip: str | None = None
     images: int = 0
     peaks: list[float] = field(default_factory=list)

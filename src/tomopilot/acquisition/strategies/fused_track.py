@@ -31,7 +31,11 @@ from scipy import ndimage
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.alias_check import unalias_shift
 from tomopilot.acquisition.strategies.base import Toolkit
-from tomopilot.acquisition.strategies.fused_align import UPSAMPLE
+from tomopilot.acquisition.strategies.fused_align import (
+    UPSAMPLE,
+    specimen_stretch,
+    stretch_reference,
+)
 from tomopilot.acquisition.strategies.fused_state import FusedBranch, FusedTarget
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.geometry.scope_state import temporary_preset
@@ -222,7 +226,7 @@ class TrackSpot:
         """The first shot, at the start tilt; both branches start from it."""
         x, y = is_um[0] + self.offset_um[0], is_um[1] + self.offset_um[1]
         state = FusedBranch(x_um=x, y_um=y, z_um=z_um, z_var_um2=DEPTH_SIGMA_UM**2)
-        state.last_tilt_deg = tilt
+        state.last_tilt_deg = state.ref_tilt_deg = tilt
         image = self._shot(toolkit, (x, y), self.level_um - z_um)
         self.images = {"+": image, "-": image}
         self.states = {"+": state, "-": FusedBranch(**asdict(state))}
@@ -265,8 +269,12 @@ class TrackSpot:
         trend_um: tuple[float, float, float],
         rotate: Rotate,
         flatten_a: float | None,
+        settings: AcquisitionSettings | None = None,
     ) -> list[float] | None:
-        """The common (x, y) step at this tilt, or None when the spot could not be aligned."""
+        """The common (x, y) step at this tilt, or None when the spot could not be aligned.
+
+        With ``settings``, the spot's last image is stretched for the change of foreshortening
+        since it was taken (``fused_align.specimen_stretch``) before the two are correlated."""
         state = self.states.get(branch)
         if state is None or state.skip is not None:
             return None
@@ -277,10 +285,14 @@ class TrackSpot:
         if reference is None:  # after a resume: this shot anchors the spot again
             state.x_um, state.y_um = applied
             state.z_um, state.last_tilt_deg = z_pred, tilt_deg
-            state.ref_offset_um = [0.0, 0.0]
+            state.ref_offset_um, state.ref_tilt_deg = [0.0, 0.0], tilt_deg
             self.images[branch] = image
             self.last = None
             return None
+        if settings is not None and state.ref_tilt_deg is not None:
+            stretch = specimen_stretch(settings, state.ref_tilt_deg, tilt_deg)
+            base = np.asarray(state.ref_offset_um, dtype=np.float64)
+            reference = stretch_reference(toolkit, reference, stretch, base)
         found = toolkit.shift_um(reference, image, flatten_a=flatten_a, upsample=UPSAMPLE)
         needed = MIN_SIGNIFICANCE
         if self.peaks:
@@ -305,6 +317,7 @@ class TrackSpot:
                 "failed": True,
                 "predicted_um": [state.x_um, y_pred],
                 "applied_um": list(applied),
+                "tilt_deg": tilt_deg,
             }
             self._missed = image
             state.x_um, state.y_um = applied
@@ -318,7 +331,7 @@ class TrackSpot:
         state.lost = 0
         state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
         state.z_um, state.last_tilt_deg = float(z_pred), tilt_deg
-        state.ref_offset_um = offset.tolist()
+        state.ref_offset_um, state.ref_tilt_deg = offset.tolist(), tilt_deg
         self.images[branch] = image
         self.last = {
             "step_index": step_index,
@@ -340,6 +353,7 @@ class TrackSpot:
         true_xy = np.asarray(last["predicted_um"]) + np.asarray(step_um)
         state.x_um, state.y_um = float(true_xy[0]), float(true_xy[1])
         state.ref_offset_um = (true_xy - np.asarray(last["applied_um"])).tolist()
+        state.ref_tilt_deg = last.get("tilt_deg")
         state.lost, state.skip = 0, None
         self.images[last["branch"]] = image
         self.last, self._missed = None, None
