@@ -209,3 +209,35 @@ def test_a_frame_prepared_row_block_by_row_block_transforms_as_one_prepared_whol
     np.testing.assert_array_equal(spectrum, expected)
     np.testing.assert_array_equal(edges.jump_rows, expected_edges.jump_rows)
     np.testing.assert_array_equal(edges.jump_columns, expected_edges.jump_columns)
+
+
+class _IndexLog(np.ndarray):
+    """An array that records how it is indexed."""
+
+    keys: list[object]
+
+    def __getitem__(self, key: object) -> object:
+        self.keys.append(key)
+        return np.asarray(self)[key]  # type: ignore[index]
+
+
+def test_bad_pixels_with_enough_good_neighbours_are_filled_without_sampling_the_frame() -> None:
+    from tomopilot.imaging.bad_pixels import BadPixelFill
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(30.0, (64, 48)).astype(np.uint16)
+    gain = rng.normal(1.0, 0.1, counts.shape).astype(np.float32)
+    isolated = np.zeros(counts.shape, bool)
+    isolated[[5, 20, 40], [7, 30, 2]] = True
+    cluster = isolated.copy()
+    cluster[50:56, 20:26] = True  # its centre has fewer than 7 good neighbours: Gaussian draws
+    for bad, sampled in ((isolated, False), (cluster, True)):
+        filler = BadPixelFill(bad)
+        logged = counts.view(_IndexLog)
+        logged.keys = []
+        values = filler.values(logged, seed=2, gain=gain)
+        expected = counts.astype(np.float32) * gain
+        filler.apply(expected, seed=2)
+        np.testing.assert_array_equal(values, expected[filler.ys, filler.xs])
+        slices = [key for key in logged.keys if isinstance(key, tuple) and slice in map(type, key)]
+        assert bool(slices) == sampled  # the frame's statistics only when a draw needs them

@@ -98,18 +98,22 @@ class BadPixelFill:
             return product
 
         rng = np.random.default_rng(seed)
-        if gain is None:
-            grid = np.asarray(frame[::8, ::8], np.float32)
-        else:
-            grid = np.multiply(frame[::8, ::8], gain[::8, ::8], dtype=np.float32, casting="unsafe")
-        sample = grid[~self._bad[::8, ::8]]  # the frame's statistics, cheaply
-        mean = float(sample.mean()) if sample.size else 0.0
-        std = float(sample.std()) if sample.size else 0.0
         keys = rng.random(self._good.shape)
         keys[~self._good] = -1.0
         choice = np.argmax(keys, axis=1)
         rows = np.arange(self.ys.size)
         picked = at(self._ny[rows, choice], self._nx[rows, choice])
+        if self._enough.all():  # no Gaussian draw is used: the frame's statistics are not needed
+            return picked
+        # The frame's statistics, cheaply (a strided sample: one cache miss per value, about
+        # 10 ms for a 4096² frame, so only when a pixel lacks good neighbours).
+        if gain is None:
+            grid = np.asarray(frame[::8, ::8], np.float32)
+        else:
+            grid = np.multiply(frame[::8, ::8], gain[::8, ::8], dtype=np.float32, casting="unsafe")
+        sample = grid[~self._bad[::8, ::8]]
+        mean = float(sample.mean()) if sample.size else 0.0
+        std = float(sample.std()) if sample.size else 0.0
         fallback = rng.normal(mean, std, size=self.ys.size).astype(np.float32)
         filled: NDArray[np.float32] = np.where(self._enough, picked, fallback)
         return filled
