@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 from twin_helpers import small_config
 
@@ -101,3 +104,50 @@ def test_image_shift_settling_overlaps_the_camera_start_up() -> None:
     assert exposure_truth.time_s == pytest.approx(2.0 + built_in)  # the beam came on once settled
     booked = slow.ground_truth.time_by_activity_s["image_shift_settle"]
     assert booked == pytest.approx(2.0 + built_in - cam.pre_exposure_s)
+
+
+def _lag_nm(move_um: float, start_s: float, end_s: float, settled_s: float, tau: float) -> float:
+    """The documented transient (image_shift_settling): a lag of 0.5 % of the move decaying
+    with τ, gone at SerialEM's criterion; its mean over [start, end] in nm."""
+    end = min(end_s, settled_s)
+    floor = math.exp(-settled_s / tau)
+    integral = tau * (math.exp(-start_s / tau) - math.exp(-end / tau)) - floor * (end - start_s)
+    return 0.005 * move_um * 1e3 * integral / (end_s - start_s)
+
+
+def test_a_beam_on_before_the_image_shift_settled_sees_the_rest_of_the_settling() -> None:
+    """No time-out (a script's SetImageShift without #D): the Record's beam comes on after the
+    camera's start-up alone, 0.4 s after a 5 µm jump, while SerialEM's criterion (the table's
+    delay + 0.25 s built-in start-up) is not met: the image is short of the shift by the
+    mean lag and smeared by the rest of the settling. With one delay's time-out (#D 1) the
+    beam waits for the criterion and sees none of it."""
+    cfg = small_config(camera={"render": False})
+    tau, cam = cfg.optics.is_settle_tau_s, cfg.camera
+    record = cfg.presets.get(LowDoseArea.RECORD)
+    pixel_nm = record.unbinned_pixel_size_a * record.binning / 10.0
+    settle = image_shift_delay_s((5.0, 0.0), pixel_nm, cfg.optics) + 0.25  # + StartupForISDelays
+    seen = {}
+    for factor in (0.0, 1.0):
+        scope = TwinMicroscope(cfg)
+        shift_s = scope.clock.now_s()
+        scope.optics.set_image_shift_units(5.0, 0.0, timeout_factor=factor)
+        image = scope.camera.acquire(LowDoseArea.RECORD)
+        truth = scope.ground_truth.exposure(image.exposure_id)
+        seen[factor] = (truth, image.time_s - shift_s)
+    (unsettled, start), (settled, waited) = seen[0.0], seen[1.0]
+    assert start == pytest.approx(cam.pre_exposure_s)
+    assert waited == pytest.approx(settle)
+    assert settle > start
+    assert settled.is_blur_nm == 0.0 and settled.is_lag_um == (0.0, 0.0)
+    true_move = 5.0 * (1 + cfg.optics.is_scale_error)  # the twin's IS scale error, x mostly
+    exposure = scope.optics.preset(LowDoseArea.RECORD).exposure_s
+    lag_nm = _lag_nm(true_move, start, start + exposure, settle, tau)
+    assert unsettled.is_lag_um[0] * 1e3 == pytest.approx(lag_nm, rel=0.02)
+    assert lag_nm > 0.3
+    # the blur: the whole lag left at beam-on (the criterion is met during the exposure)
+    blur = 0.005 * true_move * 1e3 * (math.exp(-start / tau) - math.exp(-settle / tau))
+    assert unsettled.is_blur_nm == pytest.approx(blur, rel=0.02)
+    assert unsettled.is_blur_nm > 4.0
+    # the beam is short of the shift by the lag: the settled Record's centre minus it
+    shortfall = np.subtract(settled.beam_centre_lab_um, unsettled.beam_centre_lab_um)
+    np.testing.assert_allclose(shortfall, unsettled.is_lag_um, atol=1e-9)

@@ -10,9 +10,10 @@ import mrcfile
 import numpy as np
 import pytest
 from scipy import ndimage
+from serialem_helpers import SMALL
 
 from tomopilot.instrument.events import StageMoved
-from tomopilot.instrument.twin import TwinMicroscope
+from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin_serialem import SEMerror, SEMexited, SerialEMModule, make_module
 from tomopilot.io.navigator import read_nav
 
@@ -435,3 +436,51 @@ def test_align_between_mags_puts_the_field_on_the_view_centre(tmp_path: Path) ->
     with pytest.raises(SEMerror, match="lower magnification"):
         sem.Copy("A", "Q")
         sem.AlignBetweenMags("Q")
+
+
+@pytest.mark.parametrize("command", ["SetImageShift", "ImageShiftByMicrons"])
+def test_a_shift_without_settling_multiplier_sets_no_time_out(tmp_path: Path, command: str) -> None:
+    """SerialEM sets an image-shift time-out only for a settling multiplier #D > 0. Without it
+    a Record right after a 5 µm jump starts after the camera's start-up alone, before the
+    deflectors settled: its beam is short of the shift and its image smeared (the twin's truth).
+    With #D 1 the Record waits out the table's delay (+ the start-up built into it) and is
+    clean; #D 2 waits twice the delay."""
+    seen = {}
+    images: dict[float | None, np.ndarray] = {}
+    for multiplier in (None, 1.0, 2.0):
+        scope = TwinMicroscope(TwinConfig.model_validate(SMALL))
+        sem = make_module(scope, directory=tmp_path / str(multiplier), record_dir=tmp_path)
+        args = (5.0, 0.0) if multiplier is None else (5.0, 0.0, multiplier)
+        shifted_s = scope.clock.now_s()
+        getattr(sem, command)(*args)
+        after_shift_s = scope.clock.now_s() - shifted_s
+        sem.R()
+        truth = scope.ground_truth.exposures[-1]
+        seen[multiplier] = (truth, truth.time_s - shifted_s, after_shift_s)
+        images[multiplier] = np.asarray(sem.session.buffers.get("A").data, np.float64)  # type: ignore[union-attr]
+    bare, once, twice = seen[None], seen[1.0], seen[2.0]
+    assert all(s[2] == 0.0 for s in seen.values())  # the command itself never waits
+    start_up = TwinConfig.model_validate(SMALL).camera.pre_exposure_s
+    assert bare[1] == pytest.approx(start_up)
+    assert bare[0].is_blur_nm > 2.0  # a 25 nm lag at the shift, about 5 nm left at beam-on
+    assert math.hypot(*bare[0].is_lag_um) > 2e-4
+    assert once[0].is_blur_nm == 0.0 and once[0].is_lag_um == (0.0, 0.0)
+    assert twice[0].is_blur_nm == 0.0
+    delay = twice[1] - once[1]  # one more table delay
+    assert once[1] == pytest.approx(delay + 0.25)  # delay + StartupForISDelays
+    assert delay >= 0.5
+    # the same place asked for; the bare Record's beam is short by its lag
+    np.testing.assert_allclose(
+        np.subtract(once[0].beam_centre_lab_um, bare[0].beam_centre_lab_um),
+        bare[0].is_lag_um,
+        atol=1e-9,
+    )
+    # the smear (about 7 pixels of 8 Å) takes detail out of the image: less power at 5-20 %
+    # of the sampling frequency than the settled Record of the same place (same noise seed)
+    assert _band_power(images[None]) < 0.95 * _band_power(images[1.0])
+
+
+def _band_power(image: np.ndarray) -> float:
+    power = np.abs(np.fft.rfft2(image - image.mean())) ** 2
+    k = np.hypot(np.fft.rfftfreq(image.shape[1])[None, :], np.fft.fftfreq(image.shape[0])[:, None])
+    return float(power[(k > 0.05) & (k < 0.2)].mean())

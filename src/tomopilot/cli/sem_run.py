@@ -54,6 +54,7 @@ from tomopilot.instrument.twin_serialem.truth_report import (
 )
 
 MODULE_DIR = Path(__file__).resolve().parents[1]
+UNSETTLED_WARN_NM = 0.5  # settling motion during an exposure worth telling the script author
 
 
 def load_twin_config(path: Path) -> TwinConfig:
@@ -193,6 +194,15 @@ def print_script_report(run_dir: Path, *, per_image: bool = False) -> None:
                     f"{image.dose_e_a2:.2f}",
                 )
             console.print(table)
+    unsettled = [i.settling_blur_nm for one in result.series for i in one.images]
+    unsettled = [b for b in unsettled if b >= UNSETTLED_WARN_NM]
+    if unsettled:
+        console.print(
+            f"[yellow]{len(unsettled)} saved image(s) taken before an image shift had settled "
+            f"(the beam moved up to {max(unsettled):.1f} nm during the exposure): give "
+            "SetImageShift / ImageShiftBy... the settling multiplier #D (e.g. 1), or wait, "
+            "before the shot[/yellow]"
+        )
     doses = ", ".join(f"{area} {dose:.1f}" for area, dose in sorted(result.dose_by_area.items()))
     console.print(
         f"{result.n_exposures} exposures in {result.microscope_s / 60:.1f} min of microscope "

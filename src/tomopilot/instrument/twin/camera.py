@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import scipy.fft as sfft
@@ -22,6 +23,7 @@ from tomopilot.instrument.twin.core import (
 )
 from tomopilot.instrument.twin.field import FieldOfView
 from tomopilot.instrument.twin.ground_truth import ExposureTruth
+from tomopilot.instrument.twin.image_shift_settling import exposure_lag, lag_um, smear
 from tomopilot.instrument.twin.motion import MotionModel, make_motion
 from tomopilot.instrument.twin.optics import TwinOptics, intensity, mag_index
 from tomopilot.instrument.twin.render import Rendered, centre_truth, render
@@ -30,6 +32,7 @@ from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie, Sc
 
 CAMERA_TIMEOUT_S = 30.0  # how long a hung acquisition takes to fail (est.)
 DARK_FRACTION = 0.002  # signal left when the beam is blocked (est.)
+SMEAR_MIN_PX = 0.1  # a settling blur shorter than this leaves the rendered field as it is
 FRAME_SAVE_S = 0.014  # writing per saved frame (K3T: DM's "save" 0.19-0.21 s for 15; timing.py)
 
 
@@ -179,6 +182,26 @@ class TwinCamera:
         core.spend("frame_saving", frame_saving_s)
         core.spend("readout", cam.readout_s)
 
+    def _smear(
+        self,
+        expected: NDArray[np.float32],
+        field: FieldOfView,
+        lag: tuple[float, float],
+        start_s: float,
+        preset: AreaPreset,
+    ) -> NDArray[np.float32]:
+        """The rendered field blurred by the image shift still settling during the exposure:
+        the content moves with the beam's lag (from its start to its end, about the mean)."""
+        optics = self._core.config.optics
+        transients = self._core.is_transients
+        ends = []
+        for t in (start_s, start_s + preset.exposure_s):
+            x, y = lag_um(transients, t, optics)
+            ends.append(field.lab_vector_to_pixels(x - lag[0], y - lag[1]))
+        if max(abs(ends[0][0] - ends[1][0]), abs(ends[0][1] - ends[1][1])) < SMEAR_MIN_PX:
+            return expected
+        return smear(expected, ends[0], ends[1])
+
     # -- the exposure ---------------------------------------------------------------------------
     def _check_faults(self, index: int) -> bool:
         core = self._core
@@ -216,6 +239,15 @@ class TwinCamera:
         readout = self.readout_area(preset)
         self._start_exposure()
         start_s = core.clock.now_s()
+        # A beam on before the image shift has settled: the image is short of its place by the
+        # mean lag over the exposure and smeared by the part that arrives meanwhile.
+        lag, blur_um = exposure_lag(
+            core.is_transients, start_s, start_s + preset.exposure_s, core.config.optics
+        )
+        if lag != (0.0, 0.0):
+            field = replace(
+                field, centre_um=(field.centre_um[0] - lag[0], field.centre_um[1] - lag[1])
+            )
         pose = core.stage.pose(start_s + preset.exposure_s / 2)
         focus = self._optics.focus_um() + preset.defocus_offset_um
         feg = core.feg_factor()
@@ -258,6 +290,8 @@ class TwinCamera:
                 beam_factor=signal,
             )
             centre = rendered.centre
+            if blur_um > 0.0:
+                rendered.expected = self._smear(rendered.expected, field, lag, start_s, preset)
         core.spend("exposure", preset.exposure_s)
         noise = core.rng(STREAM_NOISE, index)
         frames: NDArray[np.float32] | None = None
@@ -310,6 +344,8 @@ class TwinCamera:
             path_centre_nm=centre.path_nm,
             dark=dark,
             motion=motion,
+            is_lag_um=lag,
+            is_blur_nm=blur_um * 1e3,
         )
         core.truth.record(truth)
         image = Image(

@@ -118,6 +118,25 @@ class OpticsConfig(ConfigModel):
             "DelayPerMagDoubling, capped at 0.1 s on Thermo scopes with the newer table)"
         ),
     )
+    is_settle_tau_s: float = Field(
+        default=0.36,
+        gt=0,
+        description=(
+            "time constant of the image's residual motion after an image shift: the IS table's "
+            "0.1 µm 0 s / 0.3 µm 0.4 s gives 0.4 / ln 3, SerialEM's older DelayPerMagDoubling "
+            "(0.25 s per halving) 0.25 / ln 2; scaled by is_settle_s / 0.5 "
+            "(image_shift_settling.py)"
+        ),
+    )
+    is_settle_lag_fraction: float = Field(
+        default=0.005,
+        ge=0,
+        le=0.1,
+        description=(
+            "est.: the image lags an image shift by this fraction of the move at the shift "
+            "(0.1 µm, which the IS table lets go unwaited, lags 0.5 nm: half a 1 nm pixel)"
+        ),
+    )
     tilt_axis_angle_deg: float = Field(
         default=85.3, description="tilt axis on the camera, IMOD/RELION convention (from Y, CCW)"
     )

@@ -22,6 +22,7 @@ from tomopilot.instrument.twin.config import TwinConfig
 from tomopilot.instrument.twin.detector import Detector
 from tomopilot.instrument.twin.faults import FaultInjector
 from tomopilot.instrument.twin.ground_truth import GroundTruth
+from tomopilot.instrument.twin.image_shift_settling import ShiftTransient
 from tomopilot.instrument.twin.specimen import build_specimen
 from tomopilot.instrument.twin.stage_model import StageModel
 
@@ -73,6 +74,9 @@ class TwinCore:
         self.settle_during_startup = False
         self.camera_free_s = -math.inf
         self.settled_s = -math.inf
+        # The image shifts still settling (image_shift_settling.py): what a beam that comes on
+        # before SerialEM's criterion is met still sees.
+        self.is_transients: list[ShiftTransient] = []
 
     def rng(self, stream: int, index: int) -> np.random.Generator:
         """A generator for one purpose and index, independent of call order."""

@@ -50,6 +50,11 @@ class ExposureTruth:
     rendered: bool = True
     dark: bool = False
     motion: MotionModel | None = None
+    #: the mean part of the image shifts not yet arrived during the exposure (lab µm; the beam
+    #: centre above already has it) and how far the beam moved meanwhile (nm): a beam on
+    #: before the image shift had settled (``image_shift_settling``)
+    is_lag_um: tuple[float, float] = (0.0, 0.0)
+    is_blur_nm: float = 0.0
 
     @property
     def tilt_deg(self) -> float:
@@ -122,6 +127,8 @@ class ExposureTruth:
             "path_centre_nm": self.path_centre_nm,
             "rendered": self.rendered,
             "dark": self.dark,
+            "is_lag_um": list(self.is_lag_um),
+            "is_blur_nm": self.is_blur_nm,
         }
         if self.motion is not None:
             out["motion"] = self.motion.to_dict()

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from tomopilot.instrument.errors import ImageShiftLimitError
 from tomopilot.instrument.twin.config import OpticsConfig
 from tomopilot.instrument.twin.core import TwinCore, logged
+from tomopilot.instrument.twin.image_shift_settling import ShiftTransient, prune
 from tomopilot.instrument.types import AreaPreset, LowDoseArea
 
 # The twin's magnification table (nominal ×, a Krios-like EFTEM: LM then SA), whose 1-based
@@ -124,7 +125,18 @@ class TwinOptics:
         return float(um[0]), float(um[1])
 
     @logged
-    def set_image_shift_units(self, x: float, y: float) -> None:
+    def set_image_shift_units(
+        self, x: float, y: float, timeout_factor: float | None = None
+    ) -> None:
+        """Set the deflectors to (x, y) IS units.
+
+        ``timeout_factor`` is what SerialEM does about the settling: ``None``, the twin's own
+        mode (``set_settling_during_startup``: a time-out the next exposure waits out during the
+        camera start-up, else a sleep here); a number, a SerialEM image-shift time-out of that
+        many times the table's delay (a script's ``SetImageShift`` multiplier ``#D``), and 0 or
+        less none at all (``#D`` absent): the next exposure does not wait, and its beam sees
+        what is left of the settling (``image_shift_settling``).
+        """
         um = np.linalg.solve(self.specimen_to_is_matrix(), np.array([x, y]))
         limit = self.image_shift_limit_um
         if not (math.isfinite(x) and math.isfinite(y)) or np.any(np.abs(um) > limit):
@@ -138,14 +150,26 @@ class TwinOptics:
             record.unbinned_pixel_size_a * record.binning / 10.0,
             core.config.optics,
         )
+        built_in = core.config.optics.is_settle_startup_s
+        now = core.clock.now_s()
+        if np.any(moved != 0.0):
+            true_move = self._units_to_true_um @ moved
+            core.is_transients = prune(core.is_transients, now)
+            core.is_transients.append(
+                ShiftTransient(
+                    now, (float(true_move[0]), float(true_move[1])), now + seconds + built_in
+                )
+            )
         if seconds <= 0.0:
             return
         # The beam may come on once the delay and the start-up built into it have passed
         # (SerialEM waits for the IS time-out plus StartupForISDelays minus the camera's own
         # start-up before it starts the camera).
-        built_in = core.config.optics.is_settle_startup_s
-        if core.settle_during_startup:  # the next exposure waits for what is left of it
-            core.settled_s = max(core.settled_s, core.clock.now_s() + seconds + built_in)
+        if timeout_factor is not None:  # SerialEM's time-out, as a script asked for it
+            if timeout_factor > 0:
+                core.settled_s = max(core.settled_s, now + timeout_factor * seconds + built_in)
+        elif core.settle_during_startup:  # the next exposure waits for what is left of it
+            core.settled_s = max(core.settled_s, now + seconds + built_in)
         else:
             core.spend("image_shift_settle", seconds)
             core.settled_s = max(core.settled_s, core.clock.now_s() + built_in)

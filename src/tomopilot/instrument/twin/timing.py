@@ -74,7 +74,21 @@ TIME_COSTS: tuple[TimeCost, ...] = (
         "tracking spot) is set before the stage tilts, so it settles during the tilt",
         "SetImageShift / ImageShiftByMicrons with a delay factor (their 3rd argument, 1 = the "
         "table's delay): SerialEM sets the IS time-out and the next shot waits it out during the "
-        "start-up. Without the argument SerialEM sets no time-out (PACEtomo relies on delayIS)",
+        "start-up. Without the argument SerialEM sets no time-out (PACEtomo relies on delayIS); "
+        "a shot that does not wait sees the rest of the settling (image_shift_settling.py: a lag "
+        "of 0.5 % of the move, est., decaying with τ 0.36 s from the table's own shape)",
+    ),
+    TimeCost(
+        "image shift to the next target after a Record",
+        "its settling (above) after the Record's hand-over, not during it",
+        "mastcu/SerialEM: CameraController::QueueImageShift applies a shift at the end of an "
+        "exposure (post-exposure actions, K2/K3); it is called only by Multiple Records "
+        "(ParticleTasks::SetUpMultiShotShift), montaging and IS calibration",
+        "none: no script command queues a shift after a plain Record. MultipleRecords with "
+        "SetCustomHoleShifts / SetCustomHoleDefocus would, but fixes every target's shift and "
+        "defocus at a tilt before the first is exposed (no learning from the Records of that "
+        "tilt), so the twin offers no queued shift",
+        "MultipleRecords (custom hole shifts, OpenMultiShotFiles) only",
     ),
     TimeCost(
         "stage tilt",
@@ -88,8 +102,9 @@ TIME_COSTS: tuple[TimeCost, ...] = (
         "PACEtomo delayTilt 0.3 s, delayIS 0.3 s (0.1–0.5 s at facilities)",
         "PACE, MED",
         "dropped (builtin_settling): the twin's own settling (tilt settle, IS table) stays, and "
-        "its stage drift decays over 45–90 s, which 0.3 s does not change. The twin models no "
-        "residual motion beyond its settling, so this saving is only as good as that model",
+        "its stage drift decays over 45–90 s, which 0.3 s does not change. The twin models the "
+        "image's motion within SerialEM's IS settling but none beyond it, so this saving is only "
+        "as good as that model",
         "no Delay in the script; SerialEM's own post-tilt delay (TiltDelay properties, 0.2 + "
         "0.8 s minimum, SEM-P) and IS delay table still apply",
     ),

@@ -3,6 +3,13 @@
 Incremental image shifts (``ImageShiftByMicrons``, ``...ByPixels``, ``...ByUnits``) are checked
 against the image-shift limit first, as SerialEM does since 4.1: beyond it nothing moves and the
 reported value is 1 (refused), else 0. ``SetImageShift`` is absolute: beyond the limit it fails.
+
+Settling is SerialEM's: the optional settling multiplier ``#D`` (third argument) sets an
+image-shift time-out of ``#D`` times the IS table's delay, which the next shot waits out during
+the camera's start-up. Without it SerialEM sets no time-out (its script commands call
+``SetISTimeOut`` only for ``#D`` > 0; its own routines always pair a shift with one): the next
+shot does not wait, and a beam on before the deflectors settled gives an image displaced and
+smeared by the rest of the settling (the twin's ``image_shift_settling``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import math
 import numpy as np
 
 from tomopilot.instrument.twin.microscope import TwinMicroscope
-from tomopilot.instrument.twin.optics import intensity
+from tomopilot.instrument.twin.optics import TwinOptics, intensity
 from tomopilot.instrument.twin_serialem import calibration as cal
 from tomopilot.instrument.twin_serialem.commands import Reported, command
 from tomopilot.instrument.twin_serialem.session import SET_AREAS, Session
@@ -29,7 +36,6 @@ LD_NUMBERS = {
     LowDoseArea.PREVIEW: 3,
     LowDoseArea.SEARCH: 4,
 }
-IS_SETTLE_S = 0.5  # one "normal settling" of the multiplier #D
 COMA_MRAD_PER_UNIT = ((0.0016, 0.0002), (-0.0001, 0.0017))  # a typical coma-vs-IS calibration
 
 
@@ -46,13 +52,29 @@ def _limit_um(session: Session) -> float:
     return min(float(soft), session.scope.optics.image_shift_limit_um)
 
 
-def _settle(session: Session, multiplier: float) -> None:
-    if multiplier > 1:
-        session.scope.clock.sleep((multiplier - 1) * IS_SETTLE_S)
+def timeout_factor(multiplier: float | None) -> float:
+    """SerialEM's image-shift time-out for a script's settling multiplier ``#D``: that many
+    times the IS table's delay, and none when ``#D`` is absent or not positive (the next shot
+    then does not wait: its beam sees what is left of the settling)."""
+    return 0.0 if multiplier is None or multiplier <= 0 else float(multiplier)
 
 
-def shift_by_units(session: Session, delta: np.ndarray, multiplier: float = 1.0) -> Reported:
-    """Add ``delta`` IS units if the result stays within the limit: (0,) done, (1,) refused."""
+def set_units(session: Session, x: float, y: float, multiplier: float | None) -> None:
+    """Set the image shift to (x, y) IS units with SerialEM's time-out for ``multiplier``. The
+    twin's optics model the time-out and the settling the beam sees without one; another
+    microscope settles its own way."""
+    optics = session.scope.optics
+    if isinstance(optics, TwinOptics):
+        optics.set_image_shift_units(x, y, timeout_factor=timeout_factor(multiplier))
+    else:
+        optics.set_image_shift_units(x, y)
+
+
+def shift_by_units(session: Session, delta: np.ndarray, multiplier: float | None = 1.0) -> Reported:
+    """Add ``delta`` IS units if the result stays within the limit: (0,) done, (1,) refused.
+
+    ``multiplier`` is the settling multiplier: SerialEM's own routines (aligning, realigning)
+    set one IS delay's time-out (1, the default); a script command passes its ``#D``."""
     optics = session.scope.optics
     new = np.asarray(optics.image_shift_units(), np.float64) + delta
     spec = cal.is_to_specimen(session) @ new
@@ -62,14 +84,13 @@ def shift_by_units(session: Session, delta: np.ndarray, multiplier: float = 1.0)
             f"{_limit_um(session):g} um"
         )
         return (1,)
-    optics.set_image_shift_units(float(new[0]), float(new[1]))
-    _settle(session, multiplier)
+    set_units(session, float(new[0]), float(new[1]), multiplier)
     return (0,)
 
 
 @command("ImageShiftByMicrons", "FF|FI")
 def image_shift_by_microns(
-    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+    session: Session, dx: float, dy: float, multiplier: float | None = None, beam_tilt: int = 0
 ) -> Reported:
     """Incremental image shift in specimen µm (x along the tilt axis)."""
     delta = cal.specimen_to_is(session) @ np.array([dx, dy])
@@ -81,7 +102,7 @@ def image_shift_by_microns(
 
 @command("ImageShiftByUnits", "FF|FI")
 def image_shift_by_units(
-    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+    session: Session, dx: float, dy: float, multiplier: float | None = None, beam_tilt: int = 0
 ) -> Reported:
     """Incremental image shift in IS units."""
     result = shift_by_units(session, np.array([dx, dy]), multiplier)
@@ -92,7 +113,7 @@ def image_shift_by_units(
 
 @command("ImageShiftByPixels", "FF|FI")
 def image_shift_by_pixels(
-    session: Session, dx: float, dy: float, multiplier: float = 1.0, beam_tilt: int = 0
+    session: Session, dx: float, dy: float, multiplier: float | None = None, beam_tilt: int = 0
 ) -> Reported:
     """Incremental image shift moving the image by (dx, dy) unbinned camera pixels."""
     to_camera = cal.specimen_to_camera(session, session.ld_area)
@@ -105,11 +126,10 @@ def image_shift_by_pixels(
 
 @command("SetImageShift", "FF|FI")
 def set_image_shift(
-    session: Session, x: float, y: float, multiplier: float = 1.0, beam_tilt: int = 0
+    session: Session, x: float, y: float, multiplier: float | None = None, beam_tilt: int = 0
 ) -> Reported:
     """Absolute image shift in IS units (the frame of ReportImageShift)."""
-    session.scope.optics.set_image_shift_units(x, y)
-    _settle(session, multiplier)
+    set_units(session, x, y, multiplier)
     if beam_tilt:
         _compensate_beam_tilt(session)
     return None

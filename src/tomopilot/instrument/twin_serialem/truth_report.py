@@ -58,6 +58,9 @@ class ImageTruth:
     true_defocus_um: float
     target_defocus_um: float
     dose_e_a2: float
+    #: how far the beam moved during the exposure because an image shift had not settled
+    #: (a shift without the settling multiplier #D, then a shot at once)
+    settling_blur_nm: float = 0.0
 
     @property
     def error_nm(self) -> float:
@@ -95,6 +98,11 @@ class SeriesTruth:
     def tracking_max_nm(self) -> float:
         """Largest distance."""
         return max((i.error_nm for i in self.images), default=0.0)
+
+    @property
+    def settling_blur_max_nm(self) -> float:
+        """Largest smear of an image by an image shift still settling (0: every shot waited)."""
+        return max((i.settling_blur_nm for i in self.images), default=0.0)
 
     @property
     def defocus_rms_um(self) -> float:
@@ -185,6 +193,7 @@ def _judge_file(
                 true_defocus_um=exposure.defocus_um,
                 target_defocus_um=float(entry["target_defocus_um"]),
                 dose_e_a2=exposure.dose_e_a2,
+                settling_blur_nm=exposure.is_blur_nm,
             )
         )
     if None not in used:  # every image names its item (mdoc NavigatorLabel)
