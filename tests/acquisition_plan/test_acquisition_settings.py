@@ -6,7 +6,7 @@ import math
 import typing
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -210,6 +210,8 @@ def test_garbage_is_refused_for_on_off_settings(text: str) -> None:
 
 
 @given(st.text(max_size=8))
+@example(" 12.5\t")  # whitespace around a number, as float() allows
+@example("0\x1f")  # a control character str.strip() removes but float() refuses
 def test_garbage_is_refused_or_parsed_exactly_for_numbers(text: str) -> None:
     try:
         number = float(text)

@@ -342,7 +342,9 @@ def _coerce(name: str, key: str, value: str | float | bool) -> bool | int | floa
         raise ValueError(f"{key} is a number (a _set line), not a true/false value")
     if isinstance(value, str):
         try:
-            number = float(value.strip())
+            # float's own rules (it ignores the whitespace around a number, but not the control
+            # characters str.strip() would also remove, such as the unit separator "\x1f").
+            number = float(value)
         except ValueError:
             raise ValueError(f"{key} must be a number, not {value!r}") from None
     else:
