@@ -22,6 +22,7 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import close_microscope, start_run
 from tomopilot.cli.main import app
+from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
 
 
 def write(folder: Path, name: str, *, loop: bool) -> Path:
@@ -57,6 +58,13 @@ def run(path: Path) -> tuple[RunQuality, set[tuple[int, float]]]:
     return assess_run_dir(run_dir), tilts
 
 
+def _replayed_truth(run_dir: Path) -> GroundTruth:
+    """The twin's ground truth of a finished run, replayed from its command log."""
+    config = load_acquire_config(next(run_dir.glob("*_config.resolved.yaml")))
+    twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
+    return twin.ground_truth
+
+
 def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Path) -> None:
     direct, direct_tilts = run(write(tmp_path, "direct", loop=False))
     loop, loop_tilts = run(write(tmp_path, "loop", loop=True))
@@ -76,6 +84,12 @@ def test_loop_through_the_serialem_backend_matches_the_direct_twin(tmp_path: Pat
         assert loop_mdoc["SpotSize"].notna().all() and loop_mdoc["MagIndex"].notna().all()
         slits = {tuple(v) for v in loop_mdoc["FilterSlitAndLoss"]}
         assert slits == {tuple(v) for v in direct_mdoc["FilterSlitAndLoss"]} == {(20.0, 0.0)}
+    # every shot waited for its image shift to settle: the backend sends SetImageShift with the
+    # settling multiplier #D 1 (without it SerialEM sets no time-out, and a shot right after a
+    # jump between targets would open on a beam still settling: is_blur_nm > 0)
+    exposures = _replayed_truth(tmp_path / "loop").exposures
+    assert len(exposures) > 15
+    assert [e.exposure_id for e in exposures if e.is_blur_nm > 0.0] == []
     # the loop's folder is a twin run like any other: tomopilot report reads its ground truth
     result = CliRunner().invoke(app, ["report", str(tmp_path / "loop")])
     assert result.exit_code == 0, result.output
