@@ -1,13 +1,22 @@
 """From a twin grid to tilt series, unattended: ``tomopilot atlas run`` writes the target list,
-``tomopilot acquire`` (strategy ``sequential``) takes a tilt series at every target through a
-dewar refill and a stage jump, and nothing is lost."""
+``tomopilot acquire`` (strategy ``sequential``) takes a rendered ±45° tilt series at every
+target through a forced dewar refill and a stage jump, and nothing is lost.
+
+Not asserted, because it does not hold on this twin: that every Record stays on its target.
+In the holes' ice the twin draws no specimen-locked texture (its ice texture is a fresh
+realisation each exposure and the few particles are too faint at a Record's dose), so 52 of
+the 60 tilted Records find no tracking peak and the positions are the predictor's alone: the
+target drifts 0.1-1.2 µm from where the series started by ±45° (the Record is 0.41 µm wide).
+"""
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
+import mdocfile
 import mrcfile
 import numpy as np
 import yaml
@@ -15,6 +24,8 @@ from acq_helpers import write_config
 from typer.testing import CliRunner
 
 from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.quality import assess
 from tomopilot.acquisition.session import load_history
 from tomopilot.cli.main import app
 from tomopilot.instrument import LowDoseArea
@@ -22,12 +33,16 @@ from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.specimen import GridSpecimen
 from tomopilot.io.navigator import read_nav
 from tomopilot.io.pacetomo_targets import read_targets_file
-from tomopilot.targeting import load_targets, save_targets
 from tomopilot.targeting.nav_items import nav_items
 
 SEED = 4
-# The same twin for the atlas and the acquisition (the acquisition does not render: it shows
-# the mechanics of a session, not its tracking).
+TILT_REACH_DEG = 45
+TILT_STEP_DEG = 15
+REFILL_AT_S = 900.0
+JUMP_AT_MOVE = 150
+JUMP_UM = 0.3
+DEFOCUS_BOUND_UM = 1.0  # |true − intended| of every Record (seen: up to 0.67 µm at ±45°)
+# The same twin for the atlas and the acquisition.
 TWIN: dict[str, Any] = {
     "seed": SEED,
     "specimen": {"kind": "grid", "mesh_diameter_um": 420.0},
@@ -46,46 +61,93 @@ TWIN: dict[str, Any] = {
 }
 
 
-def _first_records_sit_in_their_holes(folder: Path, atlas_dir: Path, hole_um: float) -> None:
-    """Three of the atlas's targets as a rendered sequential session (±3°): the first Record
-    of each series lies in an intact hole, at its centre (the maps are centred within 10 nm;
-    recentring by stage and the reference Preview take out the stage's errors)."""
-    folder.mkdir()
-    targets = load_targets(atlas_dir / "grid_tgts.txt")
-    save_targets(
-        folder / "grid_tgts.txt", targets.model_copy(update={"targets": targets.targets[:3]})
-    )
+def _read_mdoc(path: Path) -> Any:  # mdocfile chats on stdout
+    with contextlib.redirect_stdout(io.StringIO()):
+        return mdocfile.read(path)
+
+
+def _unattended_session(tmp_path: Path, run_dir: Path, n_targets: int, hole_um: float) -> None:
+    """``tomopilot acquire`` (sequential) over every target of the atlas, rendered, through a
+    forced dewar refill and a stage jump; then the outputs read back with mrcfile and mdocfile
+    and every Record judged against the twin's truth."""
     path = write_config(
-        folder,
+        tmp_path,
         strategy="sequential",
         seed=SEED,
-        settings={"minTilt": -3, "maxTilt": 3, "tiltScheme": "bidirectional", "pretilt": 0},
-        twin={k: v for k, v in TWIN.items() if k != "seed"},
+        settings={
+            "minTilt": -TILT_REACH_DEG,
+            "maxTilt": TILT_REACH_DEG,
+            "step": TILT_STEP_DEG,
+            "tiltScheme": "bidirectional",
+            "pretilt": 0,
+        },
+        twin={
+            **{k: v for k, v in TWIN.items() if k != "seed"},
+            "faults": [
+                {"kind": "dewar_refill", "at_time_s": REFILL_AT_S},
+                {"kind": "stage_jump", "at_move": JUMP_AT_MOVE, "magnitude_um": JUMP_UM},
+            ],
+        },
     )
     config = yaml.safe_load(path.read_text())
-    config["targets"] = {"file": str(folder / "grid_tgts.txt")}
-    config["output"] = {"dir": str(folder / "run"), "root": "R1"}
-    (folder / "run").mkdir()
-    for k in range(1, 4):  # the targets' maps are read from the run folder
-        shutil.copy(atlas_dir / f"grid_tgt_{k:03d}.mrc", folder / "run")
+    config["targets"] = {"file": str(run_dir / "grid_tgts.txt")}
+    config["output"] = {"dir": str(run_dir), "root": "G1"}
     path.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["acquire", str(path)])
     assert result.exit_code == 0, result.output
-    twin_config = TwinConfig.model_validate(config["microscope"]["twin"])
-    replayed = TwinMicroscope(twin_config, command_log=folder / "run" / "twin_commands.jsonl")
+    tilts = np.arange(-TILT_REACH_DEG, TILT_REACH_DEG + 1, TILT_STEP_DEG, dtype=float)
+    assert f"finished: {len(tilts) * n_targets} exposures, 0 lost" in result.output
+
+    acquired = TwinConfig.model_validate(config["microscope"]["twin"])
+    replayed = TwinMicroscope(acquired, command_log=run_dir / "twin_commands.jsonl")
+    truth = replayed.ground_truth
     grid = replayed.specimen
     assert isinstance(grid, GridSpecimen)
-    gaps = []
-    for k in range(1, 4):
-        journal = replay_journal(folder / "run" / f"R1_t{k:03d}.journal.jsonl")
-        first = journal.committed[0]
-        truth = replayed.ground_truth.exposure(int(first["exposure_id"]))
-        sx, sy, _ = truth.specimen_centre_um
+    acquire_config = load_acquire_config(path)
+    record_ids: list[int] = []
+    record_times: list[float] = []
+    start_gaps: list[float] = []
+    for k in range(1, n_targets + 1):
+        root = f"G1_t{k:03d}"
+        journal = replay_journal(run_dir / f"{root}.journal.jsonl")
+        assert journal.finished is not None and journal.finished["status"] == "finished"
+        assert not journal.lost
+        committed = journal.committed
+        assert sorted(float(c["tilt_deg"]) for c in committed) == list(tilts)  # once each
+        record_ids += [int(c["exposure_id"]) for c in committed]
+        # The stack and its mdoc, read with the field's readers: one section per tilt.
+        stack = run_dir / f"{root}_ts_001.mrc"
+        with mrcfile.open(stack) as mrc:
+            n_sections = mrc.data.shape[0]
+            assert np.isfinite(mrc.data).all() and float(mrc.data.std()) > 0  # rendered
+        frame = _read_mdoc(f"{stack}.mdoc")
+        assert n_sections == len(frame) == len(tilts)
+        np.testing.assert_allclose(np.sort(frame["TiltAngle"].to_numpy()), tilts, atol=0.05)
+        # Each series starts in an intact hole (at its centre unless its map matched nothing),
+        # and every Record is taken at the intended defocus.
+        first = truth.exposure(int(committed[0]["exposure_id"]))
+        sx, sy, _ = first.specimen_centre_um
         holes = grid.holes((sx - 3, sx + 3, sy - 3, sy + 3))
         gap = np.hypot(holes.centres_um[:, 0] - sx, holes.centres_um[:, 1] - sy)
         assert holes.intact[int(np.argmin(gap))] and gap.min() < hole_um / 2
-        gaps.append(float(gap.min()))
-    assert max(gaps) < 0.1, gaps
+        start_gaps.append(float(gap.min()))
+        (quality,) = assess(truth, journal, acquire_config, microscope_s=1.0).targets
+        assert max(abs(e) for e in quality.defocus_error_um) < DEFOCUS_BOUND_UM
+        record_times += [truth.exposure(int(c["exposure_id"])).time_s for c in committed]
+    assert len(record_ids) == len(set(record_ids))  # no exposure twice
+    assert np.mean(np.asarray(start_gaps) < 0.1) >= 0.7, start_gaps
+    # The refill came when forced (at the next dewar check), with Records before and after it
+    # and none during it (the engine waits a fill out); the jump came mid-session.
+    events = {str(e["kind"]): e for e in truth.events}
+    assert {"dewar_fill_started", "stage_jump"} <= set(events), events
+    fill = events["dewar_fill_started"]
+    start_s, until_s = float(fill["time_s"]), float(fill["until_s"])  # type: ignore[arg-type]
+    assert REFILL_AT_S <= start_s < REFILL_AT_S + 300.0
+    assert min(record_times) < start_s and max(record_times) > until_s
+    assert not [t for t in record_times if start_s <= t <= until_s]
+    jump_s = float(events["stage_jump"]["time_s"])  # type: ignore[arg-type]
+    assert min(record_times) < jump_s < max(record_times)
+    assert len(load_history(run_dir / "G1_predictions.json").series) == n_targets
 
 
 def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:
@@ -143,42 +205,9 @@ def test_atlas_to_ten_sequential_tilt_series_unattended(tmp_path: Path) -> None:
         in_hole += bool(holes.intact[k] and gap[k] < grid.config.hole_diameter_um / 2)
     assert in_hole >= 0.8 * n_targets
 
-    # Rendered, the first three series start where their Preview maps put them: in the hole.
-    _first_records_sit_in_their_holes(tmp_path / "rendered", run_dir, grid.config.hole_diameter_um)
-
-    # The session: every target one tilt series, through a dewar refill and a stage jump.
-    path = write_config(
-        tmp_path,
-        strategy="sequential",
-        seed=SEED,
-        settings={"minTilt": -6, "maxTilt": 6, "tiltScheme": "bidirectional", "pretilt": 0},
-        twin={
-            **{k: v for k, v in TWIN.items() if k != "seed"},
-            "camera": {"render": False},
-            "faults": [
-                {"kind": "dewar_refill", "at_time_s": 900.0},
-                {"kind": "stage_jump", "at_move": 150, "magnitude_um": 0.3},
-            ],
-        },
-    )
-    config = yaml.safe_load(path.read_text())
-    config["targets"] = {"file": str(run_dir / "grid_tgts.txt")}
-    config["output"] = {"dir": str(run_dir), "root": "G1"}
-    config["sequential"] = {"relocate_with_view": False}  # flat images: nothing to relocate
-    path.write_text(yaml.safe_dump(config))
-    result = CliRunner().invoke(app, ["acquire", str(path)])
-    assert result.exit_code == 0, result.output
-    assert f"finished: {5 * n_targets} exposures, 0 lost" in result.output
-    for k in range(1, n_targets + 1):
-        journal = replay_journal(run_dir / f"G1_t{k:03d}.journal.jsonl")
-        assert journal.finished is not None and journal.finished["status"] == "finished"
-        assert sorted(float(c["tilt_deg"]) for c in journal.committed) == [-6, -3, 0, 3, 6]
-    # The twin, rebuilt from its command log, says the refill and the jump happened.
-    acquired = TwinConfig.model_validate(config["microscope"]["twin"])
-    replayed = TwinMicroscope(acquired, command_log=run_dir / "twin_commands.jsonl")
-    happened = {str(event["kind"]) for event in replayed.ground_truth.events}
-    assert {"dewar_fill_started", "stage_jump"} <= happened, happened
-    assert len(load_history(run_dir / "G1_predictions.json").series) == n_targets
+    # The session: every target one rendered tilt series, through a dewar refill and a stage
+    # jump, judged against the twin's truth.
+    _unattended_session(tmp_path, run_dir, n_targets, grid.config.hole_diameter_um)
 
 
 def test_a_bad_atlas_configuration_is_one_clear_line(tmp_path: Path) -> None:
