@@ -21,8 +21,9 @@ the measures; the tests use them on other seeds):
    hole's centre (beam on an intact hole within 0.2 µm) and the target's own coordinates,
    less that visit's stage error, against that hole.
 
-Seeds 1-6 (and 3, 4 in the tests) were used while developing the finder and the atlas; this
-bench uses 11-18 and 21-26. Runs in about 2-3 minutes on 2 cores; prints one JSON object on
+Seeds 1-6 (and 3, 4 in the tests) were used while developing the finder and the atlas, 1-10
+and 30-40 for its torn-film and bar rules (and 1, 33 in their test); this bench uses 11-18
+and 21-26. Runs in about 2-3 minutes on 2 cores; prints one JSON object on
 its last line (DESIGN.md §8).
 """
 
@@ -221,8 +222,8 @@ def main() -> dict[str, Any]:
                 "only through such strips keeps its nominal place on average",
             },
             "measured": "twin ground truth, one run per case; seeds never used in "
-            "developing the finder or the atlas (those were 1-6); wall time in wall_s is the "
-            "bench's own, not a goal",
+            "developing the finder or the atlas (those were 1-10, 30-40); wall time in wall_s "
+            "is the bench's own, not a goal",
             "definitions": {
                 "hole squares": f"grid seeds {HOLE_SEEDS[0]}-{HOLE_SEEDS[-1]} (420 µm mesh, "
                 "20 % broken), R1.2/1.3 and R2/1 film, the first whole good and the first "

@@ -143,3 +143,18 @@ def test_small_holes_of_a_finer_film_are_found_too() -> None:
     small, large = totals[1.2], totals[2.0]
     assert small[1] / small[0] >= 0.95 and large[1] / large[0] >= 0.95
     assert (small[2] + large[2]) / (small[3] + large[3]) <= 0.02
+
+
+def test_holes_at_a_tear_or_in_torn_vacuum_are_not_called_intact() -> None:
+    """Two broken R2/1 squares (grid seeds 1 and 33, ~70 % torn) where the finder used to call
+    5 holes of ~90-100 intact that are not: lattice points in the torn vacuum beside a bar
+    (their ring darkened by the bar's blurred edge) and holes whose rim lies within a third
+    of a radius of the tear. With the torn area found as such, none is (twin truth), and the
+    intact ones are still found."""
+    for seed in (1, 33):
+        scored = square_hole_score(seed, 2.0, 1.0, "broken")
+        assert scored is not None
+        square, score = scored
+        assert square.torn_fraction > 0.5
+        assert score.false_share <= 0.02, (seed, score.n_false, score.n_called)
+        assert score.recall >= 0.95, (seed, score.recall)

@@ -12,7 +12,10 @@ its own scattering to the ice). The finder
    pixels means a hole cut by a bar or under contamination, a ring as bright as the disc means
    torn film (no carbon around); both are dropped. Torn film comes in patches, so a hole just
    under the torn line whose lattice neighbours are film holes is kept (shot noise on an
-   intact hole); only one clearly without carbon is torn on its own;
+   intact hole); only one clearly without carbon is torn on its own. A hole nearer than a
+   third of its radius to torn-away film (:mod:`~tomopilot.targeting.torn_film`: the areas
+   at the vacuum level wider than a hole) is dropped too: no film all round it. The lattice
+   is fitted again on the detections well inside the film, two radii from bars and tears;
 4. classes the rest: holes with ice sit at the square's common disc/ring ratio (the carbon's
    own attenuation) and at the brightness of the typical hole around them; a hole whose ice is
    gone, or a lattice point in torn-away film, is brighter by exp(t/λ): above ``EMPTY_RATIO``
@@ -36,6 +39,7 @@ from tomopilot.imaging.autocorrelation import refine_peak
 from tomopilot.imaging.hole_template import match_disc
 from tomopilot.targeting.errors import TargetingError
 from tomopilot.targeting.map_image import MapImage
+from tomopilot.targeting.torn_film import FILM_AROUND, distance_to_torn_px, gap_at, torn_area
 
 OPAQUE_LEVEL = 0.3  # below this fraction of the bright level nothing gets through
 EMPTY_RATIO = 1.05  # disc/ring this far above the square's median: the hole's ice is gone
@@ -43,6 +47,9 @@ TORN_RATIO = 1.035  # disc/ring below this: no carbon around the disc (torn film
 TORN_SHARE = 0.5  # ... or below half the typical hole's contrast, where that is lower
 TORN_CLEAR = 0.2  # under a fifth of it, torn whatever the neighbours (see the finder)
 ICE_MFP_NM = 350.0
+# A bar's edge is known to about a pixel: a hole whose rim comes within half a pixel of it
+# (its centre within r + 1 px of the nearest opaque pixel's centre) is taken as cut by it.
+BAR_MARGIN_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,18 @@ def _square_lattice(
             origin, basis = coef[0], coef[1:].T
         if reach > reach_all:
             break
+    # Last, only the points on the lattice within a tenth of its pitch: a few detections
+    # pulled aside (at bar edges, by a tear) tilt the basis at 0.25 pitch, which moved the
+    # far holes by 0.05-0.1 µm.
+    for _ in range(3):
+        idx = np.round((points - origin) @ np.linalg.inv(basis).T)
+        residual = np.hypot(*(points - origin - idx @ basis.T).T)
+        keep = residual < 0.1 * float(np.hypot(*basis[:, 0]))
+        if keep.sum() < 4:
+            break
+        design = np.concatenate([np.ones((int(keep.sum()), 1)), idx[keep]], axis=1)
+        coef, *_ = np.linalg.lstsq(design, points[keep], rcond=None)
+        origin, basis = coef[0], coef[1:].T
     return origin, basis
 
 
@@ -214,23 +233,39 @@ def find_holes_in_square(
     for x, y in found:
         disc, ring, dark = _disc_and_ring(data, opaque, float(x), float(y), r)
         looks_like_hole.append(dark == 0 and ring > 0 and disc / ring >= TORN_RATIO)
-    lattice = _square_lattice(found[np.asarray(looks_like_hole, bool)], pitch_px)
+    like = np.asarray(looks_like_hole, bool)
+    lattice = _square_lattice(found[like], pitch_px)
+    positions = found if lattice is None else _lattice_nodes(*lattice, data.shape, r)
+    # Torn film: the area at the vacuum level (the film's level from the lattice's holes in
+    # film), and each pixel's distance to it.
+    clearance = ndimage.distance_transform_edt(~opaque)
+    rings = []
+    for x, y in positions:
+        disc, ring, dark = _disc_and_ring(data, opaque, float(x), float(y), r)
+        if dark == 0 and ring > 0 and disc / ring >= TORN_RATIO:
+            rings.append(ring)
+    to_torn = distance_to_torn_px(
+        torn_area(data, opaque, r, float(np.median(rings)), vacuum_counts)
+        if rings
+        else np.zeros(data.shape, bool)
+    )
+    # The lattice again from the detections well inside the film (two radii from bars and
+    # torn film), where nothing pulls a detection aside.
     if lattice is not None:
-        origin, basis = lattice
-        positions = _lattice_nodes(origin, basis, data.shape, r)
+        row = np.clip(found[:, 1].astype(int), 0, data.shape[0] - 1)
+        col = np.clip(found[:, 0].astype(int), 0, data.shape[1] - 1)
+        inner = like & (clearance[row, col] >= 2 * r) & (to_torn[row, col] >= 2 * r)
+        if inner.sum() >= 8:
+            lattice = _square_lattice(found[inner], pitch_px) or lattice
+        positions = _lattice_nodes(*lattice, data.shape, r)
         if len(positions):
             gap = np.hypot(*(found[:, None, :] - positions[None, :, :]).transpose(2, 0, 1))
             dropped["off lattice"] = int(np.sum(gap.min(axis=1) > 0.5 * r))
-    else:
-        positions = found
-    # A hole cut by a bar: its centre is nearer than a radius to what lets nothing through.
-    clearance = ndimage.distance_transform_edt(~opaque)
+    # A hole cut by a bar: its rim touches what lets nothing through (BAR_MARGIN_PX).
     measured = []
     for x, y in positions:
         disc, ring, dark = _disc_and_ring(data, opaque, float(x), float(y), r)
-        row = min(max(int(y), 0), data.shape[0] - 1)
-        col = min(max(int(x), 0), data.shape[1] - 1)
-        cut = clearance[row, col] < r and dark > 0
+        cut = gap_at(clearance, x, y) < r + BAR_MARGIN_PX
         if cut or dark > max_opaque_fraction or not math.isfinite(disc):
             dropped["cut or covered"] += 1
             continue
@@ -257,7 +292,8 @@ def find_holes_in_square(
             gap = np.hypot(all_xy[:, 0] - x, all_xy[:, 1] - y)
             near = (gap > 0.5 * pitch) & (gap <= 1.5 * pitch)
             keep = near.sum() >= 3 and float(np.median(all_ratio[near])) >= torn_below
-        if keep:
+        # ... and a hole at a tear's edge has no film all round (torn_film.py).
+        if keep and gap_at(to_torn, x, y) >= FILM_AROUND * r:
             candidates.append((x, y, score, disc, ratio))
     dropped["torn film"] = len(measured) - len(candidates)
     if not candidates:
