@@ -66,50 +66,6 @@ def test_frame_by_frame_reading_gives_the_same_outputs(
         assert [40, 30] in whole.hot_pixels.tolist()
 
 
-class _NoReads(MrcFrames):
-    """A plain MRC movie that may only be read through its mapping."""
-
-    def read_into(self, index: int, out: np.ndarray) -> None:
-        raise AssertionError("a plain MRC movie is read where its data lie, not copied")
-
-    def read_all(self) -> np.ndarray:
-        raise AssertionError("a plain MRC movie is read where its data lie, not copied")
-
-
-class _Unmappable(MrcFrames):
-    """A plain MRC movie on a file system without memory mapping."""
-
-    def mapped(self) -> None:
-        return None
-
-
-@pytest.mark.parametrize("reader_type", [_NoReads, _Unmappable], ids=["mapped", "unmappable"])
-@pytest.mark.parametrize(
-    "options",
-    [MotionCorrOptions(even_odd=True, ps_size_px=64), MotionCorrOptions(bin_factor=2.0)],
-    ids=["unbinned", "binned"],
-)
-def test_a_plain_mrc_movie_is_corrected_from_its_mapping_or_else_read_frame_by_frame(
-    movie: tuple[Path, np.ndarray, np.ndarray],
-    options: MotionCorrOptions,
-    reader_type: type[MrcFrames],
-) -> None:
-    path, frames, gain = movie
-    view = MrcFrames(path).mapped()
-    assert view is not None and not view.flags.writeable and view.dtype == frames.dtype
-    np.testing.assert_array_equal(view, frames)
-    whole = correct_frames(frames, pixel_size_a=2.0, options=options, gain=gain, threads=2)
-    lazy = correct_frames(
-        reader_type(path), pixel_size_a=2.0, options=options, gain=gain, threads=2
-    )
-    for name in OUTPUTS:
-        mine, theirs = getattr(lazy, name), getattr(whole, name)
-        if theirs is None:
-            assert mine is None, name
-        else:
-            np.testing.assert_array_equal(mine, theirs, err_msg=name)
-
-
 def test_a_truncated_movie_is_refused_before_anything_is_read(
     movie: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:

@@ -219,11 +219,6 @@ def _correct(
     slots = [real_part(spectrum, shape[1]) for spectrum in spectra] if in_place else []
     buffers = None if in_place else work.frames(threads, shape)
     lazy = not isinstance(frames, np.ndarray)
-    mapped = getattr(frames, "mapped", None) if lazy else None
-    if mapped is not None:  # a file whose data is the array: read where it lies (page cache)
-        view = mapped()
-        if view is not None:
-            frames, lazy = view, False
     if lazy and not in_place:
         frames = frames.read_all()  # type: ignore[union-attr]
         lazy = False

@@ -1,18 +1,16 @@
-"""A movie's frames read one at a time into memory the caller provides, or where they lie.
+"""A movie's frames read one at a time into memory the caller provides.
 
 A 4096² × 10-frame movie of 16-bit counts is 335 MB. Read whole (:func:`tomopilot.io.frames.
 read_frames`) it lives beside the 670 MB of spectra the motion correction needs, although each
-frame is used once, to fill the spectrum it is transformed into.
+frame is used once, to fill the spectrum it is transformed into. :class:`MrcFrames` instead
+reads frame ``i`` straight into a float32 buffer (the spectrum's own memory, see
+:func:`tomopilot.imaging.frame_spectra.real_part`), through a 1 MiB block of raw rows: a job
+then touches a third less fresh memory, which the kernel (and, on a virtual machine, the host)
+must map and zero on first touch.
 
-An MRC file of a plain mode (the data block is the array itself) is memory-mapped
-(:meth:`MrcFrames.mapped`): the frames are read from the kernel's page cache, where the file's
-data already lie, by the passes that use them (the hot-pixel sum, then each frame's gain, fill
-and transform a block of rows at a time): no copy of the movie and no pass that only converts
-it. Where mapping is impossible, :meth:`MrcFrames.read_into` reads frame ``i`` straight into a
-float32 buffer (the spectrum's own memory, see :func:`tomopilot.imaging.frame_spectra.
-real_part`) through a 1 MiB block of raw rows. TIFF files (:class:`TiffFrames`) are decoded a
-page at a time, strip by strip into the frame's rows; other movies (EER, other MRC modes) are
-read whole, as before (:func:`open_movie`).
+MRC files of a plain mode (the data block is the array itself) and TIFF files
+(:class:`TiffFrames`, a page at a time, decoded strip by strip into the frame's rows) are read
+this way; other movies (EER, other MRC modes) are read whole, as before (:func:`open_movie`).
 
 Examples
 --------
@@ -34,7 +32,6 @@ True
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -116,25 +113,6 @@ class MrcFrames:
     def read_all(self) -> NDArray[Any]:
         """All frames at once, in the stored type (as :func:`read_frames`)."""
         return read_frames(self.path, fmt="mrc")
-
-    def mapped(self) -> NDArray[Any] | None:
-        """All frames as a read-only (n, height, width) array over the file's own pages, in
-        the stored type; None where the file cannot be memory-mapped.
-
-        Nothing is copied: the kernel's page cache is the array's memory (read ahead of use),
-        so a job reads each frame where it already lies instead of into fresh buffers.
-        """
-        end = self._offset + self.shape[0] * self._frame_bytes
-        try:
-            with open(self.path, "rb") as handle:
-                mapping = mmap.mmap(handle.fileno(), end, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):  # a file system without mmap, or an empty file
-            return None
-        if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
-            mapping.madvise(mmap.MADV_WILLNEED)  # every frame will be read: read ahead now
-        count = self.shape[0] * self.shape[1] * self.shape[2]
-        data = np.frombuffer(mapping, self.dtype, count=count, offset=self._offset)
-        return data.reshape(self.shape)  # the mapping lives as long as the array
 
 
 class TiffFrames:
