@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tomopilot.acquisition.session import load_history, run_session, sequential_
 from tomopilot.acquisition.strategies.sequential_steps import goniometer_defocus_um
 from tomopilot.cli.main import app
 from tomopilot.core.errors import ConfigError
+from tomopilot.instrument import LowDoseArea
 
 # One target, −24…+24° in 3° steps: 17 Records of 256² at 32 Å (a 0.8 µm field, as the
 # benchmark's; Leginon's tracking needs the field to overlap from one tilt to the next).
@@ -163,6 +165,75 @@ def test_a_kill_mid_series_resumes_like_the_uninterrupted_run(
     qb = assess(resumed.scope.ground_truth, b, config, microscope_s=1.0).targets[0]
     assert qb.tracking_rms_nm < max(1.5 * qa.tracking_rms_nm, qa.tracking_rms_nm + 30.0)
     assert abs(qb.defocus_rms_um - qa.defocus_rms_um) < 0.15
+
+
+def _with_tracking_views(path: Path) -> Path:
+    data = yaml.safe_load(path.read_text())
+    data["sequential"] = {"track_with_view": True}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tracking_views_come_before_each_record_and_count_in_dose_and_time(
+    whole_run: Any, tmp_path: Path
+) -> None:
+    """Leginon's tracking preset: a View before every Record, its dose on the target counted,
+    its time booked as tracking exposure; a killed run resumes with its Views reloaded."""
+    path = _with_tracking_views(_config(tmp_path / "views"))
+    engine, _ = _run(path)
+    journal = replay_journal(engine.journal_path)
+    assert journal.finished is not None and journal.finished["status"] == "finished"
+    truth = engine.scope.ground_truth
+    first = next(i for i, e in enumerate(truth.exposures) if e.area == "Record")
+    series = truth.exposures[first - 1 :]
+    records = [i for i, e in enumerate(series) if e.area == "Record"]
+    assert len(records) == 17
+    for i in records:  # the exposure before each Record is a View at the Record's tilt
+        assert series[i - 1].area == "View"
+        assert abs(series[i - 1].pose.tilt_deg - series[i].pose.tilt_deg) < 0.05
+    views = [e for e in series if e.area == "View"]
+    scope = engine.scope
+    view_dose = scope.optics.preset(LowDoseArea.VIEW).dose_e_a2
+    record_dose = scope.optics.preset(LowDoseArea.RECORD).dose_e_a2
+    assert view_dose < 0.02 * record_dose  # a View costs ~1 % of a Record
+    target = engine.strategy.targets[1]
+    expected = 17 * record_dose + len(views) * view_dose
+    assert target.dose_e_a2 == pytest.approx(expected, rel=1e-6)
+    view_s = scope.optics.preset(LowDoseArea.VIEW).exposure_s
+    assert engine.ledger.as_dict()["tracking_exposure"] >= len(views) * view_s - 1e-6
+    # Tracking as good as without Views on this textured specimen (same stage, seed 5).
+    config = load_acquire_config(path)
+    plain_engine, _ = whole_run
+    plain = replay_journal(plain_engine.journal_path)
+    q_views = assess(truth, journal, config, microscope_s=1.0).targets[0]
+    q_plain = assess(plain_engine.scope.ground_truth, plain, config, microscope_s=1.0).targets[0]
+    assert q_views.tracking_rms_nm < max(1.5 * q_plain.tracking_rms_nm, 60.0)
+    # Killed mid-series and resumed: the Views the next correlations need are reloaded.
+    killed = _with_tracking_views(_config(tmp_path / "killed"))
+    _run(killed, kill_after=12)
+    resumed, _ = _run(killed)
+    b = replay_journal(resumed.journal_path)
+    assert b.finished is not None and b.finished["status"] == "finished"
+    assert resumed.strategy.targets[1].view_references  # restored and used
+    qb = assess(resumed.scope.ground_truth, b, config, microscope_s=1.0).targets[0]
+    assert qb.tracking_rms_nm < max(1.5 * q_views.tracking_rms_nm, q_views.tracking_rms_nm + 30.0)
+
+
+def test_the_dry_run_counts_a_tracking_view_per_tilt(tmp_path: Path) -> None:
+    """The estimate adds one View cycle per tilt after the first when sequential tracks on
+    Views (at least the View's exposure each), nothing otherwise."""
+    minutes = {}
+    for views in (False, True):
+        path = _config(tmp_path / str(views))
+        if views:
+            _with_tracking_views(path)
+        result = CliRunner().invoke(app, ["acquire", str(path), "--dry-run"])
+        assert result.exit_code == 0, result.output
+        found = re.search(r"exposures ([0-9.]+)\)", result.output)
+        assert found is not None, result.output
+        minutes[views] = float(found.group(1))
+    view_s = load_acquire_config(path).microscope.twin.presets.get(LowDoseArea.VIEW).exposure_s
+    assert minutes[True] - minutes[False] >= 16 * view_s / 60 - 0.1  # 17 tilts, rounded to 0.1
 
 
 def test_exposure_follows_one_over_cos_and_limits_are_explained() -> None:

@@ -88,6 +88,10 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
         )
     record_s = config.microscope.twin.presets.get(LowDoseArea.RECORD).exposure_s
+    # sequential's tracking Views (Leginon's tracking preset): one before every Record
+    tracking_views = (strategy or config.strategy) == "sequential" and (
+        config.sequential.track_with_view
+    )
     estimate = estimate_duration(
         settings,
         resolved.scheme,
@@ -95,8 +99,14 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         Timing.from_twin(config.microscope.twin),
         n_geo_points=len(geo_points_for(settings, resolved.geo_points_um)),
         levers=levers_for(strategy or config.strategy, settings),
-        shots_per_tilt=int((strategy or config.strategy) == "fused" and settings.track_spot),
-        shot_s=SHOT_DOSE_FRACTION * record_s,
+        shots_per_tilt=int(
+            ((strategy or config.strategy) == "fused" and settings.track_spot) or tracking_views
+        ),
+        shot_s=(
+            config.microscope.twin.presets.get(LowDoseArea.VIEW).exposure_s
+            if tracking_views
+            else SHOT_DOSE_FRACTION * record_s
+        ),
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int((strategy or config.strategy) == "fused"),

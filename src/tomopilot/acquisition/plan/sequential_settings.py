@@ -61,6 +61,15 @@ class SequentialSettings(ConfigModel):
     calibration_step_deg: float = Field(10.0, gt=0, le=30)
     """Tilt step of the defocus–tilt calibration over the series' range."""
 
+    track_with_view: bool = False
+    """Leginon's tracking preset: before every Record a View (the wide, low-dose field) at the
+    predicted image shift is correlated with the previous View of the tilt group (the same
+    cosine-stretch correlation as the Records'), and the Record is taken where the View found
+    the target; where the Record itself finds no tracking peak, the View's position is the
+    measurement. For targets whose Record shows no fixed texture (plain ice in a hole): the
+    View holds the hole's edge. Each View's dose (about 1 % of a Record's on the default
+    presets) lands on the target and counts towards ``dose_cap_e_a2``; its time is booked as
+    tracking exposure."""
     relocate_with_view: bool = True
     """Ours: when the tracking correlation fails or puts the target beyond ``relocate_fraction``
     of the field, find the last good Record in a View (Leginon goes on blind)."""

@@ -53,6 +53,7 @@ from tomopilot.acquisition.strategies.sequential_state import (
 )
 from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_SIGNIFICANCE,
+    MIN_VIEW_TRACKING_SIGNIFICANCE,
     DriftReading,
     Recentring,
     backlash_release,
@@ -238,6 +239,8 @@ class SequentialStrategy:
         pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
+        if o.track_with_view:
+            x, y = self._track_with_view(t, step, (x, y))
         if self.calibration is not None:  # Leginon since 2021: the table, Δz only recorded
             change = goniometer_defocus_um(self.calibration, step.tilt_deg, self.start_tilt_deg)
         else:  # A point whose height rises by Δz is Δz further from focus
@@ -249,6 +252,58 @@ class SequentialStrategy:
             exposure_s=self.exposures_s.get(tilt_key(step.tilt_deg)),
             predicted_dz_um=dz,
         )
+
+    def _track_with_view(
+        self, t: SequentialTarget, step: TiltStep, predicted_um: tuple[float, float]
+    ) -> tuple[float, float]:
+        """Leginon's tracking image: a View at the predicted image shift, correlated with the
+        group's previous View; where the Record should be taken (the prediction when the View
+        finds nothing believable). The start tilt's View is both groups' first reference."""
+        assert self._toolkit is not None
+        toolkit = self._toolkit
+        toolkit.scope.optics.set_image_shift_um(*predicted_um)
+        view = toolkit.view()
+        self._count_dose(t, step.branch, view.dose_e_a2)
+        key = f"view:{t.info.index}:{step.branch}"
+        t.view_position_um = None
+        if step.branch == "start":
+            self._images[key] = view
+            first = Reference(key, (0.0, 0.0), step.tilt_deg)
+            t.view_references = {0: first, 1: first}
+            t.view_position_um = predicted_um
+            return predicted_um
+        group = group_of(step.branch)
+        reference = t.view_references.get(group)
+        previous = None if reference is None else self._images.get(reference.key)
+        if reference is None or previous is None:
+            return predicted_um
+        found = tracking_displacement_um(
+            toolkit,
+            previous,
+            view,
+            reference.tilt_deg,
+            step.tilt_deg,
+            MIN_VIEW_TRACKING_SIGNIFICANCE,
+        )
+        field_um = min(view.data.shape) * view.pixel_size_a * 1e-4
+        if found is None or math.hypot(*found) > self.options.relocate_fraction * field_um:
+            _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
+            return predicted_um
+        offset = (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
+        self._images[key] = view
+        t.view_references[group] = Reference(key, offset, step.tilt_deg)
+        position = (predicted_um[0] + offset[0], predicted_um[1] + offset[1])
+        t.view_position_um = position
+        return position
+
+    @staticmethod
+    def _count_dose(t: SequentialTarget, branch: str, dose_e_a2: float) -> None:
+        """An exposure's dose on the target: its total, and the start's or the branch's."""
+        t.dose_e_a2 += dose_e_a2
+        if branch == "start":
+            t.start_dose_e_a2 += dose_e_a2
+        else:
+            t.branch_dose_e_a2[branch] = t.branch_dose_e_a2.get(branch, 0.0) + dose_e_a2
 
     def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
         """Back to the start tilt, recentre on a Preview, group 1 starts from there."""
@@ -303,13 +358,7 @@ class SequentialStrategy:
     ) -> Outcome:
         t = self.targets[target]
         s = self.settings
-        t.dose_e_a2 += image.dose_e_a2
-        if step.branch == "start":
-            t.start_dose_e_a2 = image.dose_e_a2
-        else:
-            t.branch_dose_e_a2[step.branch] = (
-                t.branch_dose_e_a2.get(step.branch, 0.0) + image.dose_e_a2
-            )
+        self._count_dose(t, step.branch, image.dose_e_a2)
         number = t.info.index
         group = group_of(step.branch)
         key = f"img:{number}:{step.branch}"
@@ -318,10 +367,12 @@ class SequentialStrategy:
         if step.branch != "start":
             offset = self._measure(t, group, image, step.tilt_deg)
             field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
-            if self.options.relocate_with_view and (
-                offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
-            ):
+            far = offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
+            if far and t.view_position_um is not None:  # the tracking View found it
+                offset = (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
+            elif far and self.options.relocate_with_view:
                 offset = self._relocate(t, group) or offset
+        t.view_position_um = None
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
             self._images[key] = image
@@ -341,10 +392,17 @@ class SequentialStrategy:
             s.step_deg,
             self.exposures_s,
             self._toolkit,
+            self._view_dose_e_a2(),
         ):
             self.abort(target, step.branch, "dose cap")
             return Outcome(alignment_um=offset, aborted="dose cap")
         return Outcome(alignment_um=offset)
+
+    def _view_dose_e_a2(self) -> float:
+        """A tracking View's dose (0 without tracking Views)."""
+        if not self.options.track_with_view or self._toolkit is None:
+            return 0.0
+        return float(self._toolkit.scope.optics.preset(LowDoseArea.VIEW).dose_e_a2)
 
     def _measure(
         self, t: SequentialTarget, group: int, image: Image, tilt_deg: float
@@ -379,6 +437,7 @@ class SequentialStrategy:
         if reference is None or previous is None:
             return None
         view = self._toolkit.view()
+        self._count_dose(t, "-" if group == 1 else "+", view.dose_e_a2)
         found = self._toolkit.locate_in_wider(previous, view)
         if found is None or found[1] < MIN_VIEW_SIGNIFICANCE:
             _log.info("target %d: not found in a View either", t.info.index)
@@ -432,9 +491,15 @@ class SequentialStrategy:
             for key, data in state["targets"].items()
         }
 
+    def held_images(self) -> dict[str, Image]:
+        """The tracking Views the next correlations compare with (no stack holds them)."""
+        keys = {r.key for t in self.targets.values() for r in t.view_references.values()}
+        return {k: self._images[k] for k in sorted(keys) if k in self._images}
+
     def reference_keys(self) -> set[str]:
         keys = set()
         for number, t in self.targets.items():
             keys.add(f"img:{number}:start")
             keys |= {r.key for r in t.references.values() if r.key.startswith("img:")}
+            keys |= {r.key for r in t.view_references.values()}
         return keys

@@ -52,8 +52,10 @@ def over_dose_cap(
     step_deg: float,
     exposures_s: dict[float, float],
     toolkit: Toolkit | None,
+    tracking_dose_e_a2: float = 0.0,
 ) -> bool:
-    """Whether the next Record of this branch would pass the branch's half of the cap."""
+    """Whether the next Record of this branch (and its tracking image's
+    ``tracking_dose_e_a2``) would pass the branch's half of the cap."""
     if cap_e_a2 is None or step.branch == "start":
         return False
     budget = (cap_e_a2 - t.start_dose_e_a2) / 2.0
@@ -63,4 +65,4 @@ def over_dose_cap(
     if exposure is None:  # the branch's last tilt: nothing follows
         return False
     assert toolkit is not None
-    return spent + record_dose_rate(toolkit) * exposure > budget
+    return spent + tracking_dose_e_a2 + record_dose_rate(toolkit) * exposure > budget

@@ -34,6 +34,10 @@ class SequentialTarget:
     focus_start_um: float
     predictor: TiltPredictor
     references: dict[int, Reference] = field(default_factory=dict)
+    # The tracking Views (track_with_view): each group's last View the target was found in.
+    view_references: dict[int, Reference] = field(default_factory=dict)
+    # Where this tilt's tracking View found the target (image shift, µm), until its Record.
+    view_position_um: tuple[float, float] | None = None
     second_half_ready: bool = False
     dose_e_a2: float = 0.0
     start_dose_e_a2: float = 0.0
@@ -61,6 +65,9 @@ def target_state(t: SequentialTarget) -> dict[str, Any]:
         "references": {
             str(g): [r.key, list(r.offset_um), r.tilt_deg] for g, r in t.references.items()
         },
+        "view_references": {
+            str(g): [r.key, list(r.offset_um), r.tilt_deg] for g, r in t.view_references.items()
+        },
         "second_half_ready": t.second_half_ready,
         "dose_e_a2": t.dose_e_a2,
         "start_dose_e_a2": t.start_dose_e_a2,
@@ -85,6 +92,10 @@ def target_from_state(data: dict[str, Any], settings: PredictorSettings) -> Sequ
         references={
             int(g): Reference(str(r[0]), (float(r[1][0]), float(r[1][1])), float(r[2]))
             for g, r in data["references"].items()
+        },
+        view_references={
+            int(g): Reference(str(r[0]), (float(r[1][0]), float(r[1][1])), float(r[2]))
+            for g, r in data.get("view_references", {}).items()
         },
         second_half_ready=bool(data["second_half_ready"]),
         dose_e_a2=float(data["dose_e_a2"]),

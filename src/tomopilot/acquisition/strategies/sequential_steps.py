@@ -59,6 +59,9 @@ MIN_VIEW_SIGNIFICANCE = 10.0
 # A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
 # true peaks of 0.8 µm fields stand 20–70 high up to 60°, false ones 4–9.
 MIN_TRACKING_SIGNIFICANCE = 12.0
+# The same for tracking Views (2.9 µm fields of 112 Å pixels over grid holes): true peaks
+# between consecutive 15° tilts stand 6-8 high, peaks of plain noise about 4.
+MIN_VIEW_TRACKING_SIGNIFICANCE = 5.5
 
 
 @dataclass(frozen=True)
@@ -225,12 +228,17 @@ def _coarsen(image: Image, factor: int) -> np.ndarray:
 
 
 def tracking_displacement_um(
-    toolkit: Toolkit, reference: Image, image: Image, reference_tilt_deg: float, tilt_deg: float
+    toolkit: Toolkit,
+    reference: Image,
+    image: Image,
+    reference_tilt_deg: float,
+    tilt_deg: float,
+    min_significance: float = MIN_TRACKING_SIGNIFICANCE,
 ) -> tuple[float, float] | None:
     """Displacement of the target from ``reference`` to ``image`` (specimen µm), or None.
 
     Both images must be at one magnification; the finer is binned to the coarser pixel. None
-    when they differ otherwise, or the correlation finds no believable peak.
+    when they differ otherwise, or the correlation finds no peak ``min_significance`` high.
     """
     if reference.magnification != image.magnification:
         return None
@@ -251,7 +259,7 @@ def tracking_displacement_um(
         )
     except (NoCorrelationPeakError, ValueError):
         return None
-    if result.significance < MIN_TRACKING_SIGNIFICANCE:
+    if result.significance < min_significance:
         return None
     shift = np.linalg.solve(matrix, np.array([result.shift_x_px, result.shift_y_px]))
     return float(shift[0]), float(shift[1])
