@@ -4,6 +4,8 @@ shots are measured."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -14,8 +16,11 @@ from hypothesis import strategies as st
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.fused_state import FusedBranch
 from tomopilot.acquisition.strategies.fused_track import (
     BEAM_CLEARANCE,
+    MIN_SIGNIFICANCE,
+    TrackSpot,
     place_spot,
     shot_field_um,
     textured_spot,
@@ -102,3 +107,54 @@ def test_on_holey_film_the_spot_goes_into_a_free_hole_not_onto_bare_carbon(tmp_p
     assert np.hypot(*offset) >= BEAM_CLEARANCE * 1.5 - 1e-9  # clear of target 1's beam
     assert not film.in_hole(*(seen + nearest))  # the nearest clear place: carbon
     assert film.in_hole(*(seen + offset))  # the chosen one: a hole
+
+
+class _Peaks:
+    """A toolkit whose correlation returns the next of the given (shift µm, significance)."""
+
+    def __init__(self, peaks: list[tuple[tuple[float, float], float]]) -> None:
+        self.peaks = peaks
+
+    def shift_um(self, *_args: object, **_kwargs: object) -> tuple[np.ndarray, float]:
+        shift, significance = self.peaks.pop(0)
+        return np.asarray(shift, dtype=np.float64), significance
+
+
+def test_a_weak_spot_peak_near_the_prediction_is_refused_after_the_stage_jumped_on_the_other_branch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Side-entry lamella, seed 1 (session 23): the stage jumped 1 µm when the - branch began;
+    # at the + branch's next tilt, whose trend had not seen it, a weak false peak sat near the
+    # prediction, was taken, and target 1's Record went 1.5 µm off. A weak peak near where the
+    # trend put the spot is evidence only when the stage has not been seen to move elsewhere.
+    def start() -> TrackSpot:
+        spot = TrackSpot(offset_um=(1.0, 0.0), level_um=0.0, peaks=[10.0, 10.0, 10.0])
+        for branch in ("+", "-"):
+            spot.states[branch] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
+            # shaped unlike the shots, so no alias check runs on these stand-ins
+            spot.images[branch] = cast(
+                Any, SimpleNamespace(data=np.zeros((4, 4)), pixel_size_a=1.0)
+            )
+        shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
+        monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
+        return spot
+
+    def flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
+        return state.y_um, state.z_um
+
+    weak = ((0.05, 0.0), 0.8 * MIN_SIGNIFICANCE)  # 50 nm from the prediction, 0.8 of needed
+    trend = (0.0, 0.0, 0.0)
+    # Calm: the weak peak near the prediction is taken.
+    spot = start()
+    toolkit = cast(Any, _Peaks([((0.03, 0.0), 12.0), weak]))
+    assert spot.measure(toolkit, "-", -3.0, 1, trend, flat, None) is not None
+    assert spot.measure(toolkit, "+", 6.0, 2, trend, flat, None) == pytest.approx([0.05, 0.0])
+    # The - branch measured a 1 µm jump: the + branch's weak peak is refused (a View follows).
+    spot = start()
+    toolkit = cast(Any, _Peaks([((1.0, 0.0), 12.0), weak]))
+    assert spot.measure(toolkit, "-", -3.0, 1, trend, flat, None) == pytest.approx([1.0, 0.0])
+    assert spot.measure(toolkit, "+", 6.0, 2, trend, flat, None) is None
+    assert spot.last is not None and spot.last["failed"]
+    # Once the + branch has measured the step itself, its weak peaks count again.
+    spot.reanchor([1.0, 0.0])
+    assert spot.unseen_step_um("+") == 0.0

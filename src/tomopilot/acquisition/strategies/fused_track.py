@@ -49,6 +49,10 @@ MIN_SIGNIFICANCE_RELATIVE = 0.4
 # within PLAUSIBLE_STEP_UM of where the trend put it (a few of a good stage's settling steps).
 WEAK_FRACTION = 0.7
 PLAUSIBLE_STEP_UM = 0.15
+# ... but not when the stage was seen to step by more than this since the branch's last shot
+# (a jump or a run-away on the other branch moves the whole stage; the trend of this branch has
+# not seen it, so "near the prediction" is no evidence: a false peak is as likely there).
+UNSEEN_STEP_UM = 0.5
 BEAM_CLEARANCE = 1.15  # spot-to-target distance over a beam diameter
 LOST_LIMIT = 2  # shots in a row not aligned: the spot is given up on that branch
 SPOT_NOISE_UM = 0.01
@@ -220,6 +224,8 @@ class TrackSpot:
     last: dict[str, Any] | None = None  # the last shot's step, branch, step sine and y residual
     images: dict[str, Image] = field(default_factory=dict, repr=False)
     significance: float | None = None  # of the last shot's peak
+    # the common steps measured, oldest first: (branch, |miss of the trend| µm), the last few
+    steps: list[tuple[str, float]] = field(default_factory=list)
     _missed: Image | None = field(default=None, repr=False)  # the last shot, if not aligned
 
     def setup(self, toolkit: Toolkit, is_um: tuple[float, float], z_um: float, tilt: float) -> None:
@@ -305,7 +311,8 @@ class TrackSpot:
             # would send a View, whose stretched match over a large change of tilt is the
             # riskier of the two.
             miss_um = np.asarray(state.ref_offset_um) + found[0]  # from where it was put
-            if float(np.hypot(*miss_um)) <= PLAUSIBLE_STEP_UM:
+            calm = self.unseen_step_um(branch) <= UNSEEN_STEP_UM
+            if calm and float(np.hypot(*miss_um)) <= PLAUSIBLE_STEP_UM:
                 needed = float(found[1])
         if found is None or found[1] < needed:
             state.lost += 1
@@ -333,6 +340,7 @@ class TrackSpot:
         state.z_um, state.last_tilt_deg = float(z_pred), tilt_deg
         state.ref_offset_um, state.ref_tilt_deg = offset.tolist(), tilt_deg
         self.images[branch] = image
+        self.note_step(branch, unexplained - np.asarray(trend_um[:2]))
         self.last = {
             "step_index": step_index,
             "branch": branch,
@@ -356,7 +364,25 @@ class TrackSpot:
         state.ref_tilt_deg = last.get("tilt_deg")
         state.lost, state.skip = 0, None
         self.images[last["branch"]] = image
+        trend = np.asarray(last["applied_um"]) - np.asarray(last["predicted_um"])
+        self.note_step(last["branch"], np.asarray(step_um) - trend)
         self.last, self._missed = None, None
+
+    def note_step(self, branch: str, miss_um: Any) -> None:
+        """A common step measured on ``branch`` (by the spot, a View or the targets), as its
+        miss from the branch's trend."""
+        self.steps = [*self.steps[-7:], (branch, float(np.hypot(miss_um[0], miss_um[1])))]
+
+    def unseen_step_um(self, branch: str) -> float:
+        """The largest miss of the trend measured on another branch since ``branch``'s last
+        one: how far the stage may have moved that ``branch``'s trend has not seen (a jump
+        moves the whole stage; 0 when none)."""
+        unseen = 0.0
+        for other, size in reversed(self.steps):
+            if other == branch:
+                break
+            unseen = max(unseen, size)
+        return unseen
 
     def learn(self, step_index: int, targets_lateral: list[list[float]]) -> None:
         """After a round: the spot's depth from its step against the targets' median, or, if it was
@@ -372,6 +398,8 @@ class TrackSpot:
             state.x_um = last["predicted_um"][0] + cx
             state.y_um = last["predicted_um"][1] + cy
             state.lost, state.skip = 0, None
+            trend = np.asarray(last["applied_um"]) - np.asarray(last["predicted_um"])
+            self.note_step(last["branch"], np.array([cx, cy]) - trend)
             self.last = None
             return
         individual = last["y_um"] - statistics.median(v[1] for v in targets_lateral)
@@ -402,6 +430,7 @@ class TrackSpot:
             "shots": self.shots,
             "last": self.last,
             "significance": self.significance,
+            "steps": [list(s) for s in self.steps],
         }
 
     @classmethod
@@ -422,6 +451,7 @@ class TrackSpot:
                 b: references[f"{SPOT_KEY}:{b}"] for b in states if f"{SPOT_KEY}:{b}" in references
             },
             significance=None if significance is None else float(significance),
+            steps=[(str(b), float(v)) for b, v in data.get("steps", [])],
         )
 
 
