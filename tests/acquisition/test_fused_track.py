@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.strategies import fused_track
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.fused_state import FusedBranch
 from tomopilot.acquisition.strategies.fused_track import (
@@ -158,3 +159,47 @@ def test_a_weak_spot_peak_near_the_prediction_is_refused_after_the_stage_jumped_
     # Once the + branch has measured the step itself, its weak peaks count again.
     spot.reanchor([1.0, 0.0])
     assert spot.unseen_step_um("+") == 0.0
+
+
+def test_a_weak_spot_peak_is_judged_where_the_alias_check_puts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fused kill/resume (seed 5, +-12 deg, kills after journal line 15 and after the resume's
+    # `started`; session 23): the resumes re-drew the twin's noise, and at +12 deg the spot's
+    # shot gave a weak (4.3 sigma) false peak 0.12 um from the prediction. It passed the
+    # plausibility rule, then the alias check took its alias a field (0.41 um) away, which no
+    # rule had judged: target 1's Record went 0.5 um off (uninterrupted: 4.0 sigma, refused, a
+    # View measured the step). A weak peak is taken only where it is taken from.
+    field_um = 0.41
+
+    def start() -> TrackSpot:
+        spot = TrackSpot(offset_um=(1.0, 0.0), level_um=0.0, peaks=[10.0, 10.0, 10.0])
+        spot.states["+"] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
+        spot.images["+"] = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
+        shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
+        monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
+        return spot
+
+    def flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
+        return state.y_um, state.z_um
+
+    def aliased(_toolkit: object, _ref: object, _image: object, shift: Any) -> np.ndarray:
+        return np.asarray(shift, dtype=np.float64) + np.array([0.0, -field_um])
+
+    weak = ((0.05, 0.0), 0.8 * MIN_SIGNIFICANCE)  # 50 nm from the prediction, 0.8 of needed
+    trend = (0.0, 0.0, 0.0)
+    monkeypatch.setattr(fused_track, "unalias_shift", aliased)
+    # The weak peak's alias lies a field from the prediction: refused (a View follows).
+    spot = start()
+    assert spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, flat, None) is None
+    assert spot.last is not None and spot.last["failed"]
+    # A strong peak is taken where the alias check puts it (the overlap's evidence).
+    spot = start()
+    strong = ((0.05, 0.0), 12.0)
+    taken = spot.measure(cast(Any, _Peaks([strong])), "+", 6.0, 2, trend, flat, None)
+    assert taken == pytest.approx([0.05, -field_um])
+    # The weak peak left in place by the alias check is taken, as before.
+    monkeypatch.setattr(fused_track, "unalias_shift", lambda *args: np.asarray(args[3]))
+    spot = start()
+    taken = spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, flat, None)
+    assert taken == pytest.approx([0.05, 0.0])

@@ -305,12 +305,15 @@ class TrackSpot:
             needed = max(needed, MIN_SIGNIFICANCE_RELATIVE * statistics.median(self.peaks))
         sin_step = math.sin(math.radians(tilt_deg - state.last_tilt_deg))
         self.significance = None if found is None else float(found[1])
+        shift = None
         if found is not None and WEAK_FRACTION * needed <= found[1] < needed:
             # A weak peak that puts the spot where it was expected (a small step): a false peak
             # lands anywhere in the field, so this one is all but surely right; refusing it
             # would send a View, whose stretched match over a large change of tilt is the
-            # riskier of the two.
-            miss_um = np.asarray(state.ref_offset_um) + found[0]  # from where it was put
+            # riskier of the two. Judged on the step as it would be taken: the alias check may
+            # move the peak a field away, where nothing says it is plausible.
+            shift = unalias_shift(toolkit, reference, image, found[0])
+            miss_um = np.asarray(state.ref_offset_um) + shift  # from where it was put
             calm = self.unseen_step_um(branch) <= UNSEEN_STEP_UM
             if calm and float(np.hypot(*miss_um)) <= PLAUSIBLE_STEP_UM:
                 needed = float(found[1])
@@ -331,7 +334,8 @@ class TrackSpot:
             state.z_um, state.last_tilt_deg = z_pred, tilt_deg
             return None
         self.peaks = [*self.peaks[-5:], found[1]]
-        shift = unalias_shift(toolkit, reference, image, found[0])
+        if shift is None:
+            shift = unalias_shift(toolkit, reference, image, found[0])
         offset = np.asarray(state.ref_offset_um) + shift
         true_xy = np.asarray(applied) + offset
         unexplained = true_xy - np.array([state.x_um, y_pred])
