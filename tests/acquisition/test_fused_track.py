@@ -17,15 +17,14 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.strategies import fused_track
 from tomopilot.acquisition.strategies.base import Toolkit
-from tomopilot.acquisition.strategies.fused_state import FusedBranch
-from tomopilot.acquisition.strategies.fused_track import (
+from tomopilot.acquisition.strategies.fused_spot_place import (
     BEAM_CLEARANCE,
-    MIN_SIGNIFICANCE,
-    TrackSpot,
     place_spot,
     shot_field_um,
     textured_spot,
 )
+from tomopilot.acquisition.strategies.fused_state import FusedBranch
+from tomopilot.acquisition.strategies.fused_track import MIN_SIGNIFICANCE, TrackSpot
 from tomopilot.geometry.scope_state import temporary_preset
 from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.types import LowDoseArea
