@@ -22,8 +22,11 @@ dose cap ends a target's branches before they pass it. The state (predictor, ref
 accumulated dose) is journalled after every Record, so a killed run continues where it stopped.
 
 The steps (recentring, backlash, drift, tracking correlation) are in :mod:`.sequential_steps`,
-the exposure table and dose cap in :mod:`.sequential_dose`, a target's state and its journal
-form in :mod:`.sequential_state`.
+the set-up's report, calibration tilts and drift wait in :mod:`.sequential_setup`, the
+exposure table, dose cap and dose count in :mod:`.sequential_dose`, the tracking after a
+Record in :mod:`.sequential_tracking`, the tracking Views before it in
+:mod:`.sequential_views`, the recentring between the halves in :mod:`.sequential_halves`, a
+target's state and its journal form in :mod:`.sequential_state`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import logging
 import math
 from typing import Any
 
-from tomopilot.acquisition.events import SetupStep
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
@@ -40,9 +42,16 @@ from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, Targ
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.acquisition.strategies.sequential_dose import (
+    count_dose,
     exposure_schedule,
     over_dose_cap,
     tilt_key,
+)
+from tomopilot.acquisition.strategies.sequential_halves import recentre_between_halves
+from tomopilot.acquisition.strategies.sequential_setup import (
+    calibration_tilts,
+    report_recentring,
+    wait_and_report_drift,
 )
 from tomopilot.acquisition.strategies.sequential_state import (
     Reference,
@@ -52,17 +61,14 @@ from tomopilot.acquisition.strategies.sequential_state import (
     target_state,
 )
 from tomopilot.acquisition.strategies.sequential_steps import (
-    MIN_VIEW_SIGNIFICANCE,
-    MIN_VIEW_TRACKING_SIGNIFICANCE,
     DriftReading,
-    Recentring,
     backlash_release,
     goniometer_defocus_um,
     measure_defocus_tilt_table,
     recentre_by_stage,
-    tracking_displacement_um,
-    wait_for_drift,
 )
+from tomopilot.acquisition.strategies.sequential_tracking import measure_offset, relocate_in_view
+from tomopilot.acquisition.strategies.sequential_views import track_with_view, view_dose_e_a2
 from tomopilot.geometry.tilt_model import TiltModel
 from tomopilot.geometry.tilt_predictor import (
     PredictionHistory,
@@ -132,7 +138,7 @@ class SequentialStrategy:
             # At the Focus area beside the first target, before it is recentred (the sweep
             # moves the stage through the whole range).
             self.calibration = measure_defocus_tilt_table(
-                toolkit, self._calibration_tilts(), start_tilt_deg
+                toolkit, calibration_tilts(s, o.calibration_step_deg), start_tilt_deg
             )
             _log.info("defocus-tilt calibration: %s", self.calibration)
         for info in targets:
@@ -149,7 +155,7 @@ class SequentialStrategy:
                     iterations=o.recentre_iterations,
                 )
                 is_um = done.image_shift_um
-                self._report_recentring(toolkit, info.index, done)
+                report_recentring(toolkit, info.index, done)
             self.targets[info.index] = SequentialTarget(
                 info=info,
                 start_is_um=is_um,
@@ -174,50 +180,9 @@ class SequentialStrategy:
                 sx, sy = target.start_is_um
                 target.start_is_um = (sx + float(found[0]), sy + float(found[1]))
 
-    @staticmethod
-    def _report_recentring(toolkit: Toolkit, target: int, done: Recentring) -> None:
-        """A set-up event (typed, on the run's bus) for each target's stage recentring."""
-        misses = ", ".join(f"{m:.3f}" for m in done.misses_um) or "none"
-        if done.lost:
-            detail = (
-                f"target {target} not found on its map (no Preview, whole-chip Preview or "
-                f"View matched it; misses before: {misses} µm): the stage's move is kept, "
-                "unverified"
-            )
-            _log.warning(detail)
-        else:
-            wide = f", {done.widened} found in a wider field" if done.widened else ""
-            detail = f"target {target} recentred by stage: misses {misses} µm{wide}"
-            _log.info(detail)
-        scope = toolkit.scope
-        scope.events.emit(SetupStep(time_s=scope.clock.now_s(), step="recentre", detail=detail))
-
-    def _calibration_tilts(self) -> list[float]:
-        s, step = self.settings, self.options.calibration_step_deg
-        n_up = math.floor((s.max_tilt_deg - s.start_tilt_deg) / step + 1e-6)
-        n_down = math.floor((s.start_tilt_deg - s.min_tilt_deg) / step + 1e-6)
-        tilts = [s.start_tilt_deg + k * step for k in range(-n_down, n_up + 1)]
-        return sorted({*tilts, s.min_tilt_deg, s.max_tilt_deg})
-
     def _wait_for_drift(self) -> None:
         assert self._toolkit is not None
-        o = self.options
-        reading = wait_for_drift(
-            self._toolkit,
-            threshold_nm_s=o.drift_threshold_nm_s,
-            interval_s=o.drift_interval_s,
-            timeout_s=o.drift_timeout_s,
-        )
-        self.drift.append(reading)
-        if not reading.measured:
-            _log.warning(
-                "drift not measured: the Focus-area images show no believable correlation "
-                "(no texture, no beam?); going on"
-            )
-        elif not reading.settled:
-            _log.warning(
-                "drift still %.2f nm/s after %.0f s; going on", reading.rate_nm_s, reading.waited_s
-            )
+        self.drift.append(wait_and_report_drift(self._toolkit, self.options))
 
     # -- the series -------------------------------------------------------------------------
     def alive(self, target: int, branch: str) -> bool:
@@ -240,7 +205,9 @@ class SequentialStrategy:
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
         if o.track_with_view:
-            x, y = self._track_with_view(t, step, (x, y))
+            x, y = track_with_view(
+                self._toolkit, self._images, t, step, (x, y), o.relocate_fraction
+            )
         if self.calibration is not None:  # Leginon since 2021: the table, Δz only recorded
             change = goniometer_defocus_um(self.calibration, step.tilt_deg, self.start_tilt_deg)
         else:  # A point whose height rises by Δz is Δz further from focus
@@ -253,102 +220,18 @@ class SequentialStrategy:
             predicted_dz_um=dz,
         )
 
-    def _track_with_view(
-        self, t: SequentialTarget, step: TiltStep, predicted_um: tuple[float, float]
-    ) -> tuple[float, float]:
-        """Leginon's tracking image: a View at the predicted image shift, correlated with the
-        group's previous View; where the Record should be taken (the prediction when the View
-        finds nothing believable). The start tilt's View is both groups' first reference."""
-        assert self._toolkit is not None
-        toolkit = self._toolkit
-        toolkit.scope.optics.set_image_shift_um(*predicted_um)
-        view = toolkit.view()
-        self._count_dose(t, step.branch, view.dose_e_a2)
-        key = f"view:{t.info.index}:{step.branch}"
-        t.view_position_um = None
-        if step.branch == "start":
-            self._images[key] = view
-            first = Reference(key, (0.0, 0.0), step.tilt_deg)
-            t.view_references = {0: first, 1: first}
-            t.view_position_um = predicted_um
-            return predicted_um
-        group = group_of(step.branch)
-        reference = t.view_references.get(group)
-        previous = None if reference is None else self._images.get(reference.key)
-        if reference is None or previous is None:
-            return predicted_um
-        found = tracking_displacement_um(
-            toolkit,
-            previous,
-            view,
-            reference.tilt_deg,
-            step.tilt_deg,
-            MIN_VIEW_TRACKING_SIGNIFICANCE,
-        )
-        field_um = min(view.data.shape) * view.pixel_size_a * 1e-4
-        if found is None or math.hypot(*found) > self.options.relocate_fraction * field_um:
-            _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
-            return predicted_um
-        offset = (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
-        self._images[key] = view
-        t.view_references[group] = Reference(key, offset, step.tilt_deg)
-        position = (predicted_um[0] + offset[0], predicted_um[1] + offset[1])
-        t.view_position_um = position
-        return position
-
-    @staticmethod
-    def _count_dose(t: SequentialTarget, branch: str, dose_e_a2: float) -> None:
-        """An exposure's dose on the target: its total, and the start's or the branch's."""
-        t.dose_e_a2 += dose_e_a2
-        if branch == "start":
-            t.start_dose_e_a2 += dose_e_a2
-        else:
-            t.branch_dose_e_a2[branch] = t.branch_dose_e_a2.get(branch, 0.0) + dose_e_a2
-
     def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
-        """Back to the start tilt, recentre on a Preview, group 1 starts from there."""
+        """Back to the start tilt, recentre on a Preview (group 1 starts from there), the
+        drift wait, then the − branch's approach."""
         assert self._toolkit is not None
-        toolkit, o, s = self._toolkit, self.options, self.settings
-        scope = toolkit.scope
-        if o.backlash_release:
-            backlash_release(toolkit, self.start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
-        else:
-            scope.stage.tilt_to(self.start_tilt_deg)
-        scope.optics.set_image_shift_um(*t.start_is_um)
-        preview = scope.camera.acquire(LowDoseArea.PREVIEW)
-        number = t.info.index
-        start = self._images.get(f"img:{number}:start")
-        centre = t.start_is_um  # where the Preview was taken
-        offset = (0.0, 0.0)  # the target's offset from its centre
-        if start is not None:
-            found = tracking_displacement_um(
-                toolkit, start, preview, self.start_tilt_deg, self.start_tilt_deg
-            )
-            if found is not None and math.hypot(*found) < 1.0:
-                offset = found
-            elif o.relocate_with_view:
-                # The reversal moved the target (nearly) out of the Preview: find the start
-                # Record in a View and take the Preview again over it (ours; Leginon
-                # re-registers the parent image).
-                hit = toolkit.locate_in_wider(start, toolkit.view())
-                if hit is not None and hit[1] >= MIN_VIEW_SIGNIFICANCE:
-                    centre = (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
-                    scope.optics.set_image_shift_um(*centre)
-                    preview = scope.camera.acquire(LowDoseArea.PREVIEW)
-                    found = tracking_displacement_um(
-                        toolkit, start, preview, self.start_tilt_deg, self.start_tilt_deg
-                    )
-                    offset = found if found is not None and math.hypot(*found) < 1.0 else offset
-                    _log.info("target %d found again in a View between the halves", number)
-        position = (centre[0] + offset[0], centre[1] + offset[1])
-        t.predictor.add_position(1, self.start_tilt_deg, *position)
-        self._images[f"pre:{number}"] = preview
-        t.references[1] = Reference(f"pre:{number}", offset, self.start_tilt_deg)
-        t.second_half_ready = True
-        if o.drift_check != "off":
+        scope = self._toolkit.scope
+        recentre_between_halves(self._toolkit, self._images, t, self.options, self.start_tilt_deg)
+        if self.options.drift_check != "off":
             self._wait_for_drift()
         approach = (
-            step.approach_deg if step.approach_deg is not None else step.tilt_deg - s.step_deg
+            step.approach_deg
+            if step.approach_deg is not None
+            else step.tilt_deg - self.settings.step_deg
         )
         scope.stage.tilt_to(approach)
         scope.stage.tilt_to(step.tilt_deg)
@@ -358,20 +241,23 @@ class SequentialStrategy:
     ) -> Outcome:
         t = self.targets[target]
         s = self.settings
-        self._count_dose(t, step.branch, image.dose_e_a2)
+        count_dose(t, step.branch, image.dose_e_a2)
         number = t.info.index
         group = group_of(step.branch)
         key = f"img:{number}:{step.branch}"
         ix, iy = request.image_shift_um
         offset: tuple[float, float] | None = (0.0, 0.0)  # the start image defines the target
         if step.branch != "start":
-            offset = self._measure(t, group, image, step.tilt_deg)
+            assert self._toolkit is not None
+            offset = measure_offset(
+                self._toolkit, self._images, t, group, image, step.tilt_deg, self.start_tilt_deg
+            )
             field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
             far = offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
             if far and t.view_position_um is not None:  # the tracking View found it
                 offset = (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
             elif far and self.options.relocate_with_view:
-                offset = self._relocate(t, group) or offset
+                offset = relocate_in_view(self._toolkit, self._images, t, group) or offset
         t.view_position_um = None
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
@@ -392,59 +278,11 @@ class SequentialStrategy:
             s.step_deg,
             self.exposures_s,
             self._toolkit,
-            self._view_dose_e_a2(),
+            view_dose_e_a2(self.options, self._toolkit),
         ):
             self.abort(target, step.branch, "dose cap")
             return Outcome(alignment_um=offset, aborted="dose cap")
         return Outcome(alignment_um=offset)
-
-    def _view_dose_e_a2(self) -> float:
-        """A tracking View's dose (0 without tracking Views)."""
-        if not self.options.track_with_view or self._toolkit is None:
-            return 0.0
-        return float(self._toolkit.scope.optics.preset(LowDoseArea.VIEW).dose_e_a2)
-
-    def _measure(
-        self, t: SequentialTarget, group: int, image: Image, tilt_deg: float
-    ) -> tuple[float, float] | None:
-        """The target's offset from the field centre in ``image`` (µm), by correlation with the
-        group's previous image; None if nothing correlates."""
-        assert self._toolkit is not None
-        reference = t.references.get(group)
-        if reference is None:
-            return None
-        previous = self._images.get(reference.key)
-        if previous is None:  # after a resume: the start Record stands in
-            previous = self._images.get(f"img:{t.info.index}:start")
-            reference = Reference(f"img:{t.info.index}:start", (0.0, 0.0), self.start_tilt_deg)
-            if previous is None:
-                return None
-        found = tracking_displacement_um(
-            self._toolkit, previous, image, reference.tilt_deg, tilt_deg
-        )
-        if found is None:
-            _log.info("target %d at %g°: no tracking peak", t.info.index, tilt_deg)
-            return None
-        return (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
-
-    def _relocate(self, t: SequentialTarget, group: int) -> tuple[float, float] | None:
-        """Where the target is in a View at the current image shift, by finding the group's
-        last good Record in it (ours: Leginon has no way back once the target leaves the field).
-        """
-        assert self._toolkit is not None
-        reference = t.references.get(group)
-        previous = None if reference is None else self._images.get(reference.key)
-        if reference is None or previous is None:
-            return None
-        view = self._toolkit.view()
-        self._count_dose(t, "-" if group == 1 else "+", view.dose_e_a2)
-        found = self._toolkit.locate_in_wider(previous, view)
-        if found is None or found[1] < MIN_VIEW_SIGNIFICANCE:
-            _log.info("target %d: not found in a View either", t.info.index)
-            return None
-        d = found[0]
-        _log.info("target %d relocated in a View: %.0f nm", t.info.index, 1e3 * math.hypot(*d))
-        return (float(d[0]) + reference.offset_um[0], float(d[1]) + reference.offset_um[1])
 
     def abort(self, target: int, branch: str, reason: str) -> None:
         self.targets[target].skipped |= {"+", "-"} if branch == "start" else {branch}

@@ -66,3 +66,12 @@ def over_dose_cap(
         return False
     assert toolkit is not None
     return spent + tracking_dose_e_a2 + record_dose_rate(toolkit) * exposure > budget
+
+
+def count_dose(t: SequentialTarget, branch: str, dose_e_a2: float) -> None:
+    """An exposure's dose on the target: its total, and the start's or the branch's."""
+    t.dose_e_a2 += dose_e_a2
+    if branch == "start":
+        t.start_dose_e_a2 += dose_e_a2
+    else:
+        t.branch_dose_e_a2[branch] = t.branch_dose_e_a2.get(branch, 0.0) + dose_e_a2

@@ -1,0 +1,69 @@
+"""Between a sequential target's halves: back to the start tilt and recentre on a Preview.
+
+After the first half (start tilt and the + branch) the stage returns to the start tilt (with a
+backlash release), a Preview at the start image shift is correlated with the start Record,
+and the − branch's predictor group starts from where the target was found there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
+from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.sequential_state import Reference, SequentialTarget
+from tomopilot.acquisition.strategies.sequential_steps import (
+    MIN_VIEW_SIGNIFICANCE,
+    backlash_release,
+    tracking_displacement_um,
+)
+from tomopilot.instrument.types import Image, LowDoseArea
+
+_log = logging.getLogger(__name__)
+
+
+def recentre_between_halves(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    options: SequentialSettings,
+    start_tilt_deg: float,
+) -> None:
+    """Back to the start tilt, recentre on a Preview, group 1 starts from there (``images``
+    gains the Preview as group 1's first reference)."""
+    o = options
+    scope = toolkit.scope
+    if o.backlash_release:
+        backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
+    else:
+        scope.stage.tilt_to(start_tilt_deg)
+    scope.optics.set_image_shift_um(*t.start_is_um)
+    preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+    number = t.info.index
+    start = images.get(f"img:{number}:start")
+    centre = t.start_is_um  # where the Preview was taken
+    offset = (0.0, 0.0)  # the target's offset from its centre
+    if start is not None:
+        found = tracking_displacement_um(toolkit, start, preview, start_tilt_deg, start_tilt_deg)
+        if found is not None and math.hypot(*found) < 1.0:
+            offset = found
+        elif o.relocate_with_view:
+            # The reversal moved the target (nearly) out of the Preview: find the start
+            # Record in a View and take the Preview again over it (ours; Leginon
+            # re-registers the parent image).
+            hit = toolkit.locate_in_wider(start, toolkit.view())
+            if hit is not None and hit[1] >= MIN_VIEW_SIGNIFICANCE:
+                centre = (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
+                scope.optics.set_image_shift_um(*centre)
+                preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+                found = tracking_displacement_um(
+                    toolkit, start, preview, start_tilt_deg, start_tilt_deg
+                )
+                offset = found if found is not None and math.hypot(*found) < 1.0 else offset
+                _log.info("target %d found again in a View between the halves", number)
+    position = (centre[0] + offset[0], centre[1] + offset[1])
+    t.predictor.add_position(1, start_tilt_deg, *position)
+    images[f"pre:{number}"] = preview
+    t.references[1] = Reference(f"pre:{number}", offset, start_tilt_deg)
+    t.second_half_ready = True

@@ -1,0 +1,84 @@
+"""The ``sequential`` strategy's tracking Views (Leginon's tracking preset).
+
+Before a Record, a View at the predicted image shift is correlated with the group's previous
+View (:func:`track_with_view`); the Record is taken where the View found the target. The
+start tilt's View is both groups' first reference. :func:`view_dose_e_a2` is what a tracking
+View adds to a target's dose (for the dose cap).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep
+from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.sequential_dose import count_dose
+from tomopilot.acquisition.strategies.sequential_state import (
+    Reference,
+    SequentialTarget,
+    group_of,
+)
+from tomopilot.acquisition.strategies.sequential_steps import (
+    MIN_VIEW_TRACKING_SIGNIFICANCE,
+    tracking_displacement_um,
+)
+from tomopilot.instrument.types import Image, LowDoseArea
+
+_log = logging.getLogger(__name__)
+
+
+def track_with_view(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    step: TiltStep,
+    predicted_um: tuple[float, float],
+    relocate_fraction: float,
+) -> tuple[float, float]:
+    """Leginon's tracking image: a View at the predicted image shift, correlated with the
+    group's previous View; where the Record should be taken (the prediction when the View
+    finds nothing believable). The start tilt's View is both groups' first reference.
+    ``images`` holds the Views (updated)."""
+    toolkit.scope.optics.set_image_shift_um(*predicted_um)
+    view = toolkit.view()
+    count_dose(t, step.branch, view.dose_e_a2)
+    key = f"view:{t.info.index}:{step.branch}"
+    t.view_position_um = None
+    if step.branch == "start":
+        images[key] = view
+        first = Reference(key, (0.0, 0.0), step.tilt_deg)
+        t.view_references = {0: first, 1: first}
+        t.view_position_um = predicted_um
+        return predicted_um
+    group = group_of(step.branch)
+    reference = t.view_references.get(group)
+    previous = None if reference is None else images.get(reference.key)
+    if reference is None or previous is None:
+        return predicted_um
+    found = tracking_displacement_um(
+        toolkit,
+        previous,
+        view,
+        reference.tilt_deg,
+        step.tilt_deg,
+        MIN_VIEW_TRACKING_SIGNIFICANCE,
+    )
+    field_um = min(view.data.shape) * view.pixel_size_a * 1e-4
+    if found is None or math.hypot(*found) > relocate_fraction * field_um:
+        _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
+        return predicted_um
+    offset = (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
+    images[key] = view
+    t.view_references[group] = Reference(key, offset, step.tilt_deg)
+    position = (predicted_um[0] + offset[0], predicted_um[1] + offset[1])
+    t.view_position_um = position
+    return position
+
+
+def view_dose_e_a2(options: SequentialSettings, toolkit: Toolkit | None) -> float:
+    """A tracking View's dose (0 without tracking Views)."""
+    if not options.track_with_view or toolkit is None:
+        return 0.0
+    return float(toolkit.scope.optics.preset(LowDoseArea.VIEW).dose_e_a2)
