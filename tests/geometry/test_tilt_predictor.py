@@ -306,3 +306,39 @@ def test_settings_are_checked() -> None:
         PredictorSettings(xy_prediction="cubic")
     with pytest.raises(ValueError, match="jump_um"):
         PredictorSettings(jump_um=0.0)
+
+
+def test_early_height_fit_follows_a_feature_off_the_axis_height_from_the_second_tilt() -> None:
+    """A feature 0.6 µm above the axis's height moves z·sin(3°) ≈ 31 nm per 3° step across
+    the axis at low tilt. Before the model's first fit (fewer than fit_points positions)
+    Leginon predicts with height 0 and misses that much at every step; fitting the height to
+    the positions already measured misses by about the stage's random settling (10 nm a step,
+    as the twin's calm goniometer) instead. From the first fit on the two are the same."""
+    truth = TiltModel(90.0, 0.3, 0.6)
+    tilts = [float(a) for a in range(0, 61, 3)]
+    misses: dict[bool, list[float]] = {False: [], True: []}
+    late: dict[bool, list[float]] = {False: [], True: []}
+    for seed in range(8):
+        for early in misses:
+            settings_ = PredictorSettings(
+                initial=(TiltModel(90.0), TiltModel(90.0)),
+                xy_prediction="model",
+                early_height=early,
+            )
+            errors = _run_series(
+                TiltPredictor(settings_),
+                truth,
+                (0.1, 0.2),
+                tilts,
+                walk_um=0.01,
+                rng=np.random.default_rng(seed),
+            )
+            # errors[0] is the first tilt (one position: nothing to fit), [1] and [2] follow
+            assert [e[3] for e in errors[1:3]] == (["early"] * 2 if early else ["model"] * 2)
+            misses[early] += [math.hypot(e[0], e[1]) for e in errors[1:3]]
+            late[early] += [math.hypot(e[0], e[1]) for e in errors[3:]]
+    leginon = float(np.sqrt(np.mean(np.square(misses[False]))))
+    ours = float(np.sqrt(np.mean(np.square(misses[True]))))
+    assert leginon > 0.025  # ~z·sin(3°)
+    assert ours < 0.6 * leginon
+    assert late[True] == late[False]  # the first fit and everything after are unchanged

@@ -170,3 +170,27 @@ def test_a_jump_fault_moves_the_specimen() -> None:
     dx1, dy1 = truth.exposure(after.exposure_id).offset_nm(point)
     rigid = np.hypot(dx1 - dx0, dy1 - dy0)
     assert rigid > 300.0  # 0.4 µm jump (plus the small rigid motion of 6°)
+
+
+def test_the_truth_lists_every_stage_jump_with_its_time() -> None:
+    # An injected jump and the stage's own random ones (every move jumps here) are listed in
+    # order, each at the time its move ended, so a report can tell which exposure followed one.
+    config = small_config(
+        4,
+        size=128,
+        stage={**QUIET_STAGE, "jump_probability": 1.0, "jump_um": (0.2, 0.3)},
+        faults=[FaultSpec(kind="stage_jump", at_move=1, magnitude_um=0.4)],
+    )
+    scope = TwinMicroscope(config)
+    times = []
+    for tilt in (3.0, 6.0):
+        scope.stage.tilt_to(tilt)
+        times.append(scope.clock.now_s())
+    image = scope.camera.acquire(LowDoseArea.RECORD)
+    jumps = scope.true_stage_jumps()
+    assert [round(m, 6) for _, m in jumps][1] == 0.4  # the fault, before the second move
+    assert len(jumps) == 3
+    assert all(0.2 <= m <= 0.3 for i, (_, m) in enumerate(jumps) if i != 1)
+    assert [t for t, _ in jumps] == sorted(t for t, _ in jumps)
+    assert jumps[0][0] == times[0] and jumps[2][0] == times[1]
+    assert all(t <= scope.ground_truth.exposure(image.exposure_id).time_s for t, _ in jumps)

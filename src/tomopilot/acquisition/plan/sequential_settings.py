@@ -52,6 +52,11 @@ class SequentialSettings(ConfigModel):
     expectation is a sideways translation of the goniometer (a jump, a run-away branch), kept
     out of the fit and the history, so the height and the focus do not follow it."""
 
+    early_height: bool = True
+    """Ours (off = Leginon): before the model's first fit (fewer than fit_points positions in
+    the group), predict with the feature's height fitted to the positions already measured in
+    this series, not with height 0; Leginon's first tilts miss by z·sin(step) per step."""
+
     defocus_tilt_calibration: bool = True
     """Leginon's defocus–tilt calibration (since 2021): once per session the defocus change with
     tilt is measured at the Focus area, and each Record's focus follows it (the model's height

@@ -105,6 +105,7 @@ class SequentialStrategy:
             initial=(TiltModel(o.phi_deg, o.offset_um), TiltModel(o.phi_deg, o.offset_um)),
             xy_prediction=o.xy_prediction,
             jump_um=o.jump_um,
+            early_height=o.early_height,
         )
         self.targets: dict[int, SequentialTarget] = {}
         self.start_tilt_deg = 0.0

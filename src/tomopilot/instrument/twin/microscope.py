@@ -152,6 +152,11 @@ class TwinMicroscope:
         rate in µm per 3° step (truth)."""
         return self._core.stage.runaway_branches()
 
+    def true_stage_jumps(self) -> list[tuple[float, float]]:
+        """The goniometer's sudden jumps so far, random and injected, as (time_s, magnitude_um)
+        in the order they happened (truth)."""
+        return list(self._core.stage.jumps)
+
     def describe(self) -> dict[str, object]:
         """A summary of the twin: microscope, stage profile and specimen."""
         cfg = self.config

@@ -54,7 +54,7 @@ class TwinStage:
         if spec.kind == "stage_error":
             core.spend("stage_error", 5.0)
             raise StageError("the goniometer reported an error and did not complete the move")
-        core.stage.jump(spec.magnitude_um)
+        core.stage.jump(spec.magnitude_um, core.clock.now_s())
 
     def _translate(self, x: float, y: float, z: float) -> None:
         core = self._core

@@ -120,6 +120,8 @@ class StageModel:
         self._drift_v0 = np.zeros(3)
         self._drift_floor = np.zeros(3)
         self.n_moves = 0
+        # Every sudden jump as (time_s, magnitude_um): ground truth for reports only.
+        self.jumps: list[tuple[float, float]] = []
 
     # -- commands -----------------------------------------------------------------------------
     def move_xyz(self, x_um: float, y_um: float, z_um: float, time_s: float) -> None:
@@ -155,9 +157,11 @@ class StageModel:
         self._tilt.command(tilt_deg)
         self._after_move(time_s)
 
-    def jump(self, magnitude_um: float) -> None:
-        """A sudden jump of the specimen by ``magnitude_um`` in a random in-plane direction."""
+    def jump(self, magnitude_um: float, time_s: float = math.nan) -> None:
+        """A sudden jump of the specimen by ``magnitude_um`` in a random in-plane direction
+        (at ``time_s``, kept in :attr:`jumps`)."""
         self.extra_um += _random_unit(self._rng, 0.1) * magnitude_um
+        self.jumps.append((time_s, magnitude_um))
 
     def _after_move(self, time_s: float) -> None:
         self.n_moves += 1
@@ -167,7 +171,7 @@ class StageModel:
         self._drift_floor = _random_unit(self._rng) * self.config.drift_floor_nm_s * 1e-3
         if self._rng.uniform() < self.config.jump_probability:
             low, high = self.config.jump_um
-            self.jump(float(self._rng.uniform(low, high)))
+            self.jump(float(self._rng.uniform(low, high)), time_s)
 
     def start_drift_burst(self, time_s: float, factor: float) -> None:
         """Restart the drift ``factor`` times faster (after a dewar fill, say)."""
