@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from preprocessing_support import synthetic_movie
@@ -13,7 +14,7 @@ from tomopilot.processing.executor import (
     ThreadExecutor,
     threads_per_task,
 )
-from tomopilot.processing.motioncorr.correct_frames import correct_frames
+from tomopilot.processing.motioncorr.correct_frames import correct_frames, each_frame
 from tomopilot.processing.motioncorr.options import MotionCorrOptions
 
 
@@ -82,3 +83,28 @@ def test_bad_pixels_listed_by_bands_of_rows_are_in_nonzero_order() -> None:
             expected = np.nonzero(bad)
             np.testing.assert_array_equal(ys, expected[0])
             np.testing.assert_array_equal(xs, expected[1])
+
+
+def test_frames_go_to_whichever_thread_is_free() -> None:
+    """A thread held up on its first frame (fresh memory, a busy core) must not keep the frames
+    it would have been dealt: the other thread does them, and every frame is done once."""
+    n = 9
+    done: dict[int, list[int]] = {0: [], 1: []}
+    all_done = threading.Event()
+    lock = threading.Lock()
+
+    def work(k: int, i: int) -> None:
+        with lock:
+            done[k].append(i)
+            if len(done[0]) + len(done[1]) == n:
+                all_done.set()
+        if k == 0 and len(done[0]) == 1:  # a slow first frame: held until all are done
+            all_done.wait(timeout=10.0)
+
+    with ThreadPoolExecutor(2) as pool:
+        each_frame(pool, 2, n, work)
+    assert sorted(done[0] + done[1]) == list(range(n))
+    assert len(done[0]) <= 1  # dealt out in advance, thread 0 would have done 5 of the 9
+    seen: list[tuple[int, int]] = []
+    each_frame(None, 1, 4, lambda k, i: seen.append((k, i)))  # no pool: in order, here
+    assert seen == [(0, 0), (0, 1), (0, 2), (0, 3)]

@@ -26,6 +26,8 @@ Examples
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -112,6 +114,30 @@ class MovieCorrection:
     n_frames: int
     frame_shape: tuple[int, int]
     notes: list[str] = field(default_factory=list)
+
+
+def each_frame(
+    pool: ThreadPoolExecutor | None, threads: int, n: int, work: Callable[[int, int], None]
+) -> None:
+    """``work(k, i)`` for every frame ``i`` of ``n``, on threads ``k`` in ``range(threads)``.
+
+    Frames are handed out in order to whichever thread is free first rather than dealt out in
+    advance, so a thread slowed down (first touch of fresh memory, a slow page, another
+    process on its core) does fewer of them and the others are not left waiting at the end.
+    What a frame becomes does not depend on the thread that does it.
+    """
+    lock = threading.Lock()
+    following = iter(range(n))
+
+    def run(k: int) -> None:
+        while True:
+            with lock:
+                i = next(following, None)
+            if i is None:
+                return
+            work(k, i)
+
+    run_split(pool, threads, run)
 
 
 def binned_shape(shape: tuple[int, int], bin_factor: float) -> tuple[int, int]:
@@ -225,11 +251,11 @@ def _correct(
     if lazy:  # every frame read into its spectrum's place, as float32 counts
         reader: Any = frames
 
-        def load(k: int) -> None:
-            for i in range(k, n, threads):
-                reader.read_into(i, slots[i])
+        def load(k: int, i: int) -> None:
+            del k
+            reader.read_into(i, slots[i])
 
-        run_split(pool, threads, load)
+        each_frame(pool, threads, n, load)
         frames = stack.view(np.float32)[:, :, : shape[1]]
     assert isinstance(frames, np.ndarray)
     bad, hot_xy, bad_yx = mark_bad_pixels(frames, gain, defects, options, pool, threads)
@@ -247,30 +273,29 @@ def _correct(
     filler = BadPixelFill(bad, positions=bad_yx) if any_bad else None
     as_is = frames.dtype == np.float32 and gain is None and not any_bad
 
-    def transform(k: int) -> None:  # frames k, k + threads, ... with this thread's buffers
-        for i in range(k, n, threads):
-            if in_place and (gain is not None or filler is not None or not lazy):
-                prepare_and_transform(frames[i], stack[i], gain, filler, seed + i, edges, i)
-                continue
-            if as_is and not in_place:  # nothing to change: transform the frame where it lies
-                frame = np.ascontiguousarray(frames[i])
-            else:
-                frame = slots[i] if in_place else buffers[k]  # type: ignore[index]
-                if gain is not None:  # one pass: the raw counts times the gain, in float32
-                    np.multiply(frames[i], gain, out=frame, dtype=np.float32, casting="unsafe")
-                elif not lazy:  # (a frame read lazily is already in place)
-                    np.copyto(frame, frames[i], casting="unsafe")
-                if filler is not None:
-                    filler.apply(frame, seed + i)
-            edges.set_frame(i, frame)
-            if in_place:
-                rfft2_in_place(stack[i], shape[1])
-            else:
-                assert fulls is not None
-                stack[i] = crop_spectra(rfft2_into(frame, fulls[k]), shape, out_shape)
-                stack[i] *= scale
+    def transform(k: int, i: int) -> None:  # frame i with thread k's buffers
+        if in_place and (gain is not None or filler is not None or not lazy):
+            prepare_and_transform(frames[i], stack[i], gain, filler, seed + i, edges, i)
+            return
+        if as_is and not in_place:  # nothing to change: transform the frame where it lies
+            frame = np.ascontiguousarray(frames[i])
+        else:
+            frame = slots[i] if in_place else buffers[k]  # type: ignore[index]
+            if gain is not None:  # one pass: the raw counts times the gain, in float32
+                np.multiply(frames[i], gain, out=frame, dtype=np.float32, casting="unsafe")
+            elif not lazy:  # (a frame read lazily is already in place)
+                np.copyto(frame, frames[i], casting="unsafe")
+            if filler is not None:
+                filler.apply(frame, seed + i)
+        edges.set_frame(i, frame)
+        if in_place:
+            rfft2_in_place(stack[i], shape[1])
+        else:
+            assert fulls is not None
+            stack[i] = crop_spectra(rfft2_into(frame, fulls[k]), shape, out_shape)
+            stack[i] *= scale
 
-    run_split(pool, threads, transform)
+    each_frame(pool, threads, n, transform)
     power, ps_pixel = None, 0.0
     spectrum_job: Future[NDArray[np.float32]] | None = None
     if geometry is not None:
