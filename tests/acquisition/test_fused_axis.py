@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from acq_helpers import calm_stage, run_fused_on_twin, write_config
 
-from tomopilot.acquisition.plan.tilt_schemes import dose_symmetric
+from tomopilot.acquisition.plan.settings import AcquisitionSettings
+from tomopilot.acquisition.plan.tilt_schemes import TiltStep, dose_symmetric
+from tomopilot.acquisition.strategies.fused import FusedStrategy
 from tomopilot.acquisition.strategies.fused_axis import (
     HEIGHT_PRIOR_SIGMA_UM,
     RUNOUT_SIGMA_UM,
@@ -107,6 +109,29 @@ def test_the_tracker_survives_the_journal() -> None:
     again = AxisTracker.from_dict(tracker.to_dict())
     assert again.current() == tracker.current()
     assert again.last == tracker.last
+
+
+@pytest.mark.parametrize("at", ["start", "+"])
+def test_a_resumes_refound_shift_is_no_step_of_the_geometry(at: str) -> None:
+    # A resume tilts back to the last tilt with a commit and re-finds target 1 there 0.08 µm
+    # away (the stage moved while the run was down). fused.recover moves the targets there; the
+    # axis must step on from there too, or the next 3° step reads 0.08 µm as 1.5 µm of height.
+    tilt = 0.0 if at == "start" else 3.0
+    index, group = (0, 0) if at == "start" else (1, 1)
+    step = TiltStep(
+        tilt_deg=tilt, branch=at, index=index, group=group, approach_deg=None, branch_step=index
+    )
+    strategy = FusedStrategy(AcquisitionSettings())
+    strategy.axis.start(0.0, 0.0)
+    last_y = 0.0 if at == "start" else 0.01
+    if at == "+":
+        strategy.axis.observe("+", 3.0, last_y)
+    strategy.recover(step, (0.0, 0.08))
+    strategy.axis.observe("+", tilt + 3.0, last_y + 0.08 - 0.005)  # found moved, then stepped
+    assert strategy.axis.steps[-1].dy_um == pytest.approx(-0.005)
+    assert abs(strategy.axis.current().height_um) < 0.1
+    if at == "start":  # both branches stepped from the start tilt: both moved
+        assert strategy.axis.last["-"] == pytest.approx((0.0, 0.08))
 
 
 def test_on_the_twin_fused_finds_the_height_the_eucentricity_missed(

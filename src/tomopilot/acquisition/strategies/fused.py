@@ -262,6 +262,7 @@ class FusedStrategy(FusedBeforeRecord):
         for state in states:
             state.x_um += shift_um[0]
             state.y_um += shift_um[1]
+        self.axis.moved(step.tilt_deg, shift_um[1])  # not a step of the geometry's
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
         """Nothing to add: every Record's CTF fit, the start round's included, already updated

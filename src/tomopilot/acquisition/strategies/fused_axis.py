@@ -188,6 +188,15 @@ class AxisTracker:
         self.start_tilt_deg = tilt_deg
         self.last = dict.fromkeys(BRANCHES, (tilt_deg, y_um))
 
+    def moved(self, tilt_deg: float, dy_um: float) -> None:
+        """Target 1 was found ``dy_um`` away from where it was last measured at ``tilt_deg``
+        without the stage turning (a resume's re-alignment: the stage tilted back, the run was
+        down): the branches last measured there step on from where it is now, or the next step
+        would count that move as the geometry's."""
+        for branch, (tilt, y_um) in list(self.last.items()):
+            if math.isclose(tilt, tilt_deg, abs_tol=1e-6):
+                self.last[branch] = (tilt, y_um + dy_um)
+
     def observe(self, branch: str, tilt_deg: float, y_um: float | None) -> None:
         """Target 1 measured at ``y_um`` (None: not found; the next step starts afresh)."""
         previous = self.last.pop(branch, None)
