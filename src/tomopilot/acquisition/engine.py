@@ -33,6 +33,7 @@ from tomopilot.acquisition.output.journal import (
     RunJournal,
     replay_journal,
 )
+from tomopilot.acquisition.output.pause_hook import pause_hook_from_env
 from tomopilot.acquisition.output.resume_run import (
     following_step,
     realign_after_resume,
@@ -67,6 +68,7 @@ from tomopilot.acquisition.time_levers import levers_for, switch_levers
 from tomopilot.core.events import EventBus
 from tomopilot.instrument.errors import ImageShiftLimitError, InstrumentError, OperatorStop
 from tomopilot.instrument.protocol import Microscope
+from tomopilot.instrument.twin import TwinMicroscope
 from tomopilot.instrument.types import Image, Movie
 
 _log = logging.getLogger(__name__)
@@ -95,7 +97,8 @@ class AcquisitionEngine:
         self.strategy: Strategy = make_strategy(plan.strategy, plan.settings, plan.sequential)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
-        self.journal = RunJournal(self.journal_path)
+        on_twin = isinstance(self.microscope, TwinMicroscope)  # a test hook: twin only
+        self.journal = RunJournal(self.journal_path, pause_hook_from_env(on_twin, scope.events))
         self.records = RunRecords(plan, self.toolkit, self.journal, self.events, self.strategy)
         self.time = RunTime(scope.clock, self.ledger)
         self.records.checkpoint = self.time.point  # every commit keeps the ledger so far

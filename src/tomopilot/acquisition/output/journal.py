@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tomopilot.acquisition.output.pause_hook import PauseHook
 from tomopilot.core.errors import JournalError
 from tomopilot.core.files import AppendOnlyJournal
 
@@ -120,13 +121,18 @@ def replay_journal(path: Path) -> JournalState:
 class RunJournal:
     """Append journal records for one run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pause: PauseHook | None = None) -> None:
         self.path = path
         self._journal = AppendOnlyJournal(path)
+        self.pause = pause  # a crash test's stop point (pause_hook.py); None in real runs
 
     def write(self, kind: str, **fields: Any) -> None:
         """Append one record (durable on return)."""
+        if self.pause is not None:
+            self.pause.journal_line(kind, written=False)
         self._journal.append({"kind": kind, **fields})
+        if self.pause is not None:
+            self.pause.journal_line(kind, written=True)
 
 
 def last_section_on_branch(state: JournalState, target: int, branch: str) -> int | None:
