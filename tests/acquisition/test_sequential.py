@@ -104,8 +104,9 @@ def test_sequential_series_in_leginon_order_tracks_the_target(whole_run: Any) ->
     first_record = next(i for i, (a, _) in enumerate(areas) if a == "Record")
     before = [a for a, _ in areas[:first_record]]
     assert before.count("Focus") >= 2  # autofocus, then the drift manager's pair
-    # map, recentring, drift manager, then the reference Preview (what drifted is taken out)
-    assert before[-2:] == ["Focus", "Preview"] and before.count("Preview") >= 2
+    # map, recentring, drift manager, then the reference Preview (what drifted is taken out),
+    # then the start tilt's tracking View (track_with_view auto: the Views' first reference)
+    assert before[-3:] == ["Focus", "Preview", "View"] and before.count("Preview") >= 2
     # Between the halves: back at the start tilt, a Preview recentres, drift is measured.
     last_plus = max(i for i, (a, t) in enumerate(areas) if a == "Record" and t > 20)
     first_minus = next(i for i, (a, t) in enumerate(areas) if a == "Record" and t < -1)
@@ -197,8 +198,11 @@ def test_tracking_views_come_before_each_record_and_count_in_dose_and_time(
     record_dose = scope.optics.preset(LowDoseArea.RECORD).dose_e_a2
     assert view_dose < 0.02 * record_dose  # a View costs ~1 % of a Record
     target = engine.strategy.targets[1]
-    expected = 17 * record_dose + len(views) * view_dose
-    assert target.dose_e_a2 == pytest.approx(expected, rel=1e-6)
+    # (its Previews at the target count too: the dose test below checks the whole account)
+    previews = [e for e in series if e.area == "Preview"]
+    preview_dose = scope.optics.preset(LowDoseArea.PREVIEW).dose_e_a2
+    expected = 17 * record_dose + len(views) * view_dose + len(previews) * preview_dose
+    assert target.dose_e_a2 >= expected * (1 - 1e-6)
     view_s = scope.optics.preset(LowDoseArea.VIEW).exposure_s
     assert engine.ledger.as_dict()["tracking_exposure"] >= len(views) * view_s - 1e-6
     # Tracking as good as without Views on this textured specimen (same stage, seed 5).
@@ -219,21 +223,85 @@ def test_tracking_views_come_before_each_record_and_count_in_dose_and_time(
     assert qb.tracking_rms_nm < max(1.5 * q_views.tracking_rms_nm, q_views.tracking_rms_nm + 30.0)
 
 
-def test_the_dry_run_counts_a_tracking_view_per_tilt(tmp_path: Path) -> None:
-    """The estimate adds one View cycle per tilt after the first when sequential tracks on
-    Views (at least the View's exposure each), nothing otherwise."""
-    minutes = {}
-    for views in (False, True):
-        path = _config(tmp_path / str(views))
-        if views:
-            _with_tracking_views(path)
+def test_the_targets_dose_counts_every_image_taken_at_it_and_keeps_under_the_cap(
+    tmp_path: Path,
+) -> None:
+    """The strategy's dose per target holds every image it took at the target (the recentring
+    and reference Previews, the Preview between the halves, the tracking Views, the Records),
+    so a dose cap holds for the dose the twin really put there."""
+    cap = 40.0
+    path = _config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["sequential"] = {"dose_cap_e_a2": cap}
+    path.write_text(yaml.safe_dump(data))
+    engine, _ = start_run(load_acquire_config(path))
+    truth = engine.scope.ground_truth
+    first: list[int] = []  # the first exposure of the strategy's own set-up
+    setup = engine.strategy.setup
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        first.append(len(truth.exposures))
+        return setup(*args, **kwargs)
+
+    engine.strategy.setup = spy  # type: ignore[method-assign]
+    engine.run()
+    journal = replay_journal(engine.journal_path)
+    point = np.array(truth.exposure(journal.maps[1]).specimen_centre_um[:2])
+    optics = engine.scope.optics
+
+    def nominal(e: Any) -> float:  # the preset's dose for the exposure's time
+        preset = optics.preset(LowDoseArea(e.area))
+        return float(preset.dose_e_a2 * e.duration_s / preset.exposure_s)
+
+    at_target = [
+        e
+        for e in truth.exposures[first[0] :]
+        if np.hypot(*(np.array(e.specimen_centre_um[:2]) - point)) < 1.0
+    ]
+    assert {e.area for e in at_target} == {"Preview", "View", "Record"}
+    counted = engine.strategy.targets[1].dose_e_a2
+    assert counted == pytest.approx(sum(nominal(e) for e in at_target), rel=1e-6)
+    assert sum(nominal(e) for e in at_target) <= cap
+    assert sum(e.dose_e_a2 for e in at_target) <= cap  # what the twin delivered
+    assert 8 <= len(journal.committed) < 17  # the cap ended the branches early
+
+
+def test_the_dry_run_counts_every_tracking_view(tmp_path: Path) -> None:
+    """The estimate counts a View cycle before every Record of every target with
+    ``track_with_view: true`` (two targets, 17 tilts: 34), one per target at its start tilt
+    with ``auto`` (where the Records track, as on this lamella, no more are taken), none with
+    ``false``; each View cycle at least the View's exposure, readout and pre-exposure."""
+    targets = [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 3.0, "SSY": 1.0}]
+    shown: dict[object, tuple[int, float, float]] = {}
+    for mode in (False, True, "auto"):
+        folder = tmp_path / str(mode)
+        folder.mkdir()
+        path = write_config(
+            folder,
+            strategy="sequential",
+            seed=5,
+            targets=targets,
+            settings=SETTINGS,
+            twin={"presets": PRESETS},
+        )
+        data = yaml.safe_load(path.read_text())
+        data["sequential"] = {"track_with_view": mode}
+        path.write_text(yaml.safe_dump(data))
         result = CliRunner().invoke(app, ["acquire", str(path), "--dry-run"])
         assert result.exit_code == 0, result.output
-        found = re.search(r"exposures ([0-9.]+)\)", result.output)
-        assert found is not None, result.output
-        minutes[views] = float(found.group(1))
-    view_s = load_acquire_config(path).microscope.twin.presets.get(LowDoseArea.VIEW).exposure_s
-    assert minutes[True] - minutes[False] >= 16 * view_s / 60 - 0.1  # 17 tilts, rounded to 0.1
+        total = re.search(r"exposures ([0-9.]+)\)", result.output)
+        assert total is not None, result.output
+        views = re.search(r"tracking Views: ([0-9]+), ([0-9.]+) s", result.output)
+        count, seconds = (int(views.group(1)), float(views.group(2))) if views else (0, 0.0)
+        shown[mode] = (count, seconds, float(total.group(1)))
+    assert [shown[m][0] for m in (False, True, "auto")] == [0, 34, 2]
+    twin = load_acquire_config(path).microscope.twin
+    cycle = twin.presets.get(LowDoseArea.VIEW).exposure_s + twin.camera.readout_s
+    cycle += twin.camera.pre_exposure_s
+    for mode in (True, "auto"):
+        count, seconds, minutes = shown[mode]
+        assert seconds >= count * cycle - 1e-6
+        assert minutes - shown[False][2] == pytest.approx(seconds / 60, abs=0.11)  # rounded
 
 
 def test_exposure_follows_one_over_cos_and_limits_are_explained() -> None:

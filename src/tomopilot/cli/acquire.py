@@ -88,10 +88,13 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
         )
     record_s = config.microscope.twin.presets.get(LowDoseArea.RECORD).exposure_s
-    # sequential's tracking Views (Leginon's tracking preset): one before every Record
-    tracking_views = (strategy or config.strategy) == "sequential" and (
-        config.sequential.track_with_view
-    )
+    # sequential's tracking Views (Leginon's tracking preset): one before every Record, or
+    # (auto) one at each target's start tilt, more only where the Records cannot track
+    tracking = config.sequential.track_with_view
+    sequential = (strategy or config.strategy) == "sequential"
+    views_per_target = 0 if not sequential or tracking is False else 1
+    if sequential and tracking is True:
+        views_per_target = len(steps)
     estimate = estimate_duration(
         settings,
         resolved.scheme,
@@ -99,14 +102,8 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         Timing.from_twin(config.microscope.twin),
         n_geo_points=len(geo_points_for(settings, resolved.geo_points_um)),
         levers=levers_for(strategy or config.strategy, settings),
-        shots_per_tilt=int(
-            ((strategy or config.strategy) == "fused" and settings.track_spot) or tracking_views
-        ),
-        shot_s=(
-            config.microscope.twin.presets.get(LowDoseArea.VIEW).exposure_s
-            if tracking_views
-            else SHOT_DOSE_FRACTION * record_s
-        ),
+        shots_per_tilt=int((strategy or config.strategy) == "fused" and settings.track_spot),
+        shot_s=SHOT_DOSE_FRACTION * record_s,
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int((strategy or config.strategy) == "fused"),
@@ -115,7 +112,19 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             if (strategy or config.strategy) == "fused" and settings.focus_check
             else 0
         ),
+        tracking_views=views_per_target * n_targets,
     )
+    if views_per_target:
+        which = (
+            "one before every Record"
+            if tracking is True
+            else f"each target's start tilt; up to {(len(steps) - 1) * n_targets} more where "
+            "Records find no tracking peak"
+        )
+        console.print(
+            f"tracking Views: {views_per_target * n_targets}, "
+            f"{estimate.tracking_views_s:.1f} s ({which})"
+        )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "
         f"(set-up {estimate.setup_s / 60:.1f}, tilting {estimate.tilting_s / 60:.1f}, "

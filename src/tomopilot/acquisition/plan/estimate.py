@@ -95,6 +95,7 @@ class DurationEstimate:
     exposures_s: float
     n_tilts: int
     n_records: int
+    tracking_views_s: float = 0.0  # part of exposures_s: the tracking Views' cycles
 
     @property
     def total_s(self) -> float:
@@ -122,6 +123,7 @@ def estimate_duration(
     realign: bool = False,
     start_views: int = 0,
     focus_checks: int = 0,
+    tracking_views: int = 0,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
@@ -133,6 +135,8 @@ def estimate_duration(
     routine's Views and moves) and takes ``start_views`` Views of its own (``fused``'s wide View
     of target 1). Views a strategy takes when it loses a target are not foreseeable here.
     ``focus_checks`` defocus measurements (``fused``'s focus check) cost an autofocus each.
+    ``tracking_views`` Views taken before Records (``sequential``'s tracking preset) cost a
+    View cycle each (image shift, exposure, readout).
     """
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
     per_view = timing.pre_exposure_s + timing.view_s + timing.readout_s
@@ -169,12 +173,14 @@ def estimate_duration(
         shot = _cycle_s(timing, 0.0, shot_s, levers, settling_ahead_s=ahead)
         exposures += (len(steps) - 1) * shots_per_tilt * shot
     exposures += focus_checks * timing.autofocus_s
+    views_s = tracking_views * _cycle_s(timing, 0.0, timing.view_s, levers)
     return DurationEstimate(
         setup_s=setup,
         tilting_s=tilting,
-        exposures_s=exposures,
+        exposures_s=exposures + views_s,
         n_tilts=len(steps),
         n_records=len(steps) * n_targets,
+        tracking_views_s=views_s,
     )
 
 

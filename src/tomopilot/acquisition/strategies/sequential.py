@@ -68,7 +68,13 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     recentre_by_stage,
 )
 from tomopilot.acquisition.strategies.sequential_tracking import measure_offset, relocate_in_view
-from tomopilot.acquisition.strategies.sequential_views import track_with_view, view_dose_e_a2
+from tomopilot.acquisition.strategies.sequential_views import (
+    start_tracks,
+    switch_to_views,
+    track_with_view,
+    tracks_on_views,
+    view_dose_e_a2,
+)
 from tomopilot.geometry.tilt_model import TiltModel
 from tomopilot.geometry.tilt_predictor import (
     PredictionHistory,
@@ -142,6 +148,7 @@ class SequentialStrategy:
                 toolkit, calibration_tilts(s, o.calibration_step_deg), start_tilt_deg
             )
             _log.info("defocus-tilt calibration: %s", self.calibration)
+        setup_dose_e_a2: dict[int, float] = {}  # of the recentring's images, at each target
         for info in targets:
             x, y = info.ss_um
             z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
@@ -156,6 +163,7 @@ class SequentialStrategy:
                     iterations=o.recentre_iterations,
                 )
                 is_um = done.image_shift_um
+                setup_dose_e_a2[info.index] = done.dose_e_a2
                 report_recentring(toolkit, info.index, done)
             self.targets[info.index] = SequentialTarget(
                 info=info,
@@ -164,6 +172,7 @@ class SequentialStrategy:
                 predictor=TiltPredictor(self.predictor_settings, earlier),
                 skipped={"start", "+", "-"} if info.skip else set(),
             )
+            count_dose(self.targets[info.index], "start", setup_dose_e_a2.get(info.index, 0.0))
         if o.backlash_release:
             backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
         if o.drift_check != "off":  # before the reference, so what drifted meanwhile is caught
@@ -175,6 +184,9 @@ class SequentialStrategy:
             # also catches what the backlash release and the drift wait moved.
             toolkit.scope.optics.set_image_shift_um(*target.start_is_um)
             preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
+            count_dose(target, "start", preview.dose_e_a2)
+            if o.track_with_view == "auto":  # to judge the start Record's texture by
+                self._images[f"pre0:{number}"] = preview
             ref = references.get(f"map:{number}")
             found = None if ref is None else register_to_map(toolkit, ref, preview)
             if found is not None:
@@ -205,7 +217,7 @@ class SequentialStrategy:
         pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
-        if o.track_with_view:
+        if tracks_on_views(o, t, step.branch):
             x, y = track_with_view(
                 self._toolkit, self._images, t, step, (x, y), o.relocate_fraction
             )
@@ -248,6 +260,19 @@ class SequentialStrategy:
         key = f"img:{number}:{step.branch}"
         ix, iy = request.image_shift_um
         offset: tuple[float, float] | None = (0.0, 0.0)  # the start image defines the target
+        preview = self._images.pop(f"pre0:{number}", None)
+        if (
+            step.branch == "start"
+            and preview is not None
+            and self._toolkit is not None
+            and not start_tracks(self._toolkit, preview, image, step.tilt_deg)
+        ):
+            t.view_branches |= {"+", "-"}
+            _log.info(
+                "target %d: its start Record does not correlate with the Preview before it "
+                "(no texture fixed to the specimen): both branches track on Views",
+                number,
+            )
         if step.branch != "start":
             assert self._toolkit is not None
             offset = measure_offset(
@@ -255,10 +280,17 @@ class SequentialStrategy:
             )
             field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
             far = offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
+            if far and t.view_position_um is None:
+                # The target left the Record's reach (a View finds the last good Record), or
+                # the Record has nothing to track by: then (auto) its branch goes on on Views.
+                found = None
+                if self.options.relocate_with_view:
+                    found = relocate_in_view(self._toolkit, self._images, t, group)
+                offset = found or offset
+                if found is None and self._switches_to_views(t, step.branch):
+                    switch_to_views(self._toolkit, self._images, t, step, (ix, iy), self.options)
             if far and t.view_position_um is not None:  # the tracking View found it
                 offset = (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
-            elif far and self.options.relocate_with_view:
-                offset = relocate_in_view(self._toolkit, self._images, t, group) or offset
         t.view_position_um = None
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
@@ -279,11 +311,19 @@ class SequentialStrategy:
             s.step_deg,
             self.exposures_s,
             self._toolkit,
-            view_dose_e_a2(self.options, self._toolkit),
+            view_dose_e_a2(self.options, self._toolkit, t, step.branch),
         ):
             self.abort(target, step.branch, "dose cap")
             return Outcome(alignment_um=offset, aborted="dose cap")
         return Outcome(alignment_um=offset)
+
+    def _switches_to_views(self, t: SequentialTarget, branch: str) -> bool:
+        """``auto``: a branch still tracking on its Records, with the start View to refer to."""
+        return (
+            self.options.track_with_view == "auto"
+            and branch not in t.view_branches
+            and bool(t.view_references)
+        )
 
     def abort(self, target: int, branch: str, reason: str) -> None:
         self.targets[target].skipped |= {"+", "-"} if branch == "start" else {branch}

@@ -12,6 +12,7 @@ import math
 
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.sequential_dose import count_dose
 from tomopilot.acquisition.strategies.sequential_state import Reference, SequentialTarget
 from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_SIGNIFICANCE,
@@ -40,6 +41,7 @@ def recentre_between_halves(
         scope.stage.tilt_to(start_tilt_deg)
     scope.optics.set_image_shift_um(*t.start_is_um)
     preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+    count_dose(t, "-", preview.dose_e_a2)  # on the target, as the − branch's first image
     number = t.info.index
     start = images.get(f"img:{number}:start")
     centre = t.start_is_um  # where the Preview was taken
@@ -52,11 +54,14 @@ def recentre_between_halves(
             # The reversal moved the target (nearly) out of the Preview: find the start
             # Record in a View and take the Preview again over it (ours; Leginon
             # re-registers the parent image).
-            hit = toolkit.locate_in_wider(start, toolkit.view())
+            view = toolkit.view()
+            count_dose(t, "-", view.dose_e_a2)
+            hit = toolkit.locate_in_wider(start, view)
             if hit is not None and hit[1] >= MIN_VIEW_SIGNIFICANCE:
                 centre = (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
                 scope.optics.set_image_shift_um(*centre)
                 preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+                count_dose(t, "-", preview.dose_e_a2)
                 found = tracking_displacement_um(
                     toolkit, start, preview, start_tilt_deg, start_tilt_deg
                 )

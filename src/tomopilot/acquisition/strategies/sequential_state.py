@@ -38,6 +38,9 @@ class SequentialTarget:
     view_references: dict[int, Reference] = field(default_factory=dict)
     # Where this tilt's tracking View found the target (image shift, µm), until its Record.
     view_position_um: tuple[float, float] | None = None
+    # track_with_view "auto": the branches whose Records gave no believable tracking peak and
+    # which track on Views since.
+    view_branches: set[str] = field(default_factory=set)
     second_half_ready: bool = False
     dose_e_a2: float = 0.0
     start_dose_e_a2: float = 0.0
@@ -68,6 +71,7 @@ def target_state(t: SequentialTarget) -> dict[str, Any]:
         "view_references": {
             str(g): [r.key, list(r.offset_um), r.tilt_deg] for g, r in t.view_references.items()
         },
+        "view_branches": sorted(t.view_branches),
         "second_half_ready": t.second_half_ready,
         "dose_e_a2": t.dose_e_a2,
         "start_dose_e_a2": t.start_dose_e_a2,
@@ -97,6 +101,7 @@ def target_from_state(data: dict[str, Any], settings: PredictorSettings) -> Sequ
             int(g): Reference(str(r[0]), (float(r[1][0]), float(r[1][1])), float(r[2]))
             for g, r in data.get("view_references", {}).items()
         },
+        view_branches={str(b) for b in data.get("view_branches", [])},
         second_half_ready=bool(data["second_half_ready"]),
         dose_e_a2=float(data["dose_e_a2"]),
         start_dose_e_a2=float(data["start_dose_e_a2"]),

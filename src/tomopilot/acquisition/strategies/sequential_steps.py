@@ -133,24 +133,31 @@ def backlash_release(toolkit: Toolkit, start_deg: float, steps: int, pause_s: fl
             scope.clock.sleep(pause_s)
 
 
-def locate_map_wider(toolkit: Toolkit, reference: Image) -> tuple[NDArray[np.float64], str] | None:
+def locate_map_wider(
+    toolkit: Toolkit, reference: Image, doses_e_a2: list[float] | None = None
+) -> tuple[NDArray[np.float64], str] | None:
     """Where a target's map lies in a wider field taken now (µm, as :func:`register_to_map`)
     and which field found it, for a target the Preview lost: first a Preview of the camera's
     whole chip (the same pixel, a larger field) when the Preview uses part of it, then a
     View (lower magnification: the map resampled to its pixel). None if neither peak is
-    believable (MIN_MAP_SIGNIFICANCE, MIN_VIEW_SIGNIFICANCE)."""
+    believable (MIN_MAP_SIGNIFICANCE, MIN_VIEW_SIGNIFICANCE). The dose of each image taken
+    is appended to ``doses_e_a2``."""
     scope = toolkit.scope
+    doses = [] if doses_e_a2 is None else doses_e_a2
     preset = scope.optics.preset(LowDoseArea.PREVIEW)
     side = min(scope.camera.size_px)
     side -= side % preset.binning
     if preset.camera_area_px is not None and min(preset.camera_area_px) < side:
         with temporary_preset(scope, LowDoseArea.PREVIEW, camera_area_px=(side, side)):
             wide = scope.camera.acquire(LowDoseArea.PREVIEW)
+        doses.append(wide.dose_e_a2)
         hit = toolkit.locate_in_wider(reference, wide)
         reach_um = min(wide.data.shape) * wide.pixel_size_a * 1e-4 / 2
         if hit is not None and hit[1] >= MIN_MAP_SIGNIFICANCE and math.hypot(*hit[0]) <= reach_um:
             return np.asarray(hit[0], dtype=np.float64), "whole-chip Preview"
-    hit = toolkit.locate_in_wider(reference, toolkit.view())
+    view = toolkit.view()
+    doses.append(view.dose_e_a2)
+    hit = toolkit.locate_in_wider(reference, view)
     if hit is None or hit[1] < MIN_VIEW_SIGNIFICANCE:
         return None
     return np.asarray(hit[0], dtype=np.float64), "View"
@@ -167,6 +174,7 @@ class Recentring:
     misses_um: list[float]
     widened: int = 0
     lost: bool = False
+    dose_e_a2: float = 0.0  # of the images it took at the target (Previews, wider fields)
 
 
 def recentre_by_stage(
@@ -197,11 +205,14 @@ def recentre_by_stage(
     residual = base.copy()
     widened = 0
     lost = False
+    doses: list[float] = []
     for i in range(iterations):
-        miss = register_to_map(toolkit, reference, scope.camera.acquire(LowDoseArea.PREVIEW))
+        preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+        doses.append(preview.dose_e_a2)
+        miss = register_to_map(toolkit, reference, preview)
         from_preview = miss is not None
         if miss is None:
-            wider = locate_map_wider(toolkit, reference)
+            wider = locate_map_wider(toolkit, reference, doses)
             if wider is None:
                 lost = True  # keep what the stage did, image shift at the origin
                 break
@@ -213,7 +224,9 @@ def recentre_by_stage(
             break
         scope.stage.move_by(dx_um=float(miss[0]), dy_um=float(miss[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(residual[0]), float(residual[1]))
-    return Recentring((float(residual[0]), float(residual[1])), misses, widened, lost)
+    return Recentring(
+        (float(residual[0]), float(residual[1])), misses, widened, lost, float(sum(doses))
+    )
 
 
 def _coarsen(image: Image, factor: int) -> np.ndarray:

@@ -2,8 +2,18 @@
 
 Before a Record, a View at the predicted image shift is correlated with the group's previous
 View (:func:`track_with_view`); the Record is taken where the View found the target. The
-start tilt's View is both groups' first reference. :func:`view_dose_e_a2` is what a tracking
-View adds to a target's dose (for the dose cap).
+start tilt's View is both groups' first reference.
+
+Which Records get one (``track_with_view``): every Record (``true``), none (``false``), or
+(``auto``) the start tilt's, then every Record of both branches when the start Record does
+not correlate with the Preview taken just before it at the same place (:func:`start_tracks`:
+nothing fixed to the specimen at the Record's scale survives from one exposure to the next,
+so Record-to-Record tracking has nothing to lock onto), and those of a branch once one of
+its tilted Records gave no believable tracking peak of its own and could not be found again
+in a View either (:func:`switch_to_views`; a Record that a View finds again had texture, the
+target had only left its reach, after a stage jump, say).
+:func:`view_dose_e_a2` is what the next tracking View adds to a target's dose (for the dose
+cap).
 """
 
 from __future__ import annotations
@@ -77,8 +87,49 @@ def track_with_view(
     return position
 
 
-def view_dose_e_a2(options: SequentialSettings, toolkit: Toolkit | None) -> float:
-    """A tracking View's dose (0 without tracking Views)."""
-    if not options.track_with_view or toolkit is None:
+def tracks_on_views(options: SequentialSettings, t: SequentialTarget, branch: str) -> bool:
+    """Whether ``branch``'s next Record of ``t`` gets a tracking View before it."""
+    mode = options.track_with_view
+    if mode is True:
+        return True
+    if mode is False:
+        return False
+    return branch == "start" or branch in t.view_branches
+
+
+def start_tracks(toolkit: Toolkit, preview: Image, record: Image, tilt_deg: float) -> bool:
+    """Whether the start Record holds texture its tracking can follow: the Records' own
+    correlation (the same binning, filter and significance floor) finds the target of the
+    Preview taken just before it at the same tilt and place."""
+    return tracking_displacement_um(toolkit, preview, record, tilt_deg, tilt_deg) is not None
+
+
+def switch_to_views(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    step: TiltStep,
+    image_shift_um: tuple[float, float],
+    options: SequentialSettings,
+) -> None:
+    """``auto``: this branch's Record just gave no believable tracking peak, nor found the
+    branch's last good Record in a View, so the branch tracks on Views from now on; a View
+    taken at once (at the Record's tilt and image shift) measures where this Record's target
+    was (``t.view_position_um``, None if not found)."""
+    t.view_branches.add(step.branch)
+    _log.info(
+        "target %d at %g°: the Record gives no tracking peak; the %s branch tracks on Views",
+        t.info.index,
+        step.tilt_deg,
+        step.branch,
+    )
+    track_with_view(toolkit, images, t, step, image_shift_um, options.relocate_fraction)
+
+
+def view_dose_e_a2(
+    options: SequentialSettings, toolkit: Toolkit | None, t: SequentialTarget, branch: str
+) -> float:
+    """The dose of the tracking View before ``branch``'s next Record of ``t`` (0 if none)."""
+    if toolkit is None or not tracks_on_views(options, t, branch):
         return 0.0
     return float(toolkit.scope.optics.preset(LowDoseArea.VIEW).dose_e_a2)
