@@ -84,6 +84,14 @@ def _usage() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _kernel_usage() -> float:
+    """System (kernel) CPU seconds of this process and its finished children: page faults,
+    first touch of fresh memory, file reads and writes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_stime + kids.ru_stime
+
+
 def timed(action: Callable[[], Any]) -> tuple[float, float, Any]:
     """Wall and CPU seconds of one call, and its value."""
     cpu, wall = _usage(), time.perf_counter()
@@ -362,7 +370,9 @@ def main() -> dict[str, Any]:
             fractions: list[tuple[float, float]] = []  # (wall-based, CPU-based) per repeat
             n_frames = project.n_frames * len(names)
             last: dict[str, Path] = {}
-            after: dict[str, list[float]] = {"ours": [], "relion": []}  # our wall by predecessor
+            # our wall, CPU and kernel CPU by what ran just before
+            after: dict[str, list[tuple[float, float, float]]] = {"ours": [], "relion": []}
+            kernel_runs: list[float] = []
             previous = "ours"
             run_ours(project, names)  # warm-up
             if RELION:
@@ -375,12 +385,15 @@ def main() -> dict[str, Any]:
                         # input (the movie files, named by a pattern) exists before its command.
                         star = project.import_star(names)
                         fft = fft_seconds()  # the bound, timed just before the job it meets
+                        kernel = _kernel_usage()
                         wall, cpu, last["ours"] = timed(
                             lambda names=names, star=star: run_ours(project, names, star)
                         )
+                        kernel = _kernel_usage() - kernel
                         runs["ours"].append((wall, cpu))
+                        kernel_runs.append(kernel)
                         fractions.append((n_frames * fft / (wall * THREADS), n_frames * fft / cpu))
-                        after[previous].append(wall)
+                        after[previous].append((wall, cpu, kernel))
                     else:
                         wall, cpu, last["relion"] = timed(
                             lambda names=names, r=repeat: run_relion(project, names, f"RELION_{r}")
@@ -398,9 +411,12 @@ def main() -> dict[str, Any]:
                     statistics.median(f[1] for f in fractions), 3
                 ),
             }
-            for key, walls in after.items():
-                if RELION and walls:
-                    entry[f"ours_wall_s_after_{key}"] = round(statistics.median(walls), 3)
+            entry["ours_kernel_cpu_s"] = round(statistics.median(kernel_runs), 3)
+            for key, jobs in after.items():
+                if RELION and jobs:
+                    for i, name in enumerate(("wall_s", "cpu_s", "kernel_cpu_s")):
+                        value = statistics.median(job[i] for job in jobs)
+                        entry[f"ours_{name}_after_{key}"] = round(value, 3)
             entry |= compare_jobs(project, last["ours"], last.get("relion"), names[0])
             if RELION:
                 relion_wall, relion_cpu = medians(runs["relion"])
@@ -422,8 +438,10 @@ def main() -> dict[str, Any]:
             "tomopilot's in-process executor from reading its import STAR, written before the "
             f"clock starts, to the last STAR written), 1 warm-up each, {REPEATS} repeats "
             "interleaved in ABBA order (RELION first in even repeats, ours first in odd ones; "
-            "ours_wall_s_after_relion/_ours: our median wall by what ran just before), median "
-            "wall and CPU; frames/s/core = frames / (wall × threads); fraction of the FFT "
+            "ours_wall_s/cpu_s/kernel_cpu_s_after_relion/_ours: our medians by what ran just "
+            "before; kernel_cpu_s: the system part of the CPU time, where the first touch of "
+            "memory another program freed shows), median wall and CPU; frames/s/core = "
+            "frames / (wall × threads); fraction of the FFT "
             "bound: per repeat, frames × (one 1-thread real FFT, timed just before the job) / "
             "(wall × threads), median over the repeats (_cpu: the job's CPU seconds instead of "
             "wall × threads, which a machine shared with other work does not inflate)"
