@@ -132,3 +132,45 @@ def test_stop_in_serialem_then_acquire_resume_finishes_the_run(
     journal = replay_journal(tmp_path / "loop" / "L1.journal.jsonl")
     assert len(journal.committed) == 15 and len(journal.lost) == 1
     assert assess_run_dir(tmp_path / "loop").pooled()["tracking_rms_nm"] < 400
+
+
+def test_with_frames_saved_fused_asks_serialem_to_return_early_before_each_record(
+    tmp_path: Path,
+) -> None:
+    """The early_return lever through the backend: ``EarlyReturnNextShot -1`` before every
+    Record that saves frames (SerialEM returns early only from such a shot); the frames are not
+    read while being written, only linked; the twin behind the module hands the sum back early
+    and writes the frames in the background."""
+    import tifffile
+    import yaml
+
+    path = write(tmp_path, "loop", loop=True)
+    data = yaml.safe_load(path.read_text())
+    data.update(strategy="fused", save_frames=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_acquire_config(path)
+    engine, _ = start_run(config)
+    try:
+        assert engine.run().status == "finished"
+    finally:
+        close_microscope(engine.scope)
+    assert "early_return" in engine.levers
+    sent = [name for name, _ in engine.microscope.session.sent]  # type: ignore[attr-defined]
+    asked = [i for i, name in enumerate(sent) if name == "EarlyReturnNextShot"]
+    journal = replay_journal(Path(config.output.dir) / "L1.journal.jsonl")
+    assert len(asked) == len(journal.committed) == 15
+    shots = {"V", "F", "T", "R", "L", "Search"}
+    for i in asked:  # for the very next shot, a Record (report commands may come between)
+        assert next(name for name in sent[i + 1 :] if name in shots) == "R"
+    truth = _replayed_truth(tmp_path / "loop")
+    n_frames = config.microscope.twin.presets.record.n_frames
+    for target in (1, 2, 3):
+        mdoc = mdocfile.read(tmp_path / "loop" / f"L1_ts_{target:03d}.mrc.mdoc")
+        for sub_frame_path, n in zip(mdoc["SubFramePath"], mdoc["NumSubFrames"], strict=True):
+            movie = tmp_path / "loop" / str(sub_frame_path).replace("\\", "/")
+            assert n == n_frames == tifffile.imread(movie).shape[0]
+    # every Record's frames were written in the background: none booked as blocking
+    assert truth.time_by_activity_s.get("frame_saving", 0.0) == 0.0
+    assert truth.time_by_activity_s["readout"] < len(truth.exposures) * (
+        config.microscope.twin.camera.readout_s
+    )

@@ -133,8 +133,13 @@ def test_every_strategy_runs_unchanged_through_the_backend(tmp_path: Path, strat
     assert quality(fake, config).pooled()["tracking_rms_nm"] < 500
 
 
-def test_frames_serialem_saved_are_linked_into_the_run_not_written_again(tmp_path: Path) -> None:
-    config = two_targets_three_tilts(tmp_path, save_frames=True)
+@pytest.mark.parametrize("strategy", ["none", "fused"])
+def test_frames_serialem_saved_are_linked_into_the_run_not_written_again(
+    tmp_path: Path, strategy: str
+) -> None:
+    # fused asks for early return; this SerialEM (the fake) has no EarlyReturnNextShot: the
+    # lever is dropped at the first refusal and the frames are read as without it
+    config = two_targets_three_tilts(tmp_path, save_frames=True, strategy=strategy)
     fake = FakeSerialEM(small_twin())
     fake.frames_dir = tmp_path / "serialem_frames"
     fake.frames_dir.mkdir()

@@ -9,6 +9,7 @@ import pytest
 from twin_helpers import small_config
 
 from tomopilot.instrument.twin import TwinMicroscope
+from tomopilot.instrument.twin.camera import FRAME_SAVE_S
 from tomopilot.instrument.twin.optics import image_shift_delay_s
 from tomopilot.instrument.types import LowDoseArea
 
@@ -23,26 +24,44 @@ def _timed(scope: TwinMicroscope, action) -> float:  # type: ignore[no-untyped-d
     return scope.clock.now_s() - start
 
 
-def test_early_return_hands_back_the_sum_and_the_next_exposure_waits_for_the_camera() -> None:
-    scope = _scope(readout_s=1.5)  # a slow read-out, so the tilt ends before the camera is free
+def test_early_return_hands_back_the_sum_of_a_shot_that_saves_frames() -> None:
+    """SerialEM returns early only from a shot that saves (or aligns) dose-fractionation
+    frames; the next such shot waits until the frames are written, a single shot does not."""
+    scope = _scope()
     cam = scope.config.camera
     exposure = scope.optics.preset(LowDoseArea.RECORD).exposure_s
-    plain = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
-    assert plain == pytest.approx(cam.pre_exposure_s + exposure + cam.readout_s)
+    n = 200  # many frames, so the writing outlasts a tilt and a single shot
+    writing = FRAME_SAVE_S * n
+
+    def movie() -> None:
+        scope.camera.acquire_movie(LowDoseArea.RECORD, n_frames=n)
+
+    plain = _timed(scope, movie)
+    assert plain == pytest.approx(cam.pre_exposure_s + exposure + cam.readout_s + writing)
     scope.camera.set_early_return(True)
-    first = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
+    # Shots without frames get nothing from it: they read out in full.
+    single = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
+    assert single == pytest.approx(cam.pre_exposure_s + exposure + cam.readout_s)
+    first = _timed(scope, movie)
     assert first == pytest.approx(cam.pre_exposure_s + exposure + cam.sum_return_s)
-    # A tilt does not wait for the camera; it overlaps the read-out left over.
+    # A tilt does not wait for the camera; it overlaps the read-out and writing left over.
     tilt = _timed(scope, lambda: scope.stage.tilt_to(3.0))
-    left = cam.readout_s - cam.sum_return_s - tilt
+    left = cam.readout_s + writing - cam.sum_return_s - tilt
     assert left > 0
-    second = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD))
+    # A single shot does not wait for the frames being written either ...
+    preview = scope.optics.preset(LowDoseArea.PREVIEW).exposure_s
+    shot = _timed(scope, lambda: scope.camera.acquire(LowDoseArea.PREVIEW))
+    assert shot == pytest.approx(cam.pre_exposure_s + preview + cam.readout_s)
+    left -= shot
+    assert left > 0
+    # ... the next shot that saves frames does.
+    second = _timed(scope, movie)
     assert second == pytest.approx(left + cam.pre_exposure_s + exposure + cam.sum_return_s)
     assert scope.ground_truth.time_by_activity_s["camera_busy"] == pytest.approx(left)
-    # Back to plain: the whole read-out blocks again.
+    # Back to plain: the whole read-out and writing block again.
     scope.camera.set_early_return(False)
     scope.clock.sleep(5.0)
-    assert _timed(scope, lambda: scope.camera.acquire(LowDoseArea.RECORD)) == pytest.approx(plain)
+    assert _timed(scope, movie) == pytest.approx(plain)
 
 
 def test_image_shift_delay_follows_serialem() -> None:

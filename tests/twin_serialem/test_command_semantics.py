@@ -347,6 +347,45 @@ def test_frames_are_saved_when_dose_fractionation_asks(sem: SerialEMModule, tmp_
     assert row["NumSubFrames"] == 10
 
 
+def test_early_return_next_shot_hands_back_the_sum_while_the_frames_are_written(
+    sem: SerialEMModule, scope: TwinMicroscope
+) -> None:
+    from tomopilot.instrument.twin.camera import FRAME_SAVE_S
+
+    cam = scope.config.camera
+    clock = scope.clock
+
+    def timed(*commands: tuple[str, tuple[object, ...]]) -> float:
+        start = clock.now_s()
+        for name, args in commands:
+            getattr(sem, name)(*args)
+        return clock.now_s() - start
+
+    sem.SetDoseFracParams("R", 1, 1)
+    plain = timed(("R", ()))
+    full_mean = sem.ReportMeanCounts()
+    n = int(sem.ReportNumFramesSaved())
+    left = cam.readout_s + n * FRAME_SAVE_S - cam.sum_return_s
+    # -1: the full sum comes back sum_return_s after the exposure, the writing goes on
+    early = timed(("EarlyReturnNextShot", (-1,)), ("R", ()))
+    assert early == pytest.approx(plain - left)
+    assert sem.ReportMeanCounts() == pytest.approx(full_mean, rel=0.05)
+    assert sem.ReportNumFramesSaved() == n
+    # for the next shot only: the one after waits for the writing and returns in full
+    assert timed(("R", ())) == pytest.approx(left + plain)
+    # n frames: the sum of the first n; 0: no summed image (buffer A keeps the last one)
+    timed(("EarlyReturnNextShot", (n // 2,)), ("R", ()))
+    assert sem.ReportMeanCounts() == pytest.approx(full_mean / 2, rel=0.1)
+    before = np.array(sem.bufferImage("A"))
+    timed(("EarlyReturnNextShot", (0,)), ("R", ()))
+    np.testing.assert_array_equal(np.array(sem.bufferImage("A")), before)
+    # a shot without frames gets nothing from it, and the request is used up by it
+    clock.sleep(5.0)
+    single = timed(("L", ()))
+    assert timed(("EarlyReturnNextShot", (-1,)), ("L", ())) == pytest.approx(single)
+    assert timed(("R", ())) == pytest.approx(plain)
+
+
 def test_axis_position_binning_and_tilt_limit(sem: SerialEMModule, scope: TwinMicroscope) -> None:
     sem.SetAxisPosition("F", -2.5)
     assert sem.ReportAxisPosition("F") == (-2.5, 0.0)

@@ -3,10 +3,13 @@
 Each lever is something SerialEM offers on a real microscope, so a saving it makes on the twin
 is one a facility can have (the twin models each one, ``instrument/twin/timing.py``):
 
-- ``early_return``: the camera hands back the summed image as soon as it is ready and finishes
-  processing and writing the frames in the background (SerialEM ``EarlyReturn`` before the
-  shot); the stage tilts and image shifts that follow overlap that read-out, and only the next
-  exposure waits for the camera.
+- ``early_return``: for a Record that saves its frames, the camera hands back the full sum as
+  soon as it is ready and finishes the frame stack and its writing in the background
+  (SerialEM's ``EarlyReturnNextShot -1`` before the shot, which the SerialEM backend sends);
+  the stage tilts, image shifts and single shots that follow overlap it, and only the next
+  shot that saves frames waits for the camera. SerialEM returns early only from a shot that
+  saves or aligns dose-fractionation frames (K2/K3), so a run that saves no frames, and every
+  Preview, View or tracking shot, gets nothing from it.
 - ``settle_in_startup``: image-shift settling is a time-out that the next exposure waits out
   while the camera starts up (SerialEM's image-shift time-out, ``SetISTimeOut``, with the
   camera start-up counted, ``StartupForISDelays``), instead of a sleep before the exposure is

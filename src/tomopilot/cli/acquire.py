@@ -105,6 +105,7 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         shots_per_tilt=int((strategy or config.strategy) == "fused" and settings.track_spot),
         shot_s=SHOT_DOSE_FRACTION * record_s,
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
+        frames=config.save_frames,
         realign=bool(resolved.targets and resolved.targets[0].view_file),
         start_views=int((strategy or config.strategy) == "fused"),
         focus_checks=(

@@ -189,7 +189,12 @@ class Image:
 
 @dataclass
 class Movie:
-    """A frame stack of one exposure: ``frames`` has shape (n, height, width), in counts."""
+    """A frame stack of one exposure: ``frames`` has shape (n, height, width), in counts.
+
+    When the instrument saved the frames itself and is still writing them (SerialEM's early
+    return), ``frames`` is empty in height and width, shape (n, 0, 0): only ``source_path``
+    holds them.
+    """
 
     frames: NDArray[np.float32]
     frame_dose_e_a2: float

@@ -124,6 +124,7 @@ def estimate_duration(
     start_views: int = 0,
     focus_checks: int = 0,
     tracking_views: int = 0,
+    frames: bool = False,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
@@ -137,7 +138,11 @@ def estimate_duration(
     ``focus_checks`` defocus measurements (``fused``'s focus check) cost an autofocus each.
     ``tracking_views`` Views taken before Records (``sequential``'s tracking preset) cost a
     View cycle each (image shift, exposure, readout).
+    ``early_return`` shortens only Records that save their frames (``frames``): SerialEM
+    returns early only from a shot that saves or aligns dose-fractionation frames.
     """
+    single_shot = [lever for lever in levers if lever != "early_return"]
+    record_levers = levers if frames else single_shot
     per_preview = timing.pre_exposure_s + timing.preview_s + timing.readout_s
     per_view = timing.pre_exposure_s + timing.view_s + timing.readout_s
     setup = timing.eucentricity_s + timing.autofocus_s + n_targets * per_preview
@@ -145,7 +150,7 @@ def estimate_duration(
         setup += 2 * timing.xy_move_s
     if realign:
         setup += (_REALIGN_VIEWS + 1) * per_view + _REALIGN_MOVES * timing.xy_move_s
-    setup += start_views * _cycle_s(timing, 0.0, timing.view_s, levers)
+    setup += start_views * _cycle_s(timing, 0.0, timing.view_s, single_shot)
     if settings.measure_geometry and n_geo_points >= 3:
         setup += n_geo_points * timing.autofocus_s
     if settings.preview_align:
@@ -163,17 +168,17 @@ def estimate_duration(
             tilting += settings.delay_tilt_s
     delay_is = 0.0 if "builtin_settling" in levers else settings.delay_is_s
     poll = timing.dewar_poll_s if settings.check_dewar else 0.0  # after every Record's shift
-    per_target = _cycle_s(timing, poll + delay_is, timing.record_s, levers)
+    per_target = _cycle_s(timing, poll + delay_is, timing.record_s, record_levers)
     exposures = len(steps) * n_targets * per_target
     if shots_per_tilt and len(steps) > 1:
         # With settle_in_startup the engine sets the shot's image shift before the stage tilts
         # (tilting.shift_before_tilt): the tilt's own time counts towards its settling.
         tilt_s = scheme.step_deg / timing.tilt_speed_deg_s + timing.tilt_settle_s
         ahead = tilt_s if "settle_in_startup" in levers else 0.0
-        shot = _cycle_s(timing, 0.0, shot_s, levers, settling_ahead_s=ahead)
+        shot = _cycle_s(timing, 0.0, shot_s, single_shot, settling_ahead_s=ahead)
         exposures += (len(steps) - 1) * shots_per_tilt * shot
     exposures += focus_checks * timing.autofocus_s
-    views_s = tracking_views * _cycle_s(timing, 0.0, timing.view_s, levers)
+    views_s = tracking_views * _cycle_s(timing, 0.0, timing.view_s, single_shot)
     return DurationEstimate(
         setup_s=setup,
         tilting_s=tilting,

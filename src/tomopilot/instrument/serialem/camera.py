@@ -12,11 +12,16 @@ saving on for the area's parameter set (``SetDoseFracParams set 1 1``, restored 
 camera parameters at the end), records, asks ``ReportLastFrameFile`` where the frames went and
 reads them with tomopilot's frame reader, so SerialEM's frame folder must be reachable from
 tomopilot's computer. The run's ``frames/`` folder then links SerialEM's file (hard link, else
-symbolic link) rather than writing the frames a second time.
+symbolic link) rather than writing the frames a second time. With the ``early_return`` lever
+(:meth:`SerialEMCamera.set_early_return`) each such shot is preceded by
+``EarlyReturnNextShot -1``: SerialEM returns the full sum while the frames are still being
+written, so the frames are not read (only counted, ``ReportNumFramesSaved``); the link points
+at the file SerialEM completes.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,8 @@ from tomopilot.instrument.types import AreaPreset, Image, LowDoseArea, Movie, Sc
 from tomopilot.io.errors import FormatError
 from tomopilot.io.frames import read_frames
 
+_log = logging.getLogger(__name__)
+
 
 class SerialEMCamera:
     """The detector (implements :class:`~tomopilot.instrument.Camera`).
@@ -49,6 +56,16 @@ class SerialEMCamera:
         self.exposure_ids: object | None = None
         self._saving_frames: set[str] = set()
         self._unreported: set[str] = set()
+        self.early_return = False
+
+    def set_early_return(self, enabled: bool) -> None:
+        """Send ``EarlyReturnNextShot -1`` before every shot that saves frames (the
+        ``early_return`` time lever): SerialEM hands the full sum back while the camera
+        computer still writes the frames, and the next dose-fractionation shot waits until
+        they are written. SerialEM offers it only for such shots, on K2/K3 cameras (the full
+        sum with GMS 2.31 or later); where it refuses the command the lever is dropped and the
+        run goes on without it. Shots without frames are unaffected."""
+        self.early_return = bool(enabled)
 
     @property
     def size_px(self) -> tuple[int, int]:
@@ -167,6 +184,16 @@ class SerialEMCamera:
             return int(provider())
         return core.n_exposures - 1
 
+    def _ask_early_return(self) -> bool:
+        """``EarlyReturnNextShot -1``; False (and the lever off) where SerialEM refuses it."""
+        try:
+            self._core.session.call("EarlyReturnNextShot", -1)
+        except SerialEMCommandError as exc:
+            _log.warning("early return dropped: SerialEM refused EarlyReturnNextShot (%s)", exc)
+            self.early_return = False
+            return False
+        return True
+
     def acquire_movie(
         self, area: LowDoseArea = LowDoseArea.RECORD, n_frames: int | None = None
     ) -> Movie:
@@ -177,18 +204,24 @@ class SerialEMCamera:
             core.session.call("SetDoseFracParams", camera_set, 1, 1)
             core.originals.camera_sets_changed = True
             self._saving_frames.add(camera_set)
+        early = self.early_return and self._ask_early_return()
         image = self.acquire(area)
         path = str(self._core.session.call("ReportLastFrameFile") or "")
         if not path:
             raise SerialEMCommandError(
                 "ReportLastFrameFile", f"no frames were saved: turn frame saving on for {area}"
             )
-        try:
-            frames = np.asarray(read_frames(Path(path)), dtype=np.float32)
-        except (OSError, FormatError) as exc:
-            raise SerialEMCommandError(
-                "ReportLastFrameFile", f"cannot read the frames SerialEM saved at {path}: {exc}"
-            ) from exc
+        if early:  # still being written: the run links the file, nothing reads it now
+            n_saved = round(self._core.session.floats("ReportNumFramesSaved", n=1)[0])
+            frames = np.zeros((max(1, n_saved), 0, 0), np.float32)
+        else:
+            try:
+                frames = np.asarray(read_frames(Path(path)), dtype=np.float32)
+            except (OSError, FormatError) as exc:
+                raise SerialEMCommandError(
+                    "ReportLastFrameFile",
+                    f"cannot read the frames SerialEM saved at {path}: {exc}",
+                ) from exc
         n = frames.shape[0]
         return Movie(
             frames=frames,

@@ -154,26 +154,39 @@ class TwinCamera:
 
     @logged
     def set_early_return(self, enabled: bool) -> None:
-        """Return from each exposure once its sum is ready, not after the whole read-out.
+        """Return from each exposure that saves frames once its sum is ready, not after the
+        whole read-out and the frame writing.
 
-        SerialEM's ``EarlyReturn`` (K2/K3, Falcon, DE): the script goes on while the camera
-        finishes processing and writing the frames; the next exposure waits until the camera
-        is free. Stage tilts, image shifts and focus changes do not wait.
+        SerialEM's ``EarlyReturnNextShot -1`` before the shot (K2/K3): the script goes on with
+        the full sum while the camera computer finishes the frame stack and writes it; another
+        shot that saves frames waits until the writing is done, a single shot does not (the
+        frame stack was already accessed for the sum). SerialEM's help allows it only for a
+        shot that aligns or saves dose-fractionation frames, so an exposure without frames (a
+        Preview, a View, a Record whose frames are not saved) gets nothing from it and reads
+        out in full. Stage tilts, image shifts and focus changes never wait.
         """
         self._core.early_return = bool(enabled)
 
-    def _start_exposure(self) -> None:
-        """Wait for a busy camera, start it up, and wait out image-shift settling left over."""
+    @property
+    def early_return(self) -> bool:
+        """Whether exposures that save frames return early (:meth:`set_early_return`)."""
+        return self._core.early_return
+
+    def _start_exposure(self, saves_frames: bool) -> None:
+        """Wait for a camera still writing frames (a shot that saves frames only), start it
+        up, and wait out image-shift settling left over."""
         core = self._core
-        core.wait_until("camera_busy", core.camera_free_s)
+        if saves_frames:
+            core.wait_until("camera_busy", core.camera_free_s)
         core.spend("exposure_overhead", core.config.camera.pre_exposure_s)
         core.wait_until("image_shift_settle", core.settled_s)
 
-    def _finish_exposure(self, frame_saving_s: float) -> None:
-        """Read out (in the background with early return on) and write the frames."""
+    def _finish_exposure(self, frame_saving_s: float, saves_frames: bool) -> None:
+        """Read out (in the background with early return on, for a shot that saves frames)
+        and write the frames."""
         core = self._core
         cam = core.config.camera
-        if core.early_return:
+        if core.early_return and saves_frames:
             background = cam.readout_s + frame_saving_s
             returned = min(cam.sum_return_s, background)
             core.spend("readout", returned)
@@ -237,7 +250,7 @@ class TwinCamera:
         preset = self._optics.preset(area)
         field = self.field(area)
         readout = self.readout_area(preset)
-        self._start_exposure()
+        self._start_exposure(n_frames is not None)
         start_s = core.clock.now_s()
         # A beam on before the image shift has settled: the image is short of its place by the
         # mean lag over the exposure and smeared by the part that arrives meanwhile.
@@ -320,7 +333,7 @@ class TwinCamera:
         # A counting camera delivers whole counts (gain-normalised and rounded, as SerialEM
         # keeps a K3's or Falcon's Record); the stack then holds exactly what was aligned.
         data = np.rint(data).astype(np.float32, copy=False)
-        self._finish_exposure(saving_s)
+        self._finish_exposure(saving_s, n_frames is not None)
         stage = self._stage.position()
         truth = ExposureTruth(
             exposure_id=index,

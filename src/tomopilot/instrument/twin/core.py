@@ -72,7 +72,7 @@ class TwinCore:
         # start-up. When each of those ends on the clock:
         self.early_return = False
         self.settle_during_startup = False
-        self.camera_free_s = -math.inf
+        self.camera_free_s = -math.inf  # frames written: the next shot that saves frames
         self.settled_s = -math.inf
         # The image shifts still settling (image_shift_settling.py): what a beam that comes on
         # before SerialEM's criterion is met still sees.

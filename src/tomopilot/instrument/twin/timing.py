@@ -45,17 +45,22 @@ TIME_COSTS: tuple[TimeCost, ...] = (
         "start-up and the frames: 0.4 + 1.55 + 15 x 0.014 + 0.4 = 2.56 s per shot against "
         "2.50-2.63 s measured from 'start asking' to 'got image' (2.63-2.70 s shot to shot, "
         "the script's own loop included)",
-        "early return: the sum is handed back after sum_return_s (0.3 s, est.); the rest, and "
-        "the frame writing, go on in the background while the stage tilts and the image shift "
-        "moves; the next exposure waits for the camera (early_return)",
-        "EarlyReturn script command before the shot (K2/K3, Falcon, DE cameras)",
+        "early return, for an exposure that saves frames: the full sum is handed back after "
+        "sum_return_s (0.3 s, est.); the rest, and the frame writing, go on in the background "
+        "while the stage tilts and the image shift moves; the next exposure that saves frames "
+        "waits for the writing, a single shot does not (early_return). An exposure without "
+        "frames reads out in full",
+        "EarlyReturnNextShot -1 before the shot (SerialEM's script-command help: only for a "
+        "K2/K3 shot that aligns or saves dose-fractionation frames; -1 returns the full sum, "
+        "GMS 2.31 or later; the next dose-fractionation shot waits until the saving is done, a "
+        "single shot only until the frame stack was accessed)",
     ),
     TimeCost(
         "frame writing",
         "0.014 s per saved frame",
         "K3T: DM's 'save' 0.19-0.21 s for 15 frames (MRC); 0.26 s for 20",
         "in the background with early return",
-        "EarlyReturn; frames saved asynchronously by the camera computer",
+        "EarlyReturnNextShot; frames saved asynchronously by the camera computer",
     ),
     TimeCost(
         "image-shift settling",

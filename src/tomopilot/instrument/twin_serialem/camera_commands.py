@@ -16,7 +16,7 @@ from tomopilot.instrument.twin_serialem.buffers import BufferImage
 from tomopilot.instrument.twin_serialem.commands import Reported, command
 from tomopilot.instrument.twin_serialem.errors import SEMerror
 from tomopilot.instrument.twin_serialem.session import SET_AREAS, Session
-from tomopilot.instrument.types import LowDoseArea
+from tomopilot.instrument.types import LowDoseArea, Movie
 
 
 def need(session: Session, letter: str, name: str) -> BufferImage:
@@ -42,6 +42,7 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
     stage = scope.stage.position()
     matrix = scope.camera.specimen_to_camera_matrix(area)
     frame_info: tuple[str, int, float] | None = None
+    early_sum = session.extensions.pop("early_return_next", None)  # for this shot only
     if not session.valves_open:
         scope.clock.sleep(preset.exposure_s)
         data: NDArray[np.float32] = np.zeros(_area_shape(session, area), np.float32)
@@ -50,11 +51,12 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
         defocus = scope.optics.focus_um() + preset.defocus_offset_um
         time_s, taken = scope.clock.now_s(), scope.clock.datetime()
     elif session.extensions.get("save_frames", {}).get(camera_set):
-        movie = scope.camera.acquire_movie(area)
+        movie = _movie(session, area, early_sum)
         image = movie.image
-        data = np.asarray(image.data, np.float32)
+        data = _returned_sum(movie, early_sum)
         frames_written = save_movie(session, movie.frames, image.pixel_size_a, stage.tilt_deg)
         frame_info = (frames_written, movie.n_frames, movie.frame_dose_e_a2)
+        session.extensions["last_frames_saved"] = movie.n_frames
     else:
         image = scope.camera.acquire(area)
         data = np.asarray(image.data, np.float32)
@@ -81,11 +83,52 @@ def acquire(session: Session, camera_set: int) -> BufferImage:
         source=session.set_letter(camera_set),
     )
     buffer.frames = frame_info
+    if early_sum == 0 and frame_info is not None:  # returned without a summed image
+        return buffer
     session.buffers.push_new(buffer)
     session.variables["imageTickTime"] = f"{time_s:.3f}"
     # tomopilot's addition: the microscope's exposure id (the twin's ground truth is keyed by it)
     session.variables["tomopilotExposureID"] = "" if exposure_id is None else str(exposure_id)
     return buffer
+
+
+def _movie(session: Session, area: LowDoseArea, early_sum: int | None) -> Movie:
+    """A shot that saves frames; with ``EarlyReturnNextShot`` pending, returned early (the
+    twin camera's early return for this shot only, where the microscope offers it)."""
+    camera = session.scope.camera
+    switch = getattr(camera, "set_early_return", None)
+    if early_sum is None or switch is None:
+        return camera.acquire_movie(area)
+    before = bool(getattr(camera, "early_return", False))
+    switch(True)
+    try:
+        return camera.acquire_movie(area)
+    finally:
+        switch(before)
+
+
+def _returned_sum(movie: Movie, early_sum: int | None) -> NDArray[np.float32]:
+    """The image SerialEM hands back: the full (gain-normalised) sum, or with an early return
+    of ``early_sum`` frames (0 < n < all) the sum of the first n, normalised as the full one."""
+    full = np.asarray(movie.image.data, np.float32)
+    if early_sum is None or early_sum <= 0 or early_sum >= movie.n_frames:
+        return full
+    raw_all = movie.frames.sum(axis=0, dtype=np.float64)
+    raw_first = movie.frames[:early_sum].sum(axis=0, dtype=np.float64)
+    ratio = np.divide(raw_first, raw_all, out=np.zeros_like(raw_all), where=raw_all > 0)
+    return np.asarray(full * ratio, np.float32)
+
+
+@command("EarlyReturnNextShot", "I|II")
+def early_return_next_shot(
+    session: Session, n_frames: int, deferred_sum: int = 0, no_stack: int = 0
+) -> Reported:
+    """The next shot returns as soon as its sum of ``n_frames`` frames is ready (-1: the full
+    sum, 0: no summed image) while the frames are still being written; only a shot that saves
+    frames is affected (SerialEM's help: K2/K3 dose fractionation). ``deferred_sum`` and
+    ``no_stack`` are accepted and not modelled."""
+    session.extensions["early_return_next"] = 65535 if n_frames < 0 else int(n_frames)
+    return None
 
 
 def save_movie(
@@ -118,8 +161,7 @@ def set_dose_frac_params(
 @command("ReportNumFramesSaved")
 def report_num_frames_saved(session: Session) -> Reported:
     """Frames saved by the last acquisition that saved frames (0 if none)."""
-    image = session.buffers.get("A")
-    return (image.frames[1] if image is not None and image.frames else 0,)
+    return (int(session.extensions.get("last_frames_saved", 0)),)
 
 
 def _acquirer(camera_set: int) -> object:
