@@ -3,13 +3,16 @@
 The levers (``acquisition/time_levers.py``) change when the microscope waits, not what the
 strategy does, so they are measured with the ``none`` strategy on flat images (fast), every
 scenario of bench/acquisition.py × seeds 1–3, against the same runs without levers: microscope
-time per tilt image from the engine's own ledger, and the ledger's parts per tilt image.
+time per tilt image from the engine's own ledger, and the ledger's parts per tilt image. Every
+run saves its Records' frames, as tomography runs do: SerialEM returns early only from a shot
+that saves frames, so without them ``early_return`` could not save anything.
 Prints one JSON object (DESIGN.md §8).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,9 +37,11 @@ def _one(job: tuple[str, int, str, str]) -> dict[str, Any]:
     out = Path(folder) / f"{name}_{seed}_{label}"
     config = scenario_config(name, 100 * list(SCENARIOS).index(name) + seed, "none", out)
     config.microscope.twin.camera.render = False
+    config.save_frames = True  # early return exists only for shots that save frames
     config.settings.time_levers = CONFIGS[label]  # type: ignore[assignment]
     engine, _ = start_run(config)
     summary = engine.run()
+    shutil.rmtree(out, ignore_errors=True)  # ~1.7 GB of frames per run: only the ledger is kept
     return {
         "label": label,
         "records": summary.n_exposures,
@@ -67,9 +72,9 @@ def main() -> dict[str, Any]:
         "metrics": {
             "per_tilt_image": per_record,
             "time_ratio_to_no_lever": ratios,
-            "method": "strategy none, flat images, microscope time per tilt image from the "
-            "engine's ledger on the simulated clock; same scenarios, seeds and twin seeds as "
-            "bench/acquisition.py",
+            "method": "strategy none, flat images, Record frames saved, microscope time per "
+            "tilt image from the engine's ledger on the simulated clock; same scenarios, seeds "
+            "and twin seeds as bench/acquisition.py",
             "wall_s": round(time.perf_counter() - wall, 1),
         },
         "goals": {
