@@ -19,7 +19,7 @@ import mdocfile
 import mrcfile
 import numpy as np
 import pytest
-from acq_helpers import write_config
+from acq_helpers import calm_stage, write_config
 
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.output.pause_hook import PAUSE_ENV
@@ -28,12 +28,17 @@ from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
 
 SETTINGS = {"minTilt": -12, "maxTilt": 12}  # the 30-kill run is bench/kill_resume.py
-# No branch-start jump and no run-away branch. With the default jump, pace leaves every target
-# ~0.4 µm off at the start of the second branch and never finds them again, so its tracking RMS
-# is whatever the first re-alignment after a jump happens to catch: over six kill instants a
-# resumed run measured 61-552 nm against the uninterrupted run's 412 nm. What a resume must keep
-# is then not measurable; on a stage that pace can follow it is (29-43 nm against 41 nm).
-TWIN = {"stage": {"branch_start_jump_um": 0.0, "runaway_probability": 0.0}}
+# A calm stage (20 nm steps and run-out, no jumps, no run-away branch, no branch-start jump).
+# With the default jump, pace leaves every target ~0.4 µm off at the start of the second branch
+# and never finds them again, so its tracking RMS is whatever the first re-alignment after a jump
+# happens to catch (61-552 nm over six kill instants against 412 nm uninterrupted). On the
+# default stage without jumps fused's outcome still turns on single noise draws that a resume
+# re-draws: the set-up kill sets up again and puts the tracking spot elsewhere, and there weak
+# false spot peaks (4.4-4.5 sigma, accepted by the weak-peak rule) put target 1's Records at
+# +-6 deg 126 and 163 nm off (RMS 43.8 against 11.4 nm; session 24, after the twin's early
+# return was limited to frame-saving shots had moved the timeline). That is fused's tracking,
+# not the resume; what a resume must keep is measurable on a stage both strategies follow.
+TWIN = {"stage": {**calm_stage(), "branch_start_jump_um": 0.0}}
 
 
 def _start(config: Path, resume: bool) -> subprocess.Popen[bytes]:
