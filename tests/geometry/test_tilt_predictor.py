@@ -342,3 +342,25 @@ def test_early_height_fit_follows_a_feature_off_the_axis_height_from_the_second_
     assert leginon > 0.025  # ~z·sin(3°)
     assert ours < 0.6 * leginon
     assert late[True] == late[False]  # the first fit and everything after are unchanged
+
+
+def test_early_height_does_not_read_a_jump_in_the_first_steps_as_a_height() -> None:
+    """The stage jumps 0.2 µm across the axis between 0° and 3°: fitted as a height that is
+    3.8 µm, beyond the z0 allowance, so it is not used, and the next predictions miss no more
+    than Leginon's (which start from the jumped position with height 0)."""
+    truth = TiltModel(90.0, 0.0, 0.3)
+    tilts = np.array([0.0, 3.0, 6.0, 9.0])
+    x, y, _ = model_positions(truth.phi_deg, 0.0, truth.z0_um, (0.1, 0.2), np.radians(tilts))
+    y = y + np.array([0.0, 0.2, 0.2, 0.2])  # the jump (y is across the axis at φ = 90°)
+    misses = {}
+    for early in (False, True):
+        settings_ = PredictorSettings(
+            initial=(TiltModel(90.0), TiltModel(90.0)), xy_prediction="model", early_height=early
+        )
+        predictor = TiltPredictor(settings_)
+        predictor.add_position(0, 0.0, float(x[0]), float(y[0]))
+        predictor.add_position(0, 3.0, float(x[1]), float(y[1]))
+        p = predictor.predict(0, 6.0)
+        misses[early] = (math.hypot(p.x_um - x[2], p.y_um - y[2]), p.fit)
+    assert misses[True][1] == "model"  # the early height was refused
+    assert misses[True][0] == pytest.approx(misses[False][0]) and misses[True][0] < 0.03

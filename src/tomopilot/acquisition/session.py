@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tomopilot.acquisition.engine import AcquisitionEngine
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
 from tomopilot.acquisition.quality import RunQuality, assess
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
 from tomopilot.core.events import EventBus
@@ -50,10 +51,48 @@ class SessionSummary:
         return sum(s.n_exposures for _, s in self.areas)
 
 
+class HalvesInTheirDirection(TiltScheme):
+    """A bidirectional scheme whose − half is approached downwards, one move per tilt, as
+    Leginon tilts it (after a backlash release from above, :mod:`.strategies.sequential`);
+    the parallel strategies approach every negative tilt from below (two moves)."""
+
+    def steps(self) -> list[TiltStep]:
+        return [_downwards(s) for s in super().steps()]
+
+    def controller(
+        self, *, resume_after: int | None = None, ended_branches: Iterable[Branch] = ()
+    ) -> TiltController:
+        return _DownwardsController(
+            self.steps(),
+            step_deg=self.step_deg,
+            slow_tilt=self.slow_tilt,
+            resume_after=resume_after,
+            ended_branches=ended_branches,
+        )
+
+
+class _DownwardsController(TiltController):
+    """Hands out the − half's steps without an approach from below."""
+
+    def next_step(self) -> TiltStep | None:
+        step = super().next_step()
+        return None if step is None else _downwards(step)
+
+
+def _downwards(step: TiltStep) -> TiltStep:
+    return replace(step, approach_deg=None) if step.branch == "-" else step
+
+
 def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
     """One plan per target: its own area (target 1's stage position plus its shift), root
-    ``<root>_tNNN``, the same settings, scheme and folder. Skipped targets get no area."""
+    ``<root>_tNNN``, the same settings, scheme and folder. Skipped targets get no area.
+    With ``approach_from_below`` off, a bidirectional scheme's − half is approached
+    downwards, one move per tilt (Leginon)."""
     ax, ay = plan.area_stage_um or (0.0, 0.0)
+    options = plan.sequential
+    scheme = plan.scheme
+    if scheme.kind == "bidirectional" and not options.approach_from_below:
+        scheme = HalvesInTheirDirection(**scheme.model_dump())
     plans = []
     for number, target in enumerate(resolved.targets, start=1):
         if target.skip:
@@ -75,6 +114,7 @@ def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
                 area_stage_um=(ax + target.ss_x_um, ay + target.ss_y_um),
                 root=f"{plan.root}_t{number:03d}",
                 geo_points_um=[],
+                scheme=scheme,
             )
         )
     return plans

@@ -84,8 +84,9 @@ class PredictorSettings:
         to this series' positions with φ and the offset kept (least squares, as the fixed
         fit), and the prediction uses it. Leginon predicts these first tilts with the height
         at 0 (or the seeded z0), which misses by z·sin(step) per step: ~26 nm per 3° for a
-        feature 0.5 µm off the axis's height. The model itself is still first fitted at
-        ``fit_points``, with the z0 rule, as Leginon does.
+        feature 0.5 µm off the axis's height. A height beyond ``z0_error_um`` from the
+        model's (a jump in the first steps) is not used. The model itself is still first
+        fitted at ``fit_points``, with the z0 rule, as Leginon does.
     """
 
     fit_points: int = 4
@@ -326,6 +327,10 @@ class TiltPredictor:
         try:
             fit = fit_model(series, model.phi_deg, model.offset_um, fixed=True)
         except ValueError:
+            return None
+        # Leginon's z0 rule on it too: a stage jump in the first steps reads as a height of
+        # microns (0.2 µm over 3° is 3.8 µm), which would throw the next predictions off.
+        if not fit_accepted(model.z0_um, fit.z_um[-1], self.settings.z0_error_um, False):
             return None
         return TiltModel(model.phi_deg, model.offset_um, fit.z_um[-1])
 

@@ -238,15 +238,21 @@ class SequentialStrategy:
         drift wait, then the − branch's approach."""
         assert self._toolkit is not None
         scope = self._toolkit.scope
-        recentre_between_halves(self._toolkit, self._images, t, self.options, self.start_tilt_deg)
+        # A − half without approaches from below (the session's HalvesInTheirDirection) is
+        # tilted downwards, one move per tilt: Leginon's backlash release from above first.
+        downwards = step.approach_deg is None
+        recentre_between_halves(
+            self._toolkit,
+            self._images,
+            t,
+            self.options,
+            self.start_tilt_deg,
+            from_above=downwards,
+        )
         if self.options.drift_check != "off":
             self._wait_for_drift()
-        approach = (
-            step.approach_deg
-            if step.approach_deg is not None
-            else step.tilt_deg - self.settings.step_deg
-        )
-        scope.stage.tilt_to(approach)
+        if step.approach_deg is not None:
+            scope.stage.tilt_to(step.approach_deg)
         scope.stage.tilt_to(step.tilt_deg)
 
     def observe(

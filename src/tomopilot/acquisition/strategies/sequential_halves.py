@@ -30,13 +30,18 @@ def recentre_between_halves(
     t: SequentialTarget,
     options: SequentialSettings,
     start_tilt_deg: float,
+    *,
+    from_above: bool = False,
 ) -> None:
     """Back to the start tilt, recentre on a Preview, group 1 starts from there (``images``
-    gains the Preview as group 1's first reference)."""
+    gains the Preview as group 1's first reference). ``from_above``: the backlash release
+    comes down to the start tilt (the − half's tilts are then approached downwards)."""
     o = options
     scope = toolkit.scope
     if o.backlash_release:
-        backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
+        backlash_release(
+            toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s, from_above=from_above
+        )
     else:
         scope.stage.tilt_to(start_tilt_deg)
     scope.optics.set_image_shift_um(*t.start_is_um)
@@ -46,9 +51,15 @@ def recentre_between_halves(
     start = images.get(f"img:{number}:start")
     centre = t.start_is_um  # where the Preview was taken
     offset = (0.0, 0.0)  # the target's offset from its centre
+    # A correlation is circular: a target more than half a field away comes back as an alias
+    # a field off (a 0.5 µm jump in a 0.8 µm field reads −0.3 µm). A shift is believed only
+    # within the fraction of the field the Records' tracking believes; beyond, a View finds it.
+    field_um = min(preview.data.shape) * preview.pixel_size_a * 1e-4
     if start is not None:
+        field_um = min(field_um, min(start.data.shape) * start.pixel_size_a * 1e-4)
+        reach_um = o.relocate_fraction * field_um
         found = tracking_displacement_um(toolkit, start, preview, start_tilt_deg, start_tilt_deg)
-        if found is not None and math.hypot(*found) < 1.0:
+        if found is not None and math.hypot(*found) < reach_um:
             offset = found
         elif o.relocate_with_view:
             # The reversal moved the target (nearly) out of the Preview: find the start
@@ -65,7 +76,8 @@ def recentre_between_halves(
                 found = tracking_displacement_um(
                     toolkit, start, preview, start_tilt_deg, start_tilt_deg
                 )
-                offset = found if found is not None and math.hypot(*found) < 1.0 else offset
+                near = found is not None and math.hypot(*found) < reach_um
+                offset = found if found is not None and near else offset
                 _log.info("target %d found again in a View between the halves", number)
     position = (centre[0] + offset[0], centre[1] + offset[1])
     t.predictor.add_position(1, start_tilt_deg, *position)

@@ -4,9 +4,9 @@
   the target takes no dose), ``interval_s`` apart, give the drift rate; while it is above the
   threshold the measurement repeats, up to a timeout. Every image and wait costs microscope
   time, which the twin's clock counts.
-- :func:`backlash_release`: tilt ``steps``° below the start tilt and come back in 1° steps with a
-  pause after each, so the final approach is in the direction every later tilt is approached
-  from.
+- :func:`backlash_release`: tilt ``steps``° below the start tilt (above it, before a half tilted
+  downwards) and come back in 1° steps with a pause after each, so the final approach is in
+  the direction every later tilt is approached from.
 - :func:`recentre_by_stage`: move the stage until the target sits within a tolerance of the
   field centre on its Preview map, image shift back to zero, as Leginon's iterative recentring;
   only believable registrations count (:func:`register_to_map`), a View searches for a map
@@ -122,13 +122,18 @@ def wait_for_drift(
             previous = current
 
 
-def backlash_release(toolkit: Toolkit, start_deg: float, steps: int, pause_s: float) -> None:
-    """Tilt ``steps``° below ``start_deg``, then back up to it in 1° steps, pausing after each."""
+def backlash_release(
+    toolkit: Toolkit, start_deg: float, steps: int, pause_s: float, *, from_above: bool = False
+) -> None:
+    """Tilt ``steps``° below ``start_deg``, then back up to it in 1° steps, pausing after each;
+    ``from_above``: above it and back down (Leginon's release before the − half, whose tilts
+    are then approached downwards)."""
     scope = toolkit.scope
     limit = scope.stage.limits.tilt_deg
-    scope.stage.tilt_to(max(-limit, start_deg - steps))
+    sign = -1.0 if from_above else 1.0
+    scope.stage.tilt_to(max(-limit, min(limit, start_deg - sign * steps)))
     for k in range(steps - 1, -1, -1):
-        scope.stage.tilt_to(max(-limit, start_deg - k))
+        scope.stage.tilt_to(max(-limit, min(limit, start_deg - sign * k)))
         if pause_s > 0:
             scope.clock.sleep(pause_s)
 
