@@ -26,10 +26,17 @@ PRESETS = {
 
 
 def _session(
-    folder: Path, *, render: bool, jump_at_deg: float | None = None, **sequential: Any
+    folder: Path,
+    *,
+    render: bool,
+    jump_at_deg: float | None = None,
+    jump_um: float = 0.5,
+    optics: dict[str, Any] | None = None,
+    **sequential: Any,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """One target, ±12° in 3°, as a session; per Record: branch, tilt, exposure id and the
-    twin's move count (truth). ``jump_at_deg``: the stage jumps 0.5 µm after that + Record."""
+    twin's move count (truth). ``jump_at_deg``: the stage jumps ``jump_um`` after that +
+    Record."""
     folder.mkdir(parents=True, exist_ok=True)
     path = write_config(
         folder,
@@ -37,7 +44,12 @@ def _session(
         seed=7,
         targets=[{"SSX": 0.0, "SSY": 0.0}],
         settings={"minTilt": -12, "maxTilt": 12, "tiltScheme": "bidirectional", "pretilt": 0},
-        twin={"presets": PRESETS, "stage": CALM, "camera": {"render": render}},
+        twin={
+            "presets": PRESETS,
+            "stage": CALM,
+            "camera": {"render": render},
+            "optics": optics or {},
+        },
     )
     data = yaml.safe_load(path.read_text())
     data["sequential"] = {"drift_check": "off", **sequential}
@@ -58,7 +70,7 @@ def _session(
                 | {"moves": stage.n_moves}
             )
             if step.branch == "+" and step.tilt_deg == jump_at_deg:
-                stage.jump(0.5, scope.clock.now_s())
+                stage.jump(jump_um, scope.clock.now_s())
             return out
 
         area.strategy.observe = record
@@ -104,3 +116,20 @@ def test_a_jump_in_the_first_half_is_not_read_as_an_alias_between_the_halves(
     assert by[("+", 12.0)] < 0.08
     minus = [r["miss_um"] for r in records if r["branch"] == "-"]
     assert max(minus) < 0.08, minus
+
+
+def test_a_target_a_jump_took_beyond_image_shift_reach_ends_its_branches(tmp_path: Path) -> None:
+    # With tracking Views, a 0.9 µm jump after +6° puts the target beyond a 0.6 µm image-shift
+    # limit. The View before +9° and the View that finds the target between the halves must
+    # not set a shift beyond the limit (it raised out of the strategy and ended the session):
+    # the engine meets the limit with the Record's shift and ends each branch there.
+    _, records = _session(
+        tmp_path / "d",
+        render=True,
+        jump_at_deg=6.0,
+        jump_um=0.9,
+        optics={"image_shift_limit_um": 0.6},
+        track_with_view=True,
+    )
+    assert [(r["branch"], r["tilt"]) for r in records] == [("start", 0.0), ("+", 3.0), ("+", 6.0)]
+    assert max(r["miss_um"] for r in records) < 0.08

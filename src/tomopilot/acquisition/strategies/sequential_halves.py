@@ -68,8 +68,20 @@ def recentre_between_halves(
             view = toolkit.view()
             count_dose(t, "-", view.dose_e_a2)
             hit = toolkit.locate_in_wider(start, view)
-            if hit is not None and hit[1] >= MIN_VIEW_SIGNIFICANCE:
-                centre = (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
+            seen = (
+                None
+                if hit is None or hit[1] < MIN_VIEW_SIGNIFICANCE
+                else (centre[0] + float(hit[0][0]), centre[1] + float(hit[0][1]))
+            )
+            reachable = (
+                seen is not None and max(map(abs, seen)) <= scope.optics.image_shift_limit_um
+            )
+            if seen is not None and not reachable:
+                # Beyond image-shift reach: group 1 starts where the View saw the target, and
+                # the engine ends the − half at the image-shift limit.
+                centre, offset = seen, (0.0, 0.0)
+            elif seen is not None:
+                centre = seen
                 scope.optics.set_image_shift_um(*centre)
                 preview = scope.camera.acquire(LowDoseArea.PREVIEW)
                 count_dose(t, "-", preview.dose_e_a2)

@@ -34,6 +34,7 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_TRACKING_SIGNIFICANCE,
     tracking_displacement_um,
 )
+from tomopilot.instrument.errors import ImageShiftLimitError
 from tomopilot.instrument.types import Image, LowDoseArea
 
 _log = logging.getLogger(__name__)
@@ -51,7 +52,12 @@ def track_with_view(
     group's previous View; where the Record should be taken (the prediction when the View
     finds nothing believable). The start tilt's View is both groups' first reference.
     ``images`` holds the Views (updated)."""
-    toolkit.scope.optics.set_image_shift_um(*predicted_um)
+    try:
+        toolkit.scope.optics.set_image_shift_um(*predicted_um)
+    except ImageShiftLimitError:
+        # Beyond the limit no View is taken: the engine meets the limit with the Record's
+        # image shift and ends the branch, as without tracking Views.
+        return predicted_um
     view = toolkit.view()
     count_dose(t, step.branch, view.dose_e_a2)
     key = f"view:{t.info.index}:{step.branch}"
