@@ -62,12 +62,18 @@ MIN_STRETCH = 1e-3
 Peak = tuple[NDArray[np.float64], float]
 
 
+def pretilt_about_axis_deg(settings: AcquisitionSettings) -> float:
+    """The pretilt's component about the tilt axis: the specimen plane lies at stage tilt
+    plus this from the beam's normal."""
+    return settings.pretilt_deg * math.cos(math.radians(settings.rotation_deg))
+
+
 def specimen_stretch(settings: AcquisitionSettings, ref_tilt_deg: float, tilt_deg: float) -> float:
     """How much a specimen feature's distance across the tilt axis changes from an image at
     ``ref_tilt_deg`` to one at ``tilt_deg``: the ratio of the specimen plane's cosines, the
     pretilt's component about the axis included (a lamella milled at 10° lies 10° further
     from the beam on one branch than on the other)."""
-    p = math.radians(settings.pretilt_deg * math.cos(math.radians(settings.rotation_deg)))
+    p = math.radians(pretilt_about_axis_deg(settings))
     before = math.cos(math.radians(ref_tilt_deg) + p)
     after = math.cos(math.radians(tilt_deg) + p)
     if before <= 1e-3 or after <= 1e-3:
@@ -157,6 +163,7 @@ __all__ = [
     "UPSAMPLE",
     "RecordMatch",
     "match_record",
+    "pretilt_about_axis_deg",
     "specimen_stretch",
     "stretch_reference",
 ]

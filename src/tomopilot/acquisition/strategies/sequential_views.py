@@ -24,6 +24,7 @@ import math
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import Toolkit
+from tomopilot.acquisition.strategies.fused_align import pretilt_about_axis_deg
 from tomopilot.acquisition.strategies.sequential_dose import count_dose
 from tomopilot.acquisition.strategies.sequential_state import (
     Reference,
@@ -80,6 +81,7 @@ def track_with_view(
         reference.tilt_deg,
         step.tilt_deg,
         MIN_VIEW_TRACKING_SIGNIFICANCE,
+        pretilt_about_axis_deg(toolkit.settings),
     )
     field_um = min(view.data.shape) * view.pixel_size_a * 1e-4
     if found is None or math.hypot(*found) > relocate_fraction * field_um:
