@@ -17,8 +17,9 @@ import pytest
 from fake_serialem import short_run_config
 from typer.testing import CliRunner
 
+from tomopilot.acquisition.engine import AcquisitionEngine
 from tomopilot.acquisition.output.journal import replay_journal
-from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.plan.run_config import AcquireConfig, load_acquire_config
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import close_microscope, start_run
 from tomopilot.cli.main import app
@@ -45,13 +46,19 @@ def write(folder: Path, name: str, *, loop: bool) -> Path:
     return short_run_config(folder / f"{name}.yaml", folder / name, microscope)
 
 
-def run(path: Path) -> tuple[RunQuality, set[tuple[int, float]]]:
-    config = load_acquire_config(path)
+def run_to_end(config: AcquireConfig) -> AcquisitionEngine:
+    """Run ``config`` to the end (it must finish) and close its microscope; the engine."""
     engine, _ = start_run(config)
     try:
         assert engine.run().status == "finished"
     finally:
         close_microscope(engine.scope)
+    return engine
+
+
+def run(path: Path) -> tuple[RunQuality, set[tuple[int, float]]]:
+    config = load_acquire_config(path)
+    run_to_end(config)
     run_dir = Path(config.output.dir)
     journal = replay_journal(run_dir / "L1.journal.jsonl")
     tilts = {(int(c["target"]), float(c["tilt_deg"])) for c in journal.committed}
@@ -149,11 +156,7 @@ def test_with_frames_saved_fused_asks_serialem_to_return_early_before_each_recor
     data.update(strategy="fused", save_frames=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     config = load_acquire_config(path)
-    engine, _ = start_run(config)
-    try:
-        assert engine.run().status == "finished"
-    finally:
-        close_microscope(engine.scope)
+    engine = run_to_end(config)
     assert "early_return" in engine.levers
     sent = [name for name, _ in engine.microscope.session.sent]  # type: ignore[attr-defined]
     asked = [i for i, name in enumerate(sent) if name == "EarlyReturnNextShot"]
