@@ -8,10 +8,34 @@ owns one family below it (``InstrumentError`` in ``instrument/``, ``FormatError`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+
+def restore_error(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
+    """An exception rebuilt from its ``args`` and attributes, without calling ``__init__``.
+
+    Pickle rebuilds an exception as ``cls(*args)`` by default, which breaks for every class whose
+    ``__init__`` takes other arguments than the final message (a raise in a worker process then
+    arrives in the parent as a ``TypeError``). Errors pickle through this function instead: the
+    message (``args``) and the fields (``__dict__``, notes included) come back as they were.
+    """
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class TomopilotError(Exception):
-    """Base class of every error tomopilot raises deliberately."""
+    """Base class of every error tomopilot raises deliberately.
+
+    Subclasses may take any ``__init__`` arguments: instances pickle by their message and their
+    attributes (:func:`restore_error`), so they cross process boundaries (process pools, Dask).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (restore_error, (type(self), self.args, dict(vars(self))))
 
 
 class ConfigError(TomopilotError, ValueError):

@@ -53,10 +53,13 @@ class SerialEMCommandError(SerialEMError):
     ----------
     command
         The command's name, e.g. ``'MoveStageTo'``.
+    detail
+        What SerialEM said.
     """
 
     def __init__(self, command: str, detail: str) -> None:
         self.command = command
+        self.detail = detail
         super().__init__(f"SerialEM command {command} failed: {detail}")
 
 

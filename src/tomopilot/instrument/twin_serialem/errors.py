@@ -8,9 +8,25 @@ exactly as in SerialEM's module, so a script's ``except Exception`` behaves the 
 
 Messages follow SerialEM's style: what went wrong, then the statement it happened in, so the
 command is always named.
+
+Because their ``__module__`` is ``serialem`` (a module that exists only where SerialEM, or the
+twin's module, is installed), they pickle by name through this module, with their message and
+fields: an error raised by a script in a worker process reaches the parent intact.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from tomopilot.core.errors import restore_error
+
+
+def _by_name(error: BaseException) -> tuple[Any, ...]:
+    return (_restore_by_name, (type(error).__name__, error.args, dict(vars(error))))
+
+
+def _restore_by_name(name: str, args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    return restore_error(_CLASSES[name], args, state)
 
 
 class SEMerror(Exception):
@@ -26,13 +42,22 @@ class SEMerror(Exception):
         super().__init__(message)
         self.command = command
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _by_name(self)
+
 
 class SEMmoduleError(Exception):
     """The module could not run a command (SerialEM's ``serialem.SEMmoduleError``)."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _by_name(self)
+
 
 class SEMexited(Exception):
     """The script was ended by ``Exit`` or a user STOP (SerialEM's ``serialem.SEMexited``)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _by_name(self)
 
 
 class UnknownCommandError(SEMerror, AttributeError):
@@ -43,8 +68,12 @@ class UnknownCommandError(SEMerror, AttributeError):
     """
 
 
+_CLASSES: dict[str, type[BaseException]] = {
+    cls.__name__: cls for cls in (SEMerror, SEMmoduleError, SEMexited, UnknownCommandError)
+}
+
 # Scripts see them as the module's own classes (``serialem.SEMerror`` in a traceback).
-for _cls in (SEMerror, SEMmoduleError, SEMexited, UnknownCommandError):
+for _cls in _CLASSES.values():
     _cls.__module__ = "serialem"
 
 
