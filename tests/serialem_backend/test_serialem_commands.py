@@ -281,6 +281,27 @@ def test_a_movie_turns_frame_saving_on_and_reads_the_frames_serialem_saved(
     np.testing.assert_allclose(movie.frames.sum(axis=0).mean(), movie.image.data.mean(), rtol=0.05)
 
 
+def test_a_plain_record_after_a_movie_saves_no_frames(
+    fake: FakeSerialEM, make_scope: Build, tmp_path: Path
+) -> None:
+    # SerialEM saves frames for every shot of a parameter set whose saving is on: a Record asked
+    # for as an image only (a retake, a set-up Record) must not leave a movie on disk
+    scope = make_scope()
+    fake.frames_dir = tmp_path
+    scope.camera.acquire_movie(LowDoseArea.RECORD)
+    mark = len(fake.calls)
+    scope.camera.acquire(LowDoseArea.RECORD)
+    scope.camera.acquire(LowDoseArea.RECORD)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames_001.mrc"]
+    names = [n for n, _ in sent_since(fake, mark)]
+    assert names.count("SetDoseFracParams") == 1  # turned off once, before the first image
+    assert ("SetDoseFracParams", ("R", 1, 0)) in fake.calls[mark:]
+    # the next movie turns saving on again and links its own file
+    movie = scope.camera.acquire_movie(LowDoseArea.RECORD)
+    assert movie.source_path == tmp_path / "frames_002.mrc"
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_images_carry_the_facility_voltage_and_cs(fake: FakeSerialEM) -> None:
     from tomopilot.instrument.serialem import SerialEMOptions, SerialEMSession
 

@@ -163,3 +163,42 @@ def test_frames_serialem_saved_are_linked_into_the_run_not_written_again(
     for movie in linked:
         assert any(movie.samefile(original) for original in saved)
         assert movie.stat().st_nlink == 2
+
+
+def test_track_twice_retakes_save_their_own_frames_and_link_them(tmp_path: Path) -> None:
+    # PACEtomo's trackTwice: target 1 is retaken when it moved more than alignLimit (20 nm)
+    config = two_targets_three_tilts(tmp_path, save_frames=True, strategy="pace")
+    config.settings = config.settings.model_copy(
+        update={"track_twice": True, "align_limit_um": 0.02}
+    )
+    fake = FakeSerialEM(small_twin())
+    fake.frames_dir = tmp_path / "serialem_frames"
+    fake.frames_dir.mkdir()
+    assert run_on(fake, config) == "finished"
+    n_records = fake.names().count("R")
+    retakes = n_records - 6  # 2 targets x 3 tilts in the stacks
+    assert retakes >= 1
+    run_dir = Path(config.output.dir)
+    linked = []
+    for target in (1, 2):
+        stack = run_dir / f"L1_ts_{target:03d}.mrc"
+        mdoc = mdocfile.read(f"{stack}.mdoc")
+        with mrcfile.open(stack, permissive=False) as mrc:
+            sections = mrc.data.astype(np.float64)
+        assert len(mdoc) == len(sections) == 3
+        # every section, a retaken one too, links the movie of its own exposure: the frames
+        # sum to the section's image (r 0.99; another exposure of the field, its own noise: < 0.2)
+        for sub_frame_path, section in zip(mdoc["SubFramePath"], sections, strict=True):
+            assert str(sub_frame_path) not in ("", "nan", "None")
+            movie = run_dir / str(sub_frame_path).replace("\\", "/")
+            with mrcfile.open(movie, permissive=False) as mrc:
+                frame_sum = mrc.data.astype(np.float64).sum(axis=0)
+            assert np.corrcoef(frame_sum.ravel(), section.ravel())[0, 1] > 0.9
+            linked.append(movie)
+    saved = sorted(fake.frames_dir.iterdir())
+    # every Record asked for frames: the series' own and the Records their retakes replaced
+    assert len(saved) == n_records
+    originals = [next(s for s in saved if movie.samefile(s)) for movie in linked]
+    assert len(set(originals)) == 6
+    # the replaced Records' movies are the only files outside the series, one per retake
+    assert len(set(saved) - set(originals)) == retakes

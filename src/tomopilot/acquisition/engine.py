@@ -93,7 +93,7 @@ class AcquisitionEngine:
         self.plan = plan
         self.events = events or scope.events
         self.control = control or EngineControl()
-        self.toolkit = Toolkit(self.scope, plan.settings)
+        self.toolkit = Toolkit(self.scope, plan.settings, save_frames=plan.save_frames)
         self.strategy: Strategy = make_strategy(plan.strategy, plan.settings, plan.sequential)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         self.journal_path = plan.run_dir / f"{plan.root}.journal.jsonl"
@@ -274,7 +274,8 @@ class AcquisitionEngine:
         outcome = self.strategy.observe(target, step, image, request)
         if outcome.retake is not None:  # the strategy took the Record again (trackTwice)
             image = outcome.retake
-            self._frames = None  # the retake is a plain Record: no frames are saved for it
+            self._replaced_movie(target, step)
+            self._frames = outcome.retake_movie  # its own movie when the run saves frames
             if outcome.specimen_shift_um is not None:
                 request = replace(request, image_shift_um=outcome.specimen_shift_um)
         ctf = record_ctf_um(image, request, outcome, self.plan.settings)
@@ -296,6 +297,17 @@ class AcquisitionEngine:
         )
         if outcome.aborted:
             self._branch_event(target, step, outcome.aborted)
+
+    def _replaced_movie(self, target: int, step: TiltStep) -> None:
+        """Name the movie of a Record a retake replaced: it is not in the series."""
+        replaced = self._frames
+        if replaced is not None and replaced.source_path is not None:
+            _log.info(
+                "target %d at %g°: the retaken Record's frames stay outside the series at %s",
+                target,
+                step.tilt_deg,
+                replaced.source_path,
+            )
 
     def _apply(self, request: ExposureRequest) -> None:
         apply_request(self.scope, request, self.plan.settings, self.levers)

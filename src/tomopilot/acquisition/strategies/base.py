@@ -76,6 +76,9 @@ class Outcome:
     retake: Image | None = None
     """A second Record that replaces the one observed (PACEtomo's trackTwice); its image
     shift is ``specimen_shift_um``."""
+    retake_movie: Movie | None = None
+    """The retake's movie, when the run saves frames (:meth:`Toolkit.series_record`): its
+    section links these frames, not the replaced Record's."""
 
 
 UPSAMPLE_DEFAULT = 20  # the aligner's sub-pixel factor unless a strategy asks for another
@@ -92,9 +95,13 @@ class Toolkit:
     image shift re-centres the target.
     """
 
-    def __init__(self, scope: Microscope, settings: AcquisitionSettings) -> None:
+    def __init__(
+        self, scope: Microscope, settings: AcquisitionSettings, *, save_frames: bool = False
+    ) -> None:
         self.scope = scope
         self.settings = settings
+        self.save_frames = save_frames
+        """Whether the run keeps a movie of every Record of its tilt series."""
         self._matrices: dict[tuple[str, int, int], NDArray[np.float64]] = {}
 
     def camera_matrix(self, image: Image) -> NDArray[np.float64]:
@@ -226,6 +233,16 @@ class Toolkit:
         """Take one exposure, optionally with another exposure time or magnification."""
         with self.conditions(area, exposure_s=exposure_s, magnification=magnification):
             return self.scope.camera.acquire(area)
+
+    def series_record(
+        self, exposure_s: float | None = None, *, magnification: int | None = None
+    ) -> tuple[Image, Movie | None]:
+        """A Record that goes into the tilt series in place of another (a retake): with its
+        movie when the run saves frames, so that its section links its own frames."""
+        if self.save_frames:
+            movie = self.record_movie(exposure_s, magnification=magnification)
+            return movie.image, movie
+        return self.record(exposure_s, magnification=magnification), None
 
     def record_movie(
         self, exposure_s: float | None = None, *, magnification: int | None = None

@@ -44,7 +44,7 @@ from tomopilot.acquisition.strategies.geometry_model import (
     initial_depth_um,
     refit_depth,
 )
-from tomopilot.instrument.types import Image
+from tomopilot.instrument.types import Image, Movie
 
 
 @dataclass
@@ -210,9 +210,11 @@ class PaceStrategy:
                 shift = found[0]
         offset = np.array(state.offset_um) + shift if step.branch != "start" else shift
         applied = np.array(request.image_shift_um)
-        retake = None
+        retake, retake_movie = None, None
         if target == 1 and reference is not None and self._track_twice_due(step, shift):
-            retake, offset, applied, missed = self._track_again(reference, state, request, offset)
+            (retake, retake_movie), offset, applied, missed = self._track_again(
+                reference, state, request, offset
+            )
         else:
             missed = offset
         state.offset_um = offset.tolist()
@@ -229,6 +231,7 @@ class PaceStrategy:
             specimen_shift_um=(float(applied[0]), float(applied[1])),
             eucentric_offset_um=float(state.z0_um),
             retake=retake,
+            retake_movie=retake_movie,
         )
         outcome.aborted = self._check_abort(target, state, image)
         if step.branch == "start":
@@ -249,21 +252,23 @@ class PaceStrategy:
         state: BranchState,
         request: ExposureRequest,
         first_offset: np.ndarray,
-    ) -> tuple[Image, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[tuple[Image, Movie | None], np.ndarray, np.ndarray, np.ndarray]:
         """A second Record of target 1, re-centred by the first one's offset, aligned again.
 
-        Returns the new image, its offset, the image shift it was taken at, and the whole miss
-        of this tilt (first offset plus the second), which the other targets receive. The second
-        image replaces the first in the tilt series (PACEtomo's trackTwice: more dose on the
-        tracking series, for bad stages).
+        Returns the new image (and its movie if the run saves frames), its offset, the image
+        shift it was taken at, and the whole miss of this tilt (first offset plus the second),
+        which the other targets receive. The second image replaces the first in the tilt series
+        (PACEtomo's trackTwice: more dose on the tracking series, for bad stages).
         """
         assert self._toolkit is not None
         applied = np.array(request.image_shift_um) + first_offset
         self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
-        image = self._toolkit.record(request.exposure_s, magnification=request.magnification)
+        image, movie = self._toolkit.series_record(
+            request.exposure_s, magnification=request.magnification
+        )
         found = self._toolkit.shift_um(reference, image)
         second = np.array(state.offset_um) + (found[0] if found is not None else np.zeros(2))
-        return image, second, applied, first_offset + second
+        return (image, movie), second, applied, first_offset + second
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
         """refineGeo: every branch model of a target gets the corrected z₀."""

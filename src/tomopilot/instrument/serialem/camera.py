@@ -16,7 +16,9 @@ symbolic link) rather than writing the frames a second time. With the ``early_re
 (:meth:`SerialEMCamera.set_early_return`) each such shot is preceded by
 ``EarlyReturnNextShot -1``: SerialEM returns the full sum while the frames are still being
 written, so the frames are not read (only counted, ``ReportNumFramesSaved``); the link points
-at the file SerialEM completes.
+at the file SerialEM completes. A plain image of that parameter set afterwards
+(:meth:`SerialEMCamera.acquire`, a retake) turns saving off again first
+(``SetDoseFracParams set 1 0``): only movies leave frame files, and each is linked by a section.
 """
 
 from __future__ import annotations
@@ -80,7 +82,18 @@ class SerialEMCamera:
         return self._core.camera_matrix(AREA_LETTER[area]) / binning
 
     def acquire(self, area: LowDoseArea = LowDoseArea.RECORD) -> Image:
+        """An image only: if a movie turned frame saving on for ``area``'s parameter set, it is
+        turned off first (``SetDoseFracParams set 1 0``), since SerialEM saves the frames of
+        every shot of such a set and a plain image (a retake, a set-up Record) would otherwise
+        leave a movie on disk that no section links."""
         area = LowDoseArea(area)
+        camera_set = CAMERA_SET[area]
+        if camera_set in self._saving_frames:
+            self._core.session.call("SetDoseFracParams", camera_set, 1, 0)
+            self._saving_frames.discard(camera_set)
+        return self._expose(area)
+
+    def _expose(self, area: LowDoseArea) -> Image:
         core = self._core
         preset = core.preset(area)
         focus = core.focus_um()
@@ -205,7 +218,7 @@ class SerialEMCamera:
             core.originals.camera_sets_changed = True
             self._saving_frames.add(camera_set)
         early = self.early_return and self._ask_early_return()
-        image = self.acquire(area)
+        image = self._expose(area)
         path = str(self._core.session.call("ReportLastFrameFile") or "")
         if not path:
             raise SerialEMCommandError(
