@@ -9,7 +9,9 @@ centre of the image.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,14 +143,72 @@ def assess(
     )
 
 
+def assess_areas(
+    truth: GroundTruth, areas: Sequence[tuple[int, Path]], config: AcquireConfig
+) -> RunQuality:
+    """Judge a session of areas (``sequential``: one area per target): ``areas`` are (target
+    number, journal path) pairs, each area's tilt series reported under its target's number;
+    areas not started (no journal, no target map) are left out. The session's time runs from
+    the first area's start to the last finish; its ledger is the sum of the areas' (empty
+    while an area is unfinished)."""
+    targets: list[TargetQuality] = []
+    n_exposures = n_lost = 0
+    start = end = None
+    ledger: dict[str, float] = {}
+    unfinished = False
+    for number, path in areas:
+        if not path.exists():
+            continue
+        journal = replay_journal(path)
+        if not journal.maps:
+            continue
+        if journal.run is not None and start is None:
+            start = float(journal.run["start_s"])
+        if journal.finished is not None:
+            end = float(journal.finished.get("time_s", 0.0))
+        unfinished |= journal.finished is None
+        quality = assess(truth, journal, config, microscope_s=1.0)
+        for activity, seconds in quality.time_ledger_s.items():
+            ledger[activity] = ledger.get(activity, 0.0) + seconds
+        n_exposures += quality.n_exposures
+        n_lost += quality.n_lost
+        targets += [replace(t, target=number) for t in quality.targets]
+    minutes = max(0.0, (end or 0.0) - (start or 0.0)) / 60.0
+    per_series = minutes / max(1, len(targets))
+    return RunQuality(
+        targets=[replace(t, minutes=per_series) for t in targets],
+        microscope_minutes=minutes,
+        n_exposures=n_exposures,
+        n_lost=n_lost,
+        time_ledger_s={} if unfinished else ledger,  # the areas' engine ledgers, summed
+        twin_ledger_s=dict(truth.time_by_activity_s),
+    )
+
+
+def area_journals(run_dir: Path, root: str) -> list[tuple[int, Path]]:
+    """A session's area journals in ``run_dir`` (``<root>_t001.journal.jsonl``, …) with their
+    target numbers, in order."""
+    pattern = re.compile(rf"{re.escape(root)}_t(\d+)\.journal\.jsonl")
+    found = []
+    for path in run_dir.glob(f"{root}_t*.journal.jsonl"):
+        match = pattern.fullmatch(path.name)
+        if match is not None:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
 def assess_run_dir(run_dir: Path) -> RunQuality:
-    """Rebuild a finished (or interrupted) twin run from its folder and judge it."""
+    """Rebuild a finished (or interrupted) twin run from its folder and judge it; a
+    ``sequential`` session (one journal per area) is judged area by area."""
     configs = sorted(run_dir.glob("*_config.resolved.yaml"))
     journals = sorted(run_dir.glob("*.journal.jsonl"))
     if not configs or not journals:
         raise FileNotFoundError(f"{run_dir} holds no tomopilot run (no resolved config or journal)")
     config = load_config(configs[0], AcquireConfig)
-    journal = replay_journal(journals[0])
     twin = TwinMicroscope(config.microscope.twin, command_log=run_dir / "twin_commands.jsonl")
+    areas = area_journals(run_dir, config.output.root)
+    if areas and not (run_dir / f"{config.output.root}.journal.jsonl").exists():
+        return assess_areas(twin.ground_truth, areas, config)
+    journal = replay_journal(journals[0])
     start = float(journal.run["start_s"]) if journal.run else 0.0
     return assess(twin.ground_truth, journal, config, microscope_s=twin.clock.now_s() - start)

@@ -26,7 +26,7 @@ from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
 from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
-from tomopilot.acquisition.quality import RunQuality, assess
+from tomopilot.acquisition.quality import RunQuality, assess_areas
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
 from tomopilot.core.events import EventBus
 from tomopilot.core.files import atomic_write_text
@@ -126,9 +126,27 @@ def _history_path(run_dir: Path, root: str) -> Path:
 
 def load_history(path: Path) -> SessionHistory:
     """The session's earlier series, or an empty history."""
+    return _load_history(path)[0]
+
+
+def _load_history(path: Path) -> tuple[SessionHistory, list[str | None]]:
+    """The session's earlier series and, for each, the area (root) it came from (None for a
+    series seeded from elsewhere, an archive say)."""
     if not path.exists():
-        return SessionHistory()
-    return SessionHistory.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return SessionHistory(), []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    areas = [None if d.get("area") is None else str(d["area"]) for d in data]
+    return SessionHistory.from_json(data), areas
+
+
+def _write_history(path: Path, history: SessionHistory, areas: Sequence[str | None]) -> None:
+    """One file holds the series and the areas they came from, so an area's series enters the
+    history exactly once, whatever instant a kill lands at."""
+    rows = [
+        {**record.to_json(), **({} if area is None else {"area": area})}
+        for record, area in zip(history.series, areas, strict=True)
+    ]
+    atomic_write_text(path, json.dumps(rows))
 
 
 def load_calibration(path: Path) -> dict[float, float] | None:
@@ -164,17 +182,16 @@ def run_session(
     run_dir = plans[0].run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     history_path = _history_path(run_dir, root)
-    history = load_history(history_path)
+    history, series_areas = _load_history(history_path)
     calibration_path = run_dir / f"{root}_defocus_tilt.json"
     calibration = load_calibration(calibration_path)
     if not history.series and seed:
-        history = SessionHistory(list(seed))
-        atomic_write_text(history_path, json.dumps(history.to_json()))
-    recorded = (
-        {str(r) for r in json.loads(_areas_done(run_dir, root).read_text())}
-        if (_areas_done(run_dir, root).exists())
-        else set()
-    )
+        history, series_areas = SessionHistory(list(seed)), [None] * len(seed)
+        _write_history(history_path, history, series_areas)
+    recorded = {area for area in series_areas if area is not None}
+    legacy = run_dir / f"{root}_predictions_areas.json"  # sessions before the areas were kept
+    if legacy.exists():  # in the history file itself
+        recorded |= {str(r) for r in json.loads(legacy.read_text(encoding="utf-8"))}
     start_s = scope.clock.now_s()
     last_slit_s = start_s
     for plan in plans:
@@ -201,21 +218,26 @@ def run_session(
             on_engine(engine)
         result = engine.run(resume=resume and not fresh)
         summary.areas.append((plan.root, result))
-        if isinstance(engine.strategy, SequentialStrategy) and calibration is None:
-            calibration = engine.strategy.calibration
+        strategy = engine.strategy
+        if isinstance(strategy, SequentialStrategy) and not strategy.targets:
+            # The area had finished before a kill (this process did not run it): its last
+            # commit's state holds its series and calibration, which a kill right after its
+            # end could have kept from the session's files.
+            _restore_from_journal(strategy, journal)
+        if isinstance(strategy, SequentialStrategy) and calibration is None:
+            calibration = strategy.calibration
             if calibration is not None:
                 atomic_write_text(calibration_path, json.dumps(sorted(calibration.items())))
         if (
-            isinstance(engine.strategy, SequentialStrategy)
+            isinstance(strategy, SequentialStrategy)
             and plan.root not in recorded
             and result.status == "finished"
-            and engine.strategy.targets
         ):
-            for record in engine.strategy.finished_series():
+            for record in strategy.finished_series():
                 history.add_series(record)
+                series_areas.append(plan.root)
             recorded.add(plan.root)
-            atomic_write_text(history_path, json.dumps(history.to_json()))
-            atomic_write_text(_areas_done(run_dir, root), json.dumps(sorted(recorded)))
+            _write_history(history_path, history, series_areas)
         if result.status == "aborted":
             summary.stopped = "aborted"
             break
@@ -223,8 +245,11 @@ def run_session(
     return summary
 
 
-def _areas_done(run_dir: Path, root: str) -> Path:
-    return run_dir / f"{root}_predictions_areas.json"
+def _restore_from_journal(strategy: SequentialStrategy, journal: Path) -> None:
+    """The strategy as its area's last commit left it (its series, its calibration)."""
+    state = replay_journal(journal) if journal.exists() else None
+    if state is not None and state.last_commit is not None:
+        strategy.restore(state.last_commit["state"], {})
 
 
 def run_configured_session(
@@ -266,29 +291,12 @@ def assess_session(
 ) -> RunQuality:
     """The twin's ground-truth judgement of every area of a session, areas numbered 1, 2, …"""
     truth = scope.ground_truth  # type: ignore[attr-defined]
-    targets = []
-    n_exposures = n_lost = 0
-    start = end = None
-    for number, plan in enumerate(plans, start=1):
-        path = plan.run_dir / f"{plan.root}.journal.jsonl"
-        if not path.exists():
-            continue
-        journal = replay_journal(path)
-        if not journal.maps:
-            continue
-        if journal.run is not None:
-            start = float(journal.run["start_s"]) if start is None else start
-        if journal.finished is not None:
-            end = float(journal.finished.get("time_s", 0.0))
-        quality = assess(truth, journal, resolved.config, microscope_s=1.0)
-        n_exposures += quality.n_exposures
-        n_lost += quality.n_lost
-        targets += [replace(t, target=number) for t in quality.targets]
-    minutes = ((end or 0.0) - (start or 0.0)) / 60.0
-    per_series = minutes / max(1, len(targets))
-    return RunQuality(
-        targets=[replace(t, minutes=per_series) for t in targets],
-        microscope_minutes=minutes,
-        n_exposures=n_exposures,
-        n_lost=n_lost,
-    )
+    areas = [
+        (_area_number(plan.root), plan.run_dir / f"{plan.root}.journal.jsonl") for plan in plans
+    ]
+    return assess_areas(truth, areas, resolved.config)
+
+
+def _area_number(root: str) -> int:
+    """The target number in an area's root (``L1_t007`` → 7)."""
+    return int(root.rsplit("_t", 1)[1])

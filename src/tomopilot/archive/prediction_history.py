@@ -12,10 +12,14 @@ seed_model`, φ, offset and the newest height per group), which the predictor st
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+from sqlalchemy import select
 
 from tomopilot.geometry.tilt_model import TiltModel
 from tomopilot.geometry.tilt_predictor import SeriesRecord
 from tomopilot.store.database import Store
+from tomopilot.store.models import SessionRow
 from tomopilot.store.seeding import seed_model
 
 _GROUP = {"+": 0, "-": 1}
@@ -27,10 +31,21 @@ def archive_history(
     pixel_size_a: float | None = None,
     max_series: int = 8,
     exclude_session_id: int | None = None,
+    exclude_run_dir: Path | None = None,
 ) -> list[SeriesRecord]:
-    """Up to ``max_series`` newest archived series as history records, oldest first."""
+    """Up to ``max_series`` newest archived series as history records, oldest first.
+
+    ``exclude_run_dir``: leave out the session recorded from that folder, the run being
+    acquired: a resumed run has already archived its own unfinished series, which are no
+    earlier series to start from."""
     db = store.reader()
     try:
+        if exclude_run_dir is not None and exclude_session_id is None:
+            exclude_session_id = db.scalars(
+                select(SessionRow.id).where(
+                    SessionRow.run_dir.in_({str(exclude_run_dir), str(exclude_run_dir.resolve())})
+                )
+            ).first()
         seed = seed_model(
             db,
             pixel_size_a=pixel_size_a,

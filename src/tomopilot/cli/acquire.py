@@ -164,12 +164,18 @@ def _start_monitor(
 def _archive_seed(
     engine: AcquisitionEngine, resolved: ResolvedRun, store: Store | None
 ) -> list[SeriesRecord]:
-    """Earlier series of the archive for a sequential session's predictor (none without one)."""
+    """Earlier series of the archive for a sequential session's predictor (none without one);
+    the run's own series (archived before a kill) are not earlier series."""
     settings = resolved.config.sequential
     if store is None or not settings.seed_from_archive:
         return []
     record = engine.scope.optics.preset(LowDoseArea.RECORD)
-    return archive_history(store, pixel_size_a=record.pixel_size_a, max_series=settings.max_series)
+    return archive_history(
+        store,
+        pixel_size_a=record.pixel_size_a,
+        max_series=settings.max_series,
+        exclude_run_dir=Path(engine.plan.run_dir),
+    )
 
 
 def _close_archive(recorder: Recorder | None, store: Store | None, run_dir: Path) -> None:
