@@ -57,6 +57,7 @@ from tomopilot.acquisition.setup.reach_area import (
 from tomopilot.acquisition.setup.refine_geo import height_corrections
 from tomopilot.acquisition.strategies import make_strategy
 from tomopilot.acquisition.strategies.base import (
+    BranchEnded,
     ExposureRequest,
     Strategy,
     TargetInfo,
@@ -176,6 +177,7 @@ class AcquisitionEngine:
         self._setup_event("maps", f"{len(setup.maps)} target maps")
         setup = prepare_start(scope, plan.targets, s, plan.scheme.start_deg, setup, self.toolkit)
         self._setup_event("start tilt", f"F0 = {setup.focus0_um:.2f} µm")
+        self.toolkit.setup_dose_e_a2 = dict(setup.dose_e_a2)
         self.strategy.setup(
             self.targets,
             plan.scheme.start_deg,
@@ -262,7 +264,11 @@ class AcquisitionEngine:
             return
         if not self.strategy.alive(target, step.branch):
             return
-        request = self.strategy.prepare(target, step)
+        try:
+            request = self.strategy.prepare(target, step)
+        except BranchEnded as exc:  # e.g. the next exposure would pass a dose cap
+            self._abort_branch(target, step, exc.reason)
+            return
         try:
             self._apply(request)
         except ImageShiftLimitError as exc:

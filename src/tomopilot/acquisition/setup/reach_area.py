@@ -48,6 +48,8 @@ class AreaSetup:
     start_is_um: dict[int, tuple[float, float]] = field(default_factory=dict)
     focus0_um: float = 0.0
     origin_is_um: tuple[float, float] = (0.0, 0.0)
+    dose_e_a2: dict[int, float] = field(default_factory=dict)
+    """Per target, the dose of the images taken at it (its map, its start Preview)."""
 
 
 def _saved_map(run_dir: Path, target: Target, like: Image) -> Image | None:
@@ -156,6 +158,7 @@ def take_maps(
             continue
         scope.optics.set_image_shift_um(origin[0] + target.ss_x_um, origin[1] + target.ss_y_um)
         image = scope.camera.acquire(LowDoseArea.PREVIEW)
+        setup.dose_e_a2[number] = setup.dose_e_a2.get(number, 0.0) + image.dose_e_a2
         saved = _saved_map(run_dir, target, image)
         if saved is not None:
             image = saved
@@ -195,6 +198,7 @@ def prepare_start(
         scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
         if settings.preview_align and number in setup.maps:
             preview = scope.camera.acquire(LowDoseArea.PREVIEW)
+            setup.dose_e_a2[number] = setup.dose_e_a2.get(number, 0.0) + preview.dose_e_a2
             found = register_to_map(toolkit, setup.maps[number], preview)
             if found is not None:
                 shift = shift + found

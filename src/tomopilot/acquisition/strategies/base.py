@@ -81,6 +81,15 @@ class Outcome:
     section links these frames, not the replaced Record's."""
 
 
+class BranchEnded(Exception):
+    """Raised by :meth:`Strategy.prepare` when a branch must end before its next exposure (a
+    dose cap it would pass): the engine ends the branch and takes nothing more on it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 UPSAMPLE_DEFAULT = 20  # the aligner's sub-pixel factor unless a strategy asks for another
 
 # Stretched comparisons (View relocations) run on images binned to at most this size.
@@ -102,6 +111,9 @@ class Toolkit:
         self.settings = settings
         self.save_frames = save_frames
         """Whether the run keeps a movie of every Record of its tilt series."""
+        self.setup_dose_e_a2: dict[int, float] = {}
+        """The dose (e/Å²) the engine's set-up put on each target with the images it took there
+        (its map, its start Preview): where a strategy that keeps a dose budget starts from."""
         self._matrices: dict[tuple[str, int, int], NDArray[np.float64]] = {}
 
     def camera_matrix(self, image: Image) -> NDArray[np.float64]:

@@ -38,14 +38,22 @@ from typing import Any
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
-from tomopilot.acquisition.strategies.base import ExposureRequest, Outcome, TargetInfo, Toolkit
+from tomopilot.acquisition.strategies.base import (
+    BranchEnded,
+    ExposureRequest,
+    Outcome,
+    TargetInfo,
+    Toolkit,
+)
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.acquisition.strategies.sequential_dose import (
     count_dose,
     exposure_schedule,
     over_dose_cap,
+    record_dose_e_a2,
     tilt_key,
+    within_dose_cap,
 )
 from tomopilot.acquisition.strategies.sequential_halves import recentre_between_halves
 from tomopilot.acquisition.strategies.sequential_setup import (
@@ -173,6 +181,9 @@ class SequentialStrategy:
                 skipped={"start", "+", "-"} if info.skip else set(),
             )
             count_dose(self.targets[info.index], "start", setup_dose_e_a2.get(info.index, 0.0))
+            count_dose(
+                self.targets[info.index], "start", toolkit.setup_dose_e_a2.get(info.index, 0.0)
+            )
         if o.backlash_release:
             backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
         if o.drift_check != "off":  # before the reference, so what drifted meanwhile is caught
@@ -205,6 +216,7 @@ class SequentialStrategy:
         t = self.targets[target]
         o = self.options
         if step.branch == "-" and not t.second_half_ready:
+            self._end_at_dose_cap(t, step, LowDoseArea.PREVIEW)
             self._between_halves(t, step)
         elif o.drift_check == "every" and step.branch != "start":
             self._wait_for_drift()
@@ -217,6 +229,7 @@ class SequentialStrategy:
         pause = o.tilt_pause_s - self.settings.delay_tilt_s  # the engine waited delayTilt
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
+        self._end_at_dose_cap(t, step)
         if tracks_on_views(o, t, step.branch):
             x, y = track_with_view(
                 self._toolkit, self._images, t, step, (x, y), o.relocate_fraction
@@ -232,6 +245,20 @@ class SequentialStrategy:
             exposure_s=self.exposures_s.get(tilt_key(step.tilt_deg)),
             predicted_dz_um=dz,
         )
+
+    def _end_at_dose_cap(
+        self, t: SequentialTarget, step: TiltStep, before: LowDoseArea | None = None
+    ) -> None:
+        """:class:`BranchEnded` if the Record at ``step`` with its tracking View (and an image in
+        ``before`` first, the Preview between the halves) would pass the branch's dose cap."""
+        assert self._toolkit is not None
+        record = record_dose_e_a2(self.exposures_s, step.tilt_deg, self._toolkit)
+        if self.options.dose_cap_e_a2 is None or record is None:
+            return
+        view = view_dose_e_a2(self.options, self._toolkit, t, step.branch)
+        first = 0.0 if before is None else self._toolkit.scope.optics.preset(before).dose_e_a2
+        if not within_dose_cap(t, step.branch, self.options.dose_cap_e_a2, first + view + record):
+            raise BranchEnded("dose cap")
 
     def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
         """Back to the start tilt, recentre on a Preview (group 1 starts from there), the

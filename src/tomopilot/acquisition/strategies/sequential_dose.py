@@ -2,7 +2,13 @@
 
 Exposure can follow 1/cos θ with a total dose spread over the series (Leginon's default); a
 dose cap ends a target's branches before they pass it (each half gets half of what the cap
-leaves after the start Record).
+leaves after the start Record). The dose counted on a target is every image taken at it: the
+engine's set-up images (its map and start Preview), the strategy's recentring and reference
+Previews, the Preview (and View) between the halves, the tracking Views and the Records. The
+Focus area's images lie beside it, and the eucentric-height measurement's images are the
+microscope's own (tomopilot never sees them), so neither counts. Every Record, with its tracking
+View (and the first of the − half with the Preview between the halves), is checked against the
+cap before it is taken.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.sequential_state import SequentialTarget
 from tomopilot.instrument.types import LowDoseArea
+
+# Doses are sums of floats: a Record that exactly fills the cap is within it.
+_DOSE_TOLERANCE_E_A2 = 1e-9
 
 
 def tilt_key(tilt_deg: float) -> float:
@@ -45,6 +54,31 @@ def record_dose_rate(toolkit: Toolkit) -> float:
     return preset.dose_e_a2 / preset.exposure_s
 
 
+def within_dose_cap(
+    t: SequentialTarget, branch: str, cap_e_a2: float | None, dose_e_a2: float
+) -> bool:
+    """Whether ``dose_e_a2`` more on ``t`` keeps ``branch`` within its part of the cap.
+
+    The start (the set-up's images at the target and the start Record) may use the whole cap;
+    each half gets half of what the start left.
+    """
+    if cap_e_a2 is None:
+        return True
+    if branch == "start":
+        return t.start_dose_e_a2 + dose_e_a2 <= cap_e_a2 + _DOSE_TOLERANCE_E_A2
+    budget = (cap_e_a2 - t.start_dose_e_a2) / 2.0
+    spent = t.branch_dose_e_a2.get(branch, 0.0)
+    return spent + dose_e_a2 <= budget + _DOSE_TOLERANCE_E_A2
+
+
+def record_dose_e_a2(
+    exposures_s: dict[float, float], tilt_deg: float, toolkit: Toolkit
+) -> float | None:
+    """The dose of the Record at ``tilt_deg`` (None if the scheme has no such tilt)."""
+    exposure = exposures_s.get(tilt_key(tilt_deg))
+    return None if exposure is None else record_dose_rate(toolkit) * exposure
+
+
 def over_dose_cap(
     t: SequentialTarget,
     step: TiltStep,
@@ -55,17 +89,17 @@ def over_dose_cap(
     tracking_dose_e_a2: float = 0.0,
 ) -> bool:
     """Whether the next Record of this branch (and its tracking image's
-    ``tracking_dose_e_a2``) would pass the branch's half of the cap."""
+    ``tracking_dose_e_a2``) would pass the branch's half of the cap (checked after a Record, so
+    that a branch the cap ends is not tilted on; the start's next Records are the halves' first
+    ones, which :func:`within_dose_cap` checks before they are taken)."""
     if cap_e_a2 is None or step.branch == "start":
         return False
-    budget = (cap_e_a2 - t.start_dose_e_a2) / 2.0
-    spent = t.branch_dose_e_a2.get(step.branch, 0.0)
     sign = 1.0 if step.branch == "+" else -1.0
-    exposure = exposures_s.get(tilt_key(step.tilt_deg + sign * step_deg))
-    if exposure is None:  # the branch's last tilt: nothing follows
-        return False
     assert toolkit is not None
-    return spent + tracking_dose_e_a2 + record_dose_rate(toolkit) * exposure > budget
+    record = record_dose_e_a2(exposures_s, step.tilt_deg + sign * step_deg, toolkit)
+    if record is None:  # the branch's last tilt: nothing follows
+        return False
+    return not within_dose_cap(t, step.branch, cap_e_a2, tracking_dose_e_a2 + record)
 
 
 def count_dose(t: SequentialTarget, branch: str, dose_e_a2: float) -> None:
