@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
-from tomopilot.acquisition.quality import assess
+from tomopilot.acquisition.quality import assess, assess_run_dir
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.session import load_history, run_session, sequential_plans
 from tomopilot.acquisition.strategies.sequential_steps import goniometer_defocus_um
@@ -467,3 +467,48 @@ def test_the_defocus_tilt_table_gives_the_goniometers_part() -> None:
         expected = 0.8 * math.sin(math.radians(tilt)) + 0.05 * math.sin(3 * math.radians(tilt))
         assert goniometer_defocus_um(slid, tilt, 0.0) == pytest.approx(expected, abs=0.05)
     assert abs(goniometer_defocus_um(slid, 60.0, 0.0) - 0.8 * math.sin(math.radians(60))) < 0.1
+
+
+def test_a_sessions_targets_get_the_defocus_the_dry_run_lists(tmp_path: Path) -> None:
+    """``stepDefocus`` cycles over a sequential session's targets as over a parallel run's (and
+    as ``--dry-run`` lists them), a skipped target taking no level: each area's series is at its
+    target's defocus (twin truth at every Record), and the report judges it against that."""
+    path = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=2,
+        targets=[
+            {"SSX": 0.0, "SSY": 0.0},
+            {"SSX": 3.0, "SSY": 1.0, "skip": 1},
+            {"SSX": -2.0, "SSY": 2.5},
+            {"SSX": 2.0, "SSY": -2.0},
+        ],
+        settings={
+            "minTilt": -3,
+            "maxTilt": 3,
+            "tiltScheme": "bidirectional",
+            "minDefocus": -3,
+            "maxDefocus": -4,
+            "stepDefocus": 0.5,
+        },
+        twin={"presets": PRESETS, "camera": {"render": False}},
+    )
+    listed = CliRunner().invoke(app, ["acquire", str(path), "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    for level in ("-4.00", "-3.50", "-3.00"):
+        assert level in listed.output
+    config = load_acquire_config(path)
+    engine, resolved = start_run(config)
+    plans = sequential_plans(resolved, engine.plan)
+    assert run_session(engine.scope, plans, root="L1").stopped == "finished"
+    truth = engine.scope.ground_truth
+    wanted = {"L1_t001": -4.0, "L1_t003": -3.5, "L1_t004": -3.0}
+    assert [p.root for p in plans] == list(wanted)
+    for plan in plans:
+        journal = replay_journal(plan.run_dir / f"{plan.root}.journal.jsonl")
+        true_defocus = [truth.exposure(int(c["exposure_id"])).defocus_um for c in journal.committed]
+        # the autofocus's 2 % scale error and 0.04 µm noise, and the ±3° height changes
+        np.testing.assert_allclose(true_defocus, wanted[plan.root], atol=0.2)
+    quality = assess_run_dir(plans[0].run_dir)
+    assert [t.target for t in quality.targets] == [1, 3, 4]
+    assert max(t.defocus_rms_um for t in quality.targets) < 0.2

@@ -104,10 +104,11 @@ def assess(
             exposure = truth.exposure(int(record["exposure_id"]))
             dx, dy = exposure.offset_nm(point)
             tracking.append(math.hypot(dx, dy))
-            intended = (
-                levels[target - 1] if levels[target - 1] is not None else settings.max_defocus_um
-            )
-            focus_err.append(exposure.defocus_um - float(intended))  # type: ignore[arg-type]
+            intended = record.get("target_defocus_um")  # the engine's, journalled
+            if intended is None:  # journals before it was
+                level = levels[target - 1]
+                intended = settings.max_defocus_um if level is None else level
+            focus_err.append(exposure.defocus_um - float(intended))
             tilts.append(float(record["tilt_deg"]))
             if half is None:
                 half = min(exposure.field_shape) * exposure.pixel_size_a * 1e-4 / 2

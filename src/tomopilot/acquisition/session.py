@@ -25,6 +25,7 @@ from tomopilot.acquisition.engine import AcquisitionEngine
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
 from tomopilot.acquisition.quality import RunQuality, assess_areas
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
@@ -85,7 +86,8 @@ def _downwards(step: TiltStep) -> TiltStep:
 
 def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
     """One plan per target: its own area (target 1's stage position plus its shift), root
-    ``<root>_tNNN``, the same settings, scheme and folder. Skipped targets get no area.
+    ``<root>_tNNN``, the same settings (but the target's defocus, ``stepDefocus`` cycling
+    over the targets as in a parallel run), scheme and folder. Skipped targets get no area.
     With ``approach_from_below`` off, a bidirectional scheme's − half is approached
     downwards, one move per tilt (Leginon)."""
     ax, ay = plan.area_stage_um or (0.0, 0.0)
@@ -93,10 +95,18 @@ def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
     scheme = plan.scheme
     if scheme.kind == "bidirectional" and not options.approach_from_below:
         scheme = HalvesInTheirDirection(**scheme.model_dump())
+    levels = defocus_per_target(
+        plan.settings, len(resolved.targets), {i for i, t in enumerate(resolved.targets) if t.skip}
+    )
     plans = []
-    for number, target in enumerate(resolved.targets, start=1):
-        if target.skip:
+    for number, (target, level) in enumerate(zip(resolved.targets, levels, strict=True), start=1):
+        if target.skip or level is None:
             continue
+        # The area's one target gets the defocus the whole run's cycle gives it (stepDefocus
+        # across the targets, as the dry run lists them).
+        settings = plan.settings.model_copy(
+            update={"max_defocus_um": level, "min_defocus_um": level}
+        )
         only = Target(
             ss_x_um=0.0,
             ss_y_um=0.0,
@@ -110,6 +120,7 @@ def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
         plans.append(
             replace(
                 plan,
+                settings=settings,
                 targets=[only],
                 area_stage_um=(ax + target.ss_x_um, ay + target.ss_y_um),
                 root=f"{plan.root}_t{number:03d}",

@@ -192,9 +192,10 @@ def prepare_start(
     origin = np.array(setup.origin_is_um)
     most_underfocus = defocus_range_um(settings)[0]
     for number, target in enumerate(targets, start=1):
-        if target.skip:
-            continue
         shift = origin + np.array([target.ss_x_um, sigma * target.ss_y_um])
+        if target.skip:  # never imaged: its nominal place, for the strategies' bookkeeping
+            setup.start_is_um[number] = (float(shift[0]), float(shift[1]))
+            continue
         scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
         if settings.preview_align and number in setup.maps:
             preview = scope.camera.acquire(LowDoseArea.PREVIEW)
