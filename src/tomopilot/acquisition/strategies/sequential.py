@@ -72,6 +72,7 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     DriftReading,
     backlash_release,
     goniometer_defocus_um,
+    locate_map_wider,
     measure_defocus_tilt_table,
     recentre_by_stage,
 )
@@ -200,6 +201,19 @@ class SequentialStrategy:
                 self._images[f"pre0:{number}"] = preview
             ref = references.get(f"map:{number}")
             found = None if ref is None else register_to_map(toolkit, ref, preview)
+            if found is None and ref is not None:
+                # The Preview's peak cannot be believed (thin ice in a hole stands near the
+                # floor); what the release moved (0.1-0.3 um) would stay in the whole series:
+                # a wider field (the whole chip, else a View) looks for the map.
+                doses: list[float] = []
+                wider = locate_map_wider(toolkit, ref, doses)
+                count_dose(target, "start", sum(doses))
+                found = None if wider is None else wider[0]
+                _log.info(
+                    "target %d: its start Preview did not register to its map; %s",
+                    number,
+                    "nor in a wider field" if wider is None else f"a {wider[1]} found it",
+                )
             if found is not None:
                 sx, sy = target.start_is_um
                 target.start_is_um = (sx + float(found[0]), sy + float(found[1]))

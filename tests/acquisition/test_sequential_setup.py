@@ -1,0 +1,69 @@
+"""The sequential strategy's start reference: what the backlash release moved is found even when
+the start Preview cannot be registered to the target's map (thin ice in a hole)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from acq_helpers import write_config
+
+from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import load_acquire_config
+from tomopilot.acquisition.run import start_run
+from tomopilot.acquisition.strategies import sequential as sequential_module
+
+PRESETS = {
+    "record": {"camera_area_px": [4096, 4096], "binning": 16},
+    "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
+}
+
+
+def _start_miss_nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, wider: bool) -> float:
+    """The start Record's distance from the target (twin truth) when the start Preview's
+    registration to the map is not believed; ``wider`` False: the fallback disabled."""
+    tmp_path.mkdir()
+    path = write_config(
+        tmp_path,
+        strategy="sequential",
+        seed=4,
+        targets=[{"SSX": 0.0, "SSY": 0.0}],
+        settings={"minTilt": -3, "maxTilt": 3, "tiltScheme": "bidirectional", "pretilt": 0},
+        # a goniometer whose release moves the specimen 0.2-0.3 um (side-entry-like steps)
+        twin={"presets": PRESETS, "stage": {"step_error_sigma_um": 0.15}},
+    )
+    engine, _ = start_run(load_acquire_config(path))
+    strategy: Any = engine.strategy
+    original = sequential_module.register_to_map
+    calls = {"n": 0}
+
+    def register(toolkit: Any, reference: Any, image: Any) -> Any:
+        # The recentring's Previews register as usual; the start Preview, taken after the
+        # release, gives no believable peak (as on thin ice in a hole).
+        calls["n"] += 1
+        return None if strategy.targets else original(toolkit, reference, image)
+
+    monkeypatch.setattr(sequential_module, "register_to_map", register)
+    if not wider:
+        monkeypatch.setattr(sequential_module, "locate_map_wider", lambda *a, **k: None)
+    assert engine.run().status == "finished"
+    assert calls["n"] >= 1
+    journal = replay_journal(engine.journal_path)
+    truth = engine.scope.ground_truth
+    point = truth.exposure(journal.maps[1]).specimen_centre_um
+    start = journal.committed[0]
+    assert start["branch"] == "start"
+    return math.hypot(*truth.exposure(int(start["exposure_id"])).offset_nm(point))
+
+
+def test_the_start_reference_is_found_in_a_wider_field_when_the_preview_cannot_be_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_wider = _start_miss_nm(tmp_path / "wider", monkeypatch, wider=True)
+    monkeypatch.undo()
+    without = _start_miss_nm(tmp_path / "without", monkeypatch, wider=False)
+    # what the release moved stays without the fallback; a View's pixel (~11 nm) with it
+    assert without > 100.0, without
+    assert with_wider < 30.0, (with_wider, without)
