@@ -49,9 +49,14 @@ SHOT_DOSE_FRACTION = 0.04  # of a Record's exposure time (and dose: same magnifi
 MIN_SIGNIFICANCE = 6.0
 MIN_SIGNIFICANCE_RELATIVE = 0.4
 # A peak down to this fraction of the needed significance is kept when the step it shows is
-# within PLAUSIBLE_STEP_UM of where the trend put it (a few of a good stage's settling steps).
+# within what the stage was seen to move (TrackSpot.plausible_step_um): STEP_MARGIN times the
+# median of the branch's last RECENT_STEPS measured misses of its trend, at least
+# MIN_PLAUSIBLE_UM and at most PLAUSIBLE_STEP_UM (a few of a good stage's settling steps).
 WEAK_FRACTION = 0.7
 PLAUSIBLE_STEP_UM = 0.15
+MIN_PLAUSIBLE_UM = 0.04
+RECENT_STEPS = 4
+STEP_MARGIN = 1.5
 # ... but not when the stage was seen to step by more than this since the branch's last shot
 # (a jump or a run-away on the other branch moves the whole stage; the trend of this branch has
 # not seen it, so "near the prediction" is no evidence: a false peak is as likely there).
@@ -161,15 +166,16 @@ class TrackSpot:
         self.significance = None if found is None else float(found[1])
         shift = None
         if found is not None and WEAK_FRACTION * needed <= found[1] < needed:
-            # A weak peak that puts the spot where it was expected (a small step): a false peak
-            # lands anywhere in the field, so this one is all but surely right; refusing it
-            # would send a View, whose stretched match over a large change of tilt is the
-            # riskier of the two. Judged on the step as it would be taken: the alias check may
-            # move the peak a field away, where nothing says it is plausible.
+            # A weak peak that puts the spot where it was expected, within what the stage was
+            # seen to move: a false peak lands anywhere in the field, the more rarely inside
+            # that radius the smaller it is; refusing a true one would send a View, whose
+            # stretched match over a large change of tilt is riskier. Judged on the step as it
+            # would be taken: the alias check may move the peak a field away, where nothing
+            # says it is plausible.
             shift = unalias_shift(toolkit, reference, image, found[0])
             miss_um = np.asarray(state.ref_offset_um) + shift  # from where it was put
             calm = self.unseen_step_um(branch) <= UNSEEN_STEP_UM
-            if calm and float(np.hypot(*miss_um)) <= PLAUSIBLE_STEP_UM:
+            if calm and float(np.hypot(*miss_um)) <= self.plausible_step_um(branch):
                 needed = float(found[1])
         if found is None or found[1] < needed:
             state.lost += 1
@@ -230,6 +236,22 @@ class TrackSpot:
         """A common step measured on ``branch`` (by the spot, a View or the targets), as its
         miss from the branch's trend."""
         self.steps = [*self.steps[-7:], (branch, float(np.hypot(miss_um[0], miss_um[1])))]
+
+    def plausible_step_um(self, branch: str) -> float:
+        """How far from where the trend expected it a weak peak may put the spot on ``branch``:
+        what the stage was seen to move there (:data:`STEP_MARGIN` times the median of the
+        branch's last :data:`RECENT_STEPS` measured misses of its trend), at least
+        :data:`MIN_PLAUSIBLE_UM`, at most :data:`PLAUSIBLE_STEP_UM`. Zero, so no weak peak is
+        taken, before the branch measured a step of its own (nothing to judge by) and while
+        the spot never gave a full-strength peak (set up again after a resume, it may sit where
+        the field does not correlate, and a weak peak there is as likely noise)."""
+        if not any(peak >= MIN_SIGNIFICANCE for peak in self.peaks):
+            return 0.0
+        own = [size for other, size in self.steps if other == branch][-RECENT_STEPS:]
+        if not own:
+            return 0.0
+        typical = STEP_MARGIN * statistics.median(own)
+        return min(PLAUSIBLE_STEP_UM, max(MIN_PLAUSIBLE_UM, typical))
 
     def unseen_step_um(self, branch: str) -> float:
         """The largest miss of the trend measured on another branch since ``branch``'s last
