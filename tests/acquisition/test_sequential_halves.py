@@ -109,8 +109,9 @@ def test_a_jump_in_the_first_half_is_not_read_as_an_alias_between_the_halves(
     # half the 0.82 µm Preview away. The Preview's correlation with the start Record is
     # circular: it read the shift as an alias a field off (−0.3 µm), and the whole − half was
     # taken 0.81 µm from the target. Beyond the tracking's reach the shift is not believed and
-    # a View finds the target: the − half's Records are on it.
-    _, records = _session(tmp_path / "c", render=True, jump_at_deg=6.0)
+    # a View finds the target: the − half's Records are on it. (Records placed at the
+    # prediction, ``auto``: a View before every Record, the default, sees the jump first.)
+    _, records = _session(tmp_path / "c", render=True, jump_at_deg=6.0, track_with_view="auto")
     by = {(r["branch"], r["tilt"]): r["miss_um"] for r in records}
     assert by[("+", 9.0)] > 0.4  # the jump, unforeseen
     assert by[("+", 12.0)] < 0.08

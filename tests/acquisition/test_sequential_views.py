@@ -1,5 +1,5 @@
-"""``sequential``'s tracking Views chosen by the specimen (``track_with_view: auto``, the
-default), judged against the twin's truth: on a grid hole, whose ice holds nothing fixed that
+"""``sequential``'s tracking Views chosen by the specimen (``track_with_view: auto``),
+judged against the twin's truth: on a grid hole, whose ice holds nothing fixed that
 a Record could lock onto, the series tracks on Views from the start and stays on its target
 (without Views it drifts off); a kill mid-series resumes the same way."""
 
@@ -104,11 +104,11 @@ def _misses_um(engine: Any) -> dict[float, float]:
 
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return _run(_config(tmp_path_factory.mktemp("auto")))
+    return _run(_config(tmp_path_factory.mktemp("auto"), track_with_view="auto"))
 
 
 def test_a_grid_hole_is_tracked_on_views_and_stays_on_target(auto_run: Any, tmp_path: Path) -> None:
-    """The default finds that the hole's start Record does not correlate with the Preview
+    """``auto`` finds that the hole's start Record does not correlate with the Preview
     before it, takes a View before every Record and keeps them on the target; Records alone
     drift off it (the twin's hole ice is drawn afresh for every exposure)."""
     journal = replay_journal(auto_run.journal_path)
@@ -137,7 +137,7 @@ def test_a_killed_auto_series_resumes_on_views_like_the_uninterrupted_run(
     """Killed in the + branch (after its switch to Views) and resumed: the same tilts once
     each, the branches still tracked on Views, every Record as close to the target as in the
     uninterrupted run."""
-    path = _config(tmp_path / "killed")
+    path = _config(tmp_path / "killed", track_with_view="auto")
     _run(path, kill_after=3)
     resumed = _run(path)
     a = replay_journal(auto_run.journal_path)

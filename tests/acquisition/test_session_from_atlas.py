@@ -3,10 +3,11 @@
 target through a forced dewar refill and a stage jump, and nothing is lost.
 
 Every Record stays on its target (the twin's truth): the strategy tracks on Views (Leginon's
-tracking preset), which hold the hole's edge, chosen by itself (``track_with_view: auto``, the
-default): each hole's start Record does not correlate with the Preview taken just before it
-(in the holes' ice the twin draws no specimen-locked texture: a fresh realisation each
-exposure, the few particles too faint at a Record's dose). On Records alone
+tracking preset), which hold the hole's edge: a View before every Record (``track_with_view:
+true``, the default; ``auto`` chooses the same here: each hole's start Record does not
+correlate with the Preview taken just before it, for in the holes' ice the twin draws no
+specimen-locked texture: a fresh realisation each exposure, the few particles too faint at a
+Record's dose). On Records alone
 (``track_with_view: false``) 49 of the 60 tilted Records drifted more than 0.1 µm from where
 their series started, up to 1.5 µm by ±45° (the Record is 0.41 µm wide); with the Views, as
 with ``true``, at most 0.21 µm, 55 of 60 within 0.1 µm (main 9e2237e; since the predictor's

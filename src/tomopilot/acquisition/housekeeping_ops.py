@@ -18,13 +18,14 @@ _log = logging.getLogger(__name__)
 DEWAR_MARGIN_S = 15.0  # start a fill early if it is due within this (SerialEM can)
 
 
-def protect_from_dewar(scope: Microscope) -> None:
-    """Before an exposure: wait out a refill, or start one that would fall into it."""
+def protect_from_dewar(scope: Microscope, margin_s: float = DEWAR_MARGIN_S) -> None:
+    """Before an exposure: wait out a refill, or start one that would fall into it (due
+    within ``margin_s``)."""
     status = scope.housekeeping.dewar_status()
     if status.filling:
         waited = scope.housekeeping.wait_for_dewar()
         _log.info("waited %.0f s for a dewar fill", waited)
-    elif status.seconds_until_next_fill < DEWAR_MARGIN_S:
+    elif status.seconds_until_next_fill < margin_s:
         # A fill would start during the exposure: start it now and wait it out.
         scope.housekeeping.refill_dewar()
         _log.info("started a dewar fill early to protect the exposure")

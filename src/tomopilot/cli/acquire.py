@@ -88,8 +88,8 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             f"override from {resolved.override_sources.get(name, 'targets file')}: {name} = {value}"
         )
     record_s = config.microscope.twin.presets.get(LowDoseArea.RECORD).exposure_s
-    # sequential's tracking Views (Leginon's tracking preset): one before every Record, or
-    # (auto) one at each target's start tilt, more only where the Records cannot track
+    # sequential's tracking Views (Leginon's tracking preset): one before every Record (the
+    # default), or (auto) one at each target's start tilt, more only where Records cannot track
     tracking = config.sequential.track_with_view
     sequential = (strategy or config.strategy) == "sequential"
     views_per_target = 0 if not sequential or tracking is False else 1

@@ -78,6 +78,7 @@ from tomopilot.acquisition.strategies.sequential_steps import (
 )
 from tomopilot.acquisition.strategies.sequential_tracking import measure_offset, relocate_in_view
 from tomopilot.acquisition.strategies.sequential_views import (
+    anchor_views_on_record,
     start_tracks,
     switch_to_views,
     track_with_view,
@@ -332,12 +333,14 @@ class SequentialStrategy:
                 # the Record has nothing to track by: then (auto) its branch goes on on Views.
                 found = None
                 if self.options.relocate_with_view:
-                    found = relocate_in_view(self._toolkit, self._images, t, group)
+                    found = relocate_in_view(self._toolkit, self._images, t, group, step.tilt_deg)
                 offset = found or offset
                 if found is None and self._switches_to_views(t, step.branch):
                     switch_to_views(self._toolkit, self._images, t, step, (ix, iy), self.options)
             if far and t.view_position_um is not None:  # the tracking View found it
                 offset = (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
+            elif offset is not None:  # the Record's finer tracking re-anchors the Views
+                anchor_views_on_record(t, group, (ix + offset[0], iy + offset[1]))
         t.view_position_um = None
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])

@@ -4,14 +4,17 @@ Before a Record, a View at the predicted image shift is correlated with the grou
 View (:func:`track_with_view`); the Record is taken where the View found the target. The
 start tilt's View is both groups' first reference.
 
-Which Records get one (``track_with_view``): every Record (``true``), none (``false``), or
-(``auto``) the start tilt's, then every Record of both branches when the start Record does
-not correlate with the Preview taken just before it at the same place (:func:`start_tracks`:
-nothing fixed to the specimen at the Record's scale survives from one exposure to the next,
-so Record-to-Record tracking has nothing to lock onto), and those of a branch once one of
-its tilted Records gave no believable tracking peak of its own and could not be found again
-in a View either (:func:`switch_to_views`; a Record that a View finds again had texture, the
-target had only left its reach, after a stage jump, say).
+After the Record, its own tracking re-anchors the group's View (:func:`anchor_views_on_record`),
+so the Views' per-step errors do not add up along the half series.
+
+Which Records get one (``track_with_view``): every Record (``true``, the default), none
+(``false``), or (``auto``) the start tilt's, then every Record of both branches when the
+start Record does not correlate with the Preview taken just before it at the same place
+(:func:`start_tracks`: nothing fixed to the specimen at the Record's scale survives from one
+exposure to the next, so Record-to-Record tracking has nothing to lock onto), and those of a
+branch once one of its tilted Records gave no believable tracking peak of its own and could
+not be found again in a View either (:func:`switch_to_views`; a Record that a View finds
+again had texture, the target had only left its reach, after a stage jump, say).
 :func:`view_dose_e_a2` is what the next tracking View adds to a target's dose (for the dose
 cap).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 
+from tomopilot.acquisition.housekeeping_ops import DEWAR_MARGIN_S, protect_from_dewar
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.plan.tilt_schemes import TiltStep
 from tomopilot.acquisition.strategies.base import Toolkit
@@ -35,10 +39,16 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_TRACKING_SIGNIFICANCE,
     tracking_displacement_um,
 )
+from tomopilot.acquisition.strategies.sequential_tracking import carried_offset_um
 from tomopilot.instrument.errors import ImageShiftLimitError
 from tomopilot.instrument.types import Image, LowDoseArea
 
 _log = logging.getLogger(__name__)
+
+# Time from a tracking View to the engine's dewar check before its Record (the View's
+# exposure and read-out, its correlation, the focus): a fill due within this after the
+# View is started before it.
+VIEW_TO_RECORD_S = 15.0
 
 
 def track_with_view(
@@ -59,8 +69,7 @@ def track_with_view(
         # Beyond the limit no View is taken: the engine meets the limit with the Record's
         # image shift and ends the branch, as without tracking Views.
         return predicted_um
-    view = toolkit.view()
-    count_dose(t, step.branch, view.dose_e_a2)
+    view = _view_clear_of_dewar(toolkit, t, step.branch)
     key = f"view:{t.info.index}:{step.branch}"
     t.view_position_um = None
     if step.branch == "start":
@@ -87,12 +96,54 @@ def track_with_view(
     if found is None or math.hypot(*found) > relocate_fraction * field_um:
         _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
         return predicted_um
-    offset = (reference.offset_um[0] + found[0], reference.offset_um[1] + found[1])
+    carried = carried_offset_um(toolkit, reference.offset_um, reference.tilt_deg, step.tilt_deg)
+    offset = (carried[0] + found[0], carried[1] + found[1])
     images[key] = view
     t.view_references[group] = Reference(key, offset, step.tilt_deg)
     position = (predicted_um[0] + offset[0], predicted_um[1] + offset[1])
     t.view_position_um = position
     return position
+
+
+def anchor_views_on_record(
+    t: SequentialTarget, group: int, record_position_um: tuple[float, float]
+) -> None:
+    """After a Record whose own tracking found the target (at ``record_position_um``, image
+    shift µm): the group's last View is re-anchored there, so the next View is measured from
+    where the Records say the target is. The Views' chain alone (each View from the last,
+    2 nm per step against the twin's truth) adds its errors up over a half series, 15 nm RMS
+    and up to 53 nm by ±60° on the calm lamella; the Records' correlation is finer (a field a
+    quarter as wide at a seventh of the pixel) and is re-anchored at every Record in turn.
+    Only when this tilt's View found the target (its reference is this View)."""
+    reference = t.view_references.get(group)
+    found = t.view_position_um
+    if reference is None or found is None:
+        return
+    view_is = (found[0] - reference.offset_um[0], found[1] - reference.offset_um[1])
+    offset = (record_position_um[0] - view_is[0], record_position_um[1] - view_is[1])
+    t.view_references[group] = Reference(reference.key, offset, reference.tilt_deg)
+
+
+def _view_clear_of_dewar(toolkit: Toolkit, t: SequentialTarget, branch: str) -> Image:
+    """The tracking View, with no dewar fill between it and its Record (``check_dewar``).
+
+    The engine's dewar check comes after ``prepare()``: a fill it waited out there would fall
+    between this View and its Record, and the View's measurement would be stale by the
+    fill's wait and the drift it starts. A fill due within the View's time to its Record is
+    started (and waited out) before the View; one that began during the View is waited out
+    and the View taken again. Each View's dose is counted on the target."""
+    scope = toolkit.scope
+    check = toolkit.settings.check_dewar
+    if check:
+        protect_from_dewar(scope, DEWAR_MARGIN_S + VIEW_TO_RECORD_S)
+    view = toolkit.view()
+    count_dose(t, branch, view.dose_e_a2)
+    if check and scope.housekeeping.dewar_status().filling:
+        _log.info("target %d: a dewar fill began during its tracking View", t.info.index)
+        protect_from_dewar(scope)
+        view = toolkit.view()
+        count_dose(t, branch, view.dose_e_a2)
+    return view
 
 
 def tracks_on_views(options: SequentialSettings, t: SequentialTarget, branch: str) -> bool:

@@ -3,12 +3,14 @@
 Each duty costs realistic time on the simulated clock (twin_magnitudes §5): a dewar fill lasts
 ``dewar_refill_duration_s`` and comes every ``dewar_refill_interval_s``, with a burst of stage
 drift after it; the cold FEG's emission decays until it is flashed; the zero-loss peak drifts
-out of the slit at ``zlp_drift_ev_per_h`` until it is refined.
+out of the slit at ``zlp_drift_ev_per_h`` until it is refined. A forced refill (the
+``dewar_refill`` fault) begins at the first query of the dewars' state or exposure after its
+time, whichever comes first.
 """
 
 from __future__ import annotations
 
-from tomopilot.instrument.events import HousekeepingDone
+from tomopilot.instrument.events import FaultTriggered, HousekeepingDone
 from tomopilot.instrument.twin.core import STREAM_HOUSEKEEPING, TwinCore, logged
 from tomopilot.instrument.types import DewarStatus
 
@@ -29,6 +31,9 @@ class TwinHousekeeping:
         core = self._core
         core.spend("housekeeping_poll", DEWAR_POLL_S)
         now = core.clock.now_s()
+        if core.faults.on_time(now) is not None:  # a forced refill due: it is seen filling
+            core.events.emit(FaultTriggered(time_s=now, fault="dewar_refill"))
+            core.start_fill(now)
         filling = core.filling()
         return DewarStatus(
             filling=filling,
