@@ -21,9 +21,12 @@ PRESETS = {
 }
 
 
-def _start_miss_nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, wider: bool) -> float:
+def _start_miss_nm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, views: bool, wider: bool
+) -> float:
     """The start Record's distance from the target (twin truth) when the start Preview's
-    registration to the map is not believed; ``wider`` False: the fallback disabled."""
+    registration to the map is not believed; ``views``/``wider`` False: the Views around the
+    release / the wider field's search made to find nothing."""
     tmp_path.mkdir()
     path = write_config(
         tmp_path,
@@ -48,6 +51,11 @@ def _start_miss_nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, wider: bo
     monkeypatch.setattr(sequential_module, "register_to_map", register)
     if not wider:
         monkeypatch.setattr(sequential_module, "locate_map_wider", lambda *a, **k: None)
+    if not views:
+        moved = sequential_module.moved_by_release
+        monkeypatch.setattr(
+            sequential_module, "moved_by_release", lambda *a, **k: (None, moved(*a, **k)[1])
+        )
     assert engine.run().status == "finished"
     assert calls["n"] >= 1
     journal = replay_journal(engine.journal_path)
@@ -58,12 +66,19 @@ def _start_miss_nm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, wider: bo
     return math.hypot(*truth.exposure(int(start["exposure_id"])).offset_nm(point))
 
 
-def test_the_start_reference_is_found_in_a_wider_field_when_the_preview_cannot_be_believed(
+def test_what_the_backlash_release_moved_is_found_when_the_preview_cannot_be_believed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with_wider = _start_miss_nm(tmp_path / "wider", monkeypatch, wider=True)
-    monkeypatch.undo()
-    without = _start_miss_nm(tmp_path / "without", monkeypatch, wider=False)
-    # what the release moved stays without the fallback; a View's pixel (~11 nm) with it
-    assert without > 100.0, without
-    assert with_wider < 30.0, (with_wider, without)
+    """Leginon's backlash correction (a View before and after the release) finds the move; so
+    does, without it, the search for the map in a wider field; without either the start Record
+    (and so the whole series) stays where the release put the specimen."""
+    misses = {}
+    for views, wider in ((True, True), (False, True), (False, False)):
+        misses[views, wider] = _start_miss_nm(
+            tmp_path / f"{views}{wider}", monkeypatch, views=views, wider=wider
+        )
+        monkeypatch.undo()
+    # what the release moved stays without both; a View's pixel (~11 nm) with either
+    assert misses[False, False] > 100.0, misses
+    assert misses[True, True] < 30.0, misses
+    assert misses[False, True] < 30.0, misses

@@ -107,7 +107,13 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         approach=resolved.area_stage_um != (0.0, 0.0),  # the twin's stage starts at 0, 0
         frames=config.save_frames,
         realign=bool(resolved.targets and resolved.targets[0].view_file),
-        start_views=int((strategy or config.strategy) == "fused"),
+        # fused's wide View of target 1; sequential's View before the backlash release of
+        # each target (a second one only where the start Preview cannot be registered)
+        start_views=(
+            n_targets
+            if sequential and config.sequential.backlash_release
+            else int((strategy or config.strategy) == "fused")
+        ),
         focus_checks=(
             planned_checks(resolved.scheme.steps())
             if (strategy or config.strategy) == "fused" and settings.focus_check

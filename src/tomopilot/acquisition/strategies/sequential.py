@@ -56,6 +56,10 @@ from tomopilot.acquisition.strategies.sequential_dose import (
     within_dose_cap,
 )
 from tomopilot.acquisition.strategies.sequential_halves import recentre_between_halves
+from tomopilot.acquisition.strategies.sequential_release import (
+    moved_by_release,
+    view_before_release,
+)
 from tomopilot.acquisition.strategies.sequential_setup import (
     calibration_tilts,
     report_recentring,
@@ -186,7 +190,12 @@ class SequentialStrategy:
             count_dose(
                 self.targets[info.index], "start", toolkit.setup_dose_e_a2.get(info.index, 0.0)
             )
+        before: dict[int, Image] = {}  # Leginon's backlash correction: Views before the release
         if o.backlash_release:
+            for number, target in self.targets.items():
+                if not target.info.skip and f"map:{number}" in references:
+                    before[number] = view_before_release(toolkit, target.start_is_um)
+                    count_dose(target, "start", before[number].dose_e_a2)
             backlash_release(toolkit, start_tilt_deg, o.backlash_steps, o.backlash_pause_s)
         if o.drift_check != "off":  # before the reference, so what drifted meanwhile is caught
             self._wait_for_drift()
@@ -201,15 +210,32 @@ class SequentialStrategy:
             if o.track_with_view == "auto":  # to judge the start Record's texture by
                 self._images[f"pre0:{number}"] = preview
             ref = references.get(f"map:{number}")
-            found = None if ref is None else register_to_map(toolkit, ref, preview)
-            if found is None and ref is not None:
+            registered = None if ref is None else register_to_map(toolkit, ref, preview)
+            found: tuple[float, float] | None = (
+                None if registered is None else (float(registered[0]), float(registered[1]))
+            )
+            if found is None and number in before:
                 # The Preview's peak cannot be believed (thin ice in a hole stands near the
-                # floor); what the release moved (0.1-0.3 um) would stay in the whole series:
-                # a wider field (the whole chip, else a View) looks for the map.
+                # floor): a View after the release against the one before it (the hole's edge).
+                found, after = moved_by_release(
+                    toolkit, before[number], target.start_is_um, start_tilt_deg
+                )
+                count_dose(target, "start", after.dose_e_a2)
+                _log.info(
+                    "target %d: its start Preview did not register to its map; the Views "
+                    "around the backlash release %s",
+                    number,
+                    "did not either"
+                    if found is None
+                    else f"measured ({found[0]:+.3f}, {found[1]:+.3f}) µm",
+                )
+            if found is None and ref is not None:
+                # Nor the Views (or no release): a wider field (the whole chip, else a View)
+                # looks for the map; what the release moved would stay in the whole series.
                 doses: list[float] = []
                 wider = locate_map_wider(toolkit, ref, doses)
                 count_dose(target, "start", sum(doses))
-                found = None if wider is None else wider[0]
+                found = None if wider is None else (float(wider[0][0]), float(wider[0][1]))
                 _log.info(
                     "target %d: its start Preview did not register to its map; %s",
                     number,
