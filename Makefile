@@ -35,8 +35,10 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# The suite on every core (at most 4 workers: a twin run can take 2-3 GB), each test file on one
+# worker (a module's shared fixture, a whole twin run say, is then made once).
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 test: lint typecheck contracts pytest
 

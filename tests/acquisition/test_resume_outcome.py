@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +83,10 @@ def _outcome(run_dir: Path) -> tuple[dict[int, list[int]], float, dict[str, floa
     return {k: sorted(v) for k, v in sorted(images.items())}, rms, ledger
 
 
-@cache
 def _uninterrupted(
     strategy: str, root: Path
 ) -> tuple[dict[int, list[int]], float, dict[str, float]]:
-    config = _config(root / f"uninterrupted_{strategy}", strategy)
+    config = _config(root / "uninterrupted", strategy)
     assert _engine(config).run().status == "finished"
     return _outcome(config.parent / "run")
 
@@ -98,21 +96,16 @@ def _commands(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("resume_outcome")
-
-
 @pytest.mark.parametrize(("strategy", "commits"), [("pace", 10), ("fused", 20)])
 def test_a_resumed_run_takes_every_image_and_tracks_as_well(
-    shared: Path, tmp_path: Path, strategy: str, commits: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, strategy: str, commits: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="tomopilot.io.sort_by_tilt"):
-        reference_images, reference_rms, reference_ledger = _uninterrupted(strategy, shared)
-    if caplog.records:  # the uninterrupted run's sorts are no recoveries
-        assert not any("sort by tilt interrupted" in r.getMessage() for r in caplog.records)
-    config = _config(tmp_path, strategy)
-    run_dir = tmp_path / "run"
+        reference_images, reference_rms, reference_ledger = _uninterrupted(strategy, tmp_path)
+    # the uninterrupted run's sorts are no recoveries
+    assert not any("sort by tilt interrupted" in r.getMessage() for r in caplog.records)
+    config = _config(tmp_path / "resumed", strategy)
+    run_dir = tmp_path / "resumed" / "run"
     crashed = _engine(config)
     _crash_after(crashed, commits)
     crashed_at_s = crashed.scope.clock.now_s()
