@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import mdocfile
 import mrcfile
 import numpy as np
+import pytest
 from acq_helpers import write_config
 from test_kill_and_resume import _run_to_point, _start
 
@@ -65,14 +67,20 @@ def _history(run_dir: Path) -> list[SeriesRecord]:
     return load_history(run_dir / "L1_predictions.json").series
 
 
-def test_a_sequential_session_killed_at_exact_points_resumes_to_the_same_series(
-    tmp_path: Path,
-) -> None:
-    reference = _config(tmp_path / "uninterrupted")
-    done = _start(reference, resume=False)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session run to its end without a kill (``tomopilot acquire``): its run folder."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = _start(_config(folder), resume=False)
     _, stderr = done.communicate(timeout=600)
     assert done.returncode == 0, stderr.decode()
-    reference_quality = assess_run_dir(tmp_path / "uninterrupted" / "run")
+    return folder / "run"
+
+
+def test_a_sequential_session_killed_at_exact_points_resumes_to_the_same_series(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    reference_quality = assess_run_dir(uninterrupted)
 
     config = _config(tmp_path / "killed")
     run_dir = tmp_path / "killed" / "run"
@@ -107,7 +115,7 @@ def test_a_sequential_session_killed_at_exact_points_resumes_to_the_same_series(
     assert [a for a, _ in area_journals(run_dir, "L1")] == [1, 2]
     assert sorted(lost) == sorted(in_flight) and len(in_flight) == 2
     # The history seeds later targets: each finished series in it once, as uninterrupted.
-    assert len(_history(run_dir)) == len(_history(tmp_path / "uninterrupted" / "run")) == 2
+    assert len(_history(run_dir)) == len(_history(uninterrupted)) == 2
     rows = json.loads((run_dir / "L1_predictions.json").read_text())
     assert [row.get("area") for row in rows] == ["L1_t001", "L1_t002"]
     # The outcome: both series tracked and focused as well as without the kills.
@@ -120,3 +128,23 @@ def test_a_sequential_session_killed_at_exact_points_resumes_to_the_same_series(
     focus = quality.pooled()["defocus_rms_um"]
     reference_focus = reference_quality.pooled()["defocus_rms_um"]
     assert focus <= 1.25 * reference_focus + 0.05, (focus, reference_focus)
+
+
+def test_each_area_journals_its_target_and_an_older_session_is_still_reported(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """Each area's ``run`` line names the run's target it acquires; a session written before
+    it did (the same files, the ``run`` lines without it) is reported the same."""
+    runs = {area: replay_journal(path).run for area, path in area_journals(uninterrupted, "L1")}
+    assert {area: (run or {}).get("area") for area, run in runs.items()} == {1: 1, 2: 2}
+    older = tmp_path / "older"
+    shutil.copytree(uninterrupted, older)
+    for path in older.glob("L1_t*.journal.jsonl"):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert lines[0]["kind"] == "run"
+        del lines[0]["area"]
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [a for a, _ in area_journals(older, "L1")] == [1, 2]
+    now, before = assess_run_dir(uninterrupted), assess_run_dir(older)
+    assert [t.target for t in before.targets] == [t.target for t in now.targets] == [1, 2]
+    assert before.pooled() == now.pooled()

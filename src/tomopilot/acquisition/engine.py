@@ -165,6 +165,7 @@ class AcquisitionEngine:
                 n_targets=len(plan.targets),
                 root=plan.root,
                 start_s=scope.clock.now_s(),
+                **({} if plan.area is None else {"area": plan.area}),
             )
         self._started(resumed=previous is not None)
         reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)

@@ -9,7 +9,6 @@ centre of the image.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from tomopilot.acquisition.output.journal import JournalState, replay_journal
 from tomopilot.acquisition.plan.run_config import AcquireConfig
+from tomopilot.acquisition.plan.run_plan import target_of_area_root
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.core.config import load_config
 from tomopilot.instrument.twin import GroundTruth, TwinMicroscope
@@ -187,14 +187,18 @@ def assess_areas(
 
 
 def area_journals(run_dir: Path, root: str) -> list[tuple[int, Path]]:
-    """A session's area journals in ``run_dir`` (``<root>_t001.journal.jsonl``, …) with their
-    target numbers, in order."""
-    pattern = re.compile(rf"{re.escape(root)}_t(\d+)\.journal\.jsonl")
+    """A session's area journals in ``run_dir`` (``<root>_t001.journal.jsonl``, …) with the
+    numbers of the run's targets they acquired, in order. The number is the one the area's
+    ``run`` line journals; journals written before it was journalled (or killed before their
+    first line) are numbered by their root."""
     found = []
     for path in run_dir.glob(f"{root}_t*.journal.jsonl"):
-        match = pattern.fullmatch(path.name)
-        if match is not None:
-            found.append((int(match.group(1)), path))
+        name = path.name.removesuffix(".journal.jsonl")
+        by_name = target_of_area_root(root, name)
+        if by_name is None:
+            continue
+        run = replay_journal(path).run
+        found.append((int(run["area"]) if run and "area" in run else by_name, path))
     return sorted(found)
 
 

@@ -24,7 +24,7 @@ from tomopilot.acquisition.control import EngineControl
 from tomopilot.acquisition.engine import AcquisitionEngine
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
-from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary
+from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary, area_root
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
 from tomopilot.acquisition.quality import RunQuality, assess_areas
@@ -123,7 +123,8 @@ def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:
                 settings=settings,
                 targets=[only],
                 area_stage_um=(ax + target.ss_x_um, ay + target.ss_y_um),
-                root=f"{plan.root}_t{number:03d}",
+                root=area_root(plan.root, number),
+                area=number,
                 geo_points_um=[],
                 scheme=scheme,
             )
@@ -302,12 +303,9 @@ def assess_session(
 ) -> RunQuality:
     """The twin's ground-truth judgement of every area of a session, areas numbered 1, 2, …"""
     truth = scope.ground_truth  # type: ignore[attr-defined]
-    areas = [
-        (_area_number(plan.root), plan.run_dir / f"{plan.root}.journal.jsonl") for plan in plans
-    ]
+    areas = []
+    for plan in plans:
+        if plan.area is None:
+            raise ValueError(f"plan {plan.root} is not an area of a session (no target number)")
+        areas.append((plan.area, plan.run_dir / f"{plan.root}.journal.jsonl"))
     return assess_areas(truth, areas, resolved.config)
-
-
-def _area_number(root: str) -> int:
-    """The target number in an area's root (``L1_t007`` → 7)."""
-    return int(root.rsplit("_t", 1)[1])

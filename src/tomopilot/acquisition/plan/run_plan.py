@@ -28,10 +28,27 @@ class RunPlan:
     frame_suffix: str = ".tif"
     geo_points_um: list[tuple[float, float]] = field(default_factory=list)
     sequential: SequentialSettings = field(default_factory=SequentialSettings)
+    area: int | None = None
+    """For one area of a session (``sequential``: one area per target), the number of the
+    run's target it acquires, journalled in the area's ``run`` line; None for a whole run."""
 
     def ts_stem(self, target: int) -> str:
         """Tilt-series file stem of a target (1-based)."""
         return ts_stem(self.root, target)
+
+
+def area_root(root: str, target: int) -> str:
+    """The root of a session's area for the run's target ``target`` (``L1``, 7 → ``L1_t007``)."""
+    return f"{root}_t{target:03d}"
+
+
+def target_of_area_root(root: str, name: str) -> int | None:
+    """The inverse of :func:`area_root` (None if ``name`` is not an area root of ``root``), for
+    area journals written before the target number was journalled."""
+    head, sep, digits = name.rpartition("_t")
+    if not sep or head != root or not digits.isdigit():
+        return None
+    return int(digits)
 
 
 @dataclass
