@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from acq_helpers import write_config
+from acq_helpers import shots_along_tilts, write_config
 
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
@@ -63,14 +63,7 @@ def test_stretched_alignment_does_not_lean_step_after_step(tmp_path: Path) -> No
     tilts = [48.0, 51.0, 54.0, 57.0, 60.0, 63.0]
     errors: dict[str, list[float]] = {"plain": [], "stretched": []}
     for place in [(0.0, 0.0), (3.0, 1.0), (-2.0, 2.0), (1.0, -3.0)]:
-        scope.stage.move_to(x_um=place[0], y_um=place[1])
-        images, offsets, point = [], [], None
-        for tilt in tilts:
-            scope.stage.tilt_to(tilt)
-            images.append(scope.camera.acquire(LowDoseArea.RECORD))
-            truth = scope.ground_truth.exposures[-1]
-            point = point or truth.specimen_centre_um
-            offsets.append(np.asarray(truth.offset_nm(point)) / 1e3)  # µm from the centre
+        images, offsets = shots_along_tilts(scope, LowDoseArea.RECORD, place, tilts)
         for k in range(1, len(tilts)):
             for mode, stretch in (
                 ("plain", 1.0),

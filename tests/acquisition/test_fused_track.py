@@ -120,6 +120,34 @@ class _Peaks:
         return np.asarray(shift, dtype=np.float64), significance
 
 
+def _spot(
+    monkeypatch: pytest.MonkeyPatch,
+    peaks: list[float],
+    steps: list[tuple[str, float]],
+    *,
+    branches: tuple[str, ...] = ("+",),
+    alias_check: bool = False,
+) -> TrackSpot:
+    """A tracking spot 1 µm along the axis, its ``branches`` there, after full-strength peaks of
+    ``peaks`` (significances) and the measured ``steps``. Its shots are 8×8 stand-ins; its
+    references too with ``alias_check``, else 4×4 (shaped unlike the shots: no alias check)."""
+    spot = TrackSpot(offset_um=(1.0, 0.0), level_um=0.0, peaks=peaks, steps=steps)
+    side = 8 if alias_check else 4
+    for branch in branches:
+        spot.states[branch] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
+        spot.images[branch] = cast(
+            Any, SimpleNamespace(data=np.zeros((side, side)), pixel_size_a=1.0)
+        )
+    shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
+    monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
+    return spot
+
+
+def _flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
+    """A trend of a flat specimen: the spot's state as it is."""
+    return state.y_um, state.z_um
+
+
 def test_a_weak_spot_peak_near_the_prediction_is_refused_after_the_stage_jumped_on_the_other_branch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -129,34 +157,20 @@ def test_a_weak_spot_peak_near_the_prediction_is_refused_after_the_stage_jumped_
     # trend put the spot is evidence only when the stage has not been seen to move elsewhere.
     def start() -> TrackSpot:
         # the + branch measured a 50 nm step before (weak peaks are judged against its steps)
-        spot = TrackSpot(
-            offset_um=(1.0, 0.0), level_um=0.0, peaks=[10.0, 10.0, 10.0], steps=[("+", 0.05)]
-        )
-        for branch in ("+", "-"):
-            spot.states[branch] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
-            # shaped unlike the shots, so no alias check runs on these stand-ins
-            spot.images[branch] = cast(
-                Any, SimpleNamespace(data=np.zeros((4, 4)), pixel_size_a=1.0)
-            )
-        shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
-        monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
-        return spot
-
-    def flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
-        return state.y_um, state.z_um
+        return _spot(monkeypatch, [10.0, 10.0, 10.0], [("+", 0.05)], branches=("+", "-"))
 
     weak = ((0.05, 0.0), 0.8 * MIN_SIGNIFICANCE)  # 50 nm from the prediction, 0.8 of needed
     trend = (0.0, 0.0, 0.0)
     # Calm: the weak peak near the prediction is taken.
     spot = start()
     toolkit = cast(Any, _Peaks([((0.03, 0.0), 12.0), weak]))
-    assert spot.measure(toolkit, "-", -3.0, 1, trend, flat, None) is not None
-    assert spot.measure(toolkit, "+", 6.0, 2, trend, flat, None) == pytest.approx([0.05, 0.0])
+    assert spot.measure(toolkit, "-", -3.0, 1, trend, _flat, None) is not None
+    assert spot.measure(toolkit, "+", 6.0, 2, trend, _flat, None) == pytest.approx([0.05, 0.0])
     # The - branch measured a 1 µm jump: the + branch's weak peak is refused (a View follows).
     spot = start()
     toolkit = cast(Any, _Peaks([((1.0, 0.0), 12.0), weak]))
-    assert spot.measure(toolkit, "-", -3.0, 1, trend, flat, None) == pytest.approx([1.0, 0.0])
-    assert spot.measure(toolkit, "+", 6.0, 2, trend, flat, None) is None
+    assert spot.measure(toolkit, "-", -3.0, 1, trend, _flat, None) == pytest.approx([1.0, 0.0])
+    assert spot.measure(toolkit, "+", 6.0, 2, trend, _flat, None) is None
     assert spot.last is not None and spot.last["failed"]
     # Once the + branch has measured the step itself, its weak peaks count again.
     spot.reanchor([1.0, 0.0])
@@ -175,17 +189,7 @@ def test_a_weak_spot_peak_is_judged_where_the_alias_check_puts_it(
     field_um = 0.41
 
     def start() -> TrackSpot:
-        spot = TrackSpot(
-            offset_um=(1.0, 0.0), level_um=0.0, peaks=[10.0, 10.0, 10.0], steps=[("+", 0.05)]
-        )
-        spot.states["+"] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
-        spot.images["+"] = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
-        shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
-        monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
-        return spot
-
-    def flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
-        return state.y_um, state.z_um
+        return _spot(monkeypatch, [10.0, 10.0, 10.0], [("+", 0.05)], alias_check=True)
 
     def aliased(_toolkit: object, _ref: object, _image: object, shift: Any) -> np.ndarray:
         return np.asarray(shift, dtype=np.float64) + np.array([0.0, -field_um])
@@ -195,17 +199,17 @@ def test_a_weak_spot_peak_is_judged_where_the_alias_check_puts_it(
     monkeypatch.setattr(fused_track, "unalias_shift", aliased)
     # The weak peak's alias lies a field from the prediction: refused (a View follows).
     spot = start()
-    assert spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, flat, None) is None
+    assert spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, _flat, None) is None
     assert spot.last is not None and spot.last["failed"]
     # A strong peak is taken where the alias check puts it (the overlap's evidence).
     spot = start()
     strong = ((0.05, 0.0), 12.0)
-    taken = spot.measure(cast(Any, _Peaks([strong])), "+", 6.0, 2, trend, flat, None)
+    taken = spot.measure(cast(Any, _Peaks([strong])), "+", 6.0, 2, trend, _flat, None)
     assert taken == pytest.approx([0.05, -field_um])
     # The weak peak left in place by the alias check is taken, as before.
     monkeypatch.setattr(fused_track, "unalias_shift", lambda *args: np.asarray(args[3]))
     spot = start()
-    taken = spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, flat, None)
+    taken = spot.measure(cast(Any, _Peaks([weak])), "+", 6.0, 2, trend, _flat, None)
     assert taken == pytest.approx([0.05, 0.0])
 
 
@@ -220,15 +224,7 @@ def test_a_weak_spot_peak_is_taken_only_within_what_the_stage_was_seen_to_move(
     # branch's first shot: no step of its own yet), and after the kill/resume's set-up again, a
     # 4.2 sigma peak 36 nm off at +6 deg from a spot that had never given a full-strength peak.
     def start(peaks: list[float], steps: list[tuple[str, float]]) -> TrackSpot:
-        spot = TrackSpot(offset_um=(1.0, 0.0), level_um=0.0, peaks=peaks, steps=steps)
-        spot.states["+"] = FusedBranch(x_um=1.0, y_um=0.0, z_um=0.0, z_var_um2=0.25)
-        spot.images["+"] = cast(Any, SimpleNamespace(data=np.zeros((4, 4)), pixel_size_a=1.0))
-        shot = cast(Any, SimpleNamespace(data=np.zeros((8, 8)), pixel_size_a=1.0))
-        monkeypatch.setattr(TrackSpot, "_shot", lambda *_args: shot)
-        return spot
-
-    def flat(state: FusedBranch, _branch: str, _tilt: float) -> tuple[float, float]:
-        return state.y_um, state.z_um
+        return _spot(monkeypatch, peaks, steps)
 
     def weak_at(miss_um: float) -> Any:
         return cast(Any, _Peaks([((miss_um, 0.0), 0.75 * MIN_SIGNIFICANCE)]))
@@ -238,22 +234,22 @@ def test_a_weak_spot_peak_is_taken_only_within_what_the_stage_was_seen_to_move(
     # Seed 1: + stepped 19 and 55 nm; a weak peak 115 nm off is more than that stage moves
     # (1.5 x the median step: 56 nm).
     spot = start(strong, [("+", 0.019), ("+", 0.055)])
-    assert spot.measure(weak_at(0.115), "+", 9.0, 5, trend, flat, None) is None
+    assert spot.measure(weak_at(0.115), "+", 9.0, 5, trend, _flat, None) is None
     # ... one 33 nm off is within it (seed 1, -6 deg, true: 5 nm from the truth).
     spot = start(strong, [("+", 0.019), ("+", 0.055)])
-    assert spot.measure(weak_at(0.033), "+", 9.0, 5, trend, flat, None) == pytest.approx(
+    assert spot.measure(weak_at(0.033), "+", 9.0, 5, trend, _flat, None) == pytest.approx(
         [0.033, 0.0]
     )
     # Seed 3: the branch's first shot, no step of its own measured: nothing to judge by.
     spot = start(strong, [("-", 0.045), ("-", 0.020)])
-    assert spot.measure(weak_at(0.030), "+", -3.0, 3, trend, flat, None) is None
+    assert spot.measure(weak_at(0.030), "+", -3.0, 3, trend, _flat, None) is None
     # Set up again after a resume: the spot never gave a full-strength peak, its field may not
     # correlate at all (the 242 nm step is the resume's, measured by the targets).
     spot = start([], [("+", 0.242)])
-    assert spot.measure(weak_at(0.036), "+", 6.0, 2, trend, flat, None) is None
+    assert spot.measure(weak_at(0.036), "+", 6.0, 2, trend, _flat, None) is None
     assert spot.last is not None and spot.last["failed"]
     # A stage seen to step 206 nm: a weak peak 120 nm off is plausible (at most 150 nm).
     spot = start(strong, [("+", 0.206)])
-    assert spot.measure(weak_at(0.120), "+", 9.0, 5, trend, flat, None) is not None
+    assert spot.measure(weak_at(0.120), "+", 9.0, 5, trend, _flat, None) is not None
     spot = start(strong, [("+", 0.206)])
-    assert spot.measure(weak_at(0.160), "+", 9.0, 5, trend, flat, None) is None
+    assert spot.measure(weak_at(0.160), "+", 9.0, 5, trend, _flat, None) is None

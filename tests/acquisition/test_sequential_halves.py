@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from acq_helpers import write_config
+from acq_helpers import write_sequential_config
 
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import load_acquire_config
@@ -19,10 +18,6 @@ from tomopilot.acquisition.session import run_session, sequential_plans
 
 # A calm goniometer without random jumps or run-away: what the tests inject is all there is.
 CALM = {"step_error_sigma_um": 0.01, "runaway_probability": 0.0, "jump_probability": 0.0}
-PRESETS = {
-    "record": {"camera_area_px": [4096, 4096], "binning": 16},
-    "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
-}
 
 
 def _session(
@@ -37,23 +32,13 @@ def _session(
     """One target, ±12° in 3°, as a session; per Record: branch, tilt, exposure id and the
     twin's move count (truth). ``jump_at_deg``: the stage jumps ``jump_um`` after that +
     Record."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = write_config(
+    path = write_sequential_config(
         folder,
-        strategy="sequential",
         seed=7,
-        targets=[{"SSX": 0.0, "SSY": 0.0}],
-        settings={"minTilt": -12, "maxTilt": 12, "tiltScheme": "bidirectional", "pretilt": 0},
-        twin={
-            "presets": PRESETS,
-            "stage": CALM,
-            "camera": {"render": render},
-            "optics": optics or {},
-        },
+        max_tilt_deg=12,
+        twin={"stage": CALM, "camera": {"render": render}, "optics": optics or {}},
+        sequential={"drift_check": "off", **sequential},
     )
-    data = yaml.safe_load(path.read_text())
-    data["sequential"] = {"drift_check": "off", **sequential}
-    path.write_text(yaml.safe_dump(data))
     engine, resolved = start_run(load_acquire_config(path))
     scope = engine.scope
     stage = scope._core.stage  # type: ignore[attr-defined]

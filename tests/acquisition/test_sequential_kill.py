@@ -14,7 +14,7 @@ import mdocfile
 import mrcfile
 import numpy as np
 import pytest
-from acq_helpers import write_config
+from acq_helpers import write_sequential_config
 from test_kill_and_resume import _run_to_point, _start
 
 from tomopilot.acquisition.output.journal import replay_journal
@@ -24,11 +24,6 @@ from tomopilot.geometry.tilt_predictor import SeriesRecord
 
 # Two targets, ±6° in 3° steps: five Records each (start, +3, +6, −3, −6), 256² at 32 Å.
 TARGETS = [{"SSX": 0.0, "SSY": 0.0}, {"SSX": 2.0, "SSY": 1.0}]
-SETTINGS = {"minTilt": -6, "maxTilt": 6, "tiltScheme": "bidirectional", "pretilt": 0}
-PRESETS = {
-    "record": {"camera_area_px": [4096, 4096], "binning": 16},
-    "preview": {"camera_area_px": [4096, 4096], "binning": 16, "exposure_s": 0.5},
-}
 N_TILTS = 5
 
 # Each kill in a new process (the pause hook counts in its own process): the point, and the
@@ -47,15 +42,7 @@ KILL_POINTS = (
 
 
 def _config(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return write_config(
-        folder,
-        strategy="sequential",
-        seed=5,
-        targets=TARGETS,
-        settings=SETTINGS,
-        twin={"presets": PRESETS},
-    )
+    return write_sequential_config(folder, seed=5, max_tilt_deg=6, targets=TARGETS)
 
 
 def _last_kind(run_dir: Path, area: int) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from acq_helpers import write_config
+from acq_helpers import shots_along_tilts, write_config
 from test_fused_align import STILL_STAGE
 
 from tomopilot.acquisition.plan.run_config import load_acquire_config
@@ -35,14 +35,7 @@ def test_view_tracking_follows_the_lamella_not_leginons_untilt(tmp_path: Path) -
     for sign in (1.0, -1.0):
         tilts = [sign * t for t in (48.0, 51.0, 54.0, 57.0, 60.0)]
         for place in [(0.0, 0.0), (-2.0, 2.0)]:
-            scope.stage.move_to(x_um=place[0], y_um=place[1])
-            views, offsets, point = [], [], None
-            for tilt in tilts:
-                scope.stage.tilt_to(tilt)
-                views.append(scope.camera.acquire(LowDoseArea.VIEW))
-                truth = scope.ground_truth.exposures[-1]
-                point = point or truth.specimen_centre_um
-                offsets.append(np.asarray(truth.offset_nm(point)) / 1e3)  # µm from the centre
+            views, offsets = shots_along_tilts(scope, LowDoseArea.VIEW, place, tilts)
             for k in range(1, len(tilts)):
                 for mode, pretilt in (("untilt", 0.0), ("stretched", lamella)):
                     found = tracking_displacement_um(

@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import starfile
+from click.testing import Result
 from typer.testing import CliRunner
 
 from tomopilot.cli.main import app
 
 runner = CliRunner()
+
+
+def _motioncorr(project: Path, *options: str) -> Result:
+    """``tomopilot preprocess motioncorr`` of the project's imported tilt series, serially."""
+    star = str(project / "ImportTomo/job001/tilt_series.star")
+    args = ["preprocess", "motioncorr", star, "--project", str(project), "--scheduler", "serial"]
+    return runner.invoke(app, [*args, *options])
 
 
 def test_motioncorr_then_ctf_from_the_command_line(make_project) -> None:  # type: ignore[no-untyped-def]
@@ -50,42 +58,15 @@ def test_motioncorr_then_ctf_from_the_command_line(make_project) -> None:  # typ
 
 def test_bad_options_are_named(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project(suffixes=(".mrc",))
-    star = str(project / "ImportTomo/job001/tilt_series.star")
-    result = runner.invoke(
-        app,
-        [
-            "preprocess",
-            "motioncorr",
-            star,
-            "--project",
-            str(project),
-            "--no-power-spectra",
-            "--scheduler",
-            "serial",
-        ],
-    )
+    result = _motioncorr(project, "--no-power-spectra")
     assert result.exit_code == 1
     assert "float16" in result.output
 
 
 def test_pipeline_control_runs_in_the_given_job_folder(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project(suffixes=(".mrc",))
-    star = str(project / "ImportTomo/job001/tilt_series.star")
     folder = project / "External" / "job007"
-    result = runner.invoke(
-        app,
-        [
-            "preprocess",
-            "motioncorr",
-            star,
-            "--project",
-            str(project),
-            "--pipeline_control",
-            str(folder),
-            "--scheduler",
-            "serial",
-        ],
-    )
+    result = _motioncorr(project, "--pipeline_control", str(folder))
     assert result.exit_code == 0, result.output
     assert (folder / "RELION_JOB_EXIT_SUCCESS").is_file()
     table = starfile.read(folder / "tilt_series" / "TS_01.star")
@@ -96,10 +77,7 @@ def test_missing_frames_exit_non_zero_and_name_the_file(make_project) -> None:  
     project = make_project(suffixes=(".mrc", ".mrc"))
     gone = sorted((project / "frames").glob("*.mrc"))[1]
     gone.unlink()
-    star = str(project / "ImportTomo/job001/tilt_series.star")
-    result = runner.invoke(
-        app, ["preprocess", "motioncorr", star, "--project", str(project), "--scheduler", "serial"]
-    )
+    result = _motioncorr(project)
     assert result.exit_code == 1
     assert gone.name in result.output
     assert (Path(project) / "MotionCorr/job002/RELION_JOB_EXIT_FAILURE").is_file()
