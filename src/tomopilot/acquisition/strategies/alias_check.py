@@ -43,9 +43,18 @@ def _overlap_correlation(
 
 
 def unalias_shift(
-    toolkit: Toolkit, reference: Image, image: Image, shift_um: NDArray[np.float64]
+    toolkit: Toolkit,
+    reference: Image,
+    image: Image,
+    shift_um: NDArray[np.float64],
+    *,
+    check_fraction: float = ALIAS_CHECK_FRACTION,
 ) -> NDArray[np.float64]:
-    """The shift, or its alias one field away, whichever the images' overlap supports."""
+    """The shift, or its alias one field away, whichever the images' overlap supports.
+
+    Only a shift beyond ``check_fraction`` of the field (along either camera axis) is checked:
+    a true shift of (1 − f) fields shows its peak at f.
+    """
     if reference.data.shape != image.data.shape or not math.isclose(
         reference.pixel_size_a, image.pixel_size_a, rel_tol=1e-3
     ):
@@ -55,9 +64,9 @@ def unalias_shift(
     ny, nx = image.data.shape
     options_x = [shift_px[0]]
     options_y = [shift_px[1]]
-    if abs(shift_px[0]) > ALIAS_CHECK_FRACTION * nx:
+    if abs(shift_px[0]) > check_fraction * nx:
         options_x.append(shift_px[0] - math.copysign(nx, shift_px[0]))
-    if abs(shift_px[1]) > ALIAS_CHECK_FRACTION * ny:
+    if abs(shift_px[1]) > check_fraction * ny:
         options_y.append(shift_px[1] - math.copysign(ny, shift_px[1]))
     if len(options_x) == 1 and len(options_y) == 1:
         return shift_um

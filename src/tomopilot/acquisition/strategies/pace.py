@@ -25,11 +25,19 @@ Quirks reproduced because they change results:
   Record; the second image replaces the first and the other targets receive both shifts
   (§1.4.1, §1.4.3). trackMag records target 1 at its own magnification, so its series has
   another pixel size and its start image cannot be aligned to its map (taken at Record mag).
+
+Where it departs from PACEtomo, so that a series cannot run away (``pace_align``): a peak too
+weak to be believed is not applied (the target's correction, its reference image and, for
+target 1, the other targets stay as they were; the refit takes the model's own prediction), a
+shift of more than a third of the field is checked against its alias, and when target 1's
+Record lost it, a View finds it again and its Record is retaken, centred (a recovery: every
+target's next refit point is the model's).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,7 +52,14 @@ from tomopilot.acquisition.strategies.geometry_model import (
     initial_depth_um,
     refit_depth,
 )
+from tomopilot.acquisition.strategies.pace_align import (
+    believed_shift,
+    missed_field,
+    relocate_in_view,
+)
 from tomopilot.instrument.types import Image, Movie
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -203,28 +218,44 @@ class PaceStrategy:
         state = tgt.branch(step.branch)
         reference = self._images.get(state.reference or "")
         limit = None if target == 1 else s.align_limit_um
-        shift = np.zeros(2)
-        if reference is not None and not (step.branch == "start" and s.no_zero_rec_align):
-            found = self._toolkit.shift_um(reference, image, limit_um=limit)
-            if found is not None:
-                shift = found[0]
-        offset = np.array(state.offset_um) + shift if step.branch != "start" else shift
+        start = step.branch == "start"
+        base = np.zeros(2) if start else np.array(state.offset_um)
+        shift: np.ndarray | None = np.zeros(2)
+        if reference is not None and not (start and s.no_zero_rec_align):
+            shift = believed_shift(self._toolkit, reference, image, limit)
         applied = np.array(request.image_shift_um)
         retake, retake_movie = None, None
-        if target == 1 and reference is not None and self._track_twice_due(step, shift):
-            (retake, retake_movie), offset, applied, missed = self._track_again(
-                reference, state, request, offset
-            )
+        relocated = False
+        if shift is None and target == 1:  # target 1's Record lost it: a View finds it again
+            assert reference is not None
+            shift = relocate_in_view(self._toolkit, reference)
+            relocated = shift is not None
+            if relocated:
+                self._mark_recovered(step)
+        if shift is None:  # nothing believable: no correction, and the reference is kept
+            _log.info("pace: target %d at %g°: no believable peak", target, step.tilt_deg)
+            offset = missed = np.zeros(2)
+            state.recovered = True  # the refit gets the model's own prediction
         else:
-            missed = offset
-        state.offset_um = offset.tolist()
+            offset = missed = base + shift
+            if target == 1 and reference is not None:
+                retake_due = (
+                    missed_field(image, offset) if relocated else self._track_twice_due(step, shift)
+                )
+                if retake_due:
+                    (retake, retake_movie), offset, applied, missed = self._track_again(
+                        reference, state, request, offset
+                    )
+        if shift is not None:
+            state.offset_um = offset.tolist()
         state.is_set_um = (applied + offset).tolist()
         if target == 1:
             self._propagate(step, missed)
         self._refit(tgt, state, step, request)
-        key = f"img:{target}:{step.branch}"
-        self._images[key] = image if retake is None else retake
-        state.reference = key
+        if shift is not None:
+            key = f"img:{target}:{step.branch}"
+            self._images[key] = image if retake is None else retake
+            state.reference = key
         state.images += 1
         outcome = Outcome(
             alignment_um=(float(offset[0]), float(offset[1])),
@@ -238,6 +269,12 @@ class PaceStrategy:
             tgt.plus = copy.deepcopy(state)
             tgt.minus = copy.deepcopy(state)
         return outcome
+
+    def _mark_recovered(self, step: TiltStep) -> None:
+        """After target 1 was re-found in a View, every target's next displacement holds the
+        re-centring: as after PACEtomo's recovery, the refit takes the model's prediction."""
+        for tgt in self.targets.values():
+            tgt.branch(step.branch).recovered = True
 
     def _track_twice_due(self, step: TiltStep, shift: np.ndarray) -> bool:
         """trackTwice: target 1 moved more than alignLimit in x or y since its last Record."""
@@ -266,8 +303,8 @@ class PaceStrategy:
         image, movie = self._toolkit.series_record(
             request.exposure_s, magnification=request.magnification
         )
-        found = self._toolkit.shift_um(reference, image)
-        second = np.array(state.offset_um) + (found[0] if found is not None else np.zeros(2))
+        found = believed_shift(self._toolkit, reference, image, None)
+        second = np.array(state.offset_um) + found if found is not None else np.zeros(2)
         return (image, movie), second, applied, first_offset + second
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
