@@ -29,7 +29,7 @@ Quirks reproduced because they change results:
 Where it departs from PACEtomo, so that a series cannot run away (``pace_align``): a peak too
 weak to be believed is not applied (the target's correction, its reference image and, for
 target 1, the other targets stay as they were; the refit takes the model's own prediction), a
-shift of more than a third of the field is checked against its alias, and when target 1's
+shift of more than 0.15 of the field is checked against its alias, and when target 1's
 Record lost it, a View finds it again and its Record is retaken, centred (a recovery: every
 target's next refit point is the model's).
 """
