@@ -31,7 +31,9 @@ weak to be believed is not applied (the target's correction, its reference image
 target 1, the other targets stay as they were; the refit takes the model's own prediction), a
 shift of more than 0.15 of the field is checked against its alias, and when target 1's
 Record lost it, a View finds it again and its Record is retaken, centred (a recovery: every
-target's next refit point is the model's).
+target's next refit point is the model's). A retake whose own peak cannot be believed (a dark
+image) says nothing: the correction that centred it stands, and the last believed Record stays
+the reference.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ from tomopilot.acquisition.strategies.pace_align import (
     believed_shift,
     missed_field,
     relocate_in_view,
+    retake_centred,
 )
-from tomopilot.instrument.types import Image, Movie
+from tomopilot.instrument.types import Image
 
 _log = logging.getLogger(__name__)
 
@@ -232,34 +235,50 @@ class PaceStrategy:
             relocated = shift is not None
             if relocated:
                 self._mark_recovered(step)
+        kept: Image | None = image  # the image the next correlation is made against
         if shift is None:  # nothing believable: no correction, and the reference is kept
             _log.info("pace: target %d at %g°: no believable peak", target, step.tilt_deg)
             offset = missed = np.zeros(2)
+            kept = None
             state.recovered = True  # the refit gets the model's own prediction
         else:
             offset = missed = base + shift
-            if target == 1 and reference is not None:
-                retake_due = (
-                    missed_field(image, offset) if relocated else self._track_twice_due(step, shift)
+        series_is, series_offset = applied, offset  # the series' image: where taken, its miss
+        if shift is not None and target == 1 and reference is not None:
+            retake_due = (
+                missed_field(image, offset) if relocated else self._track_twice_due(step, shift)
+            )
+            if retake_due:
+                retake, retake_movie, series_is, found = retake_centred(
+                    self._toolkit, reference, request, offset
                 )
-                if retake_due:
-                    (retake, retake_movie), offset, applied, missed = self._track_again(
-                        reference, state, request, offset
-                    )
-        if shift is not None:
+                if found is not None:
+                    series_offset = base + found
+                    applied, offset, kept = series_is, series_offset, retake
+                    missed = missed + series_offset
+                else:
+                    # The retake's own peak cannot be believed: it says nothing of where the
+                    # target is. The correction stays the last believed one (which centred the
+                    # retake, so its expected miss is zero), and so does the image the next
+                    # correlation is made against: the first Record, or, when that one lost
+                    # the target (relocated), the previous reference and its offset.
+                    series_offset = np.zeros(2)
+                    if relocated:
+                        kept = None
+        if kept is not None:
             state.offset_um = offset.tolist()
         state.is_set_um = (applied + offset).tolist()
         if target == 1:
             self._propagate(step, missed)
         self._refit(tgt, state, step, request)
-        if shift is not None:
+        if kept is not None:
             key = f"img:{target}:{step.branch}"
-            self._images[key] = image if retake is None else retake
+            self._images[key] = kept
             state.reference = key
         state.images += 1
         outcome = Outcome(
-            alignment_um=(float(offset[0]), float(offset[1])),
-            specimen_shift_um=(float(applied[0]), float(applied[1])),
+            alignment_um=(float(series_offset[0]), float(series_offset[1])),
+            specimen_shift_um=(float(series_is[0]), float(series_is[1])),
             eucentric_offset_um=float(state.z0_um),
             retake=retake,
             retake_movie=retake_movie,
@@ -282,30 +301,6 @@ class PaceStrategy:
         if not s.track_twice or step.branch == "start":
             return False
         return bool(np.any(np.abs(shift) > s.align_limit_um))
-
-    def _track_again(
-        self,
-        reference: Image,
-        state: BranchState,
-        request: ExposureRequest,
-        first_offset: np.ndarray,
-    ) -> tuple[tuple[Image, Movie | None], np.ndarray, np.ndarray, np.ndarray]:
-        """A second Record of target 1, re-centred by the first one's offset, aligned again.
-
-        Returns the new image (and its movie if the run saves frames), its offset, the image
-        shift it was taken at, and the whole miss of this tilt (first offset plus the second),
-        which the other targets receive. The second image replaces the first in the tilt series
-        (PACEtomo's trackTwice: more dose on the tracking series, for bad stages).
-        """
-        assert self._toolkit is not None
-        applied = np.array(request.image_shift_um) + first_offset
-        self._toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
-        image, movie = self._toolkit.series_record(
-            request.exposure_s, magnification=request.magnification
-        )
-        found = believed_shift(self._toolkit, reference, image, None)
-        second = np.array(state.offset_um) + found if found is not None else np.zeros(2)
-        return (image, movie), second, applied, first_offset + second
 
     def correct_heights(self, corrections_um: dict[int, float]) -> None:
         """refineGeo: every branch model of a target gets the corrected z₀."""

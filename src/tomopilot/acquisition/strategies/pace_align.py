@@ -30,8 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tomopilot.acquisition.strategies.alias_check import unalias_shift
-from tomopilot.acquisition.strategies.base import Toolkit
-from tomopilot.instrument.types import Image
+from tomopilot.acquisition.strategies.base import ExposureRequest, Toolkit
+from tomopilot.instrument.types import Image, Movie
 
 _log = logging.getLogger(__name__)
 
@@ -90,10 +90,28 @@ def relocate_in_view(toolkit: Toolkit, reference: Image) -> NDArray[np.float64] 
     return shift
 
 
+def retake_centred(
+    toolkit: Toolkit, reference: Image, request: ExposureRequest, offset_um: NDArray[np.float64]
+) -> tuple[Image, Movie | None, NDArray[np.float64], NDArray[np.float64] | None]:
+    """A second Record of target 1, re-centred by ``offset_um`` (its first Record's miss, by
+    that Record's or a View's peak), and its displacement from ``reference``.
+
+    Returns the image (and its movie if the run saves frames), the image shift it was taken
+    at, and the specimen's displacement from ``reference`` (as :func:`believed_shift`), None
+    when its peak cannot be believed. The image replaces the first in the tilt series
+    (PACEtomo's trackTwice: more dose on the tracking series, for bad stages).
+    """
+    applied = np.asarray(request.image_shift_um, np.float64) + offset_um
+    toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
+    image, movie = toolkit.series_record(request.exposure_s, magnification=request.magnification)
+    return image, movie, applied, believed_shift(toolkit, reference, image, None)
+
+
 __all__ = [
     "MIN_SIGNIFICANCE",
     "MIN_VIEW_SIGNIFICANCE",
     "believed_shift",
     "missed_field",
     "relocate_in_view",
+    "retake_centred",
 ]
