@@ -29,11 +29,11 @@ Quirks reproduced because they change results:
 Where it departs from PACEtomo, so that a series cannot run away (``pace_align``): a peak too
 weak to be believed is not applied (the target's correction, its reference image and, for
 target 1, the other targets stay as they were; the refit takes the model's own prediction), a
-shift of more than 0.15 of the field is checked against its alias, and when target 1's
-Record lost it, a View finds it again and its Record is retaken, centred (a recovery: every
-target's next refit point is the model's). A retake whose own peak cannot be believed (a dark
-image) says nothing: the correction that centred it stands, and the last believed Record stays
-the reference.
+shift of more than 0.15 of the field (``ALIAS_SUSPECT_FIELD_FRACTION``) is checked against its
+alias, and when target 1's Record lost it, a View finds it again and its Record is retaken,
+centred (a recovery: every target's next refit point is the model's). A retake whose own peak
+cannot be believed (a dark image) says nothing: the correction that centred it stands, and the
+last believed Record stays the reference.
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@ no longer shows it, and the rigid-rotation refit turns the false displacements i
 tens of µm whose predicted Δy and Δz throw the series further off (on the side-entry lamella,
 seed 7, ±24°: 3.2 µm RMS, worse than not tracking at all).
 
-So a peak is believed only from :data:`MIN_SIGNIFICANCE` on, and a shift of more than 0.15
-fields is checked against its alias on the images' real overlap. When target 1's Record cannot
-be believed, a View at its image shift (a 5.7 µm field, about 1 % of a Record's dose) is
-searched for target 1's last believed Record, as SerialEM re-finds a lost target at a lower
-magnification and PACEtomo realigns with View at its set-up; a Record that missed its target
-by more than a quarter of its field is then taken again, centred (as trackTwice does).
+So a peak is believed only from :data:`MIN_SIGNIFICANCE` on, and a shift of more than
+:data:`ALIAS_SUSPECT_FIELD_FRACTION` (0.15) of the field is checked against its alias on the
+images' real overlap (fused's check starts at twice that, alias_check.ALIAS_CHECK_FRACTION).
+When target 1's Record cannot be believed, a View at its image shift (a 5.7 µm field, about
+1 % of a Record's dose) is searched for target 1's last believed Record, as SerialEM re-finds
+a lost target at a lower magnification and PACEtomo realigns with View at its set-up; a Record
+that missed its target by more than a quarter of its field is then taken again, centred (as
+trackTwice does).
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ _log = logging.getLogger(__name__)
 # reaches 3–6.5 on 512² and 256² maps, true matches between successive tilts 10–65 (lamella
 # and holey film to ±60°, autoloader and side-entry stages).
 MIN_SIGNIFICANCE = 8.0
-# A shift beyond this fraction of the field is checked against its alias one field away: a
-# true move of up to 0.85 fields (0.7 µm on a 0.82 µm Record) is told from the alias it prints
-# at 0.15 fields or more (a side-entry + branch resuming 0.6 µm off gave its peak at 0.25).
-ALIAS_CHECK_FRACTION = 0.15
+# A Record-to-Record shift beyond this fraction of the field is suspected of being the alias of
+# a move one field away, and checked on the images' overlap: a true move of up to 0.85 fields
+# (0.7 µm on a 0.82 µm Record) is told from the alias it prints at 0.15 fields or more (a
+# side-entry + branch resuming 0.6 µm off gave its peak at 0.25).
+ALIAS_SUSPECT_FIELD_FRACTION = 0.15
 # The last believed Record located in a View (resampled to the View's pixel): believed from
 # this peak height on, as sequential's relocations.
 MIN_VIEW_SIGNIFICANCE = 10.0
@@ -64,7 +67,7 @@ def believed_shift(
         reference,
         image,
         np.asarray(found[0], np.float64),
-        check_fraction=ALIAS_CHECK_FRACTION,
+        check_fraction=ALIAS_SUSPECT_FIELD_FRACTION,
     )
     if limit_um is not None and float(np.max(np.abs(shift))) > limit_um:
         return None
@@ -108,6 +111,7 @@ def retake_centred(
 
 
 __all__ = [
+    "ALIAS_SUSPECT_FIELD_FRACTION",
     "MIN_SIGNIFICANCE",
     "MIN_VIEW_SIGNIFICANCE",
     "believed_shift",
