@@ -13,9 +13,13 @@ from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.quality import assess_run_dir
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.strategies.base import Toolkit
-from tomopilot.acquisition.strategies.pace_align import believed_shift
-from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
+from tomopilot.acquisition.strategies.base import ExposureRequest, Toolkit
+from tomopilot.acquisition.strategies.pace_align import (
+    believed_shift,
+    relocate_in_view,
+    retake_centred,
+)
+from tomopilot.instrument.twin import FaultSpec, TwinConfig, TwinMicroscope
 from tomopilot.instrument.types import Image, LowDoseArea
 
 # The goniometer jumps 0.5-1.5 µm (this value × U(0.5, 1.5)) when the tilt first reverses, at
@@ -77,3 +81,32 @@ def test_a_peak_is_believed_only_between_fields_that_share_the_target() -> None:
     # the other way (27 % of the field); the fields' real overlap decides
     far = believed_shift(toolkit, first, preview_at(0.6, 0.0), None)
     assert far is not None and np.allclose(far, [-0.6, 0.0], atol=0.02)
+
+
+def test_a_retake_is_placed_by_the_view_that_found_target_1() -> None:
+    """A retake that its last reference cannot place is measured against the View that found
+    target 1 seconds before (on the bench's holey film, seed 1, +45°: the +42° Record could
+    not place the centred retake, which then was not used as the reference and the branch
+    ran 1.2-7.8 µm off); a dark retake is placed by nothing."""
+    presets = {"record": {"camera_area_px": [4096, 4096], "binning": 8}}  # 0.82 µm fields
+    twin = TwinMicroscope(TwinConfig.model_validate({"seed": 2, "presets": presets}))
+    toolkit = Toolkit(twin, AcquisitionSettings())
+    truth = twin.ground_truth
+    first = toolkit.record()
+    target = truth.exposures[-1].specimen_centre_um
+    twin.optics.set_image_shift_um(3.0, -2.0)
+    elsewhere = toolkit.record()  # a reference that shares nothing with target 1's field
+    twin.optics.set_image_shift_um(0.1, 0.45)  # the Record would miss target 1 by 0.46 µm
+    shift, view = relocate_in_view(toolkit, first)
+    assert shift is not None and np.allclose(shift, [-0.1, -0.45], atol=0.03)
+    request = ExposureRequest(image_shift_um=(0.1, 0.45), focus_um=0.0, target_defocus_um=-4.0)
+    retake, _, applied, found = retake_centred(
+        toolkit, request, (elsewhere, np.zeros(2)), (view, np.asarray(shift))
+    )
+    assert np.allclose(applied, [0.0, 0.0], atol=0.03)  # centred by the View's peak
+    true_um = np.asarray(truth.exposures[-1].offset_nm(target)) / 1e3
+    assert believed_shift(toolkit, elsewhere, retake, None) is None  # the View placed it
+    assert found is not None and np.allclose(found, true_um, atol=0.02), (found, true_um)
+    twin.inject_fault(FaultSpec(kind="dark_image", at_exposure=twin._core.n_exposures))
+    dark = retake_centred(toolkit, request, (first, np.zeros(2)), (view, np.asarray(shift)))
+    assert dark[3] is None

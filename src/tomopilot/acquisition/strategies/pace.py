@@ -229,9 +229,10 @@ class PaceStrategy:
         applied = np.array(request.image_shift_um)
         retake, retake_movie = None, None
         relocated = False
+        witness = image  # the image of this tilt that located target 1
         if shift is None and target == 1:  # target 1's Record lost it: a View finds it again
             assert reference is not None
-            shift = relocate_in_view(self._toolkit, reference)
+            shift, witness = relocate_in_view(self._toolkit, reference)
             relocated = shift is not None
             if relocated:
                 self._mark_recovered(step)
@@ -250,18 +251,19 @@ class PaceStrategy:
             )
             if retake_due:
                 retake, retake_movie, series_is, found = retake_centred(
-                    self._toolkit, reference, request, offset
+                    self._toolkit, request, (reference, base), (witness, offset)
                 )
                 if found is not None:
-                    series_offset = base + found
-                    applied, offset, kept = series_is, series_offset, retake
-                    missed = missed + series_offset
+                    series_offset = found
+                    applied, offset, kept = series_is, found, retake
+                    missed = missed + found
                 else:
-                    # The retake's own peak cannot be believed: it says nothing of where the
-                    # target is. The correction stays the last believed one (which centred the
-                    # retake, so its expected miss is zero), and so does the image the next
-                    # correlation is made against: the first Record, or, when that one lost
-                    # the target (relocated), the previous reference and its offset.
+                    # Neither the last reference nor the image that just found the target
+                    # believes the retake (a dark image): it says nothing of where the target
+                    # is. The correction that centred it stands (its expected miss is zero),
+                    # and so does the image the next correlation is made against: the first
+                    # Record, or, when that one lost the target (relocated), the previous
+                    # reference and its offset.
                     series_offset = np.zeros(2)
                     if relocated:
                         kept = None

@@ -80,34 +80,65 @@ def missed_field(image: Image, offset_um: NDArray[np.float64]) -> bool:
     return math.hypot(float(offset_um[0]), float(offset_um[1])) > MISSED_FIELD_FRACTION * field_um
 
 
-def relocate_in_view(toolkit: Toolkit, reference: Image) -> NDArray[np.float64] | None:
+def relocate_in_view(
+    toolkit: Toolkit, reference: Image
+) -> tuple[NDArray[np.float64] | None, Image]:
     """Where ``reference``'s field lies in a View taken now at the current image shift, as the
-    specimen's displacement from it (µm, the meaning of :func:`believed_shift`), or None."""
+    specimen's displacement from it (µm, the meaning of :func:`believed_shift`), or None; and
+    the View."""
     view = toolkit.view()
     found = toolkit.locate_in_wider(reference, view)
     if found is None or found[1] < MIN_VIEW_SIGNIFICANCE:
         _log.info("pace: target 1 not found in a View either")
-        return None
+        return None, view
     shift = np.asarray(found[0], np.float64)
     _log.info("pace: target 1 relocated in a View, %.0f nm", 1e3 * math.hypot(*shift))
-    return shift
+    return shift, view
 
 
 def retake_centred(
-    toolkit: Toolkit, reference: Image, request: ExposureRequest, offset_um: NDArray[np.float64]
+    toolkit: Toolkit,
+    request: ExposureRequest,
+    reference: tuple[Image, NDArray[np.float64]],
+    found: tuple[Image, NDArray[np.float64]],
 ) -> tuple[Image, Movie | None, NDArray[np.float64], NDArray[np.float64] | None]:
-    """A second Record of target 1, re-centred by ``offset_um`` (its first Record's miss, by
-    that Record's or a View's peak), and its displacement from ``reference``.
+    """A second Record of target 1, re-centred on where an image of this tilt ``found`` it.
 
-    Returns the image (and its movie if the run saves frames), the image shift it was taken
-    at, and the specimen's displacement from ``reference`` (as :func:`believed_shift`), None
-    when its peak cannot be believed. The image replaces the first in the tilt series
-    (PACEtomo's trackTwice: more dose on the tracking series, for bad stages).
+    ``reference`` is target 1's last believed Record and its offset (the target's position in
+    it, µm), ``found`` the image of this tilt that located the target (its first Record, or a
+    View taken at the same image shift) and the target's position in it. Returns the new image
+    (and its movie if the run saves frames), the image shift it was taken at, and the target's
+    position in it: from its peak against ``reference`` (PACEtomo aligns the second Record as
+    the first), or, when that cannot be believed, against the image that found the target
+    seconds before; None when neither can be believed. The image replaces the first in the
+    tilt series (PACEtomo's trackTwice: more dose on the tracking series, for bad stages).
     """
+    offset_um = found[1]
     applied = np.asarray(request.image_shift_um, np.float64) + offset_um
     toolkit.scope.optics.set_image_shift_um(float(applied[0]), float(applied[1]))
     image, movie = toolkit.series_record(request.exposure_s, magnification=request.magnification)
-    return image, movie, applied, believed_shift(toolkit, reference, image, None)
+    return image, movie, applied, _retake_offset_um(toolkit, image, reference, found)
+
+
+def _retake_offset_um(
+    toolkit: Toolkit,
+    image: Image,
+    reference: tuple[Image, NDArray[np.float64]],
+    found: tuple[Image, NDArray[np.float64]],
+) -> NDArray[np.float64] | None:
+    """Target 1's position in its retake ``image`` (µm), or None (see :func:`retake_centred`)."""
+    shift = believed_shift(toolkit, reference[0], image, None)
+    if shift is not None:
+        return reference[1] + shift
+    witness, offset_um = found
+    same_pixel = math.isclose(witness.pixel_size_a, image.pixel_size_a, rel_tol=1e-3)
+    if same_pixel and witness.data.shape == image.data.shape:  # the first Record
+        shift = believed_shift(toolkit, witness, image, None)
+        return None if shift is None else offset_um + shift
+    located = toolkit.locate_in_wider(image, witness)  # the View: the retake's field in it
+    if located is None or located[1] < MIN_VIEW_SIGNIFICANCE:
+        return None
+    return offset_um - np.asarray(located[0], np.float64)
 
 
 __all__ = [
