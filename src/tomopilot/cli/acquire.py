@@ -132,6 +132,11 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
             f"tracking Views: {views_per_target * n_targets}, "
             f"{estimate.tracking_views_s:.1f} s ({which})"
         )
+    if (strategy or config.strategy) == "pace":
+        console.print(
+            "not in the estimate: each time target 1's Record loses it, a View finds it and, "
+            f"if it missed by over a quarter field, a retake: up to {estimate.per_loss_s:.1f} s"
+        )
     console.print(
         f"estimated microscope time: {estimate.total_s / 60:.1f} min "
         f"(set-up {estimate.setup_s / 60:.1f}, tilting {estimate.tilting_s / 60:.1f}, "

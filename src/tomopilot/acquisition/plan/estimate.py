@@ -96,6 +96,8 @@ class DurationEstimate:
     n_tilts: int
     n_records: int
     tracking_views_s: float = 0.0  # part of exposures_s: the tracking Views' cycles
+    recovery_s: float = 0.0  # part of exposures_s: the given recovery Views and retakes
+    per_loss_s: float = 0.0  # what one loss of target 1 costs pace: a View and a retake
 
     @property
     def total_s(self) -> float:
@@ -125,6 +127,8 @@ def estimate_duration(
     focus_checks: int = 0,
     tracking_views: int = 0,
     frames: bool = False,
+    recovery_views: int = 0,
+    retakes: int = 0,
 ) -> DurationEstimate:
     """Microscope time of a run that images ``n_targets`` at every tilt of ``scheme``.
 
@@ -134,10 +138,14 @@ def estimate_duration(
     tracking spot). The set-up moves the stage to the area first (``approach``, with backlash
     correction: two moves), realigns to target 1's saved View (``realign``: the X,Y-positioning
     routine's Views and moves) and takes ``start_views`` Views of its own (``fused``'s wide View
-    of target 1). Views a strategy takes when it loses a target are not foreseeable here.
+    of target 1). Views other strategies take when they lose a target are not foreseeable here.
     ``focus_checks`` defocus measurements (``fused``'s focus check) cost an autofocus each.
     ``tracking_views`` Views taken before Records (``sequential``'s tracking preset) cost a
     View cycle each (image shift, exposure, readout).
+    ``recovery_views`` and ``retakes`` are ``pace``'s when target 1's Record loses it: a View at
+    the lost Record's image shift (no shift to settle), and a Record retaken centred. How often
+    that happens depends on the specimen's contrast and the stage, not on the plan, so a dry
+    run gives none and reports ``per_loss_s``, what one loss costs (both).
     ``early_return`` shortens only Records that save their frames (``frames``): SerialEM
     returns early only from a shot that saves or aligns dose-fractionation frames.
     """
@@ -179,13 +187,18 @@ def estimate_duration(
         exposures += (len(steps) - 1) * shots_per_tilt * shot
     exposures += focus_checks * timing.autofocus_s
     views_s = tracking_views * _cycle_s(timing, 0.0, timing.view_s, single_shot)
+    relocation_view = per_view  # at the image shift of the Record that lost the target
+    retake = _cycle_s(timing, 0.0, timing.record_s, record_levers)
+    recovery = recovery_views * relocation_view + retakes * retake
     return DurationEstimate(
         setup_s=setup,
         tilting_s=tilting,
-        exposures_s=exposures + views_s,
+        exposures_s=exposures + views_s + recovery,
         n_tilts=len(steps),
         n_records=len(steps) * n_targets,
         tracking_views_s=views_s,
+        recovery_s=recovery,
+        per_loss_s=relocation_view + retake,
     )
 
 
