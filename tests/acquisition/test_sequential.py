@@ -22,7 +22,10 @@ from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
 from tomopilot.acquisition.quality import assess, assess_run_dir
 from tomopilot.acquisition.run import start_run
 from tomopilot.acquisition.session import load_history, run_session, sequential_plans
-from tomopilot.acquisition.strategies.sequential_steps import goniometer_defocus_um
+from tomopilot.acquisition.strategies.sequential_focus import (
+    fit_focus_area_table,
+    target_defocus_change_um,
+)
 from tomopilot.cli.main import app
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument import LowDoseArea
@@ -106,7 +109,9 @@ def test_sequential_series_in_leginon_order_tracks_the_target(whole_run: Any) ->
     assert before.count("Focus") >= 2  # autofocus, then the drift manager's pair
     # map, recentring, drift manager, then the reference Preview (what drifted is taken out),
     # then the start tilt's tracking View (the Views' first reference)
-    assert before[-3:] == ["Focus", "Preview", "View"] and before.count("Preview") >= 2
+    # with the start tilt's two Focus-area readings (focus_every, two exposures each) before it
+    assert before[-7:] == ["Focus", "Preview"] + ["Focus"] * 4 + ["View"]
+    assert before.count("Preview") >= 2
     # Between the halves: back at the start tilt, a Preview recentres, drift is measured.
     last_plus = max(i for i, (a, t) in enumerate(areas) if a == "Record" and t > 20)
     first_minus = next(i for i, (a, t) in enumerate(areas) if a == "Record" and t < -1)
@@ -196,11 +201,15 @@ def test_tracking_views_come_before_each_record_and_count_in_dose_and_time(
     truth = engine.scope.ground_truth
     first = next(i for i, e in enumerate(truth.exposures) if e.area == "Record")
     series = truth.exposures[first - 1 :]
+    assert series[0].area == "View"
     records = [i for i, e in enumerate(series) if e.area == "Record"]
     assert len(records) == 17
     for i in records:  # the exposure before each Record is a View at the Record's tilt
-        assert series[i - 1].area == "View"
-        assert abs(series[i - 1].pose.tilt_deg - series[i].pose.tilt_deg) < 0.05
+        j = i - 1
+        while series[j].area == "Focus":  # (but a Focus-area reading where the View found it)
+            j -= 1
+        assert series[j].area == "View"
+        assert abs(series[j].pose.tilt_deg - series[i].pose.tilt_deg) < 0.05
     views = [e for e in series if e.area == "View"]
     scope = engine.scope
     view_dose = scope.optics.preset(LowDoseArea.VIEW).dose_e_a2
@@ -482,27 +491,41 @@ def test_the_series_is_focused_at_the_targets_own_focus_point(tmp_path: Path) ->
     assert truth.dose_received(target, half).by_area.get("Focus", 0.0) == 0.0
 
 
-def test_the_defocus_tilt_table_gives_the_goniometers_part() -> None:
-    """A table measured at a point 1.2 µm above the axis, on a stage whose axis is 0.8 µm off
-    and whose run-out adds a small wobble: the axis offset and the wobble are kept, the
-    measuring point's own height term is not (it belongs to that point, not to the target),
-    and points a run-away slide spoilt are not believed."""
+def test_the_defocus_tilt_table_is_read_as_a_plane_turning_under_the_focus_area() -> None:
+    """A table measured at a fixed place in the lab, 0.7 µm across the axis, on a 10° plane
+    0.9 µm from the axis, with a run-out wobble: fitted as that plane (d/cos(θ+p) +
+    u·tan(θ+p)), it gives back u and d, and a point of the plane 0.4 µm further across turns
+    as u·sin θ + z·(cos θ − 1) plus the wobble: predicted to 30 nm up to 60°, where the
+    table's own values (what Leginon puts on the target) are microns off. Points a run-away
+    slide spoilt are not believed."""
+    p, d, u = math.radians(10.0), 0.9, 0.7
     tilts = np.arange(-60.0, 61.0, 10.0)
-    theta = np.radians(tilts)
-    wobble = 0.05 * np.sin(3 * theta)
-    table = dict(zip(tilts, 0.8 * np.sin(theta) + 1.2 * (np.cos(theta) - 1) + wobble, strict=True))
+    alpha = np.radians(tilts) + p
+
+    def wobble(deg: float) -> float:
+        return 0.05 * math.sin(3 * math.radians(deg))
+
+    plane = d / np.cos(alpha) + u * np.tan(alpha)
+    values = plane - (d / math.cos(p) + u * math.tan(p)) + [wobble(t) for t in tilts]
+    table = dict(zip(tilts.tolist(), values.tolist(), strict=True))
+    fit = fit_focus_area_table(table, 10.0)
+    assert fit.lateral_um == pytest.approx(u, abs=0.03)
+    assert fit.plane_um == pytest.approx(d, abs=0.03)
+    # The point 0.4 µm further across, on the plane: its height at 0° and how it turns.
+    u_t = u + 0.4
+    z_t = d / math.cos(p) + u_t * math.tan(p)
     for tilt in (-55.0, -20.0, 5.0, 35.0, 60.0):
-        expected = 0.8 * math.sin(math.radians(tilt)) + 0.05 * math.sin(3 * math.radians(tilt))
-        got = goniometer_defocus_um(table, tilt, 0.0)
-        assert got == pytest.approx(expected, abs=0.03)
-    assert goniometer_defocus_um(table, 20.0, 20.0) == 0.0
-    # A run-away branch slid another part of the specimen under the Focus area beyond 40°:
-    # those points are dropped, the rest of the table still holds.
-    slid = {**table, 50.0: 6.3, 60.0: 28.9}
-    for tilt in (-55.0, -20.0, 5.0, 35.0):
-        expected = 0.8 * math.sin(math.radians(tilt)) + 0.05 * math.sin(3 * math.radians(tilt))
-        assert goniometer_defocus_um(slid, tilt, 0.0) == pytest.approx(expected, abs=0.05)
-    assert abs(goniometer_defocus_um(slid, 60.0, 0.0) - 0.8 * math.sin(math.radians(60))) < 0.1
+        t = math.radians(tilt)
+        true = u_t * math.sin(t) + z_t * (math.cos(t) - 1) + wobble(tilt)
+        got = target_defocus_change_um(fit, tilt, 0.0, lateral_um=0.4, height_um=z_t)
+        assert got == pytest.approx(true, abs=0.03), tilt
+    assert abs(table[60.0] - (u_t * math.sin(math.pi / 3) - z_t / 2)) > 1.0
+    assert target_defocus_change_um(fit, 20.0, 20.0, lateral_um=0.4, height_um=z_t) == 0.0
+    # A run-away slide put other parts of the specimen under the Focus area beyond 40°.
+    slid = fit_focus_area_table({**table, 50.0: 6.3, 60.0: 28.9}, 10.0)
+    assert 50.0 not in slid.tilts_deg and 60.0 not in slid.tilts_deg
+    assert slid.lateral_um == pytest.approx(u, abs=0.1)
+    assert slid.plane_um == pytest.approx(d, abs=0.1)
 
 
 def test_a_sessions_targets_get_the_defocus_the_dry_run_lists(tmp_path: Path) -> None:

@@ -176,7 +176,18 @@ class AcquisitionEngine:
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)
         self._setup_event("maps", f"{len(setup.maps)} target maps")
-        setup = prepare_start(scope, plan.targets, s, plan.scheme.start_deg, setup, self.toolkit)
+        # The autofocus's scale: read and taken out for sequential, whose per-tilt focus
+        # readings divide by it (pace and fused keep one plain autofocus: not yet measured
+        # what it does to them).
+        setup = prepare_start(
+            scope,
+            plan.targets,
+            s,
+            plan.scheme.start_deg,
+            setup,
+            self.toolkit,
+            calibrate_autofocus=plan.strategy == "sequential",
+        )
         self._setup_event("start tilt", f"F0 = {setup.focus0_um:.2f} µm")
         self.toolkit.setup_dose_e_a2 = dict(setup.dose_e_a2)
         self.strategy.setup(

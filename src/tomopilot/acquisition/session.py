@@ -206,6 +206,7 @@ def run_session(
         recorded |= {str(r) for r in json.loads(legacy.read_text(encoding="utf-8"))}
     start_s = scope.clock.now_s()
     last_slit_s = start_s
+    stage_offset_um = (0.0, 0.0)  # the stage's creep, measured by the last area's recentring
     for plan in plans:
         elapsed_h = (scope.clock.now_s() - start_s) / 3600.0
         journal = plan.run_dir / f"{plan.root}.journal.jsonl"
@@ -226,6 +227,7 @@ def run_session(
         if isinstance(engine.strategy, SequentialStrategy):
             engine.strategy.history = history
             engine.strategy.calibration = calibration
+            engine.strategy.stage_offset_um = stage_offset_um
         if on_engine is not None:
             on_engine(engine)
         result = engine.run(resume=resume and not fresh)
@@ -236,6 +238,8 @@ def run_session(
             # commit's state holds its series and calibration, which a kill right after its
             # end could have kept from the session's files.
             _restore_from_journal(strategy, journal)
+        if isinstance(strategy, SequentialStrategy):
+            stage_offset_um = strategy.stage_offset_um
         if isinstance(strategy, SequentialStrategy) and calibration is None:
             calibration = strategy.calibration
             if calibration is not None:

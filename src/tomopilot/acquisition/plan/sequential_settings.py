@@ -59,12 +59,28 @@ class SequentialSettings(ConfigModel):
 
     defocus_tilt_calibration: bool = True
     """Leginon's defocus–tilt calibration (since 2021): once per session the defocus change with
-    tilt is measured at the Focus area, and each Record's focus follows it (the model's height
-    change is only recorded). Off: the focus follows the model's height change (Leginon 2009),
-    which cannot see the goniometer's run-out and learns the axis offset only poorly. Series
-    that stay within ±20° are not worth a sweep (their height changes are tens of nm)."""
+    tilt is measured at the Focus area. Leginon puts the table's value on every Record; ours
+    reads it as the specimen's plane turning under a fixed place (d/cos(θ+p) + u·tan(θ+p)):
+    the target turns as a point at that distance u from the axis and the plane's height, with
+    the table's run-out added (the model's height change is only recorded). On a 10° lamella
+    the table's own value was microns off at 60°. Off: the focus follows the model's height
+    change (Leginon 2009), which cannot see the goniometer's run-out and learns the axis
+    offset only poorly. Series that stay within ±20° are not worth a sweep (their height
+    changes are tens of nm)."""
     calibration_step_deg: float = Field(10.0, gt=0, le=30)
     """Tilt step of the defocus–tilt calibration over the series' range."""
+    focus_every: int = Field(1, ge=0, le=100)
+    """Ours (0 = Leginon, which offers a beam-tilt defocus measurement per tilt but leaves it
+    off): every this many tilts of a branch (its first tilt always), the Focus area beside
+    the target is read, without changing the focus, at the target's image shift (before
+    the tracking View, at the prediction; again after it where the View found the target
+    far from there on the tilted plane), and the Record's focus is corrected by how far the
+    reading is from the target's defocus; the table (or the model)
+    carries the focus between readings. The Focus area lies along the tilt axis from the
+    target, so it turns with it: the reading sees what no table measured elsewhere can (the
+    target's own height and distance across the axis, a jump of the goniometer between the
+    halves). Each reading costs an autofocus measurement (~4.5 s on the twin, two Focus
+    exposures off the target)."""
 
     track_with_view: bool | Literal["auto"] = True
     """Leginon's tracking preset: before a Record a View (the wide, low-dose field) at the

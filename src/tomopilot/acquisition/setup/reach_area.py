@@ -25,6 +25,7 @@ from tomopilot.acquisition.output.saved_images import image_from_file, read_sect
 from tomopilot.acquisition.output.side_files import write_target_preview
 from tomopilot.acquisition.plan.settings import AcquisitionSettings
 from tomopilot.acquisition.plan.target_defocus import defocus_range_um
+from tomopilot.acquisition.setup.autofocus_scale import autofocus_with_scale
 from tomopilot.acquisition.strategies.base import Toolkit
 from tomopilot.acquisition.strategies.geometry_model import approach_scale
 from tomopilot.acquisition.strategies.map_register import register_to_map
@@ -183,8 +184,14 @@ def prepare_start(
     start_tilt_deg: float,
     setup: AreaSetup,
     toolkit: Toolkit,
+    *,
+    calibrate_autofocus: bool = True,
 ) -> AreaSetup:
-    """Tilt to the start tilt, centre and focus target 1, bring the others in."""
+    """Tilt to the start tilt, centre and focus target 1, bring the others in.
+
+    ``calibrate_autofocus``: the autofocus's scale is read from two known lens changes and
+    taken out (:func:`autofocus_with_scale`, kept in ``toolkit.autofocus_scale``); off, one
+    plain autofocus."""
     scope.stage.tilt_to(start_tilt_deg, backlash_compensate=True)
     sigma = 1.0
     if settings.tilt_targets_deg == 0:
@@ -212,13 +219,20 @@ def prepare_start(
             focus_point = target.focus_offset_um
             if focus_point is None:  # the Focus area, on the tilt axis beside the target
                 scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
-                scope.measurements.autofocus(most_underfocus)
+                _autofocus(scope, toolkit, most_underfocus, calibrate_autofocus)
             else:  # Leginon's focus target: the Focus area centred on the target's focus point
                 at = shift + np.array([focus_point[0], sigma * focus_point[1]])
                 scope.optics.set_image_shift_um(float(at[0]), float(at[1]))
                 with temporary_preset(scope, LowDoseArea.FOCUS, offset_along_axis_um=0.0):
-                    scope.measurements.autofocus(most_underfocus)
+                    _autofocus(scope, toolkit, most_underfocus, calibrate_autofocus)
                 scope.optics.set_image_shift_um(float(shift[0]), float(shift[1]))
             setup.focus0_um = scope.optics.focus_um()
         setup.start_is_um[number] = (float(shift[0]), float(shift[1]))
     return setup
+
+
+def _autofocus(scope: Microscope, toolkit: Toolkit, defocus_um: float, calibrate: bool) -> None:
+    if calibrate:
+        toolkit.autofocus_scale = autofocus_with_scale(scope, defocus_um)
+    else:
+        scope.measurements.autofocus(defocus_um)

@@ -114,6 +114,9 @@ class Toolkit:
         self.setup_dose_e_a2: dict[int, float] = {}
         """The dose (e/Å²) the engine's set-up put on each target with the images it took there
         (its map, its start Preview): where a strategy that keeps a dose budget starts from."""
+        self.autofocus_scale = 1.0
+        """The autofocus's readings per true µm of defocus, as the set-up measured it
+        (acquisition/setup/autofocus_scale.py); 1 until measured."""
         self._matrices: dict[tuple[str, int, int], NDArray[np.float64]] = {}
 
     def camera_matrix(self, image: Image) -> NDArray[np.float64]:

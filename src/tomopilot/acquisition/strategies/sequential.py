@@ -11,8 +11,11 @@ target the strategy does, in Leginon's order:
    (what the release and the drift wait moved is taken out);
 4. the first half (start tilt and the + branch): before every tilt the predictor
    (:class:`~tomopilot.geometry.tilt_predictor.TiltPredictor`, group 0) gives the image shift
-   and the height change, which sets the focus; after every Record, Leginon's tracking
-   correlation with the previous Record of the group measures where the target really was;
+   and the height change, which sets the focus (the defocus–tilt table read as the specimen's
+   plane, the target turning as a point of it); a tracking View finds the target, the Focus
+   area beside it is read there (``focus_every``, ours) and corrects the focus; after every
+   Record, Leginon's tracking correlation with the previous Record of the group measures
+   where the target really was;
 5. back to the start tilt (with a backlash release), a Preview recentres the target and starts
    group 1's positions, drift manager again;
 6. the second half (the − branch) the same way, with its own model.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import asdict
 from typing import Any
 
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
@@ -45,6 +49,7 @@ from tomopilot.acquisition.strategies.base import (
     TargetInfo,
     Toolkit,
 )
+from tomopilot.acquisition.strategies.fused_align import pretilt_about_axis_deg
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
 from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.acquisition.strategies.sequential_dose import (
@@ -54,6 +59,17 @@ from tomopilot.acquisition.strategies.sequential_dose import (
     record_dose_e_a2,
     tilt_key,
     within_dose_cap,
+)
+from tomopilot.acquisition.strategies.sequential_focus import (
+    FOCUS_LAG_UM,
+    PLANE_CHECK_DEG,
+    FocusAreaTable,
+    FocusPlane,
+    FocusReadings,
+    fit_focus_area_table,
+    measure_defocus_tilt_table,
+    plane_from_readings,
+    target_defocus_change_um,
 )
 from tomopilot.acquisition.strategies.sequential_halves import recentre_between_halves
 from tomopilot.acquisition.strategies.sequential_release import (
@@ -75,9 +91,7 @@ from tomopilot.acquisition.strategies.sequential_state import (
 from tomopilot.acquisition.strategies.sequential_steps import (
     DriftReading,
     backlash_release,
-    goniometer_defocus_um,
     locate_map_wider,
-    measure_defocus_tilt_table,
     recentre_by_stage,
 )
 from tomopilot.acquisition.strategies.sequential_tracking import measure_offset, relocate_in_view
@@ -134,6 +148,22 @@ class SequentialStrategy:
         # Leginon's defocus–tilt calibration: defocus change (µm) at a fixed focus by tilt; the
         # session hands it from area to area, the first area measures it.
         self.calibration: dict[float, float] | None = None
+        # The image shift it was measured at: a target's distance across the axis from there
+        # enters its focus change (target_defocus_change_um).
+        self._table_fit: tuple[dict[float, float], FocusAreaTable] | None = None
+        # This area's specimen plane seen from its Focus area (the table's area: from the
+        # table; the others: from a few tilts, PLANE_CHECK_DEG).
+        self.plane: FocusPlane | None = None
+        self.focus0_um = 0.0
+        # focus_every: the Focus-area readings' corrections, and the set-up's autofocus scale
+        # the readings divide by.
+        self.readings = FocusReadings()
+        self.autofocus_scale = 1.0
+        # How far the last area's target stood from its stage position (its recentring's
+        # Previews; µm of stage): the session hands it on, and the next area's first move
+        # adds it. The stage creeps over a session (drift, jumps, a dewar fill's burst): a
+        # target 0.4 µm off its move is beyond what a Preview of a hole registers.
+        self.stage_offset_um: tuple[float, float] = (0.0, 0.0)
         self._toolkit: Toolkit | None = None
         self._images: dict[str, Image] = {}
 
@@ -151,17 +181,32 @@ class SequentialStrategy:
         self._toolkit = toolkit
         self._images = dict(references)
         self.start_tilt_deg = start_tilt_deg
+        self.focus0_um = focus0_um
+        self.autofocus_scale = toolkit.autofocus_scale
         self.exposures_s = exposure_schedule(s, o, toolkit)
         live = [t for t in targets if not t.skip]
         earlier = self.history.recent_series(o.max_series - 1) if self.history else []
         reach = max(abs(s.min_tilt_deg), abs(s.max_tilt_deg))
-        if o.defocus_tilt_calibration and self.calibration is None and live and reach >= 20.0:
+        if o.defocus_tilt_calibration and live and reach >= 20.0:
             # At the Focus area beside the first target, before it is recentred (the sweep
             # moves the stage through the whole range).
-            self.calibration = measure_defocus_tilt_table(
-                toolkit, calibration_tilts(s, o.calibration_step_deg), start_tilt_deg
-            )
-            _log.info("defocus-tilt calibration: %s", self.calibration)
+            shift = toolkit.scope.optics.image_shift_um()
+            if self.calibration is None:
+                self.calibration = measure_defocus_tilt_table(
+                    toolkit, calibration_tilts(s, o.calibration_step_deg), start_tilt_deg
+                )
+                _log.info("defocus-tilt calibration: %s", self.calibration)
+                table = self._fitted_table()
+                self.plane = FocusPlane(table.lateral_um, table.plane_um, shift, table.pretilt_deg)
+            elif o.focus_every == 0:  # the session's table; this area's plane from a few tilts
+                check = min(PLANE_CHECK_DEG, reach)
+                readings = measure_defocus_tilt_table(
+                    toolkit, [start_tilt_deg - check, start_tilt_deg + check], start_tilt_deg
+                )
+                self.plane = plane_from_readings(
+                    readings, start_tilt_deg, self._fitted_table(), shift
+                )
+            _log.info("the Focus area's plane: %s", self.plane)
         setup_dose_e_a2: dict[int, float] = {}  # of the recentring's images, at each target
         for info in targets:
             x, y = info.ss_um
@@ -175,8 +220,11 @@ class SequentialStrategy:
                     is_um,
                     tolerance_um=o.recentre_tolerance_um,
                     iterations=o.recentre_iterations,
+                    stage_offset_um=self.stage_offset_um,
                 )
                 is_um = done.image_shift_um
+                if not done.lost:
+                    self.stage_offset_um = done.stage_offset_um
                 setup_dose_e_a2[info.index] = done.dose_e_a2
                 report_recentring(toolkit, info.index, done)
             self.targets[info.index] = SequentialTarget(
@@ -271,17 +319,45 @@ class SequentialStrategy:
         if pause > 0 and step.branch != "start":
             self._toolkit.scope.clock.sleep(pause)
         self._end_at_dose_cap(t, step)
+        if self.calibration is not None and self.plane is not None and step.branch != "start":
+            # The table's goniometer (axis offset, run-out) with the target's own height.
+            change = self._table_change(t, step)
+        else:  # A point whose height rises by Δz is Δz further from focus
+            change = dz
+        focus = t.focus_start_um - change
+        key = f"{t.info.index}:{group_of(step.branch)}"
+        scheduled = step.branch == "start" or (step.branch_step - 1) % max(1, o.focus_every) == 0
+        read = o.focus_every > 0 and scheduled
+        n = 2 if step.branch == "start" else 1  # the start's reading sets the series' level
+        scope = self._toolkit.scope
+        # The Focus area read at the predicted image shift, before the tracking View (nothing
+        # between the View and its Record: the Record is not delayed by the reading's ~4.5 s
+        # of drift) ...
+        reading = self.readings.read_um(scope, key, (x, y), focus, n) if read else None
+        predicted = (x, y)
         if tracks_on_views(o, t, step.branch):
             x, y = track_with_view(
                 self._toolkit, self._images, t, step, (x, y), o.relocate_fraction
             )
-        if self.calibration is not None:  # Leginon since 2021: the table, Δz only recorded
-            change = goniometer_defocus_um(self.calibration, step.tilt_deg, self.start_tilt_deg)
-        else:  # A point whose height rises by Δz is Δz further from focus
-            change = dz
+        lag_um = math.hypot(x - predicted[0], y - predicted[1])
+        slope = abs(math.tan(math.radians(step.tilt_deg + pretilt_about_axis_deg(self.settings))))
+        if read and lag_um * slope > FOCUS_LAG_UM:
+            # ... unless the View found the target where the tilted plane lies at another
+            # height: read again where it is, before the Record (a run-away branch lags
+            # microns: read at the prediction, autoloader 0.555 µm RMS; here 0.05). The
+            # View's dewar protection spans the reading (VIEW_TO_RECORD_S).
+            reading = self.readings.read_um(scope, key, (x, y), focus, n)
+        focus = self.readings.focus_um(
+            key,
+            reading,
+            start=step.branch == "start",
+            focus_um=focus,
+            target_defocus_um=t.info.defocus_um,
+            autofocus_scale=self.autofocus_scale,
+        )
         return ExposureRequest(
             image_shift_um=(x, y),
-            focus_um=t.focus_start_um - change,
+            focus_um=focus,
             target_defocus_um=t.info.defocus_um,
             exposure_s=self.exposures_s.get(tilt_key(step.tilt_deg)),
             predicted_dz_um=dz,
@@ -300,6 +376,34 @@ class SequentialStrategy:
         first = 0.0 if before is None else self._toolkit.scope.optics.preset(before).dose_e_a2
         if not within_dose_cap(t, step.branch, self.options.dose_cap_e_a2, first + view + record):
             raise BranchEnded("dose cap")
+
+    def _fitted_table(self) -> FocusAreaTable:
+        assert self.calibration is not None
+        if self._table_fit is None or self._table_fit[0] is not self.calibration:
+            fit = fit_focus_area_table(self.calibration, pretilt_about_axis_deg(self.settings))
+            self._table_fit = (self.calibration, fit)
+        return self._table_fit[1]
+
+    def _table_change(self, t: SequentialTarget, step: TiltStep) -> float:
+        """The target's focus change: it turns about the axis as a point of the specimen
+        (:func:`target_defocus_change_um`) at its distance across the axis (the Focus area's,
+        plus the image shift between them) and its height (the plane's at the Focus area,
+        plus the target's own depth on it), with the session table's run-out."""
+        assert self.plane is not None
+        plane = self.plane
+        _, rx, ry = t.predictor.current.points[0][0]  # the target's start position
+        phi = math.radians(t.predictor.models[0].phi_deg)
+        dx, dy = rx - plane.image_shift_um[0], ry - plane.image_shift_um[1]
+        own_depth = t.info.defocus_um - self.settings.max_defocus_um
+        height = plane.height_um(self.start_tilt_deg)
+        height += own_depth - (t.focus_start_um - self.focus0_um)  # the target's z0
+        return target_defocus_change_um(
+            self._fitted_table(),
+            step.tilt_deg,
+            self.start_tilt_deg,
+            lateral_um=plane.lateral_um + dx * math.cos(phi) + dy * math.sin(phi),
+            height_um=height,
+        )
 
     def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
         """Back to the start tilt, recentre on a Preview (group 1 starts from there), the
@@ -428,6 +532,11 @@ class SequentialStrategy:
             "calibration": None
             if self.calibration is None
             else [[k, v] for k, v in self.calibration.items()],
+            "plane": None if self.plane is None else asdict(self.plane),
+            "autofocus_scale": self.autofocus_scale,
+            **self.readings.state(),
+            "stage_offset_um": list(self.stage_offset_um),
+            "focus0_um": self.focus0_um,
             "targets": {str(n): target_state(t) for n, t in self.targets.items()},
         }
 
@@ -441,6 +550,21 @@ class SequentialStrategy:
         self.exposures_s = {float(k): float(v) for k, v in state["exposures_s"]}
         table = state.get("calibration")
         self.calibration = None if table is None else {float(k): float(v) for k, v in table}
+        plane = state.get("plane")
+        self.plane = None
+        if plane is not None:
+            shift = plane["image_shift_um"]
+            self.plane = FocusPlane(
+                float(plane["lateral_um"]),
+                float(plane["plane_um"]),
+                (float(shift[0]), float(shift[1])),
+                float(plane.get("pretilt_deg", 0.0)),
+            )
+        self.focus0_um = float(state.get("focus0_um", 0.0))
+        self.autofocus_scale = float(state.get("autofocus_scale", 1.0))
+        self.readings = FocusReadings.from_state(state)
+        offset = state.get("stage_offset_um") or (0.0, 0.0)
+        self.stage_offset_um = (float(offset[0]), float(offset[1]))
         self.targets = {
             int(key): target_from_state(data, self.predictor_settings)
             for key, data in state["targets"].items()

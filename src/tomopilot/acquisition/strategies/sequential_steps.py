@@ -13,11 +13,8 @@
   the Preview lost, and a target neither finds is reported lost.
 - :func:`tracking_displacement_um`: Leginon's tracking correlation between two images of one
   target (binned to the coarser pixel first), in specimen µm.
-- :func:`measure_defocus_tilt_table` and :func:`goniometer_defocus_um`: Leginon's defocus–tilt
-  calibration (since 2021): how the defocus at the Focus area changes with the tilt at a fixed
-  focus, measured over the tilt range and interpolated linearly. It holds what the goniometer
-  does to the height under the beam (axis offset, run-out), which the rigid model cannot
-  learn from x–y positions (the offset enters them only at second order).
+
+The defocus–tilt calibration and the Focus-area readings are in :mod:`.sequential_focus`.
 """
 
 from __future__ import annotations
@@ -49,11 +46,6 @@ DRIFT_EXPOSURE_S = 1.0
 # noise peaks of 512² images stand 4-5 high, true ones of textured areas 10-28 (at 0.3 s,
 # 7-9 high ones were 4-5 nm off).
 MIN_DRIFT_SIGNIFICANCE = 8.0
-# The defocus-tilt table: a point further than this from the fitted a·sin θ + b·(cos θ − 1)
-# (and than OUTLIER_FACTOR times the median distance) is not believed. Run-out is tenths of
-# a micrometre on an autoloader, up to ~1 µm on a side-entry holder; a run-away slide, microns.
-OUTLIER_FLOOR_UM = 1.0
-OUTLIER_FACTOR = 5.0
 # A map located in a View (its field's middle, resampled): believed from this peak height on.
 MIN_VIEW_SIGNIFICANCE = 10.0
 # A tracking peak weaker than this (standard deviations above the map's mean) is not believed:
@@ -180,6 +172,10 @@ class Recentring:
     widened: int = 0
     lost: bool = False
     dose_e_a2: float = 0.0  # of the images it took at the target (Previews, wider fields)
+    # How far the target stood from where the stage's move under it should have put it
+    # (the move's offset plus what the Previews measured; µm of stage): the stage's creep
+    # since the target's position was taken (drift, jumps, a dewar fill's burst).
+    stage_offset_um: tuple[float, float] = (0.0, 0.0)
 
 
 def recentre_by_stage(
@@ -189,10 +185,13 @@ def recentre_by_stage(
     *,
     tolerance_um: float,
     iterations: int,
+    stage_offset_um: tuple[float, float] = (0.0, 0.0),
 ) -> Recentring:
     """Move the stage under the target (its map ``reference``), the image shift back to 0.
 
-    The target sits at ``image_shift_um``; the stage takes that shift over, then Preview images
+    The target sits at ``image_shift_um``; the stage takes that shift over (plus
+    ``stage_offset_um``: how far the last target stood from its stage position, when the
+    stage creeps), then Preview images
     registered to the map (:func:`register_to_map`) correct the rest by stage moves until
     within ``tolerance_um``. When a Preview cannot be registered (the stage missed by more
     than half its field, or it shows too little), a wider field is searched for the map
@@ -205,7 +204,9 @@ def recentre_by_stage(
     if iterations <= 0:
         return Recentring((float(shift[0]), float(shift[1])), misses)
     base = np.array(scope.optics.image_shift_um()) - shift  # the area's image-shift origin
-    scope.stage.move_by(dx_um=float(shift[0]), dy_um=float(shift[1]), backlash_compensate=True)
+    offset = np.array(stage_offset_um, dtype=np.float64)
+    first = shift + offset
+    scope.stage.move_by(dx_um=float(first[0]), dy_um=float(first[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(base[0]), float(base[1]))
     residual = base.copy()
     widened = 0
@@ -224,13 +225,19 @@ def recentre_by_stage(
             miss = wider[0]
             widened += 1
         misses.append(float(np.hypot(*miss)))
+        offset = offset + miss
         if (from_preview and misses[-1] <= tolerance_um) or i == iterations - 1:
             residual = base + miss  # the rest is left to image shift
             break
         scope.stage.move_by(dx_um=float(miss[0]), dy_um=float(miss[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(residual[0]), float(residual[1]))
     return Recentring(
-        (float(residual[0]), float(residual[1])), misses, widened, lost, float(sum(doses))
+        (float(residual[0]), float(residual[1])),
+        misses,
+        widened,
+        lost,
+        float(sum(doses)),
+        (float(offset[0]), float(offset[1])),
     )
 
 
@@ -292,59 +299,3 @@ def tracking_displacement_um(
         return None
     shift = np.linalg.solve(matrix, np.array([result.shift_x_px, result.shift_y_px]))
     return float(shift[0]), float(shift[1])
-
-
-def measure_defocus_tilt_table(
-    toolkit: Toolkit, tilts_deg: list[float], start_deg: float
-) -> dict[float, float]:
-    """Defocus change at the Focus area (µm) at each tilt relative to ``start_deg``, the focus
-    unchanged; the tilts are swept upwards (approached from below, as the series' tilts), and
-    the stage is left at ``start_deg``, approached from below."""
-    scope = toolkit.scope
-    tilts = sorted({round(t, 6) + 0.0 for t in [*tilts_deg, start_deg]})
-    scope.stage.tilt_to(tilts[0] - 1.0)
-    measured: dict[float, float] = {}
-    for tilt in tilts:
-        scope.stage.tilt_to(tilt)
-        measured[tilt] = scope.measurements.measure_defocus_um()
-    scope.stage.tilt_to(start_deg - 1.0)
-    scope.stage.tilt_to(start_deg)
-    base = measured[round(start_deg, 6) + 0.0]
-    return {t: v - base for t, v in measured.items()}
-
-
-def goniometer_defocus_um(table: dict[float, float], tilt_deg: float, start_deg: float) -> float:
-    """Defocus change from ``start_deg`` to ``tilt_deg`` that the goniometer causes at eucentric
-    height, from a defocus–tilt table.
-
-    The table is fitted as a·sin θ + b·(cos θ − 1) plus what is left (run-out), interpolated
-    linearly. The b term is the height of the point it was measured on (the Focus area) above
-    the tilt axis, which is not the target's: it is dropped, as if the table had been measured
-    at eucentric height (Leginon's per-microscope calibration is). The a term is the axis
-    offset across the axis, the same for every target the stage brings under the beam.
-    """
-    tilts = np.array(sorted(table), dtype=np.float64)
-    values = np.array([table[t] for t in tilts], dtype=np.float64)
-    theta = np.radians(tilts)
-    basis = np.column_stack([np.sin(theta), np.cos(theta) - 1.0])
-    if tilts.size < 3:
-        return float(np.interp(tilt_deg, tilts, values) - np.interp(start_deg, tilts, values))
-    # A point the goniometer slid away from (a run-away branch puts another part of the
-    # specimen under the Focus area, microns higher or lower) is no run-out: drop the worst
-    # point while it stands out, refitting each time.
-    keep = np.ones(tilts.size, dtype=bool)
-    while True:
-        coef, *_ = np.linalg.lstsq(basis[keep], values[keep], rcond=None)
-        residual = np.abs(values - basis @ coef)
-        limit = max(OUTLIER_FLOOR_UM, OUTLIER_FACTOR * float(np.median(residual[keep])))
-        worst = int(np.argmax(np.where(keep, residual, -1.0)))
-        if residual[worst] <= limit or keep.sum() <= 3:
-            break
-        keep[worst] = False
-    a = float(coef[0])
-    tilts, rest = tilts[keep], (values - basis @ coef)[keep]
-
-    def odd(deg: float) -> float:
-        return float(a * math.sin(math.radians(deg)) + np.interp(deg, tilts, rest))
-
-    return odd(tilt_deg) - odd(start_deg)
