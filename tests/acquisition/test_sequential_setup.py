@@ -13,7 +13,7 @@ from acq_helpers import write_config
 from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import load_acquire_config
 from tomopilot.acquisition.run import start_run
-from tomopilot.acquisition.strategies import sequential as sequential_module
+from tomopilot.acquisition.strategies import sequential_release as start_module
 
 PRESETS = {
     "record": {"camera_area_px": [4096, 4096], "binning": 16},
@@ -38,23 +38,21 @@ def _start_miss_nm(
         twin={"presets": PRESETS, "stage": {"step_error_sigma_um": 0.15}},
     )
     engine, _ = start_run(load_acquire_config(path))
-    strategy: Any = engine.strategy
-    original = sequential_module.register_to_map
     calls = {"n": 0}
 
     def register(toolkit: Any, reference: Any, image: Any) -> Any:
-        # The recentring's Previews register as usual; the start Preview, taken after the
-        # release, gives no believable peak (as on thin ice in a hole).
+        # The start Preview, taken after the release, gives no believable peak (as on thin ice
+        # in a hole); the recentring's Previews (sequential_steps) register as usual.
         calls["n"] += 1
-        return None if strategy.targets else original(toolkit, reference, image)
+        return None
 
-    monkeypatch.setattr(sequential_module, "register_to_map", register)
+    monkeypatch.setattr(start_module, "register_to_map", register)
     if not wider:
-        monkeypatch.setattr(sequential_module, "locate_map_wider", lambda *a, **k: None)
+        monkeypatch.setattr(start_module, "locate_map_wider", lambda *a, **k: None)
     if not views:
-        moved = sequential_module.moved_by_release
+        moved = start_module.moved_by_release
         monkeypatch.setattr(
-            sequential_module, "moved_by_release", lambda *a, **k: (None, moved(*a, **k)[1])
+            start_module, "moved_by_release", lambda *a, **k: (None, moved(*a, **k)[1])
         )
     assert engine.run().status == "finished"
     assert calls["n"] >= 1

@@ -24,19 +24,19 @@ Exposure can follow 1/cos θ with a total dose spread over the series (Leginon's
 dose cap ends a target's branches before they pass it. The state (predictor, references,
 accumulated dose) is journalled after every Record, so a killed run continues where it stopped.
 
-The steps (recentring, backlash, drift, tracking correlation) are in :mod:`.sequential_steps`,
-the set-up's report, calibration tilts and drift wait in :mod:`.sequential_setup`, the
-exposure table, dose cap and dose count in :mod:`.sequential_dose`, the tracking after a
-Record in :mod:`.sequential_tracking`, the tracking Views before it in
-:mod:`.sequential_views`, the recentring between the halves in :mod:`.sequential_halves`, a
-target's state and its journal form in :mod:`.sequential_state`.
+Where the parts live: recentring, backlash, drift and the tracking correlation in
+:mod:`.sequential_steps`; the start reference after the release in :mod:`.sequential_release`;
+the defocus–tilt table, the plane and the Focus-area readings in :mod:`.sequential_focus`;
+set-up reports in :mod:`.sequential_setup`; exposures and dose in :mod:`.sequential_dose`; the
+tracking after a Record in :mod:`.sequential_tracking` and the Views in
+:mod:`.sequential_views`; between the halves :mod:`.sequential_halves`; a target's state
+:mod:`.sequential_state`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
 from typing import Any
 
 from tomopilot.acquisition.plan.sequential_settings import SequentialSettings
@@ -51,7 +51,6 @@ from tomopilot.acquisition.strategies.base import (
 )
 from tomopilot.acquisition.strategies.fused_align import pretilt_about_axis_deg
 from tomopilot.acquisition.strategies.geometry_model import initial_depth_um
-from tomopilot.acquisition.strategies.map_register import register_to_map
 from tomopilot.acquisition.strategies.sequential_dose import (
     count_dose,
     exposure_schedule,
@@ -68,12 +67,12 @@ from tomopilot.acquisition.strategies.sequential_focus import (
     FocusReadings,
     fit_focus_area_table,
     measure_defocus_tilt_table,
-    plane_from_readings,
-    target_defocus_change_um,
+    plane_focus_change_um,
+    read_area_plane,
 )
 from tomopilot.acquisition.strategies.sequential_halves import recentre_between_halves
 from tomopilot.acquisition.strategies.sequential_release import (
-    moved_by_release,
+    take_start_reference,
     view_before_release,
 )
 from tomopilot.acquisition.strategies.sequential_setup import (
@@ -91,14 +90,11 @@ from tomopilot.acquisition.strategies.sequential_state import (
 from tomopilot.acquisition.strategies.sequential_steps import (
     DriftReading,
     backlash_release,
-    locate_map_wider,
     recentre_by_stage,
 )
-from tomopilot.acquisition.strategies.sequential_tracking import measure_offset, relocate_in_view
 from tomopilot.acquisition.strategies.sequential_views import (
-    anchor_views_on_record,
+    offset_in_record,
     start_tracks,
-    switch_to_views,
     track_with_view,
     tracks_on_views,
     view_dose_e_a2,
@@ -190,21 +186,16 @@ class SequentialStrategy:
         if o.defocus_tilt_calibration and live and reach >= 20.0:
             # At the Focus area beside the first target, before it is recentred (the sweep
             # moves the stage through the whole range).
-            shift = toolkit.scope.optics.image_shift_um()
             if self.calibration is None:
+                shift = toolkit.scope.optics.image_shift_um()
                 self.calibration = measure_defocus_tilt_table(
                     toolkit, calibration_tilts(s, o.calibration_step_deg), start_tilt_deg
                 )
                 _log.info("defocus-tilt calibration: %s", self.calibration)
-                table = self._fitted_table()
-                self.plane = FocusPlane(table.lateral_um, table.plane_um, shift, table.pretilt_deg)
+                self.plane = self._fitted_table().plane_at(shift)
             elif o.focus_every == 0:  # the session's table; this area's plane from a few tilts
-                check = min(PLANE_CHECK_DEG, reach)
-                readings = measure_defocus_tilt_table(
-                    toolkit, [start_tilt_deg - check, start_tilt_deg + check], start_tilt_deg
-                )
-                self.plane = plane_from_readings(
-                    readings, start_tilt_deg, self._fitted_table(), shift
+                self.plane = read_area_plane(
+                    toolkit, self._fitted_table(), start_tilt_deg, min(PLANE_CHECK_DEG, reach)
                 )
             _log.info("the Focus area's plane: %s", self.plane)
         setup_dose_e_a2: dict[int, float] = {}  # of the recentring's images, at each target
@@ -248,50 +239,12 @@ class SequentialStrategy:
         if o.drift_check != "off":  # before the reference, so what drifted meanwhile is caught
             self._wait_for_drift()
         for number, target in self.targets.items():
-            if target.info.skip:
-                continue
-            # The target's reference at the start tilt: a Preview at its image shift, which
-            # also catches what the backlash release and the drift wait moved.
-            toolkit.scope.optics.set_image_shift_um(*target.start_is_um)
-            preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
-            count_dose(target, "start", preview.dose_e_a2)
-            if o.track_with_view == "auto":  # to judge the start Record's texture by
-                self._images[f"pre0:{number}"] = preview
-            ref = references.get(f"map:{number}")
-            registered = None if ref is None else register_to_map(toolkit, ref, preview)
-            found: tuple[float, float] | None = (
-                None if registered is None else (float(registered[0]), float(registered[1]))
-            )
-            if found is None and number in before:
-                # The Preview's peak cannot be believed (thin ice in a hole stands near the
-                # floor): a View after the release against the one before it (the hole's edge).
-                found, after = moved_by_release(
-                    toolkit, before[number], target.start_is_um, start_tilt_deg
+            if not target.info.skip:
+                preview = take_start_reference(
+                    toolkit, target, references, before.get(number), start_tilt_deg
                 )
-                count_dose(target, "start", after.dose_e_a2)
-                _log.info(
-                    "target %d: its start Preview did not register to its map; the Views "
-                    "around the backlash release %s",
-                    number,
-                    "did not either"
-                    if found is None
-                    else f"measured ({found[0]:+.3f}, {found[1]:+.3f}) µm",
-                )
-            if found is None and ref is not None:
-                # Nor the Views (or no release): a wider field (the whole chip, else a View)
-                # looks for the map; what the release moved would stay in the whole series.
-                doses: list[float] = []
-                wider = locate_map_wider(toolkit, ref, doses)
-                count_dose(target, "start", sum(doses))
-                found = None if wider is None else (float(wider[0][0]), float(wider[0][1]))
-                _log.info(
-                    "target %d: its start Preview did not register to its map; %s",
-                    number,
-                    "nor in a wider field" if wider is None else f"a {wider[1]} found it",
-                )
-            if found is not None:
-                sx, sy = target.start_is_um
-                target.start_is_um = (sx + float(found[0]), sy + float(found[1]))
+                if o.track_with_view == "auto":  # to judge the start Record's texture by
+                    self._images[f"pre0:{number}"] = preview
 
     def _wait_for_drift(self) -> None:
         assert self._toolkit is not None
@@ -385,24 +338,18 @@ class SequentialStrategy:
         return self._table_fit[1]
 
     def _table_change(self, t: SequentialTarget, step: TiltStep) -> float:
-        """The target's focus change: it turns about the axis as a point of the specimen
-        (:func:`target_defocus_change_um`) at its distance across the axis (the Focus area's,
-        plus the image shift between them) and its height (the plane's at the Focus area,
-        plus the target's own depth on it), with the session table's run-out."""
+        """The target's focus change from the session's table and this area's plane."""
         assert self.plane is not None
-        plane = self.plane
         _, rx, ry = t.predictor.current.points[0][0]  # the target's start position
-        phi = math.radians(t.predictor.models[0].phi_deg)
-        dx, dy = rx - plane.image_shift_um[0], ry - plane.image_shift_um[1]
         own_depth = t.info.defocus_um - self.settings.max_defocus_um
-        height = plane.height_um(self.start_tilt_deg)
-        height += own_depth - (t.focus_start_um - self.focus0_um)  # the target's z0
-        return target_defocus_change_um(
+        return plane_focus_change_um(
             self._fitted_table(),
-            step.tilt_deg,
-            self.start_tilt_deg,
-            lateral_um=plane.lateral_um + dx * math.cos(phi) + dy * math.sin(phi),
-            height_um=height,
+            self.plane,
+            start_is_um=(rx, ry),
+            axis_deg=t.predictor.models[0].phi_deg,
+            depth_um=own_depth - (t.focus_start_um - self.focus0_um),  # the target's z0
+            tilt_deg=step.tilt_deg,
+            start_deg=self.start_tilt_deg,
         )
 
     def _between_halves(self, t: SequentialTarget, step: TiltStep) -> None:
@@ -453,24 +400,16 @@ class SequentialStrategy:
             )
         if step.branch != "start":
             assert self._toolkit is not None
-            offset = measure_offset(
-                self._toolkit, self._images, t, group, image, step.tilt_deg, self.start_tilt_deg
+            offset = offset_in_record(
+                self._toolkit,
+                self._images,
+                t,
+                step,
+                image,
+                (ix, iy),
+                self.options,
+                self.start_tilt_deg,
             )
-            field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
-            far = offset is None or math.hypot(*offset) > self.options.relocate_fraction * field_um
-            if far and t.view_position_um is None:
-                # The target left the Record's reach (a View finds the last good Record), or
-                # the Record has nothing to track by: then (auto) its branch goes on on Views.
-                found = None
-                if self.options.relocate_with_view:
-                    found = relocate_in_view(self._toolkit, self._images, t, group, step.tilt_deg)
-                offset = found or offset
-                if found is None and self._switches_to_views(t, step.branch):
-                    switch_to_views(self._toolkit, self._images, t, step, (ix, iy), self.options)
-            if far and t.view_position_um is not None:  # the tracking View found it
-                offset = (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
-            elif offset is not None:  # the Record's finer tracking re-anchors the Views
-                anchor_views_on_record(t, group, (ix + offset[0], iy + offset[1]))
         t.view_position_um = None
         if offset is not None:
             t.predictor.add_position(group, step.tilt_deg, ix + offset[0], iy + offset[1])
@@ -496,14 +435,6 @@ class SequentialStrategy:
             self.abort(target, step.branch, "dose cap")
             return Outcome(alignment_um=offset, aborted="dose cap")
         return Outcome(alignment_um=offset)
-
-    def _switches_to_views(self, t: SequentialTarget, branch: str) -> bool:
-        """``auto``: a branch still tracking on its Records, with the start View to refer to."""
-        return (
-            self.options.track_with_view == "auto"
-            and branch not in t.view_branches
-            and bool(t.view_references)
-        )
 
     def abort(self, target: int, branch: str, reason: str) -> None:
         self.targets[target].skipped |= {"+", "-"} if branch == "start" else {branch}
@@ -532,7 +463,7 @@ class SequentialStrategy:
             "calibration": None
             if self.calibration is None
             else [[k, v] for k, v in self.calibration.items()],
-            "plane": None if self.plane is None else asdict(self.plane),
+            "plane": None if self.plane is None else self.plane.state(),
             "autofocus_scale": self.autofocus_scale,
             **self.readings.state(),
             "stage_offset_um": list(self.stage_offset_um),
@@ -550,16 +481,7 @@ class SequentialStrategy:
         self.exposures_s = {float(k): float(v) for k, v in state["exposures_s"]}
         table = state.get("calibration")
         self.calibration = None if table is None else {float(k): float(v) for k, v in table}
-        plane = state.get("plane")
-        self.plane = None
-        if plane is not None:
-            shift = plane["image_shift_um"]
-            self.plane = FocusPlane(
-                float(plane["lateral_um"]),
-                float(plane["plane_um"]),
-                (float(shift[0]), float(shift[1])),
-                float(plane.get("pretilt_deg", 0.0)),
-            )
+        self.plane = FocusPlane.from_state(state.get("plane"))
         self.focus0_um = float(state.get("focus0_um", 0.0))
         self.autofocus_scale = float(state.get("autofocus_scale", 1.0))
         self.readings = FocusReadings.from_state(state)

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,10 @@ class FocusAreaTable:
         alpha = math.radians(tilt_deg + self.pretilt_deg)
         return self.plane_um / math.cos(alpha) + self.lateral_um * math.tan(alpha)
 
+    def plane_at(self, image_shift_um: tuple[float, float]) -> FocusPlane:
+        """The table's plane, seen from the Focus area at the image shift it was measured at."""
+        return FocusPlane(self.lateral_um, self.plane_um, image_shift_um, self.pretilt_deg)
+
 
 def fit_focus_area_table(table: dict[float, float], pretilt_deg: float = 0.0) -> FocusAreaTable:
     """What a defocus–tilt table says about the goniometer.
@@ -163,6 +167,23 @@ class FocusPlane:
         alpha = math.radians(tilt_deg + self.pretilt_deg)
         return self.plane_um / math.cos(alpha) + self.lateral_um * math.tan(alpha)
 
+    def state(self) -> dict[str, Any]:
+        """The journal's form."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> FocusPlane | None:
+        """From :meth:`state` (None stays None)."""
+        if state is None:
+            return None
+        shift = state["image_shift_um"]
+        return cls(
+            float(state["lateral_um"]),
+            float(state["plane_um"]),
+            (float(shift[0]), float(shift[1])),
+            float(state.get("pretilt_deg", 0.0)),
+        )
+
 
 def plane_from_readings(
     readings: dict[float, float],
@@ -185,6 +206,45 @@ def plane_from_readings(
         return FocusPlane(table.lateral_um, table.plane_um, image_shift_um, p)
     (d, u), *_ = np.linalg.lstsq(np.array(rows), np.array(values), rcond=None)
     return FocusPlane(float(u), float(d), image_shift_um, p)
+
+
+def read_area_plane(
+    toolkit: Toolkit, table: FocusAreaTable, start_deg: float, check_deg: float
+) -> FocusPlane:
+    """An area's own plane, where the session's table was measured in another: the Focus area
+    read at ``check_deg`` either side of the start tilt (:func:`plane_from_readings`)."""
+    shift = toolkit.scope.optics.image_shift_um()
+    readings = measure_defocus_tilt_table(
+        toolkit, [start_deg - check_deg, start_deg + check_deg], start_deg
+    )
+    return plane_from_readings(readings, start_deg, table, shift)
+
+
+def plane_focus_change_um(
+    table: FocusAreaTable,
+    plane: FocusPlane,
+    *,
+    start_is_um: tuple[float, float],
+    axis_deg: float,
+    depth_um: float,
+    tilt_deg: float,
+    start_deg: float,
+) -> float:
+    """A target's focus change: it turns about the axis as a point of the specimen
+    (:func:`target_defocus_change_um`) at its distance across the axis (the Focus area's,
+    plus the image shift between them, ``start_is_um`` against the plane's, across the axis at
+    ``axis_deg``) and its height (the plane's at the Focus area at the start tilt, plus the
+    target's own ``depth_um`` on it), with the session table's run-out."""
+    phi = math.radians(axis_deg)
+    dx = start_is_um[0] - plane.image_shift_um[0]
+    dy = start_is_um[1] - plane.image_shift_um[1]
+    return target_defocus_change_um(
+        table,
+        tilt_deg,
+        start_deg,
+        lateral_um=plane.lateral_um + dx * math.cos(phi) + dy * math.sin(phi),
+        height_um=plane.height_um(start_deg) + depth_um,
+    )
 
 
 def target_defocus_change_um(

@@ -39,7 +39,11 @@ from tomopilot.acquisition.strategies.sequential_steps import (
     MIN_VIEW_TRACKING_SIGNIFICANCE,
     tracking_displacement_um,
 )
-from tomopilot.acquisition.strategies.sequential_tracking import carried_offset_um
+from tomopilot.acquisition.strategies.sequential_tracking import (
+    carried_offset_um,
+    measure_offset,
+    relocate_in_view,
+)
 from tomopilot.instrument.errors import ImageShiftLimitError
 from tomopilot.instrument.types import Image, LowDoseArea
 
@@ -192,3 +196,43 @@ def view_dose_e_a2(
     if toolkit is None or not tracks_on_views(options, t, branch):
         return 0.0
     return float(toolkit.scope.optics.preset(LowDoseArea.VIEW).dose_e_a2)
+
+
+def offset_in_record(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    step: TiltStep,
+    image: Image,
+    image_shift_um: tuple[float, float],
+    options: SequentialSettings,
+    start_tilt_deg: float,
+) -> tuple[float, float] | None:
+    """Where the target was in a tilted Record (µm from its image shift; None if nothing
+    correlates): Leginon's tracking correlation (:func:`measure_offset`). When that finds it
+    beyond ``relocate_fraction`` of the field or not at all, a View finds the group's last good
+    Record (``relocate_with_view``); failing that, an ``auto`` branch goes on on Views
+    (:func:`switch_to_views`). Where the branch's tracking View found the target, that wins;
+    else the Record's finer tracking re-anchors the Views."""
+    group = group_of(step.branch)
+    ix, iy = image_shift_um
+    offset = measure_offset(toolkit, images, t, group, image, step.tilt_deg, start_tilt_deg)
+    field_um = min(image.data.shape) * image.pixel_size_a * 1e-4
+    far = offset is None or math.hypot(*offset) > options.relocate_fraction * field_um
+    if far and t.view_position_um is None:
+        found = None
+        if options.relocate_with_view:
+            found = relocate_in_view(toolkit, images, t, group, step.tilt_deg)
+        offset = found or offset
+        switches = (
+            options.track_with_view == "auto"
+            and step.branch not in t.view_branches
+            and bool(t.view_references)
+        )
+        if found is None and switches:
+            switch_to_views(toolkit, images, t, step, image_shift_um, options)
+    if far and t.view_position_um is not None:  # the tracking View found it
+        return (t.view_position_um[0] - ix, t.view_position_um[1] - iy)
+    if offset is not None:
+        anchor_views_on_record(t, group, (ix + offset[0], iy + offset[1]))
+    return offset
