@@ -191,7 +191,8 @@ def recentre_by_stage(
 
     The target sits at ``image_shift_um``; the stage takes that shift over (plus
     ``stage_offset_um``: how far the last target stood from its stage position, when the
-    stage creeps), then Preview images
+    stage creeps; if the first Preview then finds nothing, the move is tried without it:
+    the last target's offset may have been its own move's error), then Preview images
     registered to the map (:func:`register_to_map`) correct the rest by stage moves until
     within ``tolerance_um``. When a Preview cannot be registered (the stage missed by more
     than half its field, or it shows too little), a wider field is searched for the map
@@ -204,7 +205,8 @@ def recentre_by_stage(
     if iterations <= 0:
         return Recentring((float(shift[0]), float(shift[1])), misses)
     base = np.array(scope.optics.image_shift_um()) - shift  # the area's image-shift origin
-    offset = np.array(stage_offset_um, dtype=np.float64)
+    carried = np.array(stage_offset_um, dtype=np.float64)
+    offset = carried.copy()
     first = shift + offset
     scope.stage.move_by(dx_um=float(first[0]), dy_um=float(first[1]), backlash_compensate=True)
     scope.optics.set_image_shift_um(float(base[0]), float(base[1]))
@@ -216,6 +218,11 @@ def recentre_by_stage(
         preview = scope.camera.acquire(LowDoseArea.PREVIEW)
         doses.append(preview.dose_e_a2)
         miss = register_to_map(toolkit, reference, preview)
+        if miss is None and i == 0 and np.any(carried):
+            # The last area's offset may have been its own move's error, not the stage's creep.
+            miss = _without_carry(toolkit, reference, carried, doses)
+            if miss is not None:
+                offset = offset - carried
         from_preview = miss is not None
         if miss is None:
             wider = locate_map_wider(toolkit, reference, doses)
@@ -239,6 +246,21 @@ def recentre_by_stage(
         float(sum(doses)),
         (float(offset[0]), float(offset[1])),
     )
+
+
+def _without_carry(
+    toolkit: Toolkit, reference: Image, carried: NDArray[np.float64], doses: list[float]
+) -> NDArray[np.float64] | None:
+    """The map's miss from a Preview at the stage's move without the carried offset (the stage
+    left there), or None (the stage put back: a wider field then looks where it was)."""
+    stage = toolkit.scope.stage
+    stage.move_by(dx_um=-float(carried[0]), dy_um=-float(carried[1]), backlash_compensate=True)
+    preview = toolkit.scope.camera.acquire(LowDoseArea.PREVIEW)
+    doses.append(preview.dose_e_a2)
+    miss = register_to_map(toolkit, reference, preview)
+    if miss is None:
+        stage.move_by(dx_um=float(carried[0]), dy_um=float(carried[1]), backlash_compensate=True)
+    return miss
 
 
 def _coarsen(image: Image, factor: int) -> np.ndarray:
