@@ -16,6 +16,7 @@ from tomopilot.acquisition.setup.autofocus_scale import autofocus_with_scale
 from tomopilot.acquisition.strategies import sequential as sequential_module
 from tomopilot.acquisition.strategies.base import TargetInfo, Toolkit
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
+from tomopilot.acquisition.strategies.sequential_focus import measure_defocus_tilt_table
 from tomopilot.instrument import LowDoseArea
 from tomopilot.instrument.twin import TwinConfig, TwinMicroscope
 from tomopilot.instrument.twin.ground_truth import ExposureTruth
@@ -166,3 +167,25 @@ def test_the_focus_area_is_read_where_the_view_found_a_target_the_stage_slid_fro
         strategy.targets[1].predictor.add_position(0, float(tilt), ix + dx, iy + dy)
     errors_um = np.array(errors)
     assert np.max(np.abs(errors_um)) < 0.15, errors_um.round(3)
+
+
+def test_the_defocus_tilt_table_reaches_the_ends_of_a_60_degree_stage() -> None:
+    """A side-entry holder's ±60° travel and a −60…+60° series: the table is read at both ends
+    (its approach from below at −60° cannot go to −61°, beyond the travel: the set-up used to
+    stop there with a StageLimitError), and each value is the focus change the twin's truth
+    gives for the Focus-area exposures read at that tilt, to a reading's noise and the
+    autofocus's 2 % scale."""
+    twin = TwinMicroscope(
+        TwinConfig.model_validate({"seed": 2, "stage": {**calm_stage(), "tilt_limit_deg": 60.0}})
+    )
+    toolkit = Toolkit(twin, AcquisitionSettings())
+    table = measure_defocus_tilt_table(toolkit, [-60.0, -30.0, 30.0, 60.0], 0.0)
+    assert sorted(table) == [-60.0, -30.0, 0.0, 30.0, 60.0]
+    assert twin.stage.position().tilt_deg == pytest.approx(0.0, abs=0.1)
+    read: dict[float, list[float]] = {}
+    for e in twin.ground_truth.exposures:
+        read.setdefault(round(e.tilt_deg), []).append(e.defocus_um)
+    truth = {t: float(np.mean(v)) for t, v in read.items()}
+    for tilt, change in table.items():
+        expected = truth[round(tilt)] - truth[0]
+        assert change == pytest.approx(expected, abs=0.06 + 0.03 * abs(expected)), (tilt, truth)

@@ -61,14 +61,15 @@ def measure_defocus_tilt_table(
     (approached from below, as the series' tilts), and the stage is left at ``start_deg``,
     approached from below."""
     scope = toolkit.scope
+    limit = scope.stage.limits.tilt_deg  # an approach never beyond the stage's travel
     tilts = sorted({round(t, 6) + 0.0 for t in [*tilts_deg, start_deg]})
-    scope.stage.tilt_to(tilts[0] - 1.0)
+    scope.stage.tilt_to(max(-limit, tilts[0] - 1.0))
     measured: dict[float, float] = {}
     for tilt in tilts:
         scope.stage.tilt_to(tilt)
         values = [scope.measurements.measure_defocus_um() for _ in range(max(1, readings))]
         measured[tilt] = float(np.mean(values))
-    scope.stage.tilt_to(start_deg - 1.0)
+    scope.stage.tilt_to(max(-limit, start_deg - 1.0))
     scope.stage.tilt_to(start_deg)
     base = measured[round(start_deg, 6) + 0.0]
     return {t: v - base for t, v in measured.items()}
