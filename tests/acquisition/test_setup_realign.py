@@ -61,3 +61,28 @@ def test_a_view_image_of_the_wrong_size_is_refused_with_its_name(tmp_path: Path)
     engine, _ = start_run(config)
     with pytest.raises(ConfigError, match=name):
         engine.run()
+
+
+def test_the_realignment_views_are_counted_on_target_1(tmp_path: Path) -> None:
+    # The realignment's View images (centred on target 1) put dose on it: the set-up counts
+    # them with target 1's map and start Preview, which target 2 has too. Counted doses are
+    # the presets' (the twin's beam is 6 % under them here: its FEG's decay).
+    config = scenario_config("holey_flat", 201, "pace", tmp_path, render=True)
+    config = config.model_copy(
+        update={
+            "settings": config.settings.model_copy(
+                update={"min_tilt_deg": -3.0, "max_tilt_deg": 3.0}
+            )
+        }
+    )
+    engine, _ = start_run(config)
+    engine.run()
+    truth = engine.scope.ground_truth  # type: ignore[attr-defined]
+    map_id = replay_journal(engine.journal_path).maps[1]
+    realigned = [
+        e for e in truth.exposures if e.area == "View" and e.rendered and e.exposure_id < map_id
+    ]
+    assert len(realigned) >= 2  # the routine's Views and its final one
+    counted = engine.toolkit.setup_dose_e_a2
+    extra = counted[1] - counted[2]
+    assert extra == pytest.approx(sum(e.dose_e_a2 for e in realigned), rel=0.1)

@@ -168,11 +168,18 @@ class AcquisitionEngine:
                 **({} if plan.area is None else {"area": plan.area}),
             )
         self._started(resumed=previous is not None)
-        reach_area(scope, plan.targets, plan.area_stage_um, plan.run_dir, self._setup_event)
+        realigned = reach_area(
+            scope,
+            plan.targets,
+            plan.area_stage_um,
+            plan.run_dir,
+            self._setup_event,
+            view_tilt_deg=s.tilt_targets_deg,
+        )
         for kind, record in adjust_area(scope, plan, self._setup_event).items():
             self.journal.write(kind, **record)
         self.targets = self._target_infos()  # refineVec may have moved them
-        setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root)
+        setup = take_maps(scope, plan.targets, s, plan.run_dir, plan.root, realigned)
         for number, exposure in setup.map_exposures.items():
             self.journal.write("map", target=number, exposure_id=exposure)
         self._setup_event("maps", f"{len(setup.maps)} target maps")
@@ -190,6 +197,7 @@ class AcquisitionEngine:
         )
         self._setup_event("start tilt", f"F0 = {setup.focus0_um:.2f} µm")
         self.toolkit.setup_dose_e_a2 = dict(setup.dose_e_a2)
+        self.toolkit.view_maps = dict(setup.views)
         self.strategy.setup(
             self.targets,
             plan.scheme.start_deg,

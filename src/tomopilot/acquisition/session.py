@@ -28,6 +28,7 @@ from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary, area_root
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
 from tomopilot.acquisition.quality import RunQuality, assess_areas
+from tomopilot.acquisition.setup.reach_area import has_saved_view
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
 from tomopilot.core.events import EventBus
 from tomopilot.core.files import atomic_write_text
@@ -227,7 +228,9 @@ def run_session(
         if isinstance(engine.strategy, SequentialStrategy):
             engine.strategy.history = history
             engine.strategy.calibration = calibration
-            engine.strategy.stage_offset_um = stage_offset_um
+            # An area that realigns to its View starts on its target: the creep is taken out.
+            realigns = bool(plan.targets) and has_saved_view(plan.targets[0], plan.run_dir)
+            engine.strategy.stage_offset_um = (0.0, 0.0) if realigns else stage_offset_um
         if on_engine is not None:
             on_engine(engine)
         result = engine.run(resume=resume and not fresh)

@@ -5,7 +5,8 @@ the holes of the best squares, chooses targets (each checked on a Hole image and
 writes, in DIR: ``<root>_atlas.mrc`` (the montage's pieces), ``<root>_atlas.mrc.mdoc`` (piece
 coordinates), ``<root>_atlas.nav`` (the map, the squares, the targets and their focus points),
 ``<root>_tgts.txt`` (what ``tomopilot acquire`` reads: give it as ``targets: {file: ...}`` with
-``output: {dir: DIR}``) and each target's map ``<root>_tgt_NNN.mrc``.
+``output: {dir: DIR}``), each target's map ``<root>_tgt_NNN.mrc`` (a Preview) and its View
+``<root>_tgt_NNN_view.mrc`` (the hole and its edge: the series realigns to it first).
 
 The YAML holds ``microscope:`` (as for ``tomopilot acquire``: the twin, or SerialEM with
 ``backend: serialem``, whose magnification table and pixel calibration the Grid and Square
@@ -153,6 +154,7 @@ def _run(scope: Microscope, config: AtlasConfig, out: Path, root: str, bus: Even
         result = grid_to_targets(scope, presets, config.atlas)
     atlas_files = write_atlas(out, result.atlas, result.survey, name=f"{root}_atlas")
     preview = scope.optics.preset(LowDoseArea.PREVIEW)
+    view = scope.optics.preset(LowDoseArea.VIEW)
     path = write_target_list(
         out,
         result.targets,
@@ -160,6 +162,8 @@ def _run(scope: Microscope, config: AtlasConfig, out: Path, root: str, bus: Even
         maps=result.maps,
         pixel_size_a=preview.pixel_size_a,
         nav_path=atlas_files["nav"],
+        views=result.views,
+        view_pixel_size_a=view.pixel_size_a,
     )
     console.print(_squares_table(result))
     usable = len(result.survey.ranked())

@@ -50,7 +50,19 @@ class AreaSetup:
     focus0_um: float = 0.0
     origin_is_um: tuple[float, float] = (0.0, 0.0)
     dose_e_a2: dict[int, float] = field(default_factory=dict)
-    """Per target, the dose of the images taken at it (its map, its start Preview)."""
+    """Per target, the dose of the images taken at it (the realignment's Views, its map, its
+    start Preview)."""
+    views: dict[int, Image] = field(default_factory=dict)
+    """Per target, the View from selection it was realigned to (the hole and its edge)."""
+
+
+@dataclass(frozen=True)
+class Realignment:
+    """What :func:`reach_area`'s realignment to target 1's View did: the dose its Views put on
+    target 1 (e/Å²) and that View (None without a realignment)."""
+
+    dose_e_a2: float = 0.0
+    view: Image | None = None
 
 
 def _saved_map(run_dir: Path, target: Target, like: Image) -> Image | None:
@@ -78,6 +90,11 @@ def saved_view_map(
     return MapImage(image.data, centre_um, matrix, image)
 
 
+def has_saved_view(target: Target, run_dir: Path) -> bool:
+    """Whether the set-up will realign to this target's View (``viewfile`` named and on disk)."""
+    return bool(target.view_file) and (run_dir / str(target.view_file)).is_file()
+
+
 def saved_view_image(scope: Microscope, target: Target, run_dir: Path) -> Image | None:
     """A target's View image from selection (``viewfile``), checked against the View preset."""
     if not target.view_file:
@@ -99,14 +116,17 @@ def saved_view_image(scope: Microscope, target: Target, run_dir: Path) -> Image 
     return image
 
 
-def realign_first_target(scope: Microscope, view_map: MapImage) -> str:
-    """Bring the field onto target 1 with the X,Y-positioning routine; a one-line account."""
+def realign_first_target(scope: Microscope, view_map: MapImage) -> tuple[str, float]:
+    """Bring the field onto target 1 with the X,Y-positioning routine; a one-line account and
+    the dose its View images put on the target (e/Å²: the realignment's Views and the final
+    one, all under the View map's conditions, centred on the target)."""
     first, final = realign(scope, view_map)
     last = math.hypot(*first.corrections_um[-1]) * 1e3
-    return (
+    text = (
         f"{first.iterations} View image(s), last correction {last:.0f} nm; after the image "
         f"shift reset {math.hypot(*final.correction_um) * 1e3:.0f} nm"
     )
+    return text, (first.iterations + 1) * first.image.dose_e_a2
 
 
 def reach_area(
@@ -115,11 +135,17 @@ def reach_area(
     area_stage_um: tuple[float, float] | None,
     run_dir: Path,
     on_step: Callable[[str, str], None],
-) -> None:
+    *,
+    view_tilt_deg: float | None = None,
+) -> Realignment:
     """Stage to the area, eucentric height, and realignment to target 1's View when saved.
 
     Afterwards the image shift in force is the area's origin (see :func:`take_maps`).
-    ``on_step(step, detail)`` reports each stage of it.
+    ``on_step(step, detail)`` reports each stage of it. ``view_tilt_deg``: the tilt the View
+    was taken at (the selection's); the stage tilts there before realigning (an area of a
+    session starts where the last series ended, ±60° say, where the View's field is
+    foreshortened across the axis). Returns what the realignment did, for :func:`take_maps`
+    (its dose is counted with the set-up's other images; its View is kept for the recentring).
     """
     if area_stage_um is not None:
         x, y = area_stage_um
@@ -134,10 +160,17 @@ def reach_area(
         centre = (x + first.ss_x_um, y + first.ss_y_um)
         view_map = saved_view_map(scope, first, run_dir, centre)
         if view_map is not None:
-            on_step("realign", realign_first_target(scope, view_map))
+            tilt = scope.stage.position().tilt_deg
+            if view_tilt_deg is not None and abs(tilt - view_tilt_deg) > 0.05:
+                scope.stage.tilt_to(view_tilt_deg, backlash_compensate=True)
+            text, dose = realign_first_target(scope, view_map)
+            text += f" (from {tilt:.1f}°)"
+            on_step("realign", text)
             # The field now sits on target 1: the area's origin is its shift back.
             ix, iy = scope.optics.image_shift_um()
             scope.optics.set_image_shift_um(ix - first.ss_x_um, iy - first.ss_y_um)
+            return Realignment(dose, view_map.image)
+    return Realignment()
 
 
 def take_maps(
@@ -146,13 +179,19 @@ def take_maps(
     settings: AcquisitionSettings,
     run_dir: Path,
     root: str,
+    realigned: Realignment | None = None,
 ) -> AreaSetup:
     """Preview maps of all targets at the selection tilt, written as ``<root>_tgt_NNN.mrc``.
 
     The image shift in force when called is the area's origin: target shifts add to it.
+    ``realigned``: :func:`reach_area`'s realignment to target 1's View, whose dose is counted
+    with the maps' and whose View is kept (``views``).
     """
     origin = scope.optics.image_shift_um()
     setup = AreaSetup(origin_is_um=origin)
+    if realigned is not None and realigned.view is not None:
+        setup.dose_e_a2[1] = realigned.dose_e_a2
+        setup.views[1] = realigned.view
     scope.stage.tilt_to(settings.tilt_targets_deg, backlash_compensate=True)
     for number, target in enumerate(targets, start=1):
         if target.skip:

@@ -114,6 +114,9 @@ class Toolkit:
         self.setup_dose_e_a2: dict[int, float] = {}
         """The dose (e/Å²) the engine's set-up put on each target with the images it took there
         (its map, its start Preview): where a strategy that keeps a dose budget starts from."""
+        self.view_maps: dict[int, Image] = {}
+        """Per target, the View from selection the set-up realigned it to (``viewfile``: the
+        hole and its edge), for finding it again where its Preview map shows too little."""
         self.autofocus_scale = 1.0
         """The autofocus's readings per true µm of defocus, as the set-up measured it
         (acquisition/setup/autofocus_scale.py); 1 until measured."""

@@ -212,6 +212,7 @@ class SequentialStrategy:
                     tolerance_um=o.recentre_tolerance_um,
                     iterations=o.recentre_iterations,
                     stage_offset_um=self.stage_offset_um,
+                    view_map=toolkit.view_maps.get(info.index),
                 )
                 is_um = done.image_shift_um
                 if not done.lost:

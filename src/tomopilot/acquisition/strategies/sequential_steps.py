@@ -131,12 +131,17 @@ def backlash_release(
 
 
 def locate_map_wider(
-    toolkit: Toolkit, reference: Image, doses_e_a2: list[float] | None = None
+    toolkit: Toolkit,
+    reference: Image,
+    doses_e_a2: list[float] | None = None,
+    view_map: Image | None = None,
 ) -> tuple[NDArray[np.float64], str] | None:
     """Where a target's map lies in a wider field taken now (µm, as :func:`register_to_map`)
     and which field found it, for a target the Preview lost: first a Preview of the camera's
     whole chip (the same pixel, a larger field) when the Preview uses part of it, then a
-    View (lower magnification: the map resampled to its pixel). None if neither peak is
+    View (lower magnification: the map resampled to its pixel; with ``view_map``, the
+    target's View from selection, the View is aligned to that instead: it holds the hole's
+    edge, where a Preview map of a hole's ice holds nothing to find). None if neither peak is
     believable (MIN_MAP_SIGNIFICANCE, MIN_VIEW_SIGNIFICANCE). The dose of each image taken
     is appended to ``doses_e_a2``."""
     scope = toolkit.scope
@@ -154,8 +159,13 @@ def locate_map_wider(
             return np.asarray(hit[0], dtype=np.float64), "whole-chip Preview"
     view = toolkit.view()
     doses.append(view.dose_e_a2)
-    hit = toolkit.locate_in_wider(reference, view)
-    if hit is None or hit[1] < MIN_VIEW_SIGNIFICANCE:
+    if view_map is not None:  # View to View, as the tracking Views (their threshold)
+        hit = toolkit.shift_um(view_map, view)
+        threshold = MIN_VIEW_TRACKING_SIGNIFICANCE
+    else:
+        hit = toolkit.locate_in_wider(reference, view)
+        threshold = MIN_VIEW_SIGNIFICANCE
+    if hit is None or hit[1] < threshold:
         return None
     return np.asarray(hit[0], dtype=np.float64), "View"
 
@@ -186,6 +196,7 @@ def recentre_by_stage(
     tolerance_um: float,
     iterations: int,
     stage_offset_um: tuple[float, float] = (0.0, 0.0),
+    view_map: Image | None = None,
 ) -> Recentring:
     """Move the stage under the target (its map ``reference``), the image shift back to 0.
 
@@ -196,8 +207,9 @@ def recentre_by_stage(
     registered to the map (:func:`register_to_map`) correct the rest by stage moves until
     within ``tolerance_um``. When a Preview cannot be registered (the stage missed by more
     than half its field, or it shows too little), a wider field is searched for the map
-    (:func:`locate_map_wider`) and the stage moves by what it finds; when that fails too, the
-    target is reported lost.
+    (:func:`locate_map_wider`, with the target's View from selection ``view_map`` when there
+    is one) and the stage moves by what it finds; when that fails too, the target is reported
+    lost.
     """
     scope = toolkit.scope
     misses: list[float] = []
@@ -225,7 +237,7 @@ def recentre_by_stage(
                 offset = offset - carried
         from_preview = miss is not None
         if miss is None:
-            wider = locate_map_wider(toolkit, reference, doses)
+            wider = locate_map_wider(toolkit, reference, doses, view_map)
             if wider is None:
                 lost = True  # keep what the stage did, image shift at the origin
                 break

@@ -14,8 +14,11 @@
 The target list (:func:`write_target_list`) is a PACEtomo-style targets file
 ``<root>_tgts.txt``: every target with its stage position (``stageX``/``stageY``) and its
 specimen shift from target 1 (``SSX``/``SSY``), which ``tomopilot acquire`` reads (the
-``sequential`` strategy gives each its own area); the Navigator gains one Acquire point per
-target (labelled ``T001``…, the ice in the note) and a focus point beside each (``F001``…).
+``sequential`` strategy gives each its own area), each target's Preview map
+``<root>_tgt_NNN.mrc`` (``tgtfile``) and View ``<root>_tgt_NNN_view.mrc`` (``viewfile``, a
+View centred on the hole, its edge in the field: the series realigns to it before the Preview
+map alignment); the Navigator gains one Acquire point per target (labelled ``T001``…, the ice
+in the note) and a focus point beside each (``F001``…).
 
 Every file is written to a temporary name and renamed, so a crash leaves the old file whole.
 """
@@ -219,9 +222,13 @@ def write_atlas(
     return {"mrc": mrc_path, "mdoc": mdoc_path, "nav": nav_path}
 
 
-def target_set(targets: list[HoleTarget], root: str, *, maps: bool = False) -> TargetSet:
+def target_set(
+    targets: list[HoleTarget], root: str, *, maps: bool = False, views: bool = False
+) -> TargetSet:
     """Targets in acquisition order: stage positions, shifts from target 1, file names (with
-    ``maps``, each target's map ``<root>_tgt_NNN.mrc``)."""
+    ``maps``, each target's map ``<root>_tgt_NNN.mrc``; with ``views``, each target's View
+    ``<root>_tgt_NNN_view.mrc``: in a sequential session every target is an area's target 1,
+    which its set-up realigns to its View)."""
     if not targets:
         raise ValueError("no targets to write")
     x0, y0 = targets[0].centre_um
@@ -238,7 +245,20 @@ def target_set(targets: list[HoleTarget], root: str, *, maps: bool = False) -> T
             for t in targets
         ]
     )
-    return name_files(out, root, maps=maps)
+    named = name_files(out, root, maps=maps)
+    if views:
+        for index, target in enumerate(named.targets, start=1):
+            target.view_file = view_file_name(root, index)
+    return named
+
+
+def view_file_name(root: str, index: int) -> str:
+    """A target's View file (PACEtomo's name for target 1's: ``<root>_tgt_NNN_view.mrc``)."""
+    return f"{root}_tgt_{index:03d}_view.mrc"
+
+
+def _every(images: Sequence[NDArray[np.float32] | None] | None, n: int) -> bool:
+    return images is not None and len(images) == n and all(m is not None for m in images)
 
 
 def write_target_list(
@@ -250,17 +270,25 @@ def write_target_list(
     pixel_size_a: float = 1.0,
     nav_path: Path | None = None,
     z_um: float = 0.0,
+    views: Sequence[NDArray[np.float32] | None] | None = None,
+    view_pixel_size_a: float = 1.0,
 ) -> Path:
     """Write ``<root>_tgts.txt`` (and each target's map ``<root>_tgt_NNN.mrc`` when every
-    target has one) and, with ``nav_path``, add the targets to that Navigator."""
+    target has one, and its View ``<root>_tgt_NNN_view.mrc`` when every target has one) and,
+    with ``nav_path``, add the targets to that Navigator."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with_maps = maps is not None and len(maps) == len(targets) and all(m is not None for m in maps)
-    tset = target_set(targets, root, maps=with_maps)
+    with_maps = _every(maps, len(targets))
+    with_views = _every(views, len(targets))
+    tset = target_set(targets, root, maps=with_maps, views=with_views)
     if with_maps and maps is not None:
         for entry, data in zip(tset.targets, maps, strict=True):
             if entry.tgt_file is not None and data is not None:
                 _write_map(folder / entry.tgt_file, data, pixel_size_a)
+    if with_views and views is not None:
+        for entry, data in zip(tset.targets, views, strict=True):
+            if entry.view_file is not None and data is not None:
+                _write_map(folder / entry.view_file, data, view_pixel_size_a)
     path = save_targets(folder / f"{root}_tgts.txt", tset)
     if nav_path is not None:
         doc = read_nav(nav_path) if nav_path.exists() else NavDocument.new()

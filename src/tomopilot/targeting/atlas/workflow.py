@@ -12,6 +12,10 @@
    against the Preview preset's dose give the ice thickness (the log ratio again), a target
    outside ``ice_range_nm`` is dropped, and the image is kept as the target's map, to which the
    series recentres the target by stage moves (Leginon's iterative recentring) when it starts.
+   A **View** follows, with the same image shift, under the View area's own conditions (as
+   the series will take its Views): it shows the hole's edge and the carbon around it, which
+   the Preview (all ice) does not, and the series realigns to it first (SerialEM's Realign to
+   Item, PACEtomo's ``viewfile``), wherever the stage has crept to since the atlas.
    The Preview dose is measured once over vacuum, at the torn film of a broken square the
    atlas found (Leginon's dose measurement over an empty area; a real microscope's preset
    has no dose until then, and a beam's current is not its nominal one: on the twin a 3 %
@@ -39,7 +43,7 @@ from scipy import ndimage
 
 from tomopilot.core.config import ConfigModel
 from tomopilot.core.events import Message, Progress
-from tomopilot.instrument import Image, Microscope
+from tomopilot.instrument import AreaPreset, Image, LowDoseArea, Microscope
 from tomopilot.instrument.presets import PresetManager
 from tomopilot.targeting.atlas.montage import Atlas, acquire_atlas
 from tomopilot.targeting.atlas.squares import (
@@ -79,13 +83,16 @@ class AtlasSettings(ConfigModel):
     max_square_ice_nm: float = Field(default=200.0, gt=0)
     recentre_with_hole_image: bool = True
     confirm_with_preview: bool = True
+    view_per_target: bool = Field(
+        default=True, description="a View of each target, for its series to realign to"
+    )
     mfp_nm: float = Field(default=ICE_MFP_NM, gt=0)
 
 
 @dataclass
 class AtlasResult:
-    """The atlas, its survey, what was found in each square looked at, the targets and their
-    Preview maps (None without the Preview step)."""
+    """The atlas, its survey, what was found in each square looked at, the targets, their
+    Preview maps (None without the Preview step) and their Views (None without)."""
 
     atlas: Atlas
     survey: SquareSurvey
@@ -93,6 +100,7 @@ class AtlasResult:
     targets: list[HoleTarget] = field(default_factory=list)
     target_squares: list[int] = field(default_factory=list)
     maps: list[NDArray[np.float32] | None] = field(default_factory=list)
+    views: list[NDArray[np.float32] | None] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
 
 
@@ -142,6 +150,13 @@ def _preview(
     transmission = float(centre.mean()) / per_pixel if per_pixel > 0 else 0.0
     ice = mfp_nm * -math.log(transmission) if transmission > 0 else math.inf
     return ice, np.asarray(image.data, np.float32)
+
+
+def _view(scope: Microscope, conditions: AreaPreset) -> NDArray[np.float32]:
+    """A View where the field is, under the View area's own ``conditions`` (those the series
+    takes its Views with; the Hole preset goes through the same area and may differ)."""
+    scope.optics.set_preset(LowDoseArea.VIEW, conditions)
+    return np.asarray(scope.camera.acquire(LowDoseArea.VIEW).data, np.float32)
 
 
 def vacuum_point_um(
@@ -226,6 +241,7 @@ def grid_to_targets(
 ) -> AtlasResult:
     """Atlas, squares, holes and targets of the grid in the microscope (module docstring)."""
     settings = settings or AtlasSettings()
+    view_conditions = scope.optics.preset(LowDoseArea.VIEW)  # before the Hole preset's
     atlas = acquire_atlas(
         scope,
         presets,
@@ -283,9 +299,11 @@ def grid_to_targets(
                     continue
                 if judge_ice:
                     kept = HoleTarget(centre_um=kept.centre_um, focus_um=kept.focus_um, ice_nm=ice)
+            view = _view(scope, view_conditions) if settings.view_per_target else None
             scope.optics.set_image_shift_um(0.0, 0.0)
             result.targets.append(kept)
             result.maps.append(preview)
+            result.views.append(view)
             result.target_squares.append(square.label)
         _emit(
             scope,
