@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from tomopilot.acquisition.output.journal import replay_journal
 from tomopilot.acquisition.plan.run_config import ResolvedRun
 from tomopilot.acquisition.plan.run_plan import RunPlan, RunSummary, area_root
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
-from tomopilot.acquisition.plan.tilt_schemes import Branch, TiltController, TiltScheme, TiltStep
+from tomopilot.acquisition.plan.tilt_schemes import HalvesInTheirDirection
 from tomopilot.acquisition.quality import RunQuality, assess_areas
 from tomopilot.acquisition.setup.reach_area import has_saved_view
 from tomopilot.acquisition.strategies.sequential import SequentialStrategy
@@ -51,38 +51,6 @@ class SessionSummary:
     def n_exposures(self) -> int:
         """Records committed over every area."""
         return sum(s.n_exposures for _, s in self.areas)
-
-
-class HalvesInTheirDirection(TiltScheme):
-    """A bidirectional scheme whose − half is approached downwards, one move per tilt, as
-    Leginon tilts it (after a backlash release from above, :mod:`.strategies.sequential`);
-    the parallel strategies approach every negative tilt from below (two moves)."""
-
-    def steps(self) -> list[TiltStep]:
-        return [_downwards(s) for s in super().steps()]
-
-    def controller(
-        self, *, resume_after: int | None = None, ended_branches: Iterable[Branch] = ()
-    ) -> TiltController:
-        return _DownwardsController(
-            self.steps(),
-            step_deg=self.step_deg,
-            slow_tilt=self.slow_tilt,
-            resume_after=resume_after,
-            ended_branches=ended_branches,
-        )
-
-
-class _DownwardsController(TiltController):
-    """Hands out the − half's steps without an approach from below."""
-
-    def next_step(self) -> TiltStep | None:
-        step = super().next_step()
-        return None if step is None else _downwards(step)
-
-
-def _downwards(step: TiltStep) -> TiltStep:
-    return replace(step, approach_deg=None) if step.branch == "-" else step
 
 
 def sequential_plans(resolved: ResolvedRun, plan: RunPlan) -> list[RunPlan]:

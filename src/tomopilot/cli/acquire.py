@@ -27,6 +27,7 @@ from tomopilot.acquisition.events import (
 from tomopilot.acquisition.output.side_files import detach_run_log
 from tomopilot.acquisition.plan.estimate import Timing, estimate_duration
 from tomopilot.acquisition.plan.run_config import ResolvedRun, load_acquire_config, resolve_run
+from tomopilot.acquisition.plan.sequential_estimate import session_estimate
 from tomopilot.acquisition.plan.target_defocus import defocus_per_target
 from tomopilot.acquisition.quality import RunQuality, assess_run_dir
 from tomopilot.acquisition.run import attach_outputs, close_microscope, start_run
@@ -121,6 +122,8 @@ def _dry_run(config_path: Path, strategy: str | None) -> None:
         ),
         tracking_views=views_per_target * n_targets,
     )
+    if sequential:  # an area per target, with Leginon's steps around every series
+        estimate = session_estimate(config, resolved, levers_for("sequential", settings))
     if views_per_target:
         which = (
             "one before every Record"

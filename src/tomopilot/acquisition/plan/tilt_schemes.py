@@ -452,3 +452,35 @@ class TiltController:
     def __iter__(self) -> Iterator[TiltStep]:
         while (step := self.next_step()) is not None:
             yield step
+
+
+class HalvesInTheirDirection(TiltScheme):
+    """A bidirectional scheme whose − half is approached downwards, one move per tilt, as
+    Leginon tilts it (after a backlash release from above: the ``sequential`` strategy);
+    the parallel strategies approach every negative tilt from below (two moves)."""
+
+    def steps(self) -> list[TiltStep]:
+        return [_downwards(s) for s in super().steps()]
+
+    def controller(
+        self, *, resume_after: int | None = None, ended_branches: Iterable[Branch] = ()
+    ) -> TiltController:
+        return _DownwardsController(
+            self.steps(),
+            step_deg=self.step_deg,
+            slow_tilt=self.slow_tilt,
+            resume_after=resume_after,
+            ended_branches=ended_branches,
+        )
+
+
+class _DownwardsController(TiltController):
+    """Hands out the − half's steps without an approach from below."""
+
+    def next_step(self) -> TiltStep | None:
+        step = super().next_step()
+        return None if step is None else _downwards(step)
+
+
+def _downwards(step: TiltStep) -> TiltStep:
+    return replace(step, approach_deg=None) if step.branch == "-" else step
