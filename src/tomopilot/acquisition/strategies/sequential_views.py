@@ -53,6 +53,9 @@ _log = logging.getLogger(__name__)
 # exposure and read-out, its correlation, the focus): a fill due within this after the
 # View is started before it.
 VIEW_TO_RECORD_S = 15.0
+# A tracking View that finds nothing after a tilt step is tried from half the step, and what
+# is left halved again, down to steps this small.
+HALF_STEP_MIN_DEG = 2.0
 
 
 def track_with_view(
@@ -73,39 +76,115 @@ def track_with_view(
         # Beyond the limit no View is taken: the engine meets the limit with the Record's
         # image shift and ends the branch, as without tracking Views.
         return predicted_um
-    view = _view_clear_of_dewar(toolkit, t, step.branch)
-    key = f"view:{t.info.index}:{step.branch}"
     t.view_position_um = None
     if step.branch == "start":
+        view = _view_clear_of_dewar(toolkit, t, step.branch)
+        key = f"view:{t.info.index}:{step.branch}"
         images[key] = view
         first = Reference(key, (0.0, 0.0), step.tilt_deg)
         t.view_references = {0: first, 1: first}
         t.view_position_um = predicted_um
         return predicted_um
+    position = _view_and_track(
+        toolkit, images, t, step, step.tilt_deg, predicted_um, relocate_fraction
+    )
+    reference = t.view_references.get(group_of(step.branch))
+    # Only where the last tilt's View found the target: a View with nothing to track by
+    # (no texture) finds nothing at half the step either.
+    last = reference is not None and math.isclose(
+        abs(step.tilt_deg - reference.tilt_deg), toolkit.settings.step_deg, abs_tol=0.5
+    )
+    if position is None and reference is not None and last:
+        position = _by_half_step(
+            toolkit, images, t, step, reference.tilt_deg, predicted_um, relocate_fraction
+        )
+    if position is None:
+        _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
+        return predicted_um
+    t.view_position_um = position
+    return position
+
+
+def _view_and_track(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    step: TiltStep,
+    tilt_deg: float,
+    at_um: tuple[float, float],
+    relocate_fraction: float,
+) -> tuple[float, float] | None:
+    """A View at ``at_um`` (the stage at ``tilt_deg``) correlated with the group's reference
+    View: where the target is (image shift µm), the View then the group's reference; None
+    when no believable peak lies within ``relocate_fraction`` of the View's field."""
+    try:
+        toolkit.scope.optics.set_image_shift_um(*at_um)
+    except ImageShiftLimitError:
+        return None
+    view = _view_clear_of_dewar(toolkit, t, step.branch)
     group = group_of(step.branch)
     reference = t.view_references.get(group)
     previous = None if reference is None else images.get(reference.key)
     if reference is None or previous is None:
-        return predicted_um
+        return None
     found = tracking_displacement_um(
         toolkit,
         previous,
         view,
         reference.tilt_deg,
-        step.tilt_deg,
+        tilt_deg,
         MIN_VIEW_TRACKING_SIGNIFICANCE,
         pretilt_about_axis_deg(toolkit.settings),
     )
     field_um = min(view.data.shape) * view.pixel_size_a * 1e-4
     if found is None or math.hypot(*found) > relocate_fraction * field_um:
-        _log.info("target %d at %g°: no tracking peak in its View", t.info.index, step.tilt_deg)
-        return predicted_um
-    carried = carried_offset_um(toolkit, reference.offset_um, reference.tilt_deg, step.tilt_deg)
+        return None
+    carried = carried_offset_um(toolkit, reference.offset_um, reference.tilt_deg, tilt_deg)
     offset = (carried[0] + found[0], carried[1] + found[1])
+    key = f"view:{t.info.index}:{step.branch}"
     images[key] = view
-    t.view_references[group] = Reference(key, offset, step.tilt_deg)
-    position = (predicted_um[0] + offset[0], predicted_um[1] + offset[1])
-    t.view_position_um = position
+    t.view_references[group] = Reference(key, offset, tilt_deg)
+    return (at_um[0] + offset[0], at_um[1] + offset[1])
+
+
+def _by_half_step(
+    toolkit: Toolkit,
+    images: dict[str, Image],
+    t: SequentialTarget,
+    step: TiltStep,
+    reference_tilt_deg: float,
+    predicted_um: tuple[float, float],
+    relocate_fraction: float,
+) -> tuple[float, float] | None:
+    """Ours: a View that finds nothing after a tilt step of HALF_STEP_MIN_DEG or more is
+    tried again from half the step. A stage sliding on a run-away branch can move the target
+    by half a hole lattice's foreshortened pitch in one step (twin seed 1's grid: ~1 µm from
+    30° to 45°, the pitch across the axis 2.1 µm): the View then shows the target hole at one
+    edge and its neighbour at the other, and no peak stands out. At half the step the move is
+    half as large: the View found there becomes the reference, and the View at the step is
+    taken where it put the target (if that finds nothing either, what is left of the step is
+    halved in turn). The stage returns to the step's tilt by the step's own approach.
+    Leginon goes on at the prediction."""
+    if abs(step.tilt_deg - reference_tilt_deg) < HALF_STEP_MIN_DEG:
+        return None
+    scope = toolkit.scope
+    middle = 0.5 * (step.tilt_deg + reference_tilt_deg)
+    scope.stage.tilt_to(middle)
+    found = _view_and_track(toolkit, images, t, step, middle, predicted_um, relocate_fraction)
+    if step.approach_deg is not None:
+        scope.stage.tilt_to(step.approach_deg)
+    scope.stage.tilt_to(step.tilt_deg)
+    if found is None:
+        return None
+    _log.info(
+        "target %d at %g°: its View found nothing; from %g° it did",
+        t.info.index,
+        step.tilt_deg,
+        middle,
+    )
+    position = _view_and_track(toolkit, images, t, step, step.tilt_deg, found, relocate_fraction)
+    if position is None:  # the rest of the slide still too far: halve what is left
+        return _by_half_step(toolkit, images, t, step, middle, found, relocate_fraction)
     return position
 
 
