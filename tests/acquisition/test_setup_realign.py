@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 
 from tomopilot.acquisition.output.journal import replay_journal
+from tomopilot.acquisition.plan.run_config import AcquireConfig
 from tomopilot.acquisition.plan.scenarios import scenario_config
 from tomopilot.acquisition.run import start_run
 from tomopilot.core.errors import ConfigError
 from tomopilot.instrument.twin.specimen import HoleyFilm
 from tomopilot.io.mrc_image import write_mrc
+
+
+def _within_3_degrees(config: AcquireConfig) -> AcquireConfig:
+    """The configuration with its series cut to −3…+3° (three tilts: quick)."""
+    settings = config.settings.model_copy(update={"min_tilt_deg": -3.0, "max_tilt_deg": 3.0})
+    return config.model_copy(update={"settings": settings})
 
 
 def _target_1_error_um(config_dir: Path, seed: int, *, realign: bool) -> float:
@@ -25,13 +32,7 @@ def _target_1_error_um(config_dir: Path, seed: int, *, realign: bool) -> float:
     config.area.y_um -= 0.3
     if not realign:
         config.targets.inline[0].view_file = None  # type: ignore[index]
-    config = config.model_copy(
-        update={
-            "settings": config.settings.model_copy(
-                update={"min_tilt_deg": -3.0, "max_tilt_deg": 3.0}
-            )
-        }
-    )
+    config = _within_3_degrees(config)
     engine, _ = start_run(config)
     engine.run()
     truth = engine.scope.ground_truth  # type: ignore[attr-defined]
@@ -68,13 +69,7 @@ def test_the_realignment_views_are_counted_on_target_1(tmp_path: Path) -> None:
     # them with target 1's map and start Preview, which target 2 has too. Counted doses are
     # the presets' (the twin's beam is 6 % under them here: its FEG's decay).
     config = scenario_config("holey_flat", 201, "pace", tmp_path, render=True)
-    config = config.model_copy(
-        update={
-            "settings": config.settings.model_copy(
-                update={"min_tilt_deg": -3.0, "max_tilt_deg": 3.0}
-            )
-        }
-    )
+    config = _within_3_degrees(config)
     engine, _ = start_run(config)
     engine.run()
     truth = engine.scope.ground_truth  # type: ignore[attr-defined]

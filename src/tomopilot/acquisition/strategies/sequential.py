@@ -24,13 +24,10 @@ Exposure can follow 1/cos θ with a total dose spread over the series (Leginon's
 dose cap ends a target's branches before they pass it. The state (predictor, references,
 accumulated dose) is journalled after every Record, so a killed run continues where it stopped.
 
-Where the parts live: recentring, backlash, drift and the tracking correlation in
-:mod:`.sequential_steps`; the start reference after the release in :mod:`.sequential_release`;
-the defocus–tilt table, the plane and the Focus-area readings in :mod:`.sequential_focus`;
-set-up reports in :mod:`.sequential_setup`; exposures and dose in :mod:`.sequential_dose`; the
-tracking after a Record in :mod:`.sequential_tracking` and the Views in
-:mod:`.sequential_views`; between the halves :mod:`.sequential_halves`; a target's state
-:mod:`.sequential_state`.
+Its parts: :mod:`.sequential_steps` (recentring, backlash, drift, tracking correlation),
+:mod:`.sequential_release` (the start reference), :mod:`.sequential_focus` (table, plane,
+readings), :mod:`.sequential_setup`, :mod:`.sequential_dose`, :mod:`.sequential_tracking`,
+:mod:`.sequential_views`, :mod:`.sequential_halves`, :mod:`.sequential_state`.
 """
 
 from __future__ import annotations
@@ -198,12 +195,12 @@ class SequentialStrategy:
                     toolkit, self._fitted_table(), start_tilt_deg, min(PLANE_CHECK_DEG, reach)
                 )
             _log.info("the Focus area's plane: %s", self.plane)
-        setup_dose_e_a2: dict[int, float] = {}  # of the recentring's images, at each target
         for info in targets:
             x, y = info.ss_um
             z0 = initial_depth_um(x, y, s.pretilt_deg, s.rotation_deg)
             focus = focus0_um + (info.defocus_um - s.max_defocus_um) - z0
             is_um = start_is_um[info.index]
+            recentring_dose = 0.0  # of the recentring's images
             if not info.skip and len(live) == 1 and f"map:{info.index}" in references:
                 done = recentre_by_stage(
                     toolkit,
@@ -217,7 +214,7 @@ class SequentialStrategy:
                 is_um = done.image_shift_um
                 if not done.lost:
                     self.stage_offset_um = done.stage_offset_um
-                setup_dose_e_a2[info.index] = done.dose_e_a2
+                recentring_dose = done.dose_e_a2
                 report_recentring(toolkit, info.index, done)
             self.targets[info.index] = SequentialTarget(
                 info=info,
@@ -226,10 +223,8 @@ class SequentialStrategy:
                 predictor=TiltPredictor(self.predictor_settings, earlier),
                 skipped={"start", "+", "-"} if info.skip else set(),
             )
-            count_dose(self.targets[info.index], "start", setup_dose_e_a2.get(info.index, 0.0))
-            count_dose(
-                self.targets[info.index], "start", toolkit.setup_dose_e_a2.get(info.index, 0.0)
-            )
+            setup_dose = recentring_dose + toolkit.setup_dose_e_a2.get(info.index, 0.0)  # + maps
+            count_dose(self.targets[info.index], "start", setup_dose)
         before: dict[int, Image] = {}  # Leginon's backlash correction: Views before the release
         if o.backlash_release:
             for number, target in self.targets.items():
@@ -358,16 +353,14 @@ class SequentialStrategy:
         drift wait, then the − branch's approach."""
         assert self._toolkit is not None
         scope = self._toolkit.scope
-        # A − half without approaches from below (the session's HalvesInTheirDirection) is
-        # tilted downwards, one move per tilt: Leginon's backlash release from above first.
-        downwards = step.approach_deg is None
+        # A − half tilted downwards (HalvesInTheirDirection): Leginon's release from above first
         recentre_between_halves(
             self._toolkit,
             self._images,
             t,
             self.options,
             self.start_tilt_deg,
-            from_above=downwards,
+            from_above=step.approach_deg is None,
         )
         if self.options.drift_check != "off":
             self._wait_for_drift()
